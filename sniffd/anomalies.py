@@ -32,7 +32,8 @@ ANOMALIES: dict[str, str] = {
     "response_missing": "The request got no response before its connection ended or timed out (response is null).",
     "request_missing": "A response was seen with no request to pair it with (request is null), e.g. after a mid-stream pickup.",
     "http_upgrade": "The connection switched protocols (101 Switching Protocols, or CONNECT answered 2xx); this transaction is logged and the rest of the connection is not parsed as HTTP.",
-    "head_body_ignored": "A response to HEAD announced a body; per RFC 9110 section 9.3.2 it has none, and parsing continued at the next response.",
+    "header_limit": "A message had more header bytes or header fields than max_header_bytes / max_header_count; the excess fields are not recorded.",
+    "pending_overflow": "More requests were awaiting a response on one connection than max_pending_requests; the oldest was written unanswered.",
     "idle_timeout": "The connection was idle longer than idle_timeout_s and was flushed; open transactions were written.",
     "cut_by_shutdown": "sniffd was stopped while this transaction was open; it was written as it stood.",
 }

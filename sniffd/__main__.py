@@ -1,0 +1,3 @@
+from sniffd.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""Command line: ``sniffd read``, plus the daemon's commands from sniffd.daemon.
+
+Bad input (missing file, non-pcap file, invalid BPF, bad config) gets one
+line on stderr naming the problem and exit status 2, with no output file
+left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sniffd import __version__
+
+EXIT_USAGE = 2
+
+
+def _die(msg: str) -> int:
+    print(f"sniffd: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sniffd", description="Log every HTTP exchange seen on the wire as one JSON line.")
+    parser.add_argument("--version", action="version", version=f"sniffd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rd = sub.add_parser("read", help="read pcap/pcapng files and print one JSON line per HTTP transaction")
+    rd.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng capture files, read in order")
+    rd.add_argument("-f", "--filter", dest="bpf", default="", metavar="BPF", help="BPF expression applied by libpcap")
+    rd.add_argument("-o", "--output", default="-", metavar="PATH", help="write JSON lines here instead of stdout")
+    rd.add_argument("--stats", action="store_true", help="print the run's counters (packets, anomalies by name) as JSON on stderr")
+    rd.set_defaults(func=cmd_read)
+
+    try:
+        from sniffd import daemon
+    except ImportError:  # pragma: no cover - daemon module is part of the package
+        daemon = None
+    if daemon is not None and hasattr(daemon, "register"):
+        daemon.register(sub)
+    return parser
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from sniffd.readfile import read_files
+
+    return read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `sniffd read x.pcap | head`: the reader went away; not an error.
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

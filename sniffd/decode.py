@@ -1,0 +1,369 @@
+"""Decode stage (pure, stateless): one captured frame in, one value out.
+
+``decode_frame(linktype, frame)`` returns one of
+
+* a ``Segment`` tuple ``(src, dst, sport, dport, seq, ack, flags, payload, lost)``
+  for a TCP segment; ``src``/``dst`` are packed addresses (4 or 16 bytes),
+  ``lost`` is how many payload bytes the capture did not keep (snaplen);
+* a ``Fragment`` for a piece of a fragmented IP datagram (the ``fragments``
+  stage puts datagrams back together and calls ``decode_transport``);
+* a ``str``: the anomaly name of a frame that cannot be decoded (dropped);
+* ``None``: a well-formed frame that is not TCP (ARP, UDP, ...): ignored.
+
+Two implementations give the same values: a fast path written with
+``struct`` for the common frame (Ethernet or Linux SLL, IPv4 or IPv6 without
+extension headers, TCP), which builds no objects, and dpkt for every other
+frame (VLAN/QinQ tags, SLL2, raw IP, BSD NULL/loopback, IPv6 extension
+headers, fragments).  ``decode_frame_dpkt`` is the dpkt path on its own, so a
+test can check both agree on every capture.
+
+Checksums are not verified: capture hosts with checksum offload record wrong
+ones for the packets they send, and a sniffer must log those too.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+import dpkt
+
+# Link types (pcap LINKTYPE_* values as libpcap reports them via datalink()).
+DLT_NULL = 0
+DLT_EN10MB = 1
+DLT_RAW = 12  # what libpcap maps LINKTYPE_RAW (101) to on Linux
+DLT_RAW_BSD = 14
+DLT_LOOP = 108
+LINKTYPE_RAW = 101
+DLT_LINUX_SLL = 113
+DLT_IPV4 = 228
+DLT_IPV6 = 229
+DLT_LINUX_SLL2 = 276
+
+SUPPORTED_LINKTYPES = {
+    DLT_NULL: "BSD loopback (NULL)",
+    DLT_EN10MB: "Ethernet",
+    DLT_RAW: "raw IP",
+    DLT_RAW_BSD: "raw IP",
+    DLT_LOOP: "OpenBSD loopback",
+    LINKTYPE_RAW: "raw IP",
+    DLT_LINUX_SLL: "Linux cooked capture v1",
+    DLT_IPV4: "raw IPv4",
+    DLT_IPV6: "raw IPv6",
+    DLT_LINUX_SLL2: "Linux cooked capture v2",
+}
+
+ETH_IP4 = 0x0800
+ETH_IP6 = 0x86DD
+VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
+PROTO_TCP = 6
+PROTO_FRAG6 = 44
+# IPv6 extension headers sniffd skips to reach TCP (RFC 8200 section 4).
+IP6_EXT = {0, 43, 60, 135, 139, 140}
+IP6_AH = 51
+IP6_NONXT = 59
+
+# BSD NULL: address family in host byte order of the capturing machine.
+AF_INET = 2
+AF_INET6 = {10, 24, 28, 30}  # Linux, NetBSD/OpenBSD, FreeBSD, macOS
+
+TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+
+class Segment(NamedTuple):
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    payload: bytes
+    lost: int
+
+
+class Fragment(NamedTuple):
+    """One IP fragment.  ``offset`` in bytes; ``key`` identifies the datagram."""
+
+    key: tuple
+    version: int
+    src: bytes
+    dst: bytes
+    proto: int
+    offset: int
+    more: bool
+    data: bytes
+    # For IPv4 the whole datagram length is known from the last fragment only;
+    # ``lost`` counts bytes of this fragment the snaplen cut.
+    lost: int
+
+
+class UnknownLinkType(ValueError):
+    """Raised once per capture, before any frame: configuration-level error."""
+
+
+def check_linktype(linktype: int) -> None:
+    if linktype not in SUPPORTED_LINKTYPES:
+        names = ", ".join(f"{v} ({k})" for k, v in sorted(SUPPORTED_LINKTYPES.items()))
+        raise UnknownLinkType(f"unsupported link type {linktype}; sniffd reads {names}")
+
+
+_u16 = struct.Struct("!H").unpack_from
+_IP4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
+_tcp = struct.Struct("!HHIIBB").unpack_from
+_IP6 = struct.Struct("!IHBB16s16s").unpack_from
+
+
+# --------------------------------------------------------------- transport
+
+def decode_tcp(src: bytes, dst: bytes, buf: bytes, lost: int):
+    """TCP header + payload from an IP payload (``buf``) of which ``lost``
+    trailing bytes were not captured."""
+    if len(buf) < 20:
+        return "truncated_frame"
+    sport, dport, seq, ack, off, flags = _tcp(buf, 0)
+    hl = (off >> 4) * 4
+    if hl < 20:
+        return "bad_tcp_header"
+    if hl > len(buf):
+        return "truncated_frame" if lost else "bad_tcp_header"
+    return Segment(src, dst, sport, dport, seq, ack, flags, buf[hl:], lost)
+
+
+def decode_transport(version: int, src: bytes, dst: bytes, proto: int, buf: bytes, lost: int = 0):
+    """The upper layer of a whole (possibly reassembled) IP datagram."""
+    if version == 6:
+        # Extension headers after a Fragment header travel in the payload.
+        while proto in IP6_EXT or proto == IP6_AH:
+            if len(buf) < 8:
+                return "truncated_frame"
+            nxt, hlen = buf[0], buf[1]
+            size = (hlen + 2) * 4 if proto == IP6_AH else (hlen + 1) * 8
+            if size > len(buf):
+                return "truncated_frame"
+            proto, buf = nxt, buf[size:]
+    if proto != PROTO_TCP:
+        return None
+    return decode_tcp(src, dst, buf, lost)
+
+
+# --------------------------------------------------------------- fast path
+
+def _ip4(buf: bytes, off: int):
+    """IPv4 at ``buf[off:]``: TCP segment, fragment, anomaly or None."""
+    n = len(buf) - off
+    if n < 20:
+        return "truncated_frame"
+    vhl, _tos, total, ident, frag, _ttl, proto, _sum, src, dst = _IP4(buf, off)
+    if vhl >> 4 != 4:
+        return "bad_ip_header"
+    hl = (vhl & 0xF) * 4
+    if hl < 20:
+        return "bad_ip_header"
+    if hl > n:
+        return "truncated_frame"
+    lost = 0
+    if total == 0:
+        # TCP segmentation offload: the sending host's capture shows one
+        # large segment with total length 0; the frame length is the truth.
+        end = len(buf)
+    elif total < hl:
+        return "bad_ip_header"
+    else:
+        end = off + total
+        if end > len(buf):
+            lost = end - len(buf)
+            end = len(buf)
+    mf = frag & 0x2000
+    foff = (frag & 0x1FFF) * 8
+    if mf or foff:
+        return Fragment((4, src, dst, proto, ident), 4, src, dst, proto, foff, bool(mf), buf[off + hl : end], lost)
+    if proto != PROTO_TCP:
+        return None
+    return decode_tcp(src, dst, buf[off + hl : end], lost)
+
+
+def _ip6(buf: bytes, off: int):
+    n = len(buf) - off
+    if n < 40:
+        return "truncated_frame"
+    vtcfl, plen, nxt, _hlim, src, dst = _IP6(buf, off)
+    if vtcfl >> 28 != 6:
+        return "bad_ip_header"
+    lost = 0
+    if plen == 0:
+        end = len(buf)  # jumbogram or TSO: trust the frame
+    else:
+        end = off + 40 + plen
+        if end > len(buf):
+            lost = end - len(buf)
+            end = len(buf)
+    if nxt == PROTO_TCP:
+        return decode_tcp(src, dst, buf[off + 40 : end], lost)
+    return _ip6_ext(buf[off + 40 : end], src, dst, nxt, lost)
+
+
+def _ip6_ext(buf: bytes, src: bytes, dst: bytes, nxt: int, lost: int):
+    """Walk IPv6 extension headers up to TCP or a Fragment header."""
+    while True:
+        if nxt == PROTO_TCP:
+            return decode_tcp(src, dst, buf, lost)
+        if nxt == PROTO_FRAG6:
+            if len(buf) < 8:
+                return "truncated_frame"
+            proto = buf[0]
+            fo = _u16(buf, 2)[0]
+            ident = struct.unpack_from("!I", buf, 4)[0]
+            return Fragment((6, src, dst, ident), 6, src, dst, proto, fo & 0xFFF8, bool(fo & 1), buf[8:], lost)
+        if nxt in IP6_EXT or nxt == IP6_AH:
+            if len(buf) < 8:
+                return "truncated_frame"
+            size = (buf[1] + 2) * 4 if nxt == IP6_AH else (buf[1] + 1) * 8
+            if size > len(buf):
+                return "truncated_frame"
+            nxt, buf = buf[0], buf[size:]
+            continue
+        return None
+
+
+def _by_ethertype(etype: int, buf: bytes, off: int):
+    if etype == ETH_IP4:
+        return _ip4(buf, off)
+    if etype == ETH_IP6:
+        return _ip6(buf, off)
+    return None
+
+
+def decode_frame(linktype: int, frame: bytes):
+    """Fast path for the common frames; everything else goes through dpkt."""
+    if linktype == DLT_EN10MB:
+        if len(frame) >= 14:
+            etype = (frame[12] << 8) | frame[13]
+            if etype == ETH_IP4:
+                return _ip4(frame, 14)
+            if etype == ETH_IP6 and len(frame) >= 54 and frame[20] == PROTO_TCP:
+                return _ip6(frame, 14)
+    elif linktype == DLT_LINUX_SLL:
+        if len(frame) >= 16:
+            etype = (frame[14] << 8) | frame[15]
+            if etype == ETH_IP4:
+                return _ip4(frame, 16)
+            if etype == ETH_IP6 and len(frame) >= 56 and frame[22] == PROTO_TCP:
+                return _ip6(frame, 16)
+    return decode_frame_dpkt(linktype, frame)
+
+
+# --------------------------------------------------------------- dpkt path
+
+def _link_dpkt(linktype: int, frame: bytes):
+    """(ethertype-ish version, bytes of the IP packet) via dpkt's link classes,
+    or an anomaly name / None."""
+    try:
+        if linktype == DLT_EN10MB:
+            if len(frame) < 14:
+                return "truncated_frame"
+            eth = dpkt.ethernet.Ethernet(frame)
+            # dpkt strips 802.1Q / 802.1ad (QinQ) tags into eth.vlan_tags and
+            # reports the inner type; the IP packet is what follows them.
+            hdr = 14 + 4 * len(getattr(eth, "vlan_tags", []) or [])
+            if getattr(eth, "mpls_labels", None):
+                return None
+            return eth.type, frame[hdr:]
+        if linktype == DLT_LINUX_SLL:
+            if len(frame) < 16:
+                return "truncated_frame"
+            sll = dpkt.sll.SLL(frame)
+            return sll.ethtype, frame[16:]
+        if linktype == DLT_LINUX_SLL2:
+            if len(frame) < 20:
+                return "truncated_frame"
+            sll2 = dpkt.sll2.SLL2(frame)
+            return sll2.ethtype, frame[20:]
+        if linktype in (DLT_NULL, DLT_LOOP):
+            if len(frame) < 4:
+                return "truncated_frame"
+            le = int.from_bytes(frame[:4], "little")
+            be = int.from_bytes(frame[:4], "big")
+            fam = be if linktype == DLT_LOOP else (le if le < 0x10000 else be)
+            if fam == AF_INET:
+                return ETH_IP4, frame[4:]
+            if fam in AF_INET6:
+                return ETH_IP6, frame[4:]
+            return None
+        if linktype in (DLT_RAW, DLT_RAW_BSD, LINKTYPE_RAW, DLT_IPV4, DLT_IPV6):
+            if not frame:
+                return "truncated_frame"
+            v = frame[0] >> 4
+            if v == 4:
+                return ETH_IP4, frame
+            if v == 6:
+                return ETH_IP6, frame
+            return "bad_ip_header"
+    except (dpkt.NeedData, dpkt.UnpackError, struct.error):
+        return "truncated_frame"
+    return None
+
+
+def _ip4_dpkt(pkt: bytes):
+    if len(pkt) < 20:
+        return "truncated_frame"
+    try:
+        ip = dpkt.ip.IP(pkt)
+    except dpkt.UnpackError:
+        return "bad_ip_header"
+    except dpkt.NeedData:
+        return "truncated_frame"
+    if ip.v != 4:
+        return "bad_ip_header"
+    hl = ip.hl * 4
+    if hl > len(pkt):
+        return "truncated_frame"
+    lost = 0
+    if ip.len == 0:
+        body = pkt[hl:]
+    elif ip.len < hl:
+        return "bad_ip_header"
+    else:
+        body = pkt[hl : ip.len]
+        lost = max(0, ip.len - len(pkt))
+    mf = bool(ip.off & dpkt.ip.IP_MF)
+    foff = (ip.off & dpkt.ip.IP_OFFMASK) * 8
+    if mf or foff:
+        return Fragment((4, ip.src, ip.dst, ip.p, ip.id), 4, ip.src, ip.dst, ip.p, foff, mf, body, lost)
+    if ip.p != PROTO_TCP:
+        return None
+    return decode_tcp(ip.src, ip.dst, body, lost)
+
+
+def _ip6_dpkt(pkt: bytes):
+    if len(pkt) < 40:
+        return "truncated_frame"
+    try:
+        # Only the fixed header through dpkt: its extension-header walk
+        # raises on truncated options, where sniffd wants a named anomaly.
+        ip6 = dpkt.ip6.IP6(pkt[:40])
+    except dpkt.UnpackError:
+        return "bad_ip_header"
+    except dpkt.NeedData:
+        return "truncated_frame"
+    if ip6.v != 6:
+        return "bad_ip_header"
+    lost = 0
+    if ip6.plen == 0:
+        body = pkt[40:]
+    else:
+        body = pkt[40 : 40 + ip6.plen]
+        lost = max(0, 40 + ip6.plen - len(pkt))
+    return _ip6_ext(body, ip6.src, ip6.dst, ip6.nxt, lost)
+
+
+def decode_frame_dpkt(linktype: int, frame: bytes):
+    link = _link_dpkt(linktype, frame)
+    if link is None or isinstance(link, str):
+        return link
+    etype, pkt = link
+    if etype == ETH_IP4:
+        return _ip4_dpkt(pkt)
+    if etype == ETH_IP6:
+        return _ip6_dpkt(pkt)
+    return None

@@ -1,0 +1,366 @@
+"""Flow table (stateful, sans-I/O): TCP segments in, finished transactions out.
+
+All per-connection state lives in one ``Connection``: two ``HalfStream``s
+and the ``HttpSession``.  One thread owns the table; nothing here locks.
+
+Call order: ``feed(segment, now)`` per decoded segment, ``expire(now)`` as
+time advances (at least once a second of packet time), ``close_all(reason,
+now)`` at the end.  Each returns ``[(connection, transaction), ...]`` for the
+records stage, plus anomalies counted in ``self.counts``.
+
+Causal order between the two directions: a segment that acknowledges bytes
+of the other direction that have not been delivered yet (because they are
+still out of order, or were never captured) is held until those bytes are
+delivered, or declared lost after ``gap_timeout_s``.  So the HTTP session
+always sees a request before the response that answers it, whatever order
+the capture put the packets in, and knows, for example, that a response
+answers HEAD.  Real captures are almost always causal already; the check
+costs a comparison per segment.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
+from sniffd.http import HttpSession, Transaction
+from sniffd.reassembly import HalfStream
+from sniffd.settings import Settings
+
+# A closed connection stays in the table this long to absorb the last ACK
+# and retransmitted FINs (they come within a few RTOs), so they do not look
+# like a new mid-stream connection.
+CLOSED_LINGER_S = 10.0
+# An acknowledgement further ahead than this is bogus (a broken or hostile
+# stack); it must not make sniffd hold or skip data.
+MAX_ACK_AHEAD = 1 << 30
+# Ports that are a server's, for guessing roles of a connection picked up
+# mid-stream (no SYN seen).
+HTTP_PORTS = frozenset((80, 8000, 8008, 8080, 8081, 8088, 8888, 3128, 443, 8443))
+
+
+class Connection:
+    __slots__ = (
+        "client", "server", "c2s", "s2c", "http", "last_seen", "touched",
+        "closed", "held", "held_bytes", "held_since", "keys", "cid",
+        "client_rec", "server_rec", "rst", "syn_isn",
+    )
+
+    def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float) -> None:
+        self.client = client
+        self.server = server
+        self.c2s = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
+        self.s2c = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
+        self.http = HttpSession(s.max_pending_requests, s.max_header_bytes, s.max_header_count, midstream)
+        self.last_seen = now
+        self.touched = now
+        self.closed = False
+        self.rst = False
+        # Segments held for causal order, per direction (index: from_client).
+        self.held: tuple[list, list] = ([], [])
+        self.held_bytes = 0
+        self.held_since: float | None = None
+        self.keys: tuple = ()
+        self.cid: str | None = None
+        self.client_rec: dict | None = None
+        self.server_rec: dict | None = None
+        self.syn_isn: int | None = None
+
+    @property
+    def buffered(self) -> int:
+        return self.c2s.pending_bytes + self.s2c.pending_bytes + self.held_bytes
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self.c2s.pending or self.s2c.pending or self.held_bytes or self.held[0] or self.held[1])
+
+
+class FlowTable:
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.conns: dict[tuple, Connection] = {}
+        self.lru: OrderedDict[Connection, None] = OrderedDict()  # open, least recent first
+        self.closing: OrderedDict[Connection, float] = OrderedDict()  # closed, lingering
+        self.waiting: set[Connection] = set()
+        self.buffered = 0
+        self.counts: dict[str, int] = {}
+        self.out: list[tuple[Connection, Transaction]] = []
+
+    def __len__(self) -> int:
+        return len(self.lru)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    # -------------------------------------------------------------- feed
+
+    def feed(self, seg: Segment, now: float) -> list[tuple[Connection, Transaction]]:
+        src, dst, sport, dport, seq, ack, flags, payload, lost = seg
+        key = (src, sport, dst, dport)
+        conn = self.conns.get(key)
+        if conn is not None and conn.closed:
+            if flags & TH_SYN and not flags & TH_ACK and seq != conn.syn_isn:
+                self._remove(conn)  # port reuse: a new connection
+                conn = None
+            else:
+                conn.last_seen = now
+                return self._take()
+        if conn is None:
+            if flags & TH_RST:
+                return self._take()  # RST for a connection we never saw
+            conn = self._new(seg, now)
+        elif flags & TH_SYN and not flags & TH_ACK and conn.syn_isn is not None and seq != conn.syn_isn:
+            # A new SYN with a new ISN on a 4-tuple still open: the old
+            # connection was abandoned (the client reused the port).
+            self._close(conn, None, now)
+            self._remove(conn)
+            conn = self._new(seg, now)
+        from_client = (src, sport) == conn.client
+        conn.last_seen = now
+        if now - conn.touched >= 1.0:
+            conn.touched = now
+            self.lru.move_to_end(conn)
+        before = conn.buffered
+        self._segment(conn, from_client, seq, ack, flags, payload, lost, now)
+        self._account(conn, before)
+        return self._take()
+
+    def _new(self, seg: Segment, now: float) -> Connection:
+        src, dst, sport, dport, seq, ack, flags, payload, lost = seg
+        if len(self.lru) >= self.s.max_connections:
+            victim = next(iter(self.lru))
+            self._count("conn_evicted")
+            self._close(victim, "conn_evicted", now)
+            self._remove(victim)
+        a, b = (src, sport), (dst, dport)
+        if flags & TH_SYN:
+            midstream = False
+            client, server = (a, b) if not flags & TH_ACK else (b, a)
+        else:
+            midstream = True
+            # No handshake seen: the side on a well-known (or lower) port is
+            # the server.
+            if sport in HTTP_PORTS and dport not in HTTP_PORTS:
+                client, server = b, a
+            elif dport in HTTP_PORTS or dport <= sport:
+                client, server = a, b
+            else:
+                client, server = b, a
+            self._count("midstream_pickup")
+        conn = Connection(client, server, self.s, midstream, now)
+        conn.keys = ((client[0], client[1], server[0], server[1]), (server[0], server[1], client[0], client[1]))
+        for k in conn.keys:
+            self.conns[k] = conn
+        self.lru[conn] = None
+        return conn
+
+    def _segment(self, conn: Connection, from_client: bool, seq: int, ack: int, flags: int,
+                 payload: bytes, lost: int, now: float) -> None:
+        hs = conn.c2s if from_client else conn.s2c
+        opp = conn.s2c if from_client else conn.c2s
+        if flags & TH_SYN:
+            if hs.base is None:
+                hs.start(seq + 1)
+                if from_client:
+                    conn.syn_isn = seq
+            seq = (seq + 1) & 0xFFFFFFFF
+        if hs.base is None:
+            hs.start(seq)
+        if flags & TH_RST:
+            conn.rst = True
+            self._close(conn, None, now)
+            return
+        if payload or lost:
+            held = conn.held[from_client]
+            if held or self._ahead(opp, flags, ack):
+                held.append((seq, ack, flags, payload, lost))
+                conn.held_bytes += len(payload)
+                if conn.held_since is None:
+                    conn.held_since = now
+                self.waiting.add(conn)
+                if conn.held_bytes > self.s.max_conn_buffer_bytes:
+                    self._count("tcp_buffer_overflow")
+                    self._release(conn, now, force=True)
+                return
+            self._deliver(conn, from_client, hs.feed(seq, payload, now), now)
+            if lost:
+                # The snaplen cut the end of this segment: those bytes are a
+                # gap now, not a hole to wait for.
+                conn.http.note(from_client, ("snaplen_truncated",))
+                self._count("snaplen_truncated")
+                end = hs.rel((seq + len(payload) + lost) & 0xFFFFFFFF)
+                self._deliver(conn, from_client, hs.skip_to(end), now)
+            if hs.pending:
+                self.waiting.add(conn)
+        if flags & TH_FIN:
+            hs.feed_fin((seq + len(payload) + lost) & 0xFFFFFFFF)
+            self._check_finished(conn, from_client, now)
+
+    def _ahead(self, opp: HalfStream, flags: int, ack: int) -> bool:
+        """Does this segment acknowledge bytes of ``opp`` not yet delivered?"""
+        if not flags & TH_ACK or opp.base is None or opp.closed:
+            return False
+        d = opp.rel(ack) - opp.consumed
+        return 0 < d < MAX_ACK_AHEAD
+
+    def _deliver(self, conn: Connection, from_client: bool, chunks: list, now: float) -> None:
+        hs = conn.c2s if from_client else conn.s2c
+        if hs.anomalies:
+            names = hs.anomalies
+            hs.anomalies = []
+            for n in names:
+                self._count(n)
+            conn.http.note(from_client, names)
+        if chunks:
+            conn.http.feed(from_client, chunks, now)
+            other = conn.held[not from_client]
+            if other:
+                self._release(conn, now)
+        if conn.http.done:
+            for txn in conn.http.take():
+                self.out.append((conn, txn))
+
+    def _release(self, conn: Connection, now: float, force: bool = False) -> None:
+        """Deliver held segments whose acknowledged data has now arrived.
+        ``force``: the wait is over; what they acknowledge is declared lost."""
+        for from_client in (True, False):
+            held = conn.held[from_client]
+            if not held:
+                continue
+            hs = conn.c2s if from_client else conn.s2c
+            opp = conn.s2c if from_client else conn.c2s
+            while held:
+                seq, ack, flags, payload, lost = held[0]
+                if self._ahead(opp, flags, ack):
+                    if not force:
+                        break
+                    chunks = opp.skip_to(opp.rel(ack) - (1 if opp.fin_at is not None and opp.rel(ack) > opp.fin_at else 0))
+                    self._deliver(conn, not from_client, chunks, now)
+                    if self._ahead(opp, flags, ack):
+                        # skip_to could not reach it (FIN accounting); stop holding.
+                        pass
+                held.pop(0)
+                conn.held_bytes -= len(payload)
+                self._deliver(conn, from_client, hs.feed(seq, payload, now), now)
+                if lost:
+                    end = hs.rel((seq + len(payload) + lost) & 0xFFFFFFFF)
+                    self._deliver(conn, from_client, hs.skip_to(end), now)
+            if hs.fin_at is not None:
+                self._check_finished(conn, from_client, now)
+        if not (conn.held[0] or conn.held[1]):
+            conn.held_since = None
+            conn.held_bytes = 0
+
+    def _check_finished(self, conn: Connection, from_client: bool, now: float) -> None:
+        hs = conn.c2s if from_client else conn.s2c
+        if hs.finished and not conn.held[from_client]:
+            conn.http.end(from_client, now)
+            self._deliver(conn, from_client, [], now)
+            if conn.c2s.finished and conn.s2c.finished and not conn.closed:
+                self._close(conn, None, now)
+
+    def _account(self, conn: Connection, before: int) -> None:
+        after = conn.buffered
+        self.buffered += after - before
+        if self.buffered > self.s.max_total_buffer_bytes:
+            # Total bound reached: the connection holding most gives up its
+            # wait first (it is the one most likely hostile or broken).
+            victim = max(self.waiting, key=lambda c: c.buffered, default=None)
+            if victim is not None:
+                b = victim.buffered
+                now = victim.last_seen
+                self._count("tcp_buffer_overflow")
+                for fc in (True, False):
+                    hs = victim.c2s if fc else victim.s2c
+                    self._deliver(victim, fc, hs.forced_skip(), now)
+                self._release(victim, now, force=True)
+                self.buffered += victim.buffered - b
+
+    # ------------------------------------------------------------ endings
+
+    def _close(self, conn: Connection, reason: str | None, now: float) -> None:
+        """Finish a connection: skip every hole, deliver everything held,
+        end the HTTP session.  The entry stays (closed) until it lingers out."""
+        if conn.closed:
+            return
+        before = conn.buffered
+        self._release(conn, now, force=True)
+        for fc in (True, False):
+            hs = conn.c2s if fc else conn.s2c
+            self._deliver(conn, fc, hs.close(), now)
+        conn.http.close(reason, now)
+        self._deliver(conn, True, [], now)
+        conn.closed = True
+        self.waiting.discard(conn)
+        self.buffered += conn.buffered - before
+        for name in conn.http.loose:
+            self._count(name)
+        conn.http.loose = []
+        if self.lru.pop(conn, 0) is None:
+            self.closing[conn] = now
+
+    def _remove(self, conn: Connection) -> None:
+        for k in conn.keys:
+            if self.conns.get(k) is conn:
+                del self.conns[k]
+        self.lru.pop(conn, None)
+        self.closing.pop(conn, None)
+        self.waiting.discard(conn)
+
+    def _take(self) -> list[tuple[Connection, Transaction]]:
+        if not self.out:
+            return []
+        out, self.out = self.out, []
+        return out
+
+    def expire(self, now: float) -> list[tuple[Connection, Transaction]]:
+        # Holes and held segments that waited long enough.
+        for conn in list(self.waiting):
+            before = conn.buffered
+            for fc in (True, False):
+                hs = conn.c2s if fc else conn.s2c
+                if hs.pending:
+                    self._deliver(conn, fc, hs.expire(now), now)
+                    if hs.fin_at is not None:
+                        self._check_finished(conn, fc, now)
+            if conn.held_since is not None and now - conn.held_since >= self.s.gap_timeout_s:
+                self._release(conn, now, force=True)
+            if not conn.waiting:
+                self.waiting.discard(conn)
+            self.buffered += conn.buffered - before
+        # Closed connections that lingered long enough.
+        linger_before = now - CLOSED_LINGER_S
+        closing = self.closing
+        while closing:
+            conn, closed_at = next(iter(closing.items()))
+            if closed_at > linger_before:
+                break
+            self._remove(conn)
+        # Idle connections, least recently active first.
+        idle_before = now - self.s.idle_timeout_s
+        lru = self.lru
+        while lru:
+            conn = next(iter(lru))
+            if conn.touched > idle_before:
+                break
+            if conn.last_seen > idle_before:
+                conn.touched = conn.last_seen
+                lru.move_to_end(conn)
+                continue
+            http = conn.http
+            reason = "idle_timeout" if http.open_transactions or http.req.msg or http.resp.msg else None
+            if reason:
+                self._count(reason)
+            self._close(conn, reason, now)
+            self._remove(conn)
+        return self._take()
+
+    def close_all(self, reason: str | None, now: float) -> list[tuple[Connection, Transaction]]:
+        for conn in list(self.lru):
+            http = conn.http
+            if reason and (http.open_transactions or http.req.msg or http.resp.msg):
+                self._count(reason)
+            self._close(conn, reason, now)
+        for conn in list(self.closing):
+            self._remove(conn)
+        return self._take()

@@ -1,0 +1,132 @@
+"""IP fragment reassembly stage (stateful, sans-I/O).
+
+Call order: ``feed(fragment, now)`` for each ``decode.Fragment`` (any arrival
+order), then ``expire(now)`` whenever time advances.  ``feed`` returns
+``(datagram, anomalies)``: ``datagram`` is ``(version, src, dst, proto,
+payload, lost)`` once every byte from 0 to the end is present, else None.
+
+Overlapping fragments keep the first copy (the same policy as TCP here);
+overlaps that disagree are a named anomaly.  A datagram not complete within
+``frag_timeout_s`` is dropped (``ip_fragment_timeout``); the table is capped
+in datagrams and fragments (``ip_fragment_overflow``, oldest dropped first).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sniffd.decode import Fragment
+
+# An IPv4 datagram is at most 65535 bytes; an IPv6 one (no jumbograms in
+# fragments, RFC 2675 section 3) likewise.  Anything claiming more is bogus.
+MAX_DATAGRAM = 65535
+
+
+class _Datagram:
+    __slots__ = ("first_seen", "pieces", "total", "proto", "held", "conflict")
+
+    def __init__(self, now: float) -> None:
+        self.first_seen = now
+        self.pieces: list[tuple[int, bytes, int]] = []
+        self.total: int | None = None
+        self.proto: int | None = None
+        self.held = 0
+        self.conflict = False
+
+
+class Defragmenter:
+    def __init__(self, frag_timeout_s: float, max_frag_datagrams: int, max_frags_per_datagram: int) -> None:
+        self.frag_timeout_s = frag_timeout_s
+        self.max_frag_datagrams = max_frag_datagrams
+        self.max_frags_per_datagram = max_frags_per_datagram
+        self._table: OrderedDict[tuple, _Datagram] = OrderedDict()
+        self.held_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def feed(self, frag: Fragment, now: float):
+        anomalies: list[str] = []
+        d = self._table.get(frag.key)
+        if d is None:
+            if len(self._table) >= self.max_frag_datagrams:
+                self._drop(next(iter(self._table)))
+                anomalies.append("ip_fragment_overflow")
+            d = self._table[frag.key] = _Datagram(now)
+        start, data = frag.offset, frag.data
+        end = start + len(data) + frag.lost
+        if end > MAX_DATAGRAM or len(d.pieces) >= self.max_frags_per_datagram:
+            self._drop(frag.key)
+            anomalies.append("ip_fragment_overflow")
+            return None, anomalies
+        if not frag.more:
+            d.total = end
+        if frag.offset == 0:
+            d.proto = frag.proto
+        if frag.version == 4 and d.proto is None:
+            d.proto = frag.proto  # IPv4 carries the protocol in every fragment
+        # First copy wins: keep only the parts of this fragment not yet held.
+        for s, b, _lost in d.pieces:
+            e = s + len(b)
+            if e <= start or s >= start + len(data):
+                continue
+            lo, hi = max(s, start), min(e, start + len(data))
+            if b[lo - s : hi - s] != data[lo - start : hi - start]:
+                d.conflict = True
+        d.pieces.append((start, data, frag.lost))
+        d.held += len(data)
+        self.held_bytes += len(data)
+        if d.conflict and "ip_fragment_overlap" not in anomalies:
+            anomalies.append("ip_fragment_overlap")
+            d.conflict = False
+        if d.total is None:
+            return None, anomalies
+        done = self._assemble(d)
+        if done is None:
+            return None, anomalies
+        self._drop(frag.key)
+        whole, lost = done
+        return (frag.version, frag.src, frag.dst, d.proto, whole, lost), anomalies
+
+    @staticmethod
+    def _assemble(d: _Datagram) -> tuple[bytes, int] | None:
+        """(payload, lost) once bytes 0..total are all accounted for, else None.
+
+        Bytes the snaplen cut count as accounted for (they will not come
+        again); the payload then stops at the first such hole and ``lost``
+        says how much is missing after it.
+        """
+        total = d.total
+        covered = captured = 0
+        for s, b, lost in sorted(d.pieces, key=lambda p: p[0]):
+            if s > covered:
+                return None
+            if s <= captured:
+                captured = max(captured, s + len(b))
+            covered = max(covered, s + len(b) + lost)
+        if covered < total:
+            return None
+        buf = bytearray(total)
+        # Write in reverse arrival order so the first copy is written last
+        # and wins every overlap.
+        for s, b, _lost in reversed(d.pieces):
+            if s < total:
+                buf[s : min(total, s + len(b))] = b[: total - s]
+        captured = min(captured, total)
+        return bytes(buf[:captured]), total - captured
+
+    def _drop(self, key: tuple) -> None:
+        d = self._table.pop(key)
+        self.held_bytes -= d.held
+
+    def expire(self, now: float) -> list[str]:
+        """Drop datagrams older than the timeout; one anomaly name each."""
+        out = []
+        limit = now - self.frag_timeout_s
+        while self._table:
+            key, d = next(iter(self._table.items()))
+            if d.first_seen > limit:
+                break
+            self._drop(key)
+            out.append("ip_fragment_timeout")
+        return out

@@ -1,0 +1,682 @@
+"""HTTP/1.x session of one connection (stateful, sans-I/O): two byte streams
+in, paired transactions out.
+
+Call order:
+
+1. ``feed(from_client, chunks, now)`` with each direction's reassembled
+   chunks (``bytes`` data, ``int`` gap length) as they become available.
+2. ``note(from_client, names)`` to put transport anomalies (gaps, overlap
+   conflicts) on the transaction that direction is carrying.
+3. ``end(from_client, now)`` when a direction is finished (FIN/RST).
+4. ``close(reason, now)`` when the connection is over; every open
+   transaction is finished.
+5. ``take()`` returns finished ``Transaction`` objects, in order of
+   completion, and forgets them.
+
+httptools (llhttp) owns message framing.  What it cannot know, this module
+adds:
+
+* A response to HEAD, and a 2xx response to CONNECT, has no body whatever
+  its headers say (RFC 9110 sections 9.3.2, 9.3.6); llhttp cannot be told the
+  request method.  For the stretch of stream that may hold such a response
+  the parser is fed *carefully*: known-length runs (Content-Length body, chunk
+  data) in one piece, everything else a byte at a time, so the exact end of
+  the header section is known; there the parser is replaced by a fresh one.
+* ``100 Continue`` and other 1xx (but 101) are interim: they go on the
+  transaction and do not consume the request (RFC 9110 section 15.2).
+* ``101 Switching Protocols`` and CONNECT answered 2xx end HTTP on the
+  connection: the transaction is logged, the rest is not parsed.
+* Gaps (Zeek's ``Undelivered`` policy): inside a body of known length (or a
+  close-delimited one) the gap is filled with zeros for the parser and
+  counted in ``missed_bytes``; anywhere else the message ends, is marked
+  ``message_interrupted``, and the parser resynchronises at the next request
+  or status line.
+* Parse errors and mid-stream pickup resynchronise the same way.
+
+Leniency: a sniffer must log what real clients and servers accept, so
+llhttp's lenient flags are on (bare LF, data after ``Connection: close``,
+odd chunk extensions, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+import httptools
+
+# Request and status lines that resynchronisation accepts as the start of a
+# message (RFC 9112 sections 3 and 4).  Methods: RFC 9110 plus WebDAV and the
+# common extensions llhttp knows.
+_METHODS = (
+    rb"GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PROPFIND|PROPPATCH|MKCOL|COPY|MOVE|"
+    rb"LOCK|UNLOCK|REPORT|MKACTIVITY|CHECKOUT|MERGE|SEARCH|PURGE|LINK|UNLINK|SOURCE|QUERY|"
+    rb"MSEARCH|M-SEARCH|NOTIFY|SUBSCRIBE|UNSUBSCRIBE|ACL|BIND|UNBIND|REBIND"
+)
+REQUEST_LINE = re.compile(rb"(?:" + _METHODS + rb") [\x21-\x7e\x80-\xff]+ HTTP/1\.[019]\r?\n")
+STATUS_LINE = re.compile(rb"HTTP/1\.[019] [1-5][0-9][0-9][ \r\n]")
+
+# While looking for a start line, keep at most this much unparsed data; the
+# longest request line llhttp-based servers accept is 8-64 KiB.
+RESYNC_WINDOW = 64 * 1024
+# A connection whose first 64 KiB hold no start line is not HTTP.
+NON_HTTP_AFTER = 64 * 1024
+
+_ZEROS = bytes(64 * 1024)
+
+HTTP, RESYNC, HELD, TUNNEL, DEAD = "http", "resync", "held", "tunnel", "dead"
+
+_LENIENT = dict(
+    lenient_headers=True,
+    lenient_chunked_length=True,
+    lenient_keep_alive=True,
+    lenient_transfer_encoding=True,
+    lenient_version=True,
+    lenient_data_after_close=True,
+    lenient_optional_lf_after_cr=True,
+    lenient_optional_cr_before_lf=True,
+    lenient_optional_crlf_after_chunk=True,
+    lenient_spaces_after_chunk_size=True,
+)
+
+
+def _text(b: bytes) -> str:
+    """Bytes from the wire as str, lossless: invalid UTF-8 bytes become lone
+    surrogates (U+DC80..U+DCFF, Python's surrogateescape), which the JSON
+    writer emits as \\udcXX escapes; no valid UTF-8 input can produce them."""
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b.decode("utf-8", "surrogateescape")
+
+
+class Message:
+    __slots__ = (
+        "start_ts", "end_ts", "method", "uri", "status", "reason", "version",
+        "headers", "header_count", "header_bytes", "body_len", "missed_bytes",
+        "complete", "content_length", "chunked", "no_body", "_uri_parts",
+        "_reason_parts",
+    )
+
+    def __init__(self, now: float) -> None:
+        self.start_ts = now
+        self.end_ts = now
+        self.method: str | None = None
+        self.uri: str | None = None
+        self.status: int | None = None
+        self.reason: str | None = None
+        self.version: str | None = None
+        self.headers: dict[str, str] = {}
+        self.header_count = 0
+        self.header_bytes = 0
+        self.body_len = 0
+        self.missed_bytes = 0
+        self.complete = False
+        self.content_length: int | None = None
+        self.chunked = False
+        self.no_body = False
+        self._uri_parts: list[bytes] = []
+        self._reason_parts: list[bytes] = []
+
+
+class Transaction:
+    __slots__ = ("request", "response", "interim", "depth", "anomalies", "tunnel")
+
+    def __init__(self, depth: int) -> None:
+        self.request: Message | None = None
+        self.response: Message | None = None
+        self.interim: list[tuple[int, str]] = []
+        self.depth = depth
+        self.anomalies: set[str] = set()
+        self.tunnel = False
+
+    @property
+    def ts(self) -> float:
+        return (self.request or self.response).start_ts
+
+
+class _Side:
+    """One direction: its parser, the message it is building, its mode."""
+
+    __slots__ = (
+        "session", "is_request", "parser", "msg", "txn", "mode", "buf",
+        "began", "messages", "seen_bytes", "carry", "careful", "line",
+        "chunk_left", "stop", "resync_pending", "max_header_bytes",
+        "max_header_count",
+    )
+
+    def __init__(self, session: "HttpSession", is_request: bool, mode: str) -> None:
+        self.session = session
+        self.is_request = is_request
+        self.parser = None
+        self.msg: Message | None = None
+        self.txn: Transaction | None = None
+        self.mode = mode
+        self.buf = bytearray()  # unparsed bytes (RESYNC / HELD)
+        self.began = 0  # messages begun during the current feed_data call
+        self.messages = 0  # messages begun on this side, ever
+        self.seen_bytes = 0
+        self.carry: set[str] = set()  # anomalies waiting for the next transaction
+        self.careful = False
+        self.line = bytearray()  # careful mode: bytes of the current chunk-size line
+        self.chunk_left: int | None = None
+        self.stop: str | None = None  # set by a callback to end the current feed
+        self.resync_pending = False
+        self.max_header_bytes = session.max_header_bytes
+        self.max_header_count = session.max_header_count
+        if mode == HTTP:
+            self.new_parser()
+
+    def new_parser(self) -> None:
+        if self.is_request:
+            self.parser = httptools.HttpRequestParser(self)
+        else:
+            self.parser = httptools.HttpResponseParser(self)
+        self.parser.set_dangerous_leniencies(**_LENIENT)
+        self.line.clear()
+        self.chunk_left = None
+
+    # ---------------------------------------------------- llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        now = self.session.now
+        self.msg = Message(now)
+        self.began += 1
+        self.messages += 1
+        if self.is_request:
+            self.txn = self.session._request_begins(self.msg)
+        else:
+            self.txn = self.session._response_begins(self.msg)
+        if self.carry:
+            self.txn.anomalies |= self.carry
+            self.carry = set()
+        if self.resync_pending:
+            self.txn.anomalies.add("http_resync")
+            self.resync_pending = False
+
+    def on_url(self, url: bytes) -> None:
+        self.msg._uri_parts.append(url)
+
+    def on_status(self, status: bytes) -> None:
+        self.msg._reason_parts.append(status)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        msg = self.msg
+        msg.header_count += 1
+        msg.header_bytes += len(name) + len(value) + 4
+        if msg.header_count > self.max_header_count or msg.header_bytes > self.max_header_bytes:
+            self.txn.anomalies.add("header_limit")
+            return
+        key = _text(name).lower()
+        val = _text(value)
+        old = msg.headers.get(key)
+        # RFC 9110 section 5.3: repeated fields combine with ", ".
+        msg.headers[key] = val if old is None else old + ", " + val
+
+    def on_headers_complete(self) -> None:
+        msg, p = self.msg, self.parser
+        msg.version = p.get_http_version()
+        if self.is_request:
+            msg.method = p.get_method().decode("ascii", "replace")
+            msg.uri = _text(b"".join(msg._uri_parts))
+        else:
+            msg.status = p.get_status_code()
+            msg.reason = _text(b"".join(msg._reason_parts))
+        msg._uri_parts = msg._reason_parts = None
+        cl = msg.headers.get("content-length")
+        if cl is not None:
+            try:
+                msg.content_length = int(cl.split(",")[0].strip())
+            except ValueError:
+                msg.content_length = None
+        te = msg.headers.get("transfer-encoding", "")
+        msg.chunked = "chunked" in te.lower()
+        if not self.is_request:
+            self.session._response_headers(self, msg)
+
+    def on_body(self, body: bytes) -> None:
+        self.msg.body_len += len(body)
+        if self.chunk_left is not None:
+            self.chunk_left -= len(body)
+
+    def on_chunk_header(self) -> None:
+        if self.careful:
+            try:
+                self.chunk_left = int(bytes(self.line).split(b";")[0].strip(), 16)
+            except ValueError:
+                self.chunk_left = None
+        self.line.clear()
+
+    def on_chunk_complete(self) -> None:
+        self.chunk_left = None
+        self.line.clear()
+
+    def on_message_complete(self) -> None:
+        msg = self.msg
+        msg.complete = True
+        msg.end_ts = self.session.now
+        self.msg = None
+        self.line.clear()
+        self.chunk_left = None
+        if self.is_request:
+            self.session._request_complete(self, msg)
+        else:
+            self.session._response_complete(self, msg)
+
+    # ----------------------------------------------------------- feeding
+
+    def body_left(self) -> int | None:
+        """Bytes of the current body that can be fed in one piece safely."""
+        msg = self.msg
+        if msg is None or msg.method is None and msg.status is None:
+            return None
+        if msg.content_length is not None and not msg.chunked:
+            return msg.content_length - msg.body_len
+        if msg.chunked:
+            return self.chunk_left if self.chunk_left and self.chunk_left > 0 else None
+        return None
+
+
+class HttpSession:
+    def __init__(self, max_pending_requests: int = 100, max_header_bytes: int = 65536,
+                 max_header_count: int = 256, midstream: bool = False) -> None:
+        self.max_pending_requests = max_pending_requests
+        self.max_header_bytes = max_header_bytes
+        self.max_header_count = max_header_count
+        self.now = 0.0
+        self.depth = 0
+        self.pending: deque[Transaction] = deque()  # requests awaiting a response
+        self.done: list[Transaction] = []
+        mode = RESYNC if midstream else HTTP
+        self.req = _Side(self, True, mode)
+        self.resp = _Side(self, False, mode)
+        self.midstream = midstream
+        self.non_http = False
+        # Anomalies for the session's stats that touch no transaction.
+        self.loose: list[str] = []
+
+    # ---------------------------------------------------------- public
+
+    def feed(self, from_client: bool, chunks: list, now: float) -> None:
+        self.now = now
+        side = self.req if from_client else self.resp
+        for c in chunks:
+            if side.mode is DEAD or side.mode is TUNNEL:
+                return
+            if c.__class__ is int:
+                self._gap(side, c)
+            else:
+                side.seen_bytes += len(c)
+                self._data(side, c)
+
+    def note(self, from_client: bool, names) -> None:
+        side = self.req if from_client else self.resp
+        txn = side.txn if side.msg is not None else None
+        if txn is None and not from_client and self.pending:
+            txn = self.pending[0]
+        if txn is not None:
+            txn.anomalies.update(names)
+        else:
+            side.carry.update(names)
+
+    def end(self, from_client: bool, now: float) -> None:
+        """That direction will carry no more data (FIN or RST)."""
+        self.now = now
+        side = self.req if from_client else self.resp
+        if side.mode is HELD and side.is_request:
+            side.buf.clear()
+        msg = side.msg
+        if msg is not None and side.mode is HTTP:
+            if not side.is_request and self._close_delimited(msg):
+                # RFC 9112 section 6.3 rule 8: the body ends with the connection.
+                side.on_message_complete()
+            else:
+                side.txn.anomalies.add("message_incomplete")
+                self._abandon(side)
+        if side.mode is RESYNC and side.messages == 0 and side.seen_bytes:
+            self._mark_non_http()
+        side.mode = DEAD if side.mode is not TUNNEL else TUNNEL
+
+    def close(self, reason: str | None, now: float) -> None:
+        """Finish every open transaction; ``reason`` is an anomaly name for
+        transactions cut by it (idle_timeout, cut_by_shutdown, conn_evicted)
+        or None for a normal end (FIN/RST seen, end of input)."""
+        self.now = now
+        for from_client in (True, False):
+            side = self.req if from_client else self.resp
+            if side.msg is not None and reason and side.mode is HTTP:
+                side.txn.anomalies.add(reason)
+            self.end(from_client, now)
+        while self.pending:
+            txn = self.pending.popleft()
+            if txn.response is None:
+                txn.anomalies.add("response_missing")
+                if reason:
+                    txn.anomalies.add(reason)
+            self.done.append(txn)
+
+    def take(self) -> list[Transaction]:
+        done, self.done = self.done, []
+        return done
+
+    @property
+    def open_transactions(self) -> int:
+        return len(self.pending)
+
+    # --------------------------------------------------- pairing (callbacks)
+
+    def _request_begins(self, msg: Message) -> Transaction:
+        self.depth += 1
+        txn = Transaction(self.depth)
+        txn.request = msg
+        if self.midstream and self.depth == 1:
+            txn.anomalies.add("midstream_pickup")
+        if len(self.pending) >= self.max_pending_requests:
+            # Pipelining deeper than the bound: the oldest unanswered request
+            # is written now rather than held without limit.
+            old = self.pending.popleft()
+            old.anomalies.update(("response_missing", "pending_overflow"))
+            self.done.append(old)
+        self.pending.append(txn)
+        return txn
+
+    def _response_begins(self, msg: Message) -> Transaction:
+        if self.pending:
+            txn = self.pending[0]
+            if txn.response is not None:
+                # A second final response to one request cannot happen; treat
+                # this one as unsolicited rather than overwrite.
+                txn = None
+        else:
+            txn = None
+        if txn is None:
+            self.depth += 1
+            txn = Transaction(self.depth)
+            txn.anomalies.add("request_missing")
+            if self.midstream and self.depth == 1:
+                txn.anomalies.add("midstream_pickup")
+            self.pending.appendleft(txn)
+        txn.response = msg
+        return txn
+
+    def _response_headers(self, side: _Side, msg: Message) -> None:
+        txn = side.txn
+        method = txn.request.method if txn.request is not None else None
+        status = msg.status
+        if method == "HEAD" or (method == "CONNECT" and 200 <= status < 300):
+            # Headers only (RFC 9110 sections 9.3.2 and 9.3.6).  Careful
+            # feeding guarantees the parser was fed exactly to here.
+            msg.no_body = True
+            side.stop = "connect" if method == "CONNECT" else "head"
+
+    def _request_complete(self, side: _Side, msg: Message) -> None:
+        side.txn = None
+
+    def _response_complete(self, side: _Side, msg: Message) -> None:
+        txn = side.txn
+        side.txn = None
+        status = msg.status or 0
+        if 100 <= status < 200 and status != 101:
+            txn.interim.append((status, msg.reason or ""))
+            txn.response = None
+            return
+        self._finish(txn)
+        if self.req.mode is HELD:
+            self._resume_requests()
+
+    def _finish(self, txn: Transaction) -> None:
+        if self.pending and self.pending[0] is txn:
+            self.pending.popleft()
+        else:
+            try:
+                self.pending.remove(txn)
+            except ValueError:
+                pass
+        self.done.append(txn)
+
+    # ------------------------------------------------------------- data
+
+    def _data(self, side: _Side, data: bytes) -> None:
+        while data:
+            mode = side.mode
+            if mode is HTTP:
+                data = self._parse(side, data)
+            elif mode is RESYNC:
+                data = self._resync(side, data)
+            elif mode is HELD:
+                if len(side.buf) + len(data) <= RESYNC_WINDOW:
+                    side.buf += data
+                return
+            else:
+                return
+
+    def _needs_care(self, side: _Side) -> bool:
+        """Could the bytes about to be fed hold a response to HEAD/CONNECT?"""
+        if side.is_request:
+            return False
+        for txn in self.pending:
+            if txn.response is not None and txn.response is not side.msg:
+                continue
+            req = txn.request
+            if req is not None and req.method in ("HEAD", "CONNECT"):
+                return True
+        return False
+
+    def _parse(self, side: _Side, data: bytes) -> bytes:
+        """Feed ``data``; return what is left for another mode to take."""
+        side.careful = self._needs_care(side)
+        if not side.careful:
+            return self._feed(side, data)
+        i, n = 0, len(data)
+        while i < n and side.mode is HTTP:
+            run = side.body_left()
+            step = run if run and run > 0 else 1
+            piece = data[i : i + step]
+            if step == 1 and side.msg is not None and side.msg.status is not None:
+                side.line += piece
+            elif step == 1 and side.msg is None:
+                side.line.clear()
+            rest = self._feed(side, piece)
+            i += len(piece) - len(rest)
+            if rest:
+                return rest + data[i:]
+            if side.stop is None and not self._needs_care(side):
+                # Past every HEAD/CONNECT answer: back to whole chunks.
+                side.careful = False
+                return self._feed(side, data[i:]) if i < n else b""
+        return data[i:]
+
+    def _feed(self, side: _Side, data: bytes) -> bytes:
+        side.began = 0
+        side.stop = None
+        try:
+            side.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            off = e.args[0] if e.args else len(data)
+            return self._upgraded(side, data[off:])
+        except httptools.HttpParserCallbackError as e:
+            if side.stop is not None:
+                return self._stopped(side)
+            return self._parse_error(side, data, e)
+        except httptools.HttpParserError as e:
+            return self._parse_error(side, data, e)
+        if side.stop is not None:
+            return self._stopped(side)
+        return b""
+
+    def _stopped(self, side: _Side) -> bytes:
+        """The parser was fed exactly to the end of a HEAD/CONNECT response's
+        headers (careful mode): finish it and start a fresh parser."""
+        stop, side.stop = side.stop, None
+        msg = side.msg
+        if msg is not None:
+            side.on_message_complete()
+        if stop == "connect":
+            self._tunnel()
+            return b""
+        side.new_parser()
+        return b""
+
+    def _upgraded(self, side: _Side, rest: bytes) -> bytes:
+        if side.is_request:
+            # CONNECT or an Upgrade request: what follows is HTTP only if the
+            # server declines.  Hold it until the response decides.
+            side.mode = HELD
+            side.buf = bytearray(rest[:RESYNC_WINDOW])
+            return b""
+        # 101 Switching Protocols (the transaction already completed).
+        self._tunnel()
+        return b""
+
+    def _tunnel(self) -> None:
+        """The connection left HTTP: log what was open, parse no more."""
+        for txn in list(self.pending) + self.done[-1:]:
+            txn.anomalies.add("http_upgrade")
+            txn.tunnel = True
+        for side in (self.req, self.resp):
+            side.mode = TUNNEL
+            side.buf = bytearray()
+            side.parser = None
+        self.loose.append("http_upgrade")
+
+    def _resume_requests(self) -> None:
+        """The server declined an upgrade/CONNECT: the held bytes are HTTP."""
+        side = self.req
+        if side.mode is HELD:
+            held = bytes(side.buf)
+            side.buf = bytearray()
+            side.mode = HTTP
+            side.new_parser()
+            if held:
+                self._data(side, held)
+
+    def _parse_error(self, side: _Side, data: bytes, err: Exception) -> bytes:
+        if side.msg is not None:
+            side.txn.anomalies.add("http_parse_error")
+            self._abandon(side)
+        if side.messages == 0 and side.is_request and not self.midstream:
+            self._mark_non_http()
+            return b""
+        if side.msg is None and side.began == 0:
+            side.carry.add("http_parse_error")
+        # The error position is not reported by httptools: rescan this
+        # chunk, skipping the start lines of messages already parsed from it.
+        skip = side.began
+        side.mode = RESYNC
+        side.parser = None
+        side.buf = bytearray()
+        return self._resync(side, data, skip_matches=skip)
+
+    def _resync(self, side: _Side, data: bytes, skip_matches: int = 0) -> bytes:
+        buf = side.buf
+        buf += data
+        pat = REQUEST_LINE if side.is_request else STATUS_LINE
+        pos = 0
+        m = None
+        for _ in range(skip_matches + 1):
+            m = pat.search(buf, pos)
+            if m is None:
+                break
+            pos = m.start() + 1
+        if m is None:
+            if side.messages == 0 and side.seen_bytes > NON_HTTP_AFTER:
+                self._mark_non_http()
+                return b""
+            if len(buf) > RESYNC_WINDOW:
+                del buf[: len(buf) - 256]
+            return b""
+        start = m.start()
+        skipped = start > 0 or skip_matches > 0
+        rest = bytes(buf[start:])
+        side.buf = bytearray()
+        side.mode = HTTP
+        side.new_parser()
+        if skipped and (side.messages > 0 or not self.midstream or start > 0):
+            side.resync_pending = True
+        return rest
+
+    def _gap(self, side: _Side, n: int) -> None:
+        mode = side.mode
+        msg = side.msg
+        if mode is HTTP and msg is not None and (msg.method is not None or msg.status is not None):
+            left = side.body_left()
+            if msg.content_length is not None and not msg.chunked and left is not None:
+                fill = min(n, left)
+                msg.missed_bytes += fill
+                side.txn.anomalies.add("body_gap")
+                self._fill(side, fill)
+                n -= fill
+                if n == 0:
+                    return
+            elif not side.is_request and self._close_delimited(msg):
+                msg.missed_bytes += n
+                side.txn.anomalies.add("body_gap")
+                self._fill(side, n)
+                return
+        if side.msg is not None and side.mode is HTTP:
+            side.txn.anomalies.add("message_interrupted")
+            self._abandon(side)
+        if side.mode in (HTTP, RESYNC):
+            side.mode = RESYNC
+            side.parser = None
+            side.buf = bytearray()
+            side.resync_pending = True
+            side.carry.add("tcp_gap")
+        elif side.mode is HELD:
+            side.buf.clear()
+
+    def _fill(self, side: _Side, n: int) -> None:
+        while n > 0 and side.mode is HTTP:
+            k = min(n, len(_ZEROS))
+            rest = self._feed(side, _ZEROS[:k])
+            if rest:
+                self._data(side, rest)
+            n -= k
+
+    def _abandon(self, side: _Side) -> None:
+        """End the current message as it stands (interrupted or incomplete)."""
+        msg, txn = side.msg, side.txn
+        side.msg = None
+        side.txn = None
+        if msg is None or txn is None:
+            return
+        msg.end_ts = self.now
+        if msg.method is None and msg.status is None:
+            # Not even the start line: nothing worth a record on its own.
+            if side.is_request and txn.response is None:
+                try:
+                    self.pending.remove(txn)
+                except ValueError:
+                    pass
+                side.carry |= txn.anomalies
+                self.depth -= 1
+                return
+            if not side.is_request:
+                txn.response = None
+                side.carry |= txn.anomalies - {"request_missing"}
+                if txn.request is None:
+                    try:
+                        self.pending.remove(txn)
+                    except ValueError:
+                        pass
+                    self.depth -= 1
+                return
+        if not side.is_request:
+            self._finish(txn)
+
+    @staticmethod
+    def _close_delimited(msg: Message) -> bool:
+        s = msg.status
+        return (
+            s is not None and not msg.no_body and msg.content_length is None and not msg.chunked
+            and not (100 <= s < 200 or s in (204, 304))
+        )
+
+    def _mark_non_http(self) -> None:
+        if not self.non_http:
+            self.non_http = True
+            self.loose.append("non_http")
+        for side in (self.req, self.resp):
+            side.mode = DEAD
+            side.parser = None
+            side.buf = bytearray()

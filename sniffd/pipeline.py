@@ -1,0 +1,154 @@
+"""The pipeline: the one module that wires every processing stage together.
+
+    frame --decode--> segment | fragment --fragments--> datagram --decode-->
+    segment --flows (reassembly + http)--> transactions --records--> dicts
+
+Sans-I/O: ``feed``/``expire``/``flush`` take values and return record dicts;
+the caller (``readfile`` offline, ``daemon`` live) owns capture and sink.
+
+Time is packet time (Zeek's ``network_time``): each frame's timestamp moves
+the clock forward, never back (a backwards timestamp is counted and the
+frame processed at the current time).  Live, ``expire(wall_clock)`` moves it
+when no packet comes, so a quiet link still flushes idle connections.
+"""
+
+from __future__ import annotations
+
+from sniffd import records
+from sniffd.decode import Fragment, Segment, decode_frame, decode_transport
+from sniffd.flows import Connection, FlowTable
+from sniffd.fragments import Defragmenter
+from sniffd.http import Transaction
+from sniffd.settings import Settings
+
+# Housekeeping (gap and idle timeouts) runs once per second of packet time:
+# often enough for second-granularity timeouts, rare enough to cost nothing.
+EXPIRE_EVERY_S = 1.0
+
+
+class Pipeline:
+    def __init__(self, settings: Settings | None = None, decode=decode_frame) -> None:
+        self.settings = settings or Settings()
+        s = self.settings
+        self._decode = decode
+        self.flows = FlowTable(s)
+        self.frags = Defragmenter(s.frag_timeout_s, s.max_frag_datagrams, s.max_frags_per_datagram)
+        self.now: float | None = None
+        self._next_expire = 0.0
+        self.packets = 0
+        self.bytes = 0
+        self.records = 0
+        self.non_tcp = 0
+        self.counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------- public
+
+    def feed(self, ts: float, linktype: int, frame: bytes, wirelen: int | None = None) -> list[dict]:
+        self.packets += 1
+        self.bytes += wirelen if wirelen is not None else len(frame)
+        now = self.now
+        if now is None or ts >= now:
+            self.now = now = ts
+        else:
+            self._count("timestamp_backwards")
+        out: list[dict] = []
+        if now >= self._next_expire:
+            if self._next_expire:
+                out.extend(self.expire(now))
+            self._next_expire = now + EXPIRE_EVERY_S
+        seg = self._decode(linktype, frame)
+        if seg.__class__ is not Segment:
+            seg = self._other(seg, now)
+            if seg is None:
+                return out
+        done = self.flows.feed(seg, now)
+        if done:
+            out.extend(self._records(done))
+        return out
+
+    def expire(self, now: float) -> list[dict]:
+        if self.now is None or now > self.now:
+            self.now = now
+        now = self.now
+        for name in self.frags.expire(now):
+            self._count(name)
+        return self._records(self.flows.expire(now))
+
+    def flush(self, reason: str = "end_of_input") -> list[dict]:
+        """Write every open transaction.  ``reason`` "shutdown" marks them
+        ``cut_by_shutdown``; "end_of_input" (a file ended) marks nothing
+        beyond what each one lacks (response_missing, message_incomplete)."""
+        now = self.now if self.now is not None else 0.0
+        anomaly = "cut_by_shutdown" if reason == "shutdown" else None
+        return self._records(self.flows.close_all(anomaly, now))
+
+    @property
+    def stats(self) -> dict:
+        anomalies = dict(self.counts)
+        for k, v in self.flows.counts.items():
+            anomalies[k] = anomalies.get(k, 0) + v
+        return {
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "non_tcp_packets": self.non_tcp,
+            "open_connections": len(self.flows),
+            "buffered_bytes": self.flows.buffered,
+            "fragments_held": len(self.frags),
+            "records": self.records,
+            "anomalies": dict(sorted(anomalies.items())),
+        }
+
+    # ---------------------------------------------------------- internals
+
+    def _count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def _other(self, value, now: float) -> Segment | None:
+        if value is None:
+            self.non_tcp += 1
+            return None
+        if value.__class__ is str:
+            self._count(value)
+            return None
+        if value.__class__ is Fragment:
+            whole, anomalies = self.frags.feed(value, now)
+            for name in anomalies:
+                self._count(name)
+            if whole is None:
+                return None
+            version, src, dst, proto, payload, lost = whole
+            seg = decode_transport(version, src, dst, proto, payload, lost)
+            return self._other(seg, now) if seg.__class__ is not Segment else seg
+        return None
+
+    def _records(self, done: list[tuple[Connection, Transaction]]) -> list[dict]:
+        out = []
+        for conn, txn in done:
+            if conn.cid is None:
+                (cip, cport), (sip, sport) = conn.client, conn.server
+                conn.cid = records.community_id(cip, cport, sip, sport)
+                conn.client_rec = {"ip": records.ip_text(cip), "port": cport}
+                conn.server_rec = {"ip": records.ip_text(sip), "port": sport}
+            if txn.request is None and txn.response is None:
+                continue
+            rec = records.build(txn, conn.client_rec, conn.server_rec, conn.cid)
+            if rec["request"] is None and rec["response"] is None:
+                continue
+            for name in rec["anomalies"]:
+                self._count_record_anomaly(name)
+            out.append(rec)
+        self.records += len(out)
+        return out
+
+    def _count_record_anomaly(self, name: str) -> None:
+        # Transport anomalies are counted where they happen (flow table);
+        # HTTP-level ones are counted once per record that carries them.
+        if name in _COUNTED_BY_FLOWS:
+            return
+        self._count(name)
+
+
+_COUNTED_BY_FLOWS = frozenset((
+    "tcp_gap", "tcp_overlap_conflict", "tcp_buffer_overflow", "snaplen_truncated",
+    "midstream_pickup", "conn_evicted", "idle_timeout", "cut_by_shutdown", "http_upgrade", "non_http",
+))

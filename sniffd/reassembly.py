@@ -1,0 +1,230 @@
+"""TCP reassembly of one direction of one connection (stateful, sans-I/O).
+
+A ``HalfStream`` turns segments, in any arrival order, into the ordered byte
+stream the receiver's application saw, plus gap markers for bytes that never
+arrived.  Its output is a list of *chunks*: ``bytes`` for data, ``int`` for a
+gap of that many bytes.
+
+Call order (gopacket's Assembler is the model):
+
+1. ``start(seq)`` once the initial sequence number is known (SYN: ISN+1; a
+   connection picked up mid-stream: the first segment's seq).
+2. ``feed(seq, payload, now)`` per segment with data -> chunks.
+   ``feed_fin(seq_end)`` when FIN is seen.
+3. ``expire(now)`` when time advances -> chunks (a hole that waited
+   ``gap_timeout_s`` is skipped).
+4. ``skip_to(rel)`` when the peer acknowledged data we will never see.
+5. ``close()`` at the end: every hole is skipped, everything buffered
+   delivered.
+
+Sequence numbers are unwrapped to 64-bit offsets relative to the stream's
+start, so a stream crossing 2**32 is one stream (RFC 9293 section 3.4: the
+space wraps; a segment belongs to the +-2**31 window around the next byte).
+
+Overlaps: the first copy of a byte wins (delivered or buffered).  A later
+copy with different content is counted (``tcp_overlap_conflict``) because it
+is either a broken stack or an evasion attempt (Ptacek & Newsham 1998).
+For bytes already delivered, only the most recent chunk is kept for that
+comparison: retransmissions are almost always of the latest data, and
+holding more would cost memory on every idle connection.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+
+MASK32 = 0xFFFFFFFF
+HALF32 = 0x80000000
+
+
+class HalfStream:
+    __slots__ = (
+        "base", "next", "pending", "pending_bytes", "wait_since", "fin_at",
+        "recent_start", "recent", "gap_timeout_s", "max_buffer_bytes",
+        "anomalies", "missed_bytes", "closed",
+    )
+
+    def __init__(self, gap_timeout_s: float, max_buffer_bytes: int) -> None:
+        self.base: int | None = None  # 32-bit seq of relative offset 0
+        self.next = 0  # relative offset of the next byte to deliver
+        self.pending: list[tuple[int, bytes]] = []  # sorted, non-overlapping
+        self.pending_bytes = 0
+        self.wait_since: float | None = None  # when the current hole began blocking
+        self.fin_at: int | None = None
+        self.recent_start = 0
+        self.recent = b""
+        self.gap_timeout_s = gap_timeout_s
+        self.max_buffer_bytes = max_buffer_bytes
+        # Anomaly names raised since the owner last took them (drain_anomalies).
+        self.anomalies: list[str] = []
+        self.missed_bytes = 0
+        self.closed = False
+
+    def start(self, seq: int) -> None:
+        self.base = seq & MASK32
+        self.next = 0
+
+    def rel(self, seq: int) -> int:
+        """Unwrap a 32-bit sequence number to an offset near ``next``."""
+        d = (seq - self.base - self.next) & MASK32
+        if d >= HALF32:
+            d -= 0x100000000
+        return self.next + d
+
+    @property
+    def finished(self) -> bool:
+        return self.closed or (self.fin_at is not None and self.next >= self.fin_at and not self.pending)
+
+    @property
+    def consumed(self) -> int:
+        """Offset the peer's ACK must reach for us to have seen all it saw
+        (the FIN takes one sequence number, RFC 9293 section 3.4)."""
+        if self.fin_at is not None and self.next >= self.fin_at:
+            return self.next + 1
+        return self.next
+
+    def feed(self, seq: int, payload: bytes, now: float) -> list:
+        if self.closed:
+            return []
+        if not self.pending and seq == ((self.base + self.next) & MASK32):
+            # The common case: in order, nothing buffered.  No allocation
+            # beyond the one-element list.
+            self.next += len(payload)
+            self.recent_start = self.next - len(payload)
+            self.recent = payload
+            return [payload]
+        start = self.rel(seq)
+        end = start + len(payload)
+        out: list = []
+        if end <= self.next:
+            self._check_delivered(start, payload)
+            return out  # whole retransmission
+        if start < self.next:
+            # Partial retransmission: the front is old, the rest is new.
+            self._check_delivered(start, payload[: self.next - start])
+            payload = payload[self.next - start :]
+            start = self.next
+        if start == self.next and not self.pending:
+            self.next = end
+            self.recent_start, self.recent = start, payload
+            return [payload]
+        self._buffer(start, payload)
+        if self.pending[0][0] == self.next:
+            self._drain(out)
+        if self.pending:
+            if self.wait_since is None:
+                self.wait_since = now
+            if self.pending_bytes > self.max_buffer_bytes:
+                self.anomalies.append("tcp_buffer_overflow")
+                self._skip_hole(out)
+            elif now - self.wait_since >= self.gap_timeout_s:
+                self._skip_hole(out)
+        return out
+
+    def feed_fin(self, seq_end: int) -> None:
+        if self.fin_at is None:
+            self.fin_at = self.rel(seq_end)
+
+    def expire(self, now: float) -> list:
+        out: list = []
+        while self.pending and self.wait_since is not None and now - self.wait_since >= self.gap_timeout_s:
+            self._skip_hole(out)
+            if self.pending:
+                self.wait_since = now
+        return out
+
+    def skip_to(self, rel: int) -> list:
+        """The peer acknowledged up to ``rel``: nothing before it will come."""
+        out: list = []
+        while self.next < rel:
+            if self.pending and self.pending[0][0] <= rel:
+                self._skip_hole(out)
+            else:
+                self._gap(out, rel - self.next)
+                if self.pending and self.pending[0][0] == self.next:
+                    self._drain(out)
+        return out
+
+    def close(self) -> list:
+        out: list = []
+        while self.pending:
+            self._skip_hole(out)
+        self.closed = True
+        return out
+
+    def forced_skip(self) -> list:
+        """Skip the current hole now (memory pressure elsewhere)."""
+        out: list = []
+        if self.pending:
+            self.anomalies.append("tcp_buffer_overflow")
+            self._skip_hole(out)
+        return out
+
+    # ------------------------------------------------------------ internals
+
+    def _check_delivered(self, start: int, data: bytes) -> None:
+        rs, r = self.recent_start, self.recent
+        lo, hi = max(start, rs), min(start + len(data), rs + len(r))
+        if lo < hi and data[lo - start : hi - start] != r[lo - rs : hi - rs]:
+            self.anomalies.append("tcp_overlap_conflict")
+
+    def _buffer(self, start: int, data: bytes) -> None:
+        """Insert the parts of [start, start+len) not already buffered."""
+        end = start + len(data)
+        pieces = [(start, end)]
+        for s, b in self.pending:
+            e = s + len(b)
+            if e <= start:
+                continue
+            if s >= end:
+                break
+            lo, hi = max(s, start), min(e, end)
+            if data[lo - start : hi - start] != b[lo - s : hi - s]:
+                self.anomalies.append("tcp_overlap_conflict")
+            nxt = []
+            for ps, pe in pieces:
+                if pe <= s or ps >= e:
+                    nxt.append((ps, pe))
+                    continue
+                if ps < s:
+                    nxt.append((ps, s))
+                if pe > e:
+                    nxt.append((e, pe))
+            pieces = nxt
+        for ps, pe in pieces:
+            if pe > ps:
+                insort(self.pending, (ps, data[ps - start : pe - start]))
+                self.pending_bytes += pe - ps
+
+    def _drain(self, out: list) -> None:
+        """Deliver buffered data contiguous with ``next``."""
+        pending = self.pending
+        while pending and pending[0][0] <= self.next:
+            s, b = pending.pop(0)
+            self.pending_bytes -= len(b)
+            e = s + len(b)
+            if e <= self.next:
+                continue
+            if s < self.next:
+                b = b[self.next - s :]
+                s = self.next
+            out.append(b)
+            self.next = e
+            self.recent_start, self.recent = s, b
+        self.wait_since = None
+
+    def _gap(self, out: list, n: int) -> None:
+        out.append(n)
+        self.next += n
+        self.missed_bytes += n
+        if "tcp_gap" not in self.anomalies:
+            self.anomalies.append("tcp_gap")
+
+    def _skip_hole(self, out: list) -> None:
+        """Declare the hole before the first buffered segment lost."""
+        if not self.pending:
+            return
+        hole = self.pending[0][0] - self.next
+        if hole > 0:
+            self._gap(out, hole)
+        self._drain(out)

@@ -1,0 +1,99 @@
+"""Records stage (pure): a finished transaction -> one JSON-ready dict, and
+that dict -> one line of JSON.
+
+The field names and their order are the log format operators depend on; the
+README documents every one.  ``dumps`` escapes everything outside ASCII
+(``ensure_ascii``), so a record is always one line of valid JSON whatever the
+wire carried: a header value cannot contain a raw newline or quote that ends
+the record early, and bytes that were not UTF-8 appear as ``\\udcXX`` escapes
+(see ``http._text``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import struct
+import time
+
+from sniffd.http import Message, Transaction
+
+
+def ip_text(packed: bytes) -> str:
+    return str(ipaddress.ip_address(packed))
+
+
+def community_id(src: bytes, sport: int, dst: bytes, dport: int, proto: int = 6, seed: int = 0) -> str:
+    """Community ID v1 (https://github.com/corelight/community-id-spec):
+    the same flow hashes the same in sniffd, Zeek, Suricata and others."""
+    if (src, sport) > (dst, dport):
+        src, sport, dst, dport = dst, dport, src, sport
+    h = hashlib.sha1(struct.pack("!H", seed) + src + dst + struct.pack("!BBHH", proto, 0, sport, dport))
+    return "1:" + base64.b64encode(h.digest()).decode("ascii")
+
+
+def rfc3339(ts: float) -> str:
+    """UTC, microseconds, 'Z' (RFC 3339 section 5.6)."""
+    sec = int(ts)
+    usec = int(round((ts - sec) * 1_000_000))
+    if usec >= 1_000_000:
+        sec, usec = sec + 1, usec - 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{usec:06d}Z"
+
+
+def _request(m: Message) -> dict:
+    return {
+        "method": m.method,
+        "uri": m.uri,
+        "version": m.version,
+        "host": m.headers.get("host"),
+        "headers": m.headers,
+        "body_len": m.body_len,
+        "missed_bytes": m.missed_bytes,
+    }
+
+
+def _response(m: Message, interim: list[tuple[int, str]]) -> dict:
+    return {
+        "status": m.status,
+        "reason": m.reason,
+        "version": m.version,
+        "headers": m.headers,
+        "body_len": m.body_len,
+        "missed_bytes": m.missed_bytes,
+        "interim": [{"status": s, "reason": r} for s, r in interim],
+    }
+
+
+def build(txn: Transaction, client: dict, server: dict, cid: str) -> dict:
+    req, resp = txn.request, txn.response
+    # A response abandoned before its status line is no response.
+    if resp is not None and resp.status is None:
+        resp = None
+    if req is not None and req.method is None:
+        req = None
+    start = req.start_ts if req is not None else (resp.start_ts if resp is not None else 0.0)
+    duration = None
+    if req is not None and resp is not None:
+        duration = round(max(0.0, resp.end_ts - req.start_ts) * 1000.0, 3)
+    return {
+        "ts": rfc3339(start),
+        "client": client,
+        "server": server,
+        "request": _request(req) if req is not None else None,
+        "response": _response(resp, txn.interim) if resp is not None else None,
+        "duration_ms": duration,
+        "trans_depth": txn.depth,
+        "community_id": cid,
+        "anomalies": sorted(txn.anomalies),
+    }
+
+
+_encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
+
+
+def dumps(record: dict) -> str:
+    """One record as one line of JSON (no trailing newline)."""
+    return _encode(record)

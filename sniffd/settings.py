@@ -1,0 +1,47 @@
+"""Tunable bounds of the processing stages, shared by the config file, the CLI
+and the pipeline.  Field names are the config keys (section ``[limits]``).
+
+Every default says why it is what it is; every bound has a named anomaly for
+what happens when it is reached (sniffd/anomalies.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Connections with no packet for this long are flushed.  HTTP keep-alive
+    # servers close idle connections after 5-120 s (nginx 75 s, Apache 5 s);
+    # 300 s outlasts all common ones without holding dead flows for long.
+    idle_timeout_s: float = 300.0
+    # How long out-of-order data waits for a missing segment before the hole
+    # is declared a gap.  A retransmission normally arrives within one RTO
+    # (RFC 6298: 1 s minimum, commonly 200 ms on Linux); 10 s leaves room for
+    # backed-off retransmits without holding buffers indefinitely.
+    gap_timeout_s: float = 10.0
+    # Most connections tracked at once; at the cap the least recently active
+    # one is flushed (conn_evicted).  ~100 k covers a busy gateway's
+    # concurrent HTTP flows; each costs about 2 KiB when idle.
+    max_connections: int = 100_000
+    # Out-of-order bytes buffered per direction of one connection.  Four
+    # times a typical 64 KiB receive window: enough for real reordering,
+    # small enough that 1000 hostile connections stay bounded.
+    max_conn_buffer_bytes: int = 256 * 1024
+    # Out-of-order bytes buffered across all connections; at the bound the
+    # connection holding the most is forced to skip its hole (tcp_buffer_overflow).
+    max_total_buffer_bytes: int = 64 * 1024 * 1024
+    # RFC 791 suggests 15 s for reassembly; Linux uses 30 s (ipfrag_time).
+    frag_timeout_s: float = 30.0
+    # Datagrams being reassembled at once, and fragments held per datagram
+    # (a 64 KiB datagram at the 68-byte minimum MTU needs ~1000).
+    max_frag_datagrams: int = 4096
+    max_frags_per_datagram: int = 1024
+    # Requests awaiting a response on one connection (pipelining depth).
+    # Browsers pipeline a handful at most; 100 tolerates aggressive clients.
+    max_pending_requests: int = 100
+    # Header section bytes and count for one message: llhttp's and nginx's
+    # defaults sit at 8-80 KiB; 64 KiB fits real cookies, bounds hostile ones.
+    max_header_bytes: int = 64 * 1024
+    max_header_count: int = 256
