@@ -67,28 +67,59 @@ class OfflineCapture:
         except pcapy.PcapError as e:
             raise CaptureError(f"{path}: not a readable pcap/pcapng file ({e})") from None
         self.linktype = self._reader.datalink()
+        self.bpf = bpf
         if bpf:
             _compile_check(self.linktype, 262144, bpf)
-            try:
-                self._reader.setfilter(bpf)
-            except pcapy.PcapError as e:
-                raise CaptureError(f"invalid BPF filter {bpf!r}: {e}") from None
+            self._setfilter(self._reader)
+        self.snaplen = file_snaplen(path)
         # Set when libpcap reports the file cut short mid-record.
         self.truncated: str | None = None
 
+    def _setfilter(self, reader) -> None:
+        try:
+            reader.setfilter(self.bpf)
+        except pcapy.PcapError as e:
+            raise CaptureError(f"invalid BPF filter {self.bpf!r}: {e}") from None
+
     def batches(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[Batch]:
         reader = self._reader
+        done = 0
         while True:
             try:
                 buf, meta = reader.next_batch(batch_size)
             except pcapy.PcapError as e:
-                # libpcap reports a record cut mid-way ("truncated dump file")
-                # as an error after the last whole record: keep what we have.
+                # libpcap reports a record cut mid-way ("truncated dump
+                # file") as an error, and next_batch then drops the whole
+                # batch it was filling.  Re-read that batch one record at a
+                # time so every whole record before the cut is kept.
                 self.truncated = str(e)
+                yield from self._tail(done)
                 return
             if not meta:
                 return
+            done += len(meta) // 16
             yield Batch(buf, meta)
+
+    def _tail(self, skip: int) -> Iterator[Batch]:
+        reader = pcapy.open_offline(self.path)
+        if self.bpf:
+            self._setfilter(reader)
+        for _ in range(skip):
+            reader.next()
+        bufs, metas, off = [], [], 0
+        while True:
+            try:
+                hdr, data = reader.next()
+            except pcapy.PcapError:
+                break
+            if hdr is None:
+                break
+            sec, usec = hdr.getts()
+            bufs.append(data)
+            metas.append(_META.pack(sec, usec, off, len(data)))
+            off += len(data)
+        if bufs:
+            yield Batch(b"".join(bufs), b"".join(metas))
 
 
 class LiveCapture:
@@ -184,6 +215,38 @@ class LiveCapture:
 
     def close(self) -> None:
         self._handle.close()
+
+
+def file_snaplen(path: str) -> int:
+    """The snapshot length a capture file was written with (pcap file header,
+    or the first pcapng Interface Description Block); 0 if unknown.  A frame
+    shorter than this was not cut by the capture, so an IP length claiming
+    more is a lie, not a snaplen cut."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return 0
+    if len(head) < 24:
+        return 0
+    magic = head[:4]
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
+        return struct.unpack_from("<I", head, 16)[0]
+    if magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        return struct.unpack_from(">I", head, 16)[0]
+    if magic == b"\x0a\x0d\x0d\x0a":
+        bom = head[8:12]
+        e = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+        off = struct.unpack_from(e + "I", head, 4)[0]
+        while off + 16 <= len(head):
+            btype, blen = struct.unpack_from(e + "II", head, off)
+            if btype == 1:  # Interface Description Block
+                snap = struct.unpack_from(e + "I", head, off + 12)[0]
+                return snap or 0
+            if blen < 12:
+                break
+            off += blen
+    return 0
 
 
 def list_interfaces() -> list[str]:

@@ -263,12 +263,14 @@ def _link_dpkt(linktype: int, frame: bytes):
             if len(frame) < 14:
                 return "truncated_frame"
             eth = dpkt.ethernet.Ethernet(frame)
-            # dpkt strips 802.1Q / 802.1ad (QinQ) tags into eth.vlan_tags and
-            # reports the inner type; the IP packet is what follows them.
-            hdr = 14 + 4 * len(getattr(eth, "vlan_tags", []) or [])
+            # dpkt parses 802.1Q / 802.1ad (QinQ) tags into eth.vlan_tags;
+            # eth.type stays the outer TPID and the innermost tag carries the
+            # payload's ethertype.  The IP packet follows the last tag.
+            tags = getattr(eth, "vlan_tags", None) or []
             if getattr(eth, "mpls_labels", None):
                 return None
-            return eth.type, frame[hdr:]
+            etype = tags[-1].type if tags else eth.type
+            return etype, frame[14 + 4 * len(tags) :]
         if linktype == DLT_LINUX_SLL:
             if len(frame) < 16:
                 return "truncated_frame"
@@ -336,25 +338,11 @@ def _ip4_dpkt(pkt: bytes):
 
 
 def _ip6_dpkt(pkt: bytes):
-    if len(pkt) < 40:
-        return "truncated_frame"
-    try:
-        # Only the fixed header through dpkt: its extension-header walk
-        # raises on truncated options, where sniffd wants a named anomaly.
-        ip6 = dpkt.ip6.IP6(pkt[:40])
-    except dpkt.UnpackError:
-        return "bad_ip_header"
-    except dpkt.NeedData:
-        return "truncated_frame"
-    if ip6.v != 6:
-        return "bad_ip_header"
-    lost = 0
-    if ip6.plen == 0:
-        body = pkt[40:]
-    else:
-        body = pkt[40 : 40 + ip6.plen]
-        lost = max(0, 40 + ip6.plen - len(pkt))
-    return _ip6_ext(body, ip6.src, ip6.dst, ip6.nxt, lost)
+    # dpkt's IP6 walks extension headers eagerly and raises on the first
+    # truncated or fragmented one, where sniffd wants a named anomaly or a
+    # Fragment: the 40-byte fixed header and the walk are done here instead
+    # (the same code as the fast path).
+    return _ip6(pkt, 0)
 
 
 def decode_frame_dpkt(linktype: int, frame: bytes):

@@ -43,7 +43,7 @@ class Connection:
     __slots__ = (
         "client", "server", "c2s", "s2c", "http", "last_seen", "touched",
         "closed", "held", "held_bytes", "held_since", "keys", "cid",
-        "client_rec", "server_rec", "rst", "syn_isn",
+        "client_rec", "server_rec", "rst", "syn_isn", "releasing",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float) -> None:
@@ -65,6 +65,7 @@ class Connection:
         self.client_rec: dict | None = None
         self.server_rec: dict | None = None
         self.syn_isn: int | None = None
+        self.releasing = False
 
     @property
     def buffered(self) -> int:
@@ -173,7 +174,7 @@ class FlowTable:
         if payload or lost:
             held = conn.held[from_client]
             if held or self._ahead(opp, flags, ack):
-                held.append((seq, ack, flags, payload, lost))
+                held.append((seq, ack, flags, payload, lost, now))
                 conn.held_bytes += len(payload)
                 if conn.held_since is None:
                     conn.held_since = now
@@ -222,34 +223,65 @@ class FlowTable:
 
     def _release(self, conn: Connection, now: float, force: bool = False) -> None:
         """Deliver held segments whose acknowledged data has now arrived.
-        ``force``: the wait is over; what they acknowledge is declared lost."""
-        for from_client in (True, False):
-            held = conn.held[from_client]
-            if not held:
-                continue
-            hs = conn.c2s if from_client else conn.s2c
-            opp = conn.s2c if from_client else conn.c2s
-            while held:
-                seq, ack, flags, payload, lost = held[0]
+
+        ``force``: the wait is over.  The oldest held segment (by capture
+        time) goes first and what it acknowledges is declared lost; then
+        whatever that unblocks.  Oldest first matters when both directions
+        hold: a request that acknowledges a held response must wait for that
+        response, not declare it lost.  ``conn.releasing`` stops the
+        re-entry that delivery would otherwise cause."""
+        if conn.releasing:
+            return
+        conn.releasing = True
+        try:
+            while True:
+                self._release_ready(conn)
+                if not force:
+                    break
+                heads = [(held[0][5], fc) for fc, held in ((True, conn.held[True]), (False, conn.held[False])) if held]
+                if not heads:
+                    break
+                _, fc = min(heads)
+                seq, ack, flags, payload, lost, ts = conn.held[fc][0]
+                opp = conn.s2c if fc else conn.c2s
                 if self._ahead(opp, flags, ack):
-                    if not force:
-                        break
-                    chunks = opp.skip_to(opp.rel(ack) - (1 if opp.fin_at is not None and opp.rel(ack) > opp.fin_at else 0))
-                    self._deliver(conn, not from_client, chunks, now)
-                    if self._ahead(opp, flags, ack):
-                        # skip_to could not reach it (FIN accounting); stop holding.
-                        pass
-                held.pop(0)
-                conn.held_bytes -= len(payload)
-                self._deliver(conn, from_client, hs.feed(seq, payload, now), now)
-                if lost:
-                    end = hs.rel((seq + len(payload) + lost) & 0xFFFFFFFF)
-                    self._deliver(conn, from_client, hs.skip_to(end), now)
-            if hs.fin_at is not None:
-                self._check_finished(conn, from_client, now)
+                    # Never captured: the peer saw bytes we did not.
+                    target = opp.rel(ack)
+                    if opp.fin_at is not None and target > opp.fin_at:
+                        target = opp.fin_at
+                    self._deliver(conn, not fc, opp.skip_to(target), ts)
+                self._pop_held(conn, fc)
+        finally:
+            conn.releasing = False
         if not (conn.held[0] or conn.held[1]):
             conn.held_since = None
             conn.held_bytes = 0
+
+    def _release_ready(self, conn: Connection) -> None:
+        """Deliver held segments that no longer wait for anything."""
+        moved = True
+        while moved:
+            moved = False
+            for fc in (True, False):
+                held = conn.held[fc]
+                opp = conn.s2c if fc else conn.c2s
+                while held and not self._ahead(opp, held[0][2], held[0][1]):
+                    self._pop_held(conn, fc)
+                    moved = True
+
+    def _pop_held(self, conn: Connection, from_client: bool) -> None:
+        held = conn.held[from_client]
+        hs = conn.c2s if from_client else conn.s2c
+        seq, ack, flags, payload, lost, ts = held.pop(0)
+        conn.held_bytes -= len(payload)
+        # Delivered at its capture time: records say when bytes were on the
+        # wire, not when they were released.
+        self._deliver(conn, from_client, hs.feed(seq, payload, ts), ts)
+        if lost:
+            end = hs.rel((seq + len(payload) + lost) & 0xFFFFFFFF)
+            self._deliver(conn, from_client, hs.skip_to(end), ts)
+        if not held and hs.fin_at is not None:
+            self._check_finished(conn, from_client, ts)
 
     def _check_finished(self, conn: Connection, from_client: bool, now: float) -> None:
         hs = conn.c2s if from_client else conn.s2c

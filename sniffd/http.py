@@ -142,7 +142,7 @@ class _Side:
         "session", "is_request", "parser", "msg", "txn", "mode", "buf",
         "began", "messages", "seen_bytes", "carry", "careful", "line",
         "chunk_left", "stop", "resync_pending", "max_header_bytes",
-        "max_header_count",
+        "max_header_count", "filling",
     )
 
     def __init__(self, session: "HttpSession", is_request: bool, mode: str) -> None:
@@ -164,6 +164,7 @@ class _Side:
         self.resync_pending = False
         self.max_header_bytes = session.max_header_bytes
         self.max_header_count = session.max_header_count
+        self.filling = False
         if mode == HTTP:
             self.new_parser()
 
@@ -200,8 +201,23 @@ class _Side:
     def on_status(self, status: bytes) -> None:
         self.msg._reason_parts.append(status)
 
+    def _start_line(self) -> None:
+        """The start line is complete (first header, or end of headers):
+        keep its fields now, so a message cut short still has them."""
+        msg, p = self.msg, self.parser
+        msg.version = p.get_http_version()
+        if self.is_request:
+            msg.method = p.get_method().decode("ascii", "replace")
+            msg.uri = _text(b"".join(msg._uri_parts))
+        else:
+            msg.status = p.get_status_code()
+            msg.reason = _text(b"".join(msg._reason_parts))
+        msg._uri_parts = msg._reason_parts = None
+
     def on_header(self, name: bytes, value: bytes) -> None:
         msg = self.msg
+        if msg._uri_parts is not None:
+            self._start_line()
         msg.header_count += 1
         msg.header_bytes += len(name) + len(value) + 4
         if msg.header_count > self.max_header_count or msg.header_bytes > self.max_header_bytes:
@@ -214,15 +230,10 @@ class _Side:
         msg.headers[key] = val if old is None else old + ", " + val
 
     def on_headers_complete(self) -> None:
-        msg, p = self.msg, self.parser
-        msg.version = p.get_http_version()
-        if self.is_request:
-            msg.method = p.get_method().decode("ascii", "replace")
-            msg.uri = _text(b"".join(msg._uri_parts))
-        else:
-            msg.status = p.get_status_code()
-            msg.reason = _text(b"".join(msg._reason_parts))
-        msg._uri_parts = msg._reason_parts = None
+        msg = self.msg
+        msg.end_ts = self.session.now
+        if msg._uri_parts is not None:
+            self._start_line()
         cl = msg.headers.get("content-length")
         if cl is not None:
             try:
@@ -235,7 +246,12 @@ class _Side:
             self.session._response_headers(self, msg)
 
     def on_body(self, body: bytes) -> None:
-        self.msg.body_len += len(body)
+        msg = self.msg
+        msg.end_ts = self.session.now
+        if not self.filling:
+            # body_len counts bytes seen; zeros standing in for a gap are
+            # counted in missed_bytes instead.
+            msg.body_len += len(body)
         if self.chunk_left is not None:
             self.chunk_left -= len(body)
 
@@ -251,10 +267,13 @@ class _Side:
         self.chunk_left = None
         self.line.clear()
 
-    def on_message_complete(self) -> None:
+    def on_message_complete(self, at_close: bool = False) -> None:
         msg = self.msg
         msg.complete = True
-        msg.end_ts = self.session.now
+        if not at_close:
+            # The byte that completed it; a close-delimited body ends at its
+            # last byte (set by on_body), not at the FIN that told us so.
+            msg.end_ts = self.session.now
         self.msg = None
         self.line.clear()
         self.chunk_left = None
@@ -303,11 +322,16 @@ class HttpSession:
         for c in chunks:
             if side.mode is DEAD or side.mode is TUNNEL:
                 return
-            if c.__class__ is int:
+            cls = c.__class__
+            if cls is int:
                 self._gap(side, c)
+                continue
+            if cls is tuple:
+                c, self.now = c  # data that waited for a hole: its capture time
             else:
-                side.seen_bytes += len(c)
-                self._data(side, c)
+                self.now = now
+            side.seen_bytes += len(c)
+            self._data(side, c)
 
     def note(self, from_client: bool, names) -> None:
         side = self.req if from_client else self.resp
@@ -329,7 +353,7 @@ class HttpSession:
         if msg is not None and side.mode is HTTP:
             if not side.is_request and self._close_delimited(msg):
                 # RFC 9112 section 6.3 rule 8: the body ends with the connection.
-                side.on_message_complete()
+                side.on_message_complete(at_close=True)
             else:
                 side.txn.anomalies.add("message_incomplete")
                 self._abandon(side)
@@ -614,24 +638,29 @@ class HttpSession:
                 self._fill(side, n)
                 return
         if side.msg is not None and side.mode is HTTP:
+            side.msg.missed_bytes += n
             side.txn.anomalies.add("message_interrupted")
             self._abandon(side)
         if side.mode in (HTTP, RESYNC):
+            # Whatever follows the gap may start mid-message: look for the
+            # next start line (http_resync is marked only if bytes are skipped).
             side.mode = RESYNC
             side.parser = None
             side.buf = bytearray()
-            side.resync_pending = True
-            side.carry.add("tcp_gap")
         elif side.mode is HELD:
             side.buf.clear()
 
     def _fill(self, side: _Side, n: int) -> None:
-        while n > 0 and side.mode is HTTP:
-            k = min(n, len(_ZEROS))
-            rest = self._feed(side, _ZEROS[:k])
-            if rest:
-                self._data(side, rest)
-            n -= k
+        """Feed ``n`` zeros for bytes lost inside a body whose framing does
+        not depend on its content (Content-Length, close-delimited)."""
+        side.filling = True
+        try:
+            while n > 0 and side.mode is HTTP:
+                k = min(n, len(_ZEROS))
+                self._feed(side, _ZEROS[:k])
+                n -= k
+        finally:
+            side.filling = False
 
     def _abandon(self, side: _Side) -> None:
         """End the current message as it stands (interrupted or incomplete)."""
@@ -640,7 +669,6 @@ class HttpSession:
         side.txn = None
         if msg is None or txn is None:
             return
-        msg.end_ts = self.now
         if msg.method is None and msg.status is None:
             # Not even the start line: nothing worth a record on its own.
             if side.is_request and txn.response is None:

@@ -27,8 +27,12 @@ EXPIRE_EVERY_S = 1.0
 
 
 class Pipeline:
-    def __init__(self, settings: Settings | None = None, decode=decode_frame) -> None:
+    def __init__(self, settings: Settings | None = None, decode=decode_frame, snaplen: int = 0) -> None:
         self.settings = settings or Settings()
+        # The capture's snapshot length (0: unknown).  Sources that do not
+        # report each frame's wire length (pcapy-ng's next_batch) tell a
+        # snaplen cut from a lying IP length by it.
+        self.snaplen = snaplen
         s = self.settings
         self._decode = decode
         self.flows = FlowTable(s)
@@ -58,9 +62,12 @@ class Pipeline:
             self._next_expire = now + EXPIRE_EVERY_S
         seg = self._decode(linktype, frame)
         if seg.__class__ is not Segment:
-            seg = self._other(seg, now)
+            seg = self._other(seg, now, frame, wirelen)
             if seg is None:
                 return out
+        elif seg.lost and not self._cut_by_capture(frame, wirelen):
+            self._count("truncated_frame")
+            return out
         done = self.flows.feed(seg, now)
         if done:
             out.extend(self._records(done))
@@ -103,7 +110,14 @@ class Pipeline:
     def _count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
 
-    def _other(self, value, now: float) -> Segment | None:
+    def _cut_by_capture(self, frame: bytes, wirelen: int | None) -> bool:
+        """Was this frame shortened by the capture (snaplen), rather than
+        sent with an IP length that claims more than it carries?"""
+        if wirelen is not None:
+            return wirelen > len(frame)
+        return not self.snaplen or len(frame) >= self.snaplen
+
+    def _other(self, value, now: float, frame: bytes = b"", wirelen: int | None = None) -> Segment | None:
         if value is None:
             self.non_tcp += 1
             return None
@@ -111,6 +125,9 @@ class Pipeline:
             self._count(value)
             return None
         if value.__class__ is Fragment:
+            if value.lost and not self._cut_by_capture(frame, wirelen):
+                self._count("truncated_frame")
+                return None
             whole, anomalies = self.frags.feed(value, now)
             for name in anomalies:
                 self._count(name)

@@ -57,6 +57,7 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
     try:
         for cap in captures:
             linktype = cap.linktype
+            pipeline.snaplen = cap.snaplen
             feed = pipeline.feed
             for batch in cap.batches():
                 lines = []

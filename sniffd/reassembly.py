@@ -2,8 +2,11 @@
 
 A ``HalfStream`` turns segments, in any arrival order, into the ordered byte
 stream the receiver's application saw, plus gap markers for bytes that never
-arrived.  Its output is a list of *chunks*: ``bytes`` for data, ``int`` for a
-gap of that many bytes.
+arrived.  Its output is a list of *chunks*: ``bytes`` for data that arrived
+with the segment just fed, ``(bytes, ts)`` for data that waited in the
+buffer (``ts``: when it was captured), ``int`` for a gap of that many bytes.
+Keeping the capture time lets records say when a byte was on the wire, not
+when the hole before it was filled.
 
 Call order (gopacket's Assembler is the model):
 
@@ -47,7 +50,7 @@ class HalfStream:
     def __init__(self, gap_timeout_s: float, max_buffer_bytes: int) -> None:
         self.base: int | None = None  # 32-bit seq of relative offset 0
         self.next = 0  # relative offset of the next byte to deliver
-        self.pending: list[tuple[int, bytes]] = []  # sorted, non-overlapping
+        self.pending: list[tuple[int, bytes, float]] = []  # sorted, non-overlapping
         self.pending_bytes = 0
         self.wait_since: float | None = None  # when the current hole began blocking
         self.fin_at: int | None = None
@@ -108,7 +111,7 @@ class HalfStream:
             self.next = end
             self.recent_start, self.recent = start, payload
             return [payload]
-        self._buffer(start, payload)
+        self._buffer(start, payload, now)
         if self.pending[0][0] == self.next:
             self._drain(out)
         if self.pending:
@@ -168,11 +171,11 @@ class HalfStream:
         if lo < hi and data[lo - start : hi - start] != r[lo - rs : hi - rs]:
             self.anomalies.append("tcp_overlap_conflict")
 
-    def _buffer(self, start: int, data: bytes) -> None:
+    def _buffer(self, start: int, data: bytes, now: float) -> None:
         """Insert the parts of [start, start+len) not already buffered."""
         end = start + len(data)
         pieces = [(start, end)]
-        for s, b in self.pending:
+        for s, b, _ts in self.pending:
             e = s + len(b)
             if e <= start:
                 continue
@@ -193,14 +196,14 @@ class HalfStream:
             pieces = nxt
         for ps, pe in pieces:
             if pe > ps:
-                insort(self.pending, (ps, data[ps - start : pe - start]))
+                insort(self.pending, (ps, data[ps - start : pe - start], now))
                 self.pending_bytes += pe - ps
 
     def _drain(self, out: list) -> None:
         """Deliver buffered data contiguous with ``next``."""
         pending = self.pending
         while pending and pending[0][0] <= self.next:
-            s, b = pending.pop(0)
+            s, b, ts = pending.pop(0)
             self.pending_bytes -= len(b)
             e = s + len(b)
             if e <= self.next:
@@ -208,7 +211,7 @@ class HalfStream:
             if s < self.next:
                 b = b[self.next - s :]
                 s = self.next
-            out.append(b)
+            out.append((b, ts))
             self.next = e
             self.recent_start, self.recent = s, b
         self.wait_since = None
