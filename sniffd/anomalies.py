@@ -35,5 +35,6 @@ ANOMALIES: dict[str, str] = {
     "header_limit": "A message had more header bytes or header fields than max_header_bytes / max_header_count; the excess fields are not recorded.",
     "pending_overflow": "More requests were awaiting a response on one connection than max_pending_requests; the oldest was written unanswered.",
     "idle_timeout": "The connection was idle longer than idle_timeout_s and was flushed; open transactions were written.",
+    "internal_error": "A bug in sniffd was hit while processing a packet; that connection's state was discarded and processing went on. Please report it with the capture.",
     "cut_by_shutdown": "sniffd was stopped while this transaction was open; it was written as it stood.",
 }

@@ -109,6 +109,12 @@ def check_linktype(linktype: int) -> None:
 
 
 _u16 = struct.Struct("!H").unpack_from
+# IPv4 header without options + TCP header up to the flags: one unpack for
+# the common frame.
+_IP4TCP = struct.Struct("!BBHHHBBH4s4sHHIIBB").unpack_from
+# NamedTuple's generated __new__ is a Python function (~250 ns); building
+# through tuple.__new__ gives the same Segment in less than half the time.
+_tuple_new = tuple.__new__
 _IP4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
 _tcp = struct.Struct("!HHIIBB").unpack_from
 _IP6 = struct.Struct("!IHBB16s16s").unpack_from
@@ -127,7 +133,7 @@ def decode_tcp(src: bytes, dst: bytes, buf: bytes, lost: int):
         return "bad_tcp_header"
     if hl > len(buf):
         return "truncated_frame" if lost else "bad_tcp_header"
-    return Segment(src, dst, sport, dport, seq, ack, flags, buf[hl:], lost)
+    return _tuple_new(Segment, (src, dst, sport, dport, seq, ack, flags, buf[hl:], lost))
 
 
 def decode_transport(version: int, src: bytes, dst: bytes, proto: int, buf: bytes, lost: int = 0):
@@ -234,12 +240,32 @@ def _by_ethertype(etype: int, buf: bytes, off: int):
     return None
 
 
+def _ip4_tcp(frame: bytes, off: int):
+    """IPv4 with no options carrying TCP, not fragmented, lengths
+    consistent: one struct unpack, one slice.  Anything else: None, and the
+    caller takes the general path."""
+    (_vhl, _tos, total, _id, frag, _ttl, _p, _sum, src, dst,
+     sport, dport, seq, ack, doff, flags) = _IP4TCP(frame, off)
+    if frag & 0x3FFF:
+        return None
+    hl = (doff >> 4) * 4
+    end = off + total
+    start = off + 20 + hl
+    if hl < 20 or start > end or end > len(frame):
+        return None
+    return _tuple_new(Segment, (src, dst, sport, dport, seq, ack, flags, frame[start:end], 0))
+
+
 def decode_frame(linktype: int, frame: bytes):
     """Fast path for the common frames; everything else goes through dpkt."""
     if linktype == DLT_EN10MB:
         if len(frame) >= 14:
             etype = (frame[12] << 8) | frame[13]
             if etype == ETH_IP4:
+                if len(frame) >= 54 and frame[14] == 0x45 and frame[23] == PROTO_TCP:
+                    seg = _ip4_tcp(frame, 14)
+                    if seg is not None:
+                        return seg
                 return _ip4(frame, 14)
             if etype == ETH_IP6 and len(frame) >= 54 and frame[20] == PROTO_TCP:
                 return _ip6(frame, 14)
@@ -247,6 +273,10 @@ def decode_frame(linktype: int, frame: bytes):
         if len(frame) >= 16:
             etype = (frame[14] << 8) | frame[15]
             if etype == ETH_IP4:
+                if len(frame) >= 56 and frame[16] == 0x45 and frame[25] == PROTO_TCP:
+                    seg = _ip4_tcp(frame, 16)
+                    if seg is not None:
+                        return seg
                 return _ip4(frame, 16)
             if etype == ETH_IP6 and len(frame) >= 56 and frame[22] == PROTO_TCP:
                 return _ip6(frame, 16)

@@ -34,6 +34,8 @@ CLOSED_LINGER_S = 10.0
 # An acknowledgement further ahead than this is bogus (a broken or hostile
 # stack); it must not make sniffd hold or skip data.
 MAX_ACK_AHEAD = 1 << 30
+_NOTHING: tuple = ()
+
 # Ports that are a server's, for guessing roles of a connection picked up
 # mid-stream (no SYN seen).
 HTTP_PORTS = frozenset((80, 8000, 8008, 8080, 8081, 8088, 8888, 3128, 443, 8443))
@@ -98,7 +100,8 @@ class FlowTable:
     def feed(self, seg: Segment, now: float) -> list[tuple[Connection, Transaction]]:
         src, dst, sport, dport, seq, ack, flags, payload, lost = seg
         key = (src, sport, dst, dport)
-        conn = self.conns.get(key)
+        entry = self.conns.get(key)
+        conn = entry[0] if entry is not None else None
         if conn is not None and conn.closed:
             if flags & TH_SYN and not flags & TH_ACK and seq != conn.syn_isn:
                 self._remove(conn)  # port reuse: a new connection
@@ -110,21 +113,31 @@ class FlowTable:
             if flags & TH_RST:
                 return self._take()  # RST for a connection we never saw
             conn = self._new(seg, now)
+            entry = self.conns[key]
         elif flags & TH_SYN and not flags & TH_ACK and conn.syn_isn is not None and seq != conn.syn_isn:
             # A new SYN with a new ISN on a 4-tuple still open: the old
             # connection was abandoned (the client reused the port).
             self._close(conn, None, now)
             self._remove(conn)
             conn = self._new(seg, now)
-        from_client = (src, sport) == conn.client
+            entry = self.conns[key]
+        from_client = entry[1]
         conn.last_seen = now
         if now - conn.touched >= 1.0:
             conn.touched = now
             self.lru.move_to_end(conn)
-        before = conn.buffered
-        self._segment(conn, from_client, seq, ack, flags, payload, lost, now)
-        self._account(conn, before)
-        return self._take()
+        waiting = self.waiting
+        if conn in waiting:
+            before = conn.buffered
+            self._segment(conn, from_client, seq, ack, flags, payload, lost, now)
+            self._account(conn, before)
+        else:
+            self._segment(conn, from_client, seq, ack, flags, payload, lost, now)
+            if conn in waiting:
+                self._account(conn, 0)
+        if self.out:
+            return self._take()
+        return _NOTHING
 
     def _new(self, seg: Segment, now: float) -> Connection:
         src, dst, sport, dport, seq, ack, flags, payload, lost = seg
@@ -150,8 +163,10 @@ class FlowTable:
             self._count("midstream_pickup")
         conn = Connection(client, server, self.s, midstream, now)
         conn.keys = ((client[0], client[1], server[0], server[1]), (server[0], server[1], client[0], client[1]))
-        for k in conn.keys:
-            self.conns[k] = conn
+        # Each key maps to (connection, is this key the client's direction),
+        # so one dict lookup per packet answers both.
+        self.conns[conn.keys[0]] = (conn, True)
+        self.conns[conn.keys[1]] = (conn, False)
         self.lru[conn] = None
         return conn
 
@@ -197,10 +212,13 @@ class FlowTable:
             hs.feed_fin((seq + len(payload) + lost) & 0xFFFFFFFF)
             self._check_finished(conn, from_client, now)
 
-    def _ahead(self, opp: HalfStream, flags: int, ack: int) -> bool:
+    @staticmethod
+    def _ahead(opp: HalfStream, flags: int, ack: int) -> bool:
         """Does this segment acknowledge bytes of ``opp`` not yet delivered?"""
         if not flags & TH_ACK or opp.base is None or opp.closed:
             return False
+        if (ack - opp.base - opp.next) & 0xFFFFFFFF == 0:
+            return False  # the common case: acknowledges exactly what we have
         d = opp.rel(ack) - opp.consumed
         return 0 < d < MAX_ACK_AHEAD
 
@@ -333,11 +351,22 @@ class FlowTable:
 
     def _remove(self, conn: Connection) -> None:
         for k in conn.keys:
-            if self.conns.get(k) is conn:
+            entry = self.conns.get(k)
+            if entry is not None and entry[0] is conn:
                 del self.conns[k]
         self.lru.pop(conn, None)
         self.closing.pop(conn, None)
         self.waiting.discard(conn)
+
+    def discard(self, seg: Segment) -> None:
+        """Forget the connection of ``seg`` without flushing it (its state
+        is suspect after an internal error)."""
+        entry = self.conns.get((seg.src, seg.sport, seg.dst, seg.dport))
+        conn = entry[0] if entry is not None else None
+        if conn is not None:
+            self.buffered -= conn.buffered
+            self._remove(conn)
+        self.out = []
 
     def _take(self) -> list[tuple[Connection, Transaction]]:
         if not self.out:

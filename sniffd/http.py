@@ -63,6 +63,7 @@ RESYNC_WINDOW = 64 * 1024
 NON_HTTP_AFTER = 64 * 1024
 
 _ZEROS = bytes(64 * 1024)
+_HEADER_END = re.compile(rb"\n\r?\n")
 
 HTTP, RESYNC, HELD, TUNNEL, DEAD = "http", "resync", "held", "tunnel", "dead"
 
@@ -94,7 +95,7 @@ class Message:
     __slots__ = (
         "start_ts", "end_ts", "method", "uri", "status", "reason", "version",
         "headers", "header_count", "header_bytes", "body_len", "missed_bytes",
-        "complete", "content_length", "chunked", "no_body", "_uri_parts",
+        "complete", "content_length", "chunked", "no_body", "hdrs_done", "_uri_parts",
         "_reason_parts",
     )
 
@@ -115,6 +116,7 @@ class Message:
         self.content_length: int | None = None
         self.chunked = False
         self.no_body = False
+        self.hdrs_done = False
         self._uri_parts: list[bytes] = []
         self._reason_parts: list[bytes] = []
 
@@ -142,7 +144,7 @@ class _Side:
         "session", "is_request", "parser", "msg", "txn", "mode", "buf",
         "began", "messages", "seen_bytes", "carry", "careful", "line",
         "chunk_left", "stop", "resync_pending", "max_header_bytes",
-        "max_header_count", "filling",
+        "max_header_count", "filling", "tail",
     )
 
     def __init__(self, session: "HttpSession", is_request: bool, mode: str) -> None:
@@ -165,6 +167,7 @@ class _Side:
         self.max_header_bytes = session.max_header_bytes
         self.max_header_count = session.max_header_count
         self.filling = False
+        self.tail = b""  # careful mode: last two bytes fed
         if mode == HTTP:
             self.new_parser()
 
@@ -174,6 +177,7 @@ class _Side:
         else:
             self.parser = httptools.HttpResponseParser(self)
         self.parser.set_dangerous_leniencies(**_LENIENT)
+        self.tail = b""
         self.line.clear()
         self.chunk_left = None
 
@@ -209,6 +213,8 @@ class _Side:
         if self.is_request:
             msg.method = p.get_method().decode("ascii", "replace")
             msg.uri = _text(b"".join(msg._uri_parts))
+            if msg.method in ("HEAD", "CONNECT"):
+                self.session.special = True
         else:
             msg.status = p.get_status_code()
             msg.reason = _text(b"".join(msg._reason_parts))
@@ -232,6 +238,7 @@ class _Side:
     def on_headers_complete(self) -> None:
         msg = self.msg
         msg.end_ts = self.session.now
+        msg.hdrs_done = True
         if msg._uri_parts is not None:
             self._start_line()
         cl = msg.headers.get("content-length")
@@ -311,6 +318,9 @@ class HttpSession:
         self.resp = _Side(self, False, mode)
         self.midstream = midstream
         self.non_http = False
+        # Set once a HEAD or CONNECT request is seen: only then can a
+        # response need careful feeding (see _needs_care).
+        self.special = False
         # Anomalies for the session's stats that touch no transaction.
         self.loose: list[str] = []
 
@@ -320,7 +330,8 @@ class HttpSession:
         self.now = now
         side = self.req if from_client else self.resp
         for c in chunks:
-            if side.mode is DEAD or side.mode is TUNNEL:
+            mode = side.mode
+            if mode is DEAD or mode is TUNNEL:
                 return
             cls = c.__class__
             if cls is int:
@@ -331,7 +342,14 @@ class HttpSession:
             else:
                 self.now = now
             side.seen_bytes += len(c)
-            self._data(side, c)
+            if mode is HTTP and (from_client or not self.special):
+                # The common case: whole chunk to llhttp, no careful feeding.
+                side.careful = False
+                rest = self._feed(side, c)
+                if rest:
+                    self._data(side, rest)
+            else:
+                self._data(side, c)
 
     def note(self, from_client: bool, names) -> None:
         side = self.req if from_client else self.resp
@@ -476,7 +494,7 @@ class HttpSession:
 
     def _needs_care(self, side: _Side) -> bool:
         """Could the bytes about to be fed hold a response to HEAD/CONNECT?"""
-        if side.is_request:
+        if side.is_request or not self.special:
             return False
         for txn in self.pending:
             if txn.response is not None and txn.response is not side.msg:
@@ -487,28 +505,56 @@ class HttpSession:
         return False
 
     def _parse(self, side: _Side, data: bytes) -> bytes:
-        """Feed ``data``; return what is left for another mode to take."""
-        side.careful = self._needs_care(side)
-        if not side.careful:
+        """Feed ``data``; return what is left for another mode to take.
+
+        Careful mode feeds in pieces that end exactly where a message
+        boundary can be: a header section up to its first empty line, a
+        known-length body run, chunk-size lines a byte at a time.  llhttp
+        fires its callbacks at the last byte of each piece, so a HEAD or
+        CONNECT response is stopped exactly at the end of its headers."""
+        if not self._needs_care(side):
+            side.careful = False
             return self._feed(side, data)
+        side.careful = True
         i, n = 0, len(data)
         while i < n and side.mode is HTTP:
-            run = side.body_left()
-            step = run if run and run > 0 else 1
+            msg = side.msg
+            if msg is None or not msg.hdrs_done:
+                step = self._header_run(side, data, i)
+                in_body = False
+            else:
+                run = side.body_left()
+                step = run if run and run > 0 else 1
+                in_body = step == 1
             piece = data[i : i + step]
-            if step == 1 and side.msg is not None and side.msg.status is not None:
+            if in_body:
                 side.line += piece
-            elif step == 1 and side.msg is None:
-                side.line.clear()
             rest = self._feed(side, piece)
             i += len(piece) - len(rest)
+            side.tail = (side.tail + piece)[-2:]
             if rest:
                 return rest + data[i:]
-            if side.stop is None and not self._needs_care(side):
+            if side.msg is None and not self._needs_care(side):
                 # Past every HEAD/CONNECT answer: back to whole chunks.
                 side.careful = False
                 return self._feed(side, data[i:]) if i < n else b""
         return data[i:]
+
+    @staticmethod
+    def _header_run(side: _Side, data: bytes, i: int) -> int:
+        """Bytes from ``i`` up to and including the empty line that ends a
+        header section (RFC 9112 section 2.1; a bare LF is accepted like
+        llhttp's lenient mode does), or to the end of ``data``."""
+        t = side.tail
+        if t.endswith(b"\n"):
+            if data.startswith(b"\n", i):
+                return 1
+            if data.startswith(b"\r\n", i):
+                return 2
+        elif t.endswith(b"\n\r") and data.startswith(b"\n", i):
+            return 1
+        m = _HEADER_END.search(data, i)
+        return (m.end() - i) if m else len(data) - i
 
     def _feed(self, side: _Side, data: bytes) -> bytes:
         side.began = 0

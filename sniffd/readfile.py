@@ -58,16 +58,11 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
         for cap in captures:
             linktype = cap.linktype
             pipeline.snaplen = cap.snaplen
-            feed = pipeline.feed
+            feed_batch = pipeline.feed_batch
             for batch in cap.batches():
-                lines = []
-                for ts, frame in batch.frames():
-                    recs = feed(ts, linktype, frame)
-                    if recs:
-                        lines.extend(dumps(r) for r in recs)
-                if lines:
-                    lines.append("")
-                    write("\n".join(lines))
+                recs = feed_batch(linktype, batch)
+                if recs:
+                    write("".join([dumps(r) + "\n" for r in recs]))
             if cap.truncated:
                 print(f"sniffd: warning: {cap.path}: capture file is truncated ({cap.truncated}); "
                       "records up to the cut were written", file=sys.stderr)
