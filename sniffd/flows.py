@@ -187,8 +187,12 @@ class FlowTable:
             self._close(conn, None, now)
             return
         if payload or lost:
-            held = conn.held[from_client]
-            if held or self._ahead(opp, flags, ack):
+            # Only a segment that itself acknowledges undelivered data waits;
+            # one that does not goes to the half-stream even if earlier ones
+            # wait (the half-stream orders by sequence number anyway), else a
+            # response held behind a later one could deadlock the pair.
+            if self._ahead(opp, flags, ack):
+                held = conn.held[from_client]
                 held.append((seq, ack, flags, payload, lost, now))
                 conn.held_bytes += len(payload)
                 if conn.held_since is None:
@@ -242,33 +246,22 @@ class FlowTable:
     def _release(self, conn: Connection, now: float, force: bool = False) -> None:
         """Deliver held segments whose acknowledged data has now arrived.
 
-        ``force``: the wait is over.  The oldest held segment (by capture
-        time) goes first and what it acknowledges is declared lost; then
-        whatever that unblocks.  Oldest first matters when both directions
-        hold: a request that acknowledges a held response must wait for that
-        response, not declare it lost.  ``conn.releasing`` stops the
-        re-entry that delivery would otherwise cause."""
+        ``force``: the wait is over: release everything, declaring lost
+        what the segments acknowledge and nobody delivered.  One segment is
+        forced at a time, then whatever that unblocks is delivered: the
+        segment forced is one whose missing data is not itself waiting in
+        the other direction's hold queue (so a request that acknowledges a
+        held response never declares that response lost), oldest first.
+        ``conn.releasing`` stops the re-entry that delivery would cause."""
         if conn.releasing:
             return
         conn.releasing = True
         try:
             while True:
                 self._release_ready(conn)
-                if not force:
+                if not force or not (conn.held[True] or conn.held[False]):
                     break
-                heads = [(held[0][5], fc) for fc, held in ((True, conn.held[True]), (False, conn.held[False])) if held]
-                if not heads:
-                    break
-                _, fc = min(heads)
-                seq, ack, flags, payload, lost, ts = conn.held[fc][0]
-                opp = conn.s2c if fc else conn.c2s
-                if self._ahead(opp, flags, ack):
-                    # Never captured: the peer saw bytes we did not.
-                    target = opp.rel(ack)
-                    if opp.fin_at is not None and target > opp.fin_at:
-                        target = opp.fin_at
-                    self._deliver(conn, not fc, opp.skip_to(target), ts)
-                self._pop_held(conn, fc)
+                self._force_one(conn)
         finally:
             conn.releasing = False
         if not (conn.held[0] or conn.held[1]):
@@ -276,21 +269,47 @@ class FlowTable:
             conn.held_bytes = 0
 
     def _release_ready(self, conn: Connection) -> None:
-        """Deliver held segments that no longer wait for anything."""
+        """Deliver every held segment that no longer waits for anything.
+        Not only the queue's head: the half-stream orders data by sequence
+        number, so a ready segment need not wait behind a blocked one."""
         moved = True
         while moved:
             moved = False
             for fc in (True, False):
                 held = conn.held[fc]
                 opp = conn.s2c if fc else conn.c2s
-                while held and not self._ahead(opp, held[0][2], held[0][1]):
-                    self._pop_held(conn, fc)
-                    moved = True
+                i = 0
+                while i < len(held):
+                    if self._ahead(opp, held[i][2], held[i][1]):
+                        i += 1
+                    else:
+                        self._pop_held(conn, fc, i)
+                        moved = True
 
-    def _pop_held(self, conn: Connection, from_client: bool) -> None:
+    def _force_one(self, conn: Connection) -> None:
+        best = None
+        for fc in (True, False):
+            opp = conn.s2c if fc else conn.c2s
+            waiting_there = {opp.rel(h[0]) for h in conn.held[not fc]}
+            for i, (seq, ack, flags, payload, lost, ts) in enumerate(conn.held[fc]):
+                key = (opp.next in waiting_there, ts, i)
+                if best is None or key < best[0]:
+                    best = (key, fc, i)
+        _, fc, i = best
+        seq, ack, flags, payload, lost, ts = conn.held[fc][i]
+        opp = conn.s2c if fc else conn.c2s
+        if self._ahead(opp, flags, ack):
+            # Never captured: the peer saw bytes we did not.
+            target = opp.rel(ack)
+            if opp.fin_at is not None and target > opp.fin_at:
+                target = opp.fin_at
+            self._deliver(conn, not fc, opp.skip_to(target), ts)
+        self._pop_held(conn, fc, i)
+
+    def _pop_held(self, conn: Connection, from_client: bool, i: int = 0) -> None:
         held = conn.held[from_client]
         hs = conn.c2s if from_client else conn.s2c
-        seq, ack, flags, payload, lost, ts = held.pop(0)
+        seq, ack, flags, payload, lost, ts = held.pop(i)
         conn.held_bytes -= len(payload)
         # Delivered at its capture time: records say when bytes were on the
         # wire, not when they were released.
