@@ -358,8 +358,8 @@ def _ip4_dpkt(pkt: bytes):
     else:
         body = pkt[hl : ip.len]
         lost = max(0, ip.len - len(pkt))
-    mf = bool(ip.off & dpkt.ip.IP_MF)
-    foff = (ip.off & dpkt.ip.IP_OFFMASK) * 8
+    mf = bool(ip.mf)
+    foff = ip.offset  # dpkt gives bytes (the field's 8-byte units times 8)
     if mf or foff:
         return Fragment((4, ip.src, ip.dst, ip.p, ip.id), 4, ip.src, ip.dst, ip.p, foff, mf, body, lost)
     if ip.p != PROTO_TCP:

@@ -64,6 +64,7 @@ NON_HTTP_AFTER = 64 * 1024
 
 _ZEROS = bytes(64 * 1024)
 _HEADER_END = re.compile(rb"\n\r?\n")
+_UNHIGH = bytes(range(128)) + b"x" * 128
 
 HTTP, RESYNC, HELD, TUNNEL, DEAD = "http", "resync", "held", "tunnel", "dead"
 
@@ -95,7 +96,7 @@ class Message:
     __slots__ = (
         "start_ts", "end_ts", "method", "uri", "status", "reason", "version",
         "headers", "header_count", "header_bytes", "body_len", "missed_bytes",
-        "complete", "content_length", "chunked", "no_body", "hdrs_done", "_uri_parts",
+        "complete", "content_length", "chunked", "no_body", "hdrs_done", "line_seen", "feed_no", "_uri_parts",
         "_reason_parts",
     )
 
@@ -117,6 +118,8 @@ class Message:
         self.chunked = False
         self.no_body = False
         self.hdrs_done = False
+        self.line_seen = False
+        self.feed_no = 0
         self._uri_parts: list[bytes] = []
         self._reason_parts: list[bytes] = []
 
@@ -142,7 +145,7 @@ class _Side:
 
     __slots__ = (
         "session", "is_request", "parser", "msg", "txn", "mode", "buf",
-        "began", "messages", "seen_bytes", "carry", "careful", "line",
+        "began", "messages", "good", "feed_no", "raw_line", "line_complete", "seen_bytes", "carry", "careful", "line",
         "chunk_left", "stop", "resync_pending", "max_header_bytes",
         "max_header_count", "filling", "tail",
     )
@@ -155,8 +158,16 @@ class _Side:
         self.txn: Transaction | None = None
         self.mode = mode
         self.buf = bytearray()  # unparsed bytes (RESYNC / HELD)
-        self.began = 0  # messages begun during the current feed_data call
+        # Start lines parsed during the current feed_data call, of messages
+        # begun in it (resynchronisation skips that many matches).
+        self.began = 0
         self.messages = 0  # messages begun on this side, ever
+        self.good = 0  # messages whose start line parsed: this side speaks HTTP
+        self.feed_no = 0
+        # Request side: the original bytes of a request line that carried
+        # bytes >= 0x80 (llhttp rejects them in a URL; see HttpSession._request_line).
+        self.raw_line: bytes | None = None
+        self.line_complete = False
         self.seen_bytes = 0
         self.carry: set[str] = set()  # anomalies waiting for the next transaction
         self.careful = False
@@ -186,7 +197,7 @@ class _Side:
     def on_message_begin(self) -> None:
         now = self.session.now
         self.msg = Message(now)
-        self.began += 1
+        self.msg.feed_no = self.feed_no
         self.messages += 1
         if self.is_request:
             self.txn = self.session._request_begins(self.msg)
@@ -199,11 +210,23 @@ class _Side:
             self.txn.anomalies.add("http_resync")
             self.resync_pending = False
 
+    def _line_seen(self) -> None:
+        msg = self.msg
+        if not msg.line_seen:
+            msg.line_seen = True
+            self.good += 1
+            if msg.feed_no == self.feed_no:
+                self.began += 1
+
     def on_url(self, url: bytes) -> None:
         self.msg._uri_parts.append(url)
+        if not self.msg.line_seen:
+            self._line_seen()
 
     def on_status(self, status: bytes) -> None:
         self.msg._reason_parts.append(status)
+        if not self.msg.line_seen:
+            self._line_seen()
 
     def _start_line(self) -> None:
         """The start line is complete (first header, or end of headers):
@@ -212,7 +235,14 @@ class _Side:
         msg.version = p.get_http_version()
         if self.is_request:
             msg.method = p.get_method().decode("ascii", "replace")
-            msg.uri = _text(b"".join(msg._uri_parts))
+            raw, self.raw_line = self.raw_line, None
+            if raw is not None and not raw.isascii():
+                # llhttp saw 'x' for bytes >= 0x80 (_request_line): the
+                # record gets the bytes that were on the wire.
+                parts = raw.split(b" ")
+                msg.uri = _text(parts[1] if len(parts) > 1 else b"")
+            else:
+                msg.uri = _text(b"".join(msg._uri_parts))
             if msg.method in ("HEAD", "CONNECT"):
                 self.session.special = True
         else:
@@ -249,6 +279,8 @@ class _Side:
                 msg.content_length = None
         te = msg.headers.get("transfer-encoding", "")
         msg.chunked = "chunked" in te.lower()
+        if not msg.line_seen:
+            self._line_seen()
         if not self.is_request:
             self.session._response_headers(self, msg)
 
@@ -375,7 +407,7 @@ class HttpSession:
             else:
                 side.txn.anomalies.add("message_incomplete")
                 self._abandon(side)
-        if side.mode is RESYNC and side.messages == 0 and side.seen_bytes:
+        if side.mode is RESYNC and side.good == 0 and side.seen_bytes:
             self._mark_non_http()
         side.mode = DEAD if side.mode is not TUNNEL else TUNNEL
 
@@ -534,6 +566,8 @@ class HttpSession:
             side.tail = (side.tail + piece)[-2:]
             if rest:
                 return rest + data[i:]
+            if side.mode is not HTTP:
+                return data[i:]
             if side.msg is None and not self._needs_care(side):
                 # Past every HEAD/CONNECT answer: back to whole chunks.
                 side.careful = False
@@ -558,9 +592,15 @@ class HttpSession:
 
     def _feed(self, side: _Side, data: bytes) -> bytes:
         side.began = 0
+        side.feed_no += 1
         side.stop = None
+        fed = data
+        if side.is_request:
+            msg = side.msg
+            if msg is None or not side.line_complete:
+                fed = self._request_line(side, data)
         try:
-            side.parser.feed_data(data)
+            side.parser.feed_data(fed)
         except httptools.HttpParserUpgrade as e:
             off = e.args[0] if e.args else len(data)
             return self._upgraded(side, data[off:])
@@ -573,6 +613,29 @@ class HttpSession:
         if side.stop is not None:
             return self._stopped(side)
         return b""
+
+    @staticmethod
+    def _request_line(side: _Side, data: bytes) -> bytes:
+        """Keep the original bytes of the request line being fed, and give
+        llhttp a copy with bytes >= 0x80 replaced one for one by 'x'.
+
+        llhttp rejects such bytes in a request target even in lenient mode,
+        but clients do send raw UTF-8 (and worse) there; a sniffer must log
+        it.  The replacement keeps every position, so upgrade offsets and
+        careful feeding still hold; the record's URI comes from the original
+        bytes (see _start_line)."""
+        start = 0
+        if side.msg is None:
+            while start < len(data) and data[start] in b"\r\n":
+                start += 1  # llhttp skips empty lines between messages
+        eol = data.find(b"\n", start)
+        end = len(data) if eol < 0 else eol
+        line = data[start:end]
+        side.raw_line = line if side.msg is None or side.raw_line is None else side.raw_line + line
+        side.line_complete = eol >= 0
+        if line.isascii():
+            return data
+        return data[:start] + line.translate(_UNHIGH) + data[end:]
 
     def _stopped(self, side: _Side) -> bytes:
         """The parser was fed exactly to the end of a HEAD/CONNECT response's
@@ -624,11 +687,12 @@ class HttpSession:
         if side.msg is not None:
             side.txn.anomalies.add("http_parse_error")
             self._abandon(side)
-        if side.messages == 0 and side.is_request and not self.midstream:
+        else:
+            side.carry.add("http_parse_error")
+        side.raw_line = None
+        if side.good == 0 and side.is_request and not self.midstream:
             self._mark_non_http()
             return b""
-        if side.msg is None and side.began == 0:
-            side.carry.add("http_parse_error")
         # The error position is not reported by httptools: rescan this
         # chunk, skipping the start lines of messages already parsed from it.
         skip = side.began
@@ -642,33 +706,37 @@ class HttpSession:
         buf += data
         pat = REQUEST_LINE if side.is_request else STATUS_LINE
         pos = 0
-        m = None
-        for _ in range(skip_matches + 1):
+        for _ in range(skip_matches):
             m = pat.search(buf, pos)
             if m is None:
                 break
             pos = m.start() + 1
+        if pos:
+            # Start lines of messages already parsed: drop them so a later
+            # call (more data appended) cannot match them again.
+            del buf[:pos]
+        m = pat.search(buf)
         if m is None:
-            if side.messages == 0 and side.seen_bytes > NON_HTTP_AFTER:
+            if side.good == 0 and side.seen_bytes > NON_HTTP_AFTER:
                 self._mark_non_http()
                 return b""
             if len(buf) > RESYNC_WINDOW:
                 del buf[: len(buf) - 256]
             return b""
         start = m.start()
-        skipped = start > 0 or skip_matches > 0
+        skipped = start > 0 or pos > 0
         rest = bytes(buf[start:])
         side.buf = bytearray()
         side.mode = HTTP
         side.new_parser()
-        if skipped and (side.messages > 0 or not self.midstream or start > 0):
+        if skipped and (side.good > 0 or not self.midstream or start > 0):
             side.resync_pending = True
         return rest
 
     def _gap(self, side: _Side, n: int) -> None:
         mode = side.mode
         msg = side.msg
-        if mode is HTTP and msg is not None and (msg.method is not None or msg.status is not None):
+        if mode is HTTP and msg is not None and msg.hdrs_done:
             left = side.body_left()
             if msg.content_length is not None and not msg.chunked and left is not None:
                 fill = min(n, left)

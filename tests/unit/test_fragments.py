@@ -1,0 +1,162 @@
+"""IP fragment reassembly (sniffd.fragments.Defragmenter): ``decode.Fragment``
+values in, whole datagrams and anomaly names out, simulated time.
+
+``feed`` returns ``(datagram, anomalies)`` with ``datagram`` =
+``(version, src, dst, proto, payload, lost)`` once every byte is there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from itertools import permutations
+
+import pytest
+
+from sniffd.decode import Fragment
+from sniffd.fragments import Defragmenter
+
+SRC4, DST4 = ipaddress.ip_address("10.0.0.1").packed, ipaddress.ip_address("10.0.0.2").packed
+SRC6, DST6 = ipaddress.ip_address("2001:db8::1").packed, ipaddress.ip_address("2001:db8::2").packed
+TCP = 6
+DATA = bytes(range(65, 65 + 40))  # 40 distinct bytes: 'A'..'h'
+
+
+def frag4(offset: int, data: bytes, more: bool, ident: int = 7, lost: int = 0) -> Fragment:
+    return Fragment((4, SRC4, DST4, TCP, ident), 4, SRC4, DST4, TCP, offset, more, data, lost)
+
+
+def frag6(offset: int, data: bytes, more: bool, ident: int = 0x1234ABCD) -> Fragment:
+    return Fragment((6, SRC6, DST6, ident), 6, SRC6, DST6, TCP, offset, more, data, 0)
+
+
+def pieces(make, cuts: list[int], data: bytes = DATA) -> list[Fragment]:
+    """``data`` cut at the offsets ``cuts`` (multiples of 8)."""
+    bounds = [0, *cuts, len(data)]
+    return [make(a, data[a:b], b != len(data)) for a, b in zip(bounds, bounds[1:])]
+
+
+def feed_all(d: Defragmenter, frags: list[Fragment], now: float = 0.0) -> list:
+    return [d.feed(f, now) for f in frags]
+
+
+def defragmenter(frag_timeout_s=30.0, max_frag_datagrams=16, max_frags_per_datagram=16) -> Defragmenter:
+    return Defragmenter(frag_timeout_s, max_frag_datagrams, max_frags_per_datagram)
+
+
+@pytest.mark.parametrize(
+    "make,version,src,dst,cuts",
+    [
+        (frag4, 4, SRC4, DST4, [16, 24]),
+        (frag4, 4, SRC4, DST4, [8, 16, 32]),
+        (frag6, 6, SRC6, DST6, [16, 24]),
+        (frag6, 6, SRC6, DST6, [8, 16, 32]),
+    ],
+    ids=["ipv4_3_pieces", "ipv4_4_pieces", "ipv6_3_pieces", "ipv6_4_pieces"],
+)
+def test_fragments_in_every_order_give_the_whole_datagram_once(make, version, src, dst, cuts) -> None:
+    frags = pieces(make, cuts)
+    for order in permutations(range(len(frags))):
+        d = defragmenter()
+        got = feed_all(d, [frags[i] for i in order])
+        expected = [(None, [])] * (len(frags) - 1) + [((version, src, dst, TCP, DATA, 0), [])]
+        assert (expected, 0) == (got, len(d)), order
+
+
+def test_fragments_of_different_datagrams_are_kept_apart() -> None:
+    a = pieces(lambda o, b, m: frag4(o, b, m, ident=1), [16])
+    other = bytes(40)
+    b = pieces(lambda o, data, m: frag4(o, data, m, ident=2), [16], other)
+    d = defragmenter()
+    got = feed_all(d, [a[0], b[0], b[1], a[1]])
+    assert [
+        (None, []),
+        (None, []),
+        ((4, SRC4, DST4, TCP, other, 0), []),
+        ((4, SRC4, DST4, TCP, DATA, 0), []),
+    ] == got
+
+
+def test_fragments_overlap_with_the_same_bytes_raises_no_anomaly() -> None:
+    d = defragmenter()
+    got = feed_all(d, [frag4(0, DATA[0:24], True), frag4(16, DATA[16:32], True), frag4(16, DATA[16:32], True), frag4(32, DATA[32:], False)])
+    assert [(None, []), (None, []), (None, []), ((4, SRC4, DST4, TCP, DATA, 0), [])] == got
+
+
+@pytest.mark.parametrize(
+    "order,payload",
+    [
+        # First A (bytes 0-24), then B (16-32, different bytes 16-24): A's copy wins.
+        ("AB", DATA[0:24] + b"yyyyyyyy" + DATA[32:]),
+        # First B, then A: B's copy wins.
+        ("BA", DATA[0:16] + b"xxxxxxxx" + b"yyyyyyyy" + DATA[32:]),
+    ],
+)
+def test_fragments_overlap_with_different_bytes_keeps_the_first_copy(order: str, payload: bytes) -> None:
+    a = frag4(0, DATA[0:24], True)
+    b = frag4(16, b"xxxxxxxx" + b"yyyyyyyy", True)
+    first, second = (a, b) if order == "AB" else (b, a)
+    d = defragmenter()
+    got = feed_all(d, [first, second, frag4(32, DATA[32:], False)])
+    assert [(None, []), (None, ["ip_fragment_overlap"]), ((4, SRC4, DST4, TCP, payload, 0), [])] == got
+
+
+def test_fragments_incomplete_within_the_timeout_are_dropped_by_expire() -> None:
+    frags = pieces(frag4, [16, 24])
+    d = defragmenter(frag_timeout_s=30.0)
+    d.feed(frags[0], 0.0)
+    d.feed(frag4(0, DATA[:8], True, ident=99), 5.0)
+    got = [d.expire(29.9), len(d), d.expire(30.0), len(d), d.expire(35.0), len(d)]
+    # The rest of the first datagram, after it was dropped, does not complete it.
+    late = feed_all(d, frags[1:], 36.0)
+    assert [[], 2, ["ip_fragment_timeout"], 1, ["ip_fragment_timeout"], 0] == got
+    assert [(None, []), (None, [])] == late
+
+
+def test_fragments_datagram_completed_in_time_is_not_expired() -> None:
+    frags = pieces(frag4, [16, 24])
+    d = defragmenter(frag_timeout_s=30.0)
+    got = [d.feed(frags[0], 0.0), d.feed(frags[1], 10.0), d.feed(frags[2], 29.0), d.expire(100.0)]
+    assert [(None, []), (None, []), ((4, SRC4, DST4, TCP, DATA, 0), []), []] == got
+
+
+def test_fragments_datagram_cap_drops_the_oldest_partial_datagram() -> None:
+    data = {i: bytes([48 + i]) * 40 for i in (1, 2, 3)}
+    one, two, three = (pieces(lambda o, b, m, i=i: frag4(o, b, m, ident=i), [16], data[i]) for i in (1, 2, 3))
+    d = defragmenter(max_frag_datagrams=2)
+    got = feed_all(d, [one[0], two[0], three[0], two[1], three[1], one[1]])
+    assert (
+        [
+            (None, []),
+            (None, []),
+            (None, ["ip_fragment_overflow"]),  # datagram 1, the oldest, dropped to make room
+            ((4, SRC4, DST4, TCP, data[2], 0), []),
+            ((4, SRC4, DST4, TCP, data[3], 0), []),
+            (None, []),  # datagram 1's first piece is gone: its last one waits alone
+        ],
+        1,
+    ) == (got, len(d))
+
+
+def test_fragments_per_datagram_cap_drops_that_datagram() -> None:
+    frags = pieces(frag4, [8, 16, 24])
+    d = defragmenter(max_frags_per_datagram=3)
+    got = feed_all(d, frags)
+    assert ([(None, []), (None, []), (None, []), (None, ["ip_fragment_overflow"])], 0) == (got, len(d))
+
+
+def test_fragments_claiming_more_than_64_kib_are_dropped() -> None:
+    d = defragmenter()
+    got = [d.feed(frag4(0, DATA[:16], True), 0.0), d.feed(frag4(65528, DATA[:16], False), 0.0)]
+    assert ([(None, []), (None, ["ip_fragment_overflow"])], 0) == (got, len(d))
+
+
+def test_fragments_last_piece_cut_by_snaplen_gives_the_datagram_with_lost_bytes() -> None:
+    d = defragmenter()
+    got = feed_all(d, [frag4(0, DATA[:16], True), frag4(16, DATA[16:20], False, lost=20)])
+    assert [(None, []), ((4, SRC4, DST4, TCP, DATA[:20], 20), [])] == got
+
+
+def test_fragments_middle_piece_cut_by_snaplen_ends_the_payload_there() -> None:
+    d = defragmenter()
+    got = feed_all(d, [frag4(0, DATA[:4], True, lost=4), frag4(8, DATA[8:16], True), frag4(16, DATA[16:], False)])
+    assert [(None, []), (None, []), ((4, SRC4, DST4, TCP, DATA[:4], 36), [])] == got

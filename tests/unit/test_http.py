@@ -1,0 +1,676 @@
+"""HTTP/1.x session of one connection (sniffd.http.HttpSession): each
+direction's reassembled chunks in, paired transactions out.
+
+A case is a list of steps, replayed on a fresh session and then closed with
+``close(None, now)``:
+
+* ``C(b"...")`` / ``S(b"...")``: bytes from the client / the server;
+* ``*gap(side, n)``: ``n`` bytes of that direction never arrived, preceded,
+  as the flow table does it, by ``note(side, ["tcp_gap"])``;
+* ``END_C`` / ``END_S``: that direction ended (FIN).
+
+The outcome is a normalised summary of every transaction ``take()`` returned
+(in order of completion) and the session's loose anomalies.  Every case is
+also replayed with each data step split in two at every byte offset, and
+byte-at-a-time, and must give the same outcome: TCP segment boundaries carry
+no meaning in HTTP.  Time is the step's index, the same for the pieces of a
+split step.
+
+Rules the expected values follow (as tests/pcap/test_crafted_gaps.py does):
+``body_len`` counts body bytes seen, ``missed_bytes`` the bytes a gap took
+from that message (the whole gap for a message it interrupted); an anomaly
+goes on the transaction it touched (the next one if that makes no record),
+and ``http_resync`` on the next one only when bytes were skipped to find it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from sniffd.http import HttpSession, Message, Transaction
+
+HOST = {"host": "example.test"}
+
+
+# ------------------------------------------------------------------ steps
+
+
+def C(data: bytes) -> tuple:
+    return ("data", True, data)
+
+
+def S(data: bytes) -> tuple:
+    return ("data", False, data)
+
+
+def gap(from_client: bool, n: int) -> list[tuple]:
+    return [("note", from_client, ("tcp_gap",)), ("gap", from_client, n)]
+
+
+END_C = ("end", True)
+END_S = ("end", False)
+CLIENT, SERVER = True, False
+
+
+def run(steps: list[tuple]) -> dict:
+    return run_pieces([[step] for step in steps])
+
+
+def run_pieces(steps: list[list[tuple]]) -> dict:
+    """Each step is a list of pieces, fed one call each, all at the step's time."""
+    s = HttpSession()
+    done: list[Transaction] = []
+    now = 0.0
+    for i, pieces in enumerate(steps):
+        now = float(i)
+        for step in pieces:
+            kind = step[0]
+            if kind in ("data", "gap"):
+                s.feed(step[1], [step[2]], now)
+            elif kind == "note":
+                s.note(step[1], step[2])
+            elif kind == "end":
+                s.end(step[1], now)
+            else:
+                raise AssertionError(f"unknown step {step!r}")
+            done += s.take()
+    s.close(None, now + 1)
+    done += s.take()
+    return {"transactions": [summary(t) for t in done if summary(t) is not None], "loose": sorted(s.loose)}
+
+
+def summary(t: Transaction) -> dict | None:
+    """The transaction's fields that records are made of.  As in
+    ``records.build``, a request abandoned before its method was known, or a
+    response before its status, counts as absent."""
+    req = t.request if t.request is not None and t.request.method is not None else None
+    resp = t.response if t.response is not None and t.response.status is not None else None
+    if req is None and resp is None:
+        return None
+    return {
+        "depth": t.depth,
+        "request": None if req is None else message(req, "method", "uri"),
+        "response": None if resp is None else message(resp, "status", "reason"),
+        "interim": list(t.interim),
+        "anomalies": sorted(t.anomalies),
+    }
+
+
+def message(m: Message, first: str, second: str) -> dict:
+    return {
+        first: getattr(m, first),
+        second: getattr(m, second),
+        "version": m.version,
+        "headers": m.headers,
+        "body_len": m.body_len,
+        "missed_bytes": m.missed_bytes,
+    }
+
+
+# --------------------------------------------------------- expected values
+
+
+def req(method, uri, headers=None, body_len=0, missed_bytes=0, version="1.1") -> dict:
+    return {
+        "method": method,
+        "uri": uri,
+        "version": version,
+        "headers": dict(HOST) if headers is None else headers,
+        "body_len": body_len,
+        "missed_bytes": missed_bytes,
+    }
+
+
+def resp(status, reason, headers=None, body_len=0, missed_bytes=0, version="1.1") -> dict:
+    return {
+        "status": status,
+        "reason": reason,
+        "version": version,
+        "headers": {} if headers is None else headers,
+        "body_len": body_len,
+        "missed_bytes": missed_bytes,
+    }
+
+
+def txn(depth, request, response, interim=(), anomalies=()) -> dict:
+    return {
+        "depth": depth,
+        "request": request,
+        "response": response,
+        "interim": list(interim),
+        "anomalies": sorted(anomalies),
+    }
+
+
+def outcome(*transactions, loose=()) -> dict:
+    return {"transactions": list(transactions), "loose": sorted(loose)}
+
+
+def get(uri: str, extra: bytes = b"") -> bytes:
+    return b"GET " + uri.encode() + b" HTTP/1.1\r\nHost: example.test\r\n" + extra + b"\r\n"
+
+
+def ok(body: bytes, status: bytes = b"200 OK") -> bytes:
+    return b"HTTP/1.1 " + status + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+
+
+def ok_resp(body_len: int, status=200, reason="OK") -> dict:
+    return resp(status, reason, {"content-length": str(body_len)}, body_len=body_len)
+
+
+# ------------------------------------------------------------------ cases
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    steps: list
+    expected: dict
+
+
+TLS_HELLO = b"\x16\x03\x01\x00\x45\x01\x00\x00\x41\x03\x03" + bytes(range(32)) + b"\x00\x02\x13\x01\x01\x00"
+WS_UPGRADE = (
+    b"GET /chat HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+WS_SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+)
+# A server WebSocket frame whose payload looks like an HTTP response.
+WS_LOOKALIKE = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+WS_FRAME = b"\x82" + bytes([len(WS_LOOKALIKE)]) + WS_LOOKALIKE
+CONNECT = b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\n"
+CONNECT_REQ = req("CONNECT", "example.test:443", {"host": "example.test:443"})
+PROXY_AUTH = (
+    b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"proxy\"\r\n"
+    b"Content-Length: 4\r\n\r\nauth"
+)
+PROXY_AUTH_RESP = resp(
+    407,
+    "Proxy Authentication Required",
+    {"proxy-authenticate": 'Basic realm="proxy"', "content-length": "4"},
+    body_len=4,
+)
+HEAD_REST = b"Agent: craft/1.0\r\n\r\n"  # what a header gap below loses
+
+CASES = [
+    Case(
+        "get_answered_200_with_content_length",
+        [
+            C(b"GET /index.html HTTP/1.1\r\nHost: example.test\r\nAccept: */*\r\n\r\n"),
+            S(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"),
+        ],
+        outcome(
+            txn(
+                1,
+                req("GET", "/index.html", {"host": "example.test", "accept": "*/*"}),
+                resp(200, "OK", {"content-type": "text/plain", "content-length": "5"}, body_len=5),
+            )
+        ),
+    ),
+    Case(
+        "post_body_is_measured",
+        [
+            C(
+                b"POST /form HTTP/1.1\r\nHost: example.test\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\na=1&b=hello"
+            ),
+            S(b"HTTP/1.1 201 Created\r\nLocation: /form/1\r\nContent-Length: 0\r\n\r\n"),
+        ],
+        outcome(
+            txn(
+                1,
+                req(
+                    "POST",
+                    "/form",
+                    {
+                        "host": "example.test",
+                        "content-type": "application/x-www-form-urlencoded",
+                        "content-length": "11",
+                    },
+                    body_len=11,
+                ),
+                resp(201, "Created", {"location": "/form/1", "content-length": "0"}),
+            )
+        ),
+    ),
+    Case(
+        "chunked_request_and_response_bodies_are_measured_dechunked",
+        [
+            C(
+                b"POST /upload HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n6;name=value\r\n world\r\n0\r\n\r\n"
+            ),
+            S(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"1a\r\nabcdefghijklmnopqrstuvwxyz\r\nA\r\n0123456789\r\n0\r\n\r\n"
+            ),
+        ],
+        outcome(
+            txn(
+                1,
+                req("POST", "/upload", {"host": "example.test", "transfer-encoding": "chunked"}, body_len=11),
+                resp(200, "OK", {"transfer-encoding": "chunked"}, body_len=36),
+            )
+        ),
+    ),
+    Case(
+        "keep_alive_connection_gives_three_transactions_in_order",
+        [
+            C(get("/1")),
+            S(ok(b"a")),
+            C(get("/2")),
+            S(ok(b"not found", b"404 Not Found")),
+            C(b"POST /3 HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nxyz"),
+            S(ok(b"ok")),
+        ],
+        outcome(
+            txn(1, req("GET", "/1"), ok_resp(1)),
+            txn(2, req("GET", "/2"), ok_resp(9, 404, "Not Found")),
+            txn(3, req("POST", "/3", {"host": "example.test", "content-length": "3"}, body_len=3), ok_resp(2)),
+        ),
+    ),
+    Case(
+        "pipelined_head_response_has_no_body_whatever_its_content_length",
+        [
+            C(get("/a") + b"HEAD /b HTTP/1.1\r\nHost: example.test\r\n\r\n" + get("/c")),
+            S(ok(b"alpha") + b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + ok(b"gamma")),
+        ],
+        outcome(
+            txn(1, req("GET", "/a"), ok_resp(5)),
+            txn(2, req("HEAD", "/b"), resp(200, "OK", {"content-length": "1000"})),
+            txn(3, req("GET", "/c"), ok_resp(5)),
+        ),
+    ),
+    Case(
+        "head_response_has_no_body_whatever_its_transfer_encoding",
+        [
+            C(b"HEAD /h HTTP/1.1\r\nHost: example.test\r\n\r\n" + get("/g")),
+            S(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + ok(b"x")),
+        ],
+        outcome(
+            txn(1, req("HEAD", "/h"), resp(200, "OK", {"transfer-encoding": "chunked"})),
+            txn(2, req("GET", "/g"), ok_resp(1)),
+        ),
+    ),
+    Case(
+        "100_continue_is_interim_and_the_final_response_pairs_with_the_request",
+        [
+            C(b"POST /upload HTTP/1.1\r\nHost: example.test\r\nContent-Length: 13\r\nExpect: 100-continue\r\n\r\n"),
+            S(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            C(b'{"a":"hello"}'),
+            S(ok(b"ok")),
+        ],
+        outcome(
+            txn(
+                1,
+                req(
+                    "POST",
+                    "/upload",
+                    {"host": "example.test", "content-length": "13", "expect": "100-continue"},
+                    body_len=13,
+                ),
+                ok_resp(2),
+                interim=[(100, "Continue")],
+            )
+        ),
+    ),
+    Case(
+        "interim_responses_in_the_same_segment_as_the_final_one_are_kept_in_order",
+        [
+            C(get("/page")),
+            S(
+                b"HTTP/1.1 102 Processing\r\n\r\n"
+                b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" + ok(b"page")
+            ),
+        ],
+        outcome(txn(1, req("GET", "/page"), ok_resp(4), interim=[(102, "Processing"), (103, "Early Hints")])),
+    ),
+    Case(
+        "304_and_204_responses_have_no_body",
+        [
+            C(get("/a", b'If-None-Match: "v1"\r\n')),
+            S(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 1000\r\n\r\n'),
+            C(b"DELETE /b HTTP/1.1\r\nHost: example.test\r\n\r\n"),
+            S(b"HTTP/1.1 204 No Content\r\n\r\n"),
+            C(get("/c")),
+            S(ok(b"ok")),
+        ],
+        outcome(
+            txn(
+                1,
+                req("GET", "/a", {"host": "example.test", "if-none-match": '"v1"'}),
+                resp(304, "Not Modified", {"etag": '"v1"', "content-length": "1000"}),
+            ),
+            txn(2, req("DELETE", "/b"), resp(204, "No Content")),
+            txn(3, req("GET", "/c"), ok_resp(2)),
+        ),
+    ),
+    Case(
+        "connect_answered_200_logs_one_transaction_and_ignores_the_tunnel",
+        [
+            C(CONNECT),
+            S(b"HTTP/1.1 200 Connection Established\r\n\r\n"),
+            C(get("/inside")),
+            S(ok(b"", b"404 Not Found")),
+        ],
+        outcome(
+            txn(1, CONNECT_REQ, resp(200, "Connection Established"), anomalies=["http_upgrade"]),
+            loose=["http_upgrade"],
+        ),
+    ),
+    Case(
+        "connect_answered_200_ignores_tunnel_bytes_in_the_same_segments",
+        [
+            C(CONNECT + TLS_HELLO),
+            S(b"HTTP/1.1 200 Connection Established\r\n\r\n" + b"\x16\x03\x03\x00\x02hi" + ok(b"x")),
+            C(get("/inside")),
+        ],
+        outcome(
+            txn(1, CONNECT_REQ, resp(200, "Connection Established"), anomalies=["http_upgrade"]),
+            loose=["http_upgrade"],
+        ),
+    ),
+    Case(
+        "connect_answered_407_keeps_parsing_the_connection_as_http",
+        [
+            C(CONNECT),
+            S(PROXY_AUTH),
+            C(get("/x")),
+            S(ok(b"ok")),
+        ],
+        outcome(txn(1, CONNECT_REQ, PROXY_AUTH_RESP), txn(2, req("GET", "/x"), ok_resp(2))),
+    ),
+    Case(
+        "request_sent_right_behind_connect_is_parsed_once_connect_is_refused",
+        [
+            C(CONNECT + get("/x")),
+            S(PROXY_AUTH + ok(b"ok")),
+        ],
+        outcome(txn(1, CONNECT_REQ, PROXY_AUTH_RESP), txn(2, req("GET", "/x"), ok_resp(2))),
+    ),
+    Case(
+        "websocket_upgrade_answered_101_logs_one_transaction_and_ignores_frames",
+        [
+            C(WS_UPGRADE),
+            S(WS_SWITCHING + WS_FRAME),
+            C(b"\x82\x84\x01\x02\x03\x04\x01\xfd\x13\x24"),
+            S(WS_FRAME),
+        ],
+        outcome(
+            txn(
+                1,
+                req(
+                    "GET",
+                    "/chat",
+                    {
+                        "host": "example.test",
+                        "upgrade": "websocket",
+                        "connection": "Upgrade",
+                        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+                        "sec-websocket-version": "13",
+                    },
+                ),
+                resp(
+                    101,
+                    "Switching Protocols",
+                    {
+                        "upgrade": "websocket",
+                        "connection": "Upgrade",
+                        "sec-websocket-accept": "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+                    },
+                ),
+                anomalies=["http_upgrade"],
+            ),
+            loose=["http_upgrade"],
+        ),
+    ),
+    Case(
+        "close_delimited_response_body_ends_with_the_server_direction",
+        [
+            C(get("/stream", b"Connection: close\r\n")),
+            S(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nabc"),
+            S(b"\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"),  # body bytes that look like a response
+            END_S,
+        ],
+        outcome(
+            txn(
+                1,
+                req("GET", "/stream", {"host": "example.test", "connection": "close"}),
+                resp(200, "OK", {"content-type": "text/plain", "connection": "close"}, body_len=26),
+            )
+        ),
+    ),
+    Case(
+        "client_half_close_after_its_request_still_gets_the_response",
+        [C(get("/a", b"Connection: close\r\n")), END_C, S(ok(b"ok"))],
+        outcome(txn(1, req("GET", "/a", {"host": "example.test", "connection": "close"}), ok_resp(2))),
+    ),
+    Case(
+        "request_body_cut_short_by_client_fin_is_message_incomplete",
+        [C(b"POST /x HTTP/1.1\r\nHost: example.test\r\nContent-Length: 10\r\n\r\nabc"), END_C, S(ok(b"", b"400 Bad Request"))],
+        outcome(
+            txn(
+                1,
+                req("POST", "/x", {"host": "example.test", "content-length": "10"}, body_len=3),
+                ok_resp(0, 400, "Bad Request"),
+                anomalies=["message_incomplete"],
+            )
+        ),
+    ),
+    Case(
+        "request_without_response_at_close_is_response_missing",
+        [C(get("/a") + get("/b")), S(ok(b"a"))],
+        outcome(
+            txn(1, req("GET", "/a"), ok_resp(1)),
+            txn(2, req("GET", "/b"), None, anomalies=["response_missing"]),
+        ),
+    ),
+    Case(
+        "response_without_request_is_request_missing",
+        [S(ok(b"ok"))],
+        outcome(txn(1, None, ok_resp(2), anomalies=["request_missing"])),
+    ),
+    Case(
+        "connection_starting_with_garbage_is_non_http",
+        [C(TLS_HELLO), S(b"\x15\x03\x03\x00\x02\x02\x46")],
+        outcome(loose=["non_http"]),
+    ),
+    Case(
+        "garbage_between_keep_alive_requests_is_skipped_to_the_next_request_line",
+        [
+            C(get("/1")),
+            S(ok(b"")),
+            C(b"\x00\x01\x02junk\r\n" + get("/3")),
+            S(ok(b"ok")),
+        ],
+        outcome(
+            txn(1, req("GET", "/1"), ok_resp(0)),
+            txn(2, req("GET", "/3"), ok_resp(2), anomalies=["http_parse_error", "http_resync"]),
+        ),
+    ),
+    Case(
+        "parse_error_in_headers_ends_that_request_and_the_next_one_is_parsed",
+        [
+            C(get("/1")),
+            S(ok(b"")),
+            C(b"GET /2 HTTP/1.1\r\nHost: example.test\r\nContent-Length: nope\r\n\r\n" + get("/3")),
+            S(ok(b"", b"400 Bad Request")),
+            S(ok(b"ok")),
+        ],
+        outcome(
+            txn(1, req("GET", "/1"), ok_resp(0)),
+            txn(2, req("GET", "/2"), ok_resp(0, 400, "Bad Request"), anomalies=["http_parse_error"]),
+            txn(3, req("GET", "/3"), ok_resp(2), anomalies=["http_resync"]),
+        ),
+    ),
+    Case(
+        "gap_inside_a_content_length_body_is_counted_and_the_transaction_continues",
+        [
+            C(get("/big")),
+            S(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\naaaa"),
+            *gap(SERVER, 4),
+            S(b"cccc"),
+            C(get("/small")),
+            S(ok(b"ok")),
+        ],
+        outcome(
+            txn(
+                1,
+                req("GET", "/big"),
+                resp(200, "OK", {"content-length": "12"}, body_len=8, missed_bytes=4),
+                anomalies=["body_gap", "tcp_gap"],
+            ),
+            txn(2, req("GET", "/small"), ok_resp(2)),
+        ),
+    ),
+    Case(
+        "gap_in_request_headers_interrupts_only_that_request",
+        [
+            C(get("/one", b"User-Agent: craft/1.0\r\n")),
+            S(ok(b"one")),
+            C(b"GET /two HTTP/1.1\r\nHost: example.test\r\nUser-"),
+            *gap(CLIENT, len(HEAD_REST)),
+            S(ok(b"two")),
+            C(get("/three", b"User-Agent: craft/1.0\r\n")),
+            S(ok(b"three")),
+        ],
+        outcome(
+            txn(1, req("GET", "/one", {"host": "example.test", "user-agent": "craft/1.0"}), ok_resp(3)),
+            txn(
+                2,
+                req("GET", "/two", missed_bytes=20),
+                ok_resp(3),
+                anomalies=["message_interrupted", "tcp_gap"],
+            ),
+            txn(3, req("GET", "/three", {"host": "example.test", "user-agent": "craft/1.0"}), ok_resp(5)),
+        ),
+    ),
+    Case(
+        "gap_in_response_headers_interrupts_only_that_response",
+        [
+            C(get("/a") + get("/b")),
+            S(b"HTTP/1.1 200 OK\r\nServer: t\r\nContent-"),
+            *gap(SERVER, len(b"Length: 5\r\n\r\nhello")),
+            S(ok(b"ok")),
+        ],
+        outcome(
+            txn(
+                1,
+                req("GET", "/a"),
+                resp(200, "OK", {"server": "t"}, missed_bytes=18),
+                anomalies=["message_interrupted", "tcp_gap"],
+            ),
+            txn(2, req("GET", "/b"), ok_resp(2)),
+        ),
+    ),
+    Case(
+        "repeated_headers_are_joined_with_comma_space",
+        [
+            C(
+                b"GET / HTTP/1.1\r\nHost: example.test\r\nAccept: text/html\r\nX-Forwarded-For: 192.0.2.1\r\n"
+                b"Accept: application/json\r\nx-forwarded-for: 192.0.2.2\r\n\r\n"
+            ),
+            S(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n"),
+        ],
+        outcome(
+            txn(
+                1,
+                req(
+                    "GET",
+                    "/",
+                    {
+                        "host": "example.test",
+                        "accept": "text/html, application/json",
+                        "x-forwarded-for": "192.0.2.1, 192.0.2.2",
+                    },
+                ),
+                resp(200, "OK", {"set-cookie": "a=1, b=2", "content-length": "0"}),
+            )
+        ),
+    ),
+    Case(
+        "header_names_are_lowercased_and_values_kept_as_sent",
+        [
+            C(b"GET / HTTP/1.1\r\nHOST: Example.TEST\r\nX-MiXeD-CaSe: VaLuE\r\n\r\n"),
+            S(b"HTTP/1.1 200 OK\r\nCONTENT-type: Text/HTML; Charset=UTF-8\r\ncontent-LENGTH: 0\r\n\r\n"),
+        ],
+        outcome(
+            txn(
+                1,
+                req("GET", "/", {"host": "Example.TEST", "x-mixed-case": "VaLuE"}),
+                resp(200, "OK", {"content-type": "Text/HTML; Charset=UTF-8", "content-length": "0"}),
+            )
+        ),
+    ),
+    Case(
+        "invalid_utf8_in_uri_and_header_values_is_kept_as_surrogate_escapes",
+        [
+            C(b"GET /caf\xc3\xa9/\xe9?q=\xff HTTP/1.1\r\nHost: example.test\r\nX-Raw: \xff\xfe ok\r\n\r\n"),
+            S(ok(b"")),
+        ],
+        outcome(
+            txn(
+                1,
+                req("GET", "/caf\u00e9/\udce9?q=\udcff", {"host": "example.test", "x-raw": "\udcff\udcfe ok"}),
+                ok_resp(0),
+            )
+        ),
+    ),
+]
+IDS = [c.name for c in CASES]
+
+
+def split_variants(steps: list[tuple]):
+    """(description, steps as lists of pieces): each data step cut in two at
+    every offset, the other steps whole."""
+    whole = [[s] for s in steps]
+    for i, step in enumerate(steps):
+        if step[0] != "data":
+            continue
+        data = step[2]
+        for k in range(1, len(data)):
+            pieces = list(whole)
+            pieces[i] = [("data", step[1], data[:k]), ("data", step[1], data[k:])]
+            yield f"step {i} split at byte {k}: {data[:k]!r} | {data[k:]!r}", pieces
+
+
+def byte_at_a_time(steps: list[tuple]) -> list[list[tuple]]:
+    out = []
+    for step in steps:
+        if step[0] == "data":
+            out.append([("data", step[1], step[2][j : j + 1]) for j in range(len(step[2]))])
+        else:
+            out.append([step])
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_http_session_gives_the_expected_transactions(case: Case) -> None:
+    assert case.expected == run(case.steps)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_http_session_gives_the_same_transactions_split_at_every_byte_offset(case: Case) -> None:
+    for description, pieces in split_variants(case.steps):
+        assert case.expected == run_pieces(pieces), description
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_http_session_gives_the_same_transactions_fed_byte_at_a_time(case: Case) -> None:
+    assert case.expected == run_pieces(byte_at_a_time(case.steps))
+
+
+def test_http_message_times_are_first_and_last_byte() -> None:
+    """A request starts at its first byte and a response ends at its last
+    byte (duration_ms runs between them), whatever else arrives between."""
+    s = HttpSession()
+    s.feed(True, [b"GET /t HTTP/1.1\r\nHo"], 10.0)
+    s.feed(True, [b"st: example.test\r\n\r\n"], 10.5)
+    s.feed(False, [b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab"], 11.0)
+    s.feed(False, [b"cd"], 12.25)
+    (t,) = s.take()
+    assert (10.0, 10.5, 11.0, 12.25) == (t.request.start_ts, t.request.end_ts, t.response.start_ts, t.response.end_ts)

@@ -1,0 +1,200 @@
+"""Records stage (sniffd.records): Community ID, RFC 3339 time stamps, the
+record dict built from a transaction, and its one-line JSON form."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pytest
+
+from sniffd import records
+from sniffd.http import HttpSession
+
+
+def ip(text: str) -> bytes:
+    return ipaddress.ip_address(text).packed
+
+
+# ------------------------------------------------------------ community id
+
+# Published examples: https://github.com/corelight/community-id-spec,
+# baseline/baseline_deflt.json (seed 0) and baseline_seed1.json (seed 1).
+COMMUNITY_ID_CASES = [
+    ("tcp_ipv4_published_example", "128.232.110.120", 34855, "66.35.250.204", 80, 6, 0, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+    (
+        "tcp_ipv6_published_example",
+        "2001:470:e5bf:dead:4957:2174:e82c:4887",
+        63943,
+        "2607:f8b0:400c:c03::1a",
+        25,
+        6,
+        0,
+        "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4=",
+    ),
+    ("udp_ipv4_published_example", "192.168.1.52", 54585, "8.8.8.8", 53, 17, 0, "1:d/FP5EW3wiY1vCndhwleRRKHowQ="),
+    ("tcp_ipv4_published_example_seed_1", "128.232.110.120", 34855, "66.35.250.204", 80, 6, 1, "1:3V71V58M3Ksw/yuFALMcW0LAHvc="),
+    (
+        "tcp_ipv6_published_example_seed_1",
+        "2001:470:e5bf:dead:4957:2174:e82c:4887",
+        63943,
+        "2607:f8b0:400c:c03::1a",
+        25,
+        6,
+        1,
+        "1:eJYTW6AOzFLlSUoESovMjnu7rMw=",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "src,sport,dst,dport,proto,seed,expected",
+    [c[1:] for c in COMMUNITY_ID_CASES],
+    ids=[c[0] for c in COMMUNITY_ID_CASES],
+)
+def test_records_community_id_matches_the_published_examples_in_both_directions(src, sport, dst, dport, proto, seed, expected) -> None:
+    assert (expected, expected) == (
+        records.community_id(ip(src), sport, ip(dst), dport, proto, seed),
+        records.community_id(ip(dst), dport, ip(src), sport, proto, seed),
+    )
+
+
+def test_records_community_id_between_two_ports_of_one_host_is_the_same_both_ways() -> None:
+    a = records.community_id(ip("127.0.0.1"), 40000, ip("127.0.0.1"), 80)
+    b = records.community_id(ip("127.0.0.1"), 80, ip("127.0.0.1"), 40000)
+    assert (a, True) == (b, a != records.community_id(ip("127.0.0.1"), 40001, ip("127.0.0.1"), 80))
+
+
+# ----------------------------------------------------------------- rfc3339
+
+T0 = 1795257725.0  # 2026-11-21T10:42:05Z
+
+
+@pytest.mark.parametrize(
+    "ts,expected",
+    [
+        (0.0, "1970-01-01T00:00:00.000000Z"),
+        (T0, "2026-11-21T10:42:05.000000Z"),
+        (T0 + 0.123456, "2026-11-21T10:42:05.123456Z"),
+        (T0 + 0.003, "2026-11-21T10:42:05.003000Z"),
+        (T0 + 0.0000004, "2026-11-21T10:42:05.000000Z"),  # rounds down
+        (1.9999996, "1970-01-01T00:00:02.000000Z"),  # rounds up: carries into the seconds
+        (86399.9999999, "1970-01-02T00:00:00.000000Z"),  # ... and into the next day
+        (951868799.9999996, "2000-03-01T00:00:00.000000Z"),  # ... past 29 February of a leap year
+    ],
+)
+def test_records_rfc3339_is_utc_with_microseconds_rounded(ts: float, expected: str) -> None:
+    assert expected == records.rfc3339(ts)
+
+
+# ------------------------------------------------------------------- build
+
+CLIENT = {"ip": "10.0.0.1", "port": 40000}
+SERVER = {"ip": "10.0.0.2", "port": 80}
+CID = "1:test"
+
+
+def transactions(steps) -> list:
+    s = HttpSession()
+    for from_client, data, now in steps:
+        s.feed(from_client, [data], now)
+    s.close(None, steps[-1][2] + 1)
+    return s.take()
+
+
+def test_records_build_gives_the_contract_fields_in_order() -> None:
+    (txn,) = transactions(
+        [
+            (True, b"GET /x?y=1 HTTP/1.1\r\nHost: example.test\r\nAccept: */*\r\n\r\n", T0 + 0.1),
+            (False, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", T0 + 0.2),
+            (False, b"lo", T0 + 0.2015),
+        ]
+    )
+    rec = records.build(txn, CLIENT, SERVER, CID)
+    expected = {
+        "ts": "2026-11-21T10:42:05.100000Z",
+        "client": CLIENT,
+        "server": SERVER,
+        "request": {
+            "method": "GET",
+            "uri": "/x?y=1",
+            "version": "1.1",
+            "host": "example.test",
+            "headers": {"host": "example.test", "accept": "*/*"},
+            "body_len": 0,
+            "missed_bytes": 0,
+        },
+        "response": {
+            "status": 200,
+            "reason": "OK",
+            "version": "1.1",
+            "headers": {"content-length": "5"},
+            "body_len": 5,
+            "missed_bytes": 0,
+            "interim": [],
+        },
+        "duration_ms": 101.5,
+        "trans_depth": 1,
+        "community_id": CID,
+        "anomalies": [],
+    }
+    assert (expected, list(expected), list(expected["request"]), list(expected["response"])) == (
+        rec,
+        list(rec),
+        list(rec["request"]),
+        list(rec["response"]),
+    )
+
+
+def test_records_build_request_without_response_has_null_response_and_duration() -> None:
+    (txn,) = transactions([(True, b"GET / HTTP/1.1\r\n\r\n", T0)])
+    rec = records.build(txn, CLIENT, SERVER, CID)
+    assert {
+        "ts": "2026-11-21T10:42:05.000000Z",
+        "client": CLIENT,
+        "server": SERVER,
+        "request": {
+            "method": "GET",
+            "uri": "/",
+            "version": "1.1",
+            "host": None,
+            "headers": {},
+            "body_len": 0,
+            "missed_bytes": 0,
+        },
+        "response": None,
+        "duration_ms": None,
+        "trans_depth": 1,
+        "community_id": CID,
+        "anomalies": ["response_missing"],
+    } == rec
+
+
+# ------------------------------------------------------------------- dumps
+
+
+def record_with_header(value: str) -> dict:
+    (txn,) = transactions([(True, b"GET / HTTP/1.1\r\n\r\n", T0), (False, b"HTTP/1.1 204 No Content\r\n\r\n", T0)])
+    rec = records.build(txn, CLIENT, SERVER, CID)
+    rec["request"]["headers"]["x-test"] = value
+    return rec
+
+
+def test_records_dumps_is_one_line_with_every_special_character_escaped() -> None:
+    value = 'a"b\\c\nd\re\tf\u00e9\u2028\udcff'
+    line = records.dumps({"v": value, "n": None, "k": [1, 2.5]})
+    assert ('{"v":"a\\"b\\\\c\\nd\\re\\tf\\u00e9\\u2028\\udcff","n":null,"k":[1,2.5]}', True) == (
+        line,
+        line.isascii(),
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['\n{"fake": 1}', '"}\n{"fake": 1}', "\r\n{}", "\u2028{}\u2029", "\x85{}", "\x00\x1b[31m"],
+    ids=["newline", "quote_brace_newline", "crlf", "unicode_line_separators", "nel", "nul_and_escape"],
+)
+def test_records_dumps_header_value_cannot_start_a_second_record(value: str) -> None:
+    rec = record_with_header(value)
+    line = records.dumps(rec)
+    assert ([line], True, rec) == (line.splitlines(), line.isascii(), json.loads(line))
