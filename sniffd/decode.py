@@ -359,7 +359,7 @@ def _ip4_dpkt(pkt: bytes):
         body = pkt[hl : ip.len]
         lost = max(0, ip.len - len(pkt))
     mf = bool(ip.mf)
-    foff = ip.offset  # dpkt gives bytes (the field's 8-byte units times 8)
+    foff = ip.offset * 8  # dpkt gives the field: 8-byte units
     if mf or foff:
         return Fragment((4, ip.src, ip.dst, ip.p, ip.id), 4, ip.src, ip.dst, ip.p, foff, mf, body, lost)
     if ip.p != PROTO_TCP:
