@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("-f", "--filter", dest="bpf", default="", metavar="BPF", help="BPF expression applied by libpcap")
     rd.add_argument("-o", "--output", default="-", metavar="PATH", help="write JSON lines here instead of stdout")
     rd.add_argument("--stats", action="store_true", help="print the run's counters (packets, anomalies by name) as JSON on stderr")
+    rd.add_argument("-w", "--workers", type=int, default=1, metavar="N",
+                    help="spread the connections over N processes (symmetric flow hash); output order is unchanged")
     rd.set_defaults(func=cmd_read)
 
     try:
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_read(args: argparse.Namespace) -> int:
     from sniffd.readfile import read_files
 
-    return read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats)
+    return read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -283,6 +283,43 @@ def decode_frame(linktype: int, frame: bytes):
     return decode_frame_dpkt(linktype, frame)
 
 
+# --------------------------------------------------------------- sharding
+
+_FOLD = struct.Struct("!4I").unpack_from
+
+# The same hash as a BPF expression, so libpcap can drop other shards'
+# packets in C (IPv4 TCP, not fragmented; every other frame is hashed in
+# Python after decoding).  32-bit unsigned arithmetic in both.  The
+# multiplication matters: Linux gives connect() even ephemeral ports, so
+# the low bits of a plain XOR hardly vary.
+SHARD_BPF = "(((ip[12:4] ^ ip[16:4] ^ tcp[0:2] ^ tcp[2:2]) * 2654435761) >> 16) % {n} = {k}"
+_GOLDEN = 2654435761
+
+
+def _fold(addr: bytes) -> int:
+    if len(addr) == 4:
+        return int.from_bytes(addr, "big")
+    a, b, c, d = _FOLD(addr)
+    return a ^ b ^ c ^ d
+
+
+def flow_hash(src: bytes, dst: bytes, sport: int, dport: int) -> int:
+    """Symmetric (both directions hash alike), the same in every process
+    (Python's hash() of bytes is salted per process) and the same as
+    SHARD_BPF: what spreads a capture's connections over worker processes."""
+    return _mix(_fold(src) ^ _fold(dst) ^ sport ^ dport)
+
+
+def _mix(x: int) -> int:
+    return ((x * _GOLDEN) & 0xFFFFFFFF) >> 16
+
+
+def shard_filter(k: int, n: int) -> str:
+    """BPF keeping shard k of n: other shards' IPv4 TCP packets are dropped
+    by libpcap; fragments and everything else pass, for Python to decide."""
+    return f"(not (ip and tcp) or (ip[6:2] & 0x3fff != 0) or ({SHARD_BPF.format(n=n, k=k)}))"
+
+
 # --------------------------------------------------------------- dpkt path
 
 def _link_dpkt(linktype: int, frame: bytes):

@@ -19,7 +19,8 @@ import os
 import struct
 
 from sniffd import records
-from sniffd.decode import Fragment, Segment, decode_frame, decode_transport
+from sniffd.decode import (DLT_EN10MB, DLT_LINUX_SLL, Fragment, Segment, decode_frame, decode_transport,
+                           flow_hash)
 from sniffd.flows import Connection, FlowTable
 from sniffd.fragments import Defragmenter
 from sniffd.http import Transaction
@@ -37,12 +38,22 @@ STRICT = os.environ.get("SNIFFD_STRICT") == "1"
 
 
 class Pipeline:
-    def __init__(self, settings: Settings | None = None, decode=decode_frame, snaplen: int = 0) -> None:
+    def __init__(self, settings: Settings | None = None, decode=decode_frame, snaplen: int = 0,
+                 shard: tuple[int, int] | None = None) -> None:
         self.settings = settings or Settings()
         # The capture's snapshot length (0: unknown).  Sources that do not
         # report each frame's wire length (pcapy-ng's next_batch) tell a
         # snaplen cut from a lying IP length by it.
         self.snaplen = snaplen
+        # (k, n): process only connections whose flow_hash % n == k, so n
+        # processes can share one capture (sniffd read --workers n).  Every
+        # shard decodes fragments, since only the first one has ports.
+        self.shard = shard
+        # Frames that belong to no connection (not TCP, undecodable, IP
+        # fragments) are seen by every shard; only shard 0 counts them.
+        self._counts_frames = shard is None or shard[0] == 0
+        # True when the capture applies decode.shard_filter in libpcap.
+        self.bpf_sharded = False
         s = self.settings
         self._decode = decode
         self.flows = FlowTable(s)
@@ -54,6 +65,9 @@ class Pipeline:
         self.records = 0
         self.non_tcp = 0
         self.counts: dict[str, int] = {}
+        # When a list: the clock at which each record was emitted is appended
+        # to it, in output order (sniffd read --workers merges shards by it).
+        self.emit_times: list[float] | None = None
 
     # ------------------------------------------------------------- public
 
@@ -100,16 +114,19 @@ class Pipeline:
         decode = self._decode
         flows_feed = self.flows.feed
         buf = batch.buf
+        shard = self.shard
+        if shard is not None:
+            mine, nshards = shard
+            bpf_sharded = self.bpf_sharded and linktype in (DLT_EN10MB, DLT_LINUX_SLL)
+            ethertype = 12 if linktype == DLT_EN10MB else 14
         now = self.now if self.now is not None else float("-inf")
         count = 0
         nbytes = 0
         for sec, usec, off, caplen in _META_ITER(batch.meta):
             ts = sec + usec * 1e-6
-            count += 1
-            nbytes += caplen
             if ts >= now:
                 now = ts
-            else:
+            elif self._counts_frames:
                 self._count("timestamp_backwards")
             if now >= self._next_expire:
                 self.now = now
@@ -119,13 +136,26 @@ class Pipeline:
             frame = buf[off : off + caplen]
             seg = decode(linktype, frame)
             if seg.__class__ is not Segment:
+                if self._counts_frames:
+                    count += 1
+                    nbytes += caplen
                 self.now = now
                 seg = self._other(seg, now, frame, None)
                 if seg is None:
                     continue
-            elif seg[8] and not self._cut_by_capture(frame, None):
-                self._count("truncated_frame")
+                if shard is not None and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
+                    continue  # a reassembled datagram of another shard's connection
+            elif (shard is not None and not (bpf_sharded and frame[ethertype:ethertype + 2] == b"\x08\x00")
+                  and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine):
+                # libpcap's shard filter (decode.shard_filter) already chose
+                # untagged IPv4 TCP frames; hash the rest here, alike.
                 continue
+            else:
+                count += 1
+                nbytes += caplen
+                if seg[8] and not self._cut_by_capture(frame, None):
+                    self._count("truncated_frame")
+                    continue
             try:
                 done = flows_feed(seg, now)
             except Exception:
@@ -135,8 +165,9 @@ class Pipeline:
                 self.flows.discard(seg)
                 continue
             if done:
+                self.now = now
                 out.extend(self._records(done))
-        self.now = now if count else self.now
+        self.now = now if now != float("-inf") else self.now
         self.packets += count
         self.bytes += nbytes
         return out
@@ -187,18 +218,21 @@ class Pipeline:
 
     def _other(self, value, now: float, frame: bytes = b"", wirelen: int | None = None) -> Segment | None:
         if value is None:
-            self.non_tcp += 1
+            if self._counts_frames:
+                self.non_tcp += 1
             return None
         if value.__class__ is str:
-            self._count(value)
+            if self._counts_frames:
+                self._count(value)
             return None
         if value.__class__ is Fragment:
             if value.lost and not self._cut_by_capture(frame, wirelen):
                 self._count("truncated_frame")
                 return None
             whole, anomalies = self.frags.feed(value, now)
-            for name in anomalies:
-                self._count(name)
+            if self._counts_frames:
+                for name in anomalies:
+                    self._count(name)
             if whole is None:
                 return None
             version, src, dst, proto, payload, lost = whole
@@ -222,6 +256,8 @@ class Pipeline:
             for name in rec["anomalies"]:
                 self._count_record_anomaly(name)
             out.append(rec)
+        if self.emit_times is not None:
+            self.emit_times.extend([self.now or 0.0] * len(out))
         self.records += len(out)
         return out
 

@@ -4,41 +4,61 @@ Every file is opened and the filter compiled before any record is written,
 so bad input fails with one line and leaves no output file.  Output to a
 file goes to a temporary name in the same directory and is renamed into
 place at the end: a reader never sees half a run under the final name.
+
+``--workers N`` spreads the connections over N processes: each reads the
+whole file (from the page cache, at libpcap speed) but decodes and
+reassembles only the connections whose symmetric flow hash falls to it, and
+writes its records keyed by the packet time at which each was completed.
+The parent merges the N sorted streams by that key, so the output is in the
+same order a single process would write it (ties between workers broken by
+worker number).
 """
 
 from __future__ import annotations
 
+import heapq
 import json
+import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 
 from sniffd.capture import CaptureError, OfflineCapture
-from sniffd.decode import UnknownLinkType, check_linktype
+from sniffd.decode import UnknownLinkType, check_linktype, shard_filter
 from sniffd.pipeline import Pipeline
 from sniffd.records import dumps
 from sniffd.settings import Settings
 
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 
 
 def _err(msg: str) -> None:
     print(f"sniffd: error: {msg}", file=sys.stderr)
 
 
-def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Settings | None = None,
-               stats: bool = False) -> int:
+def _open_all(paths: list[str], bpf: str, extra_bpf: str = "") -> list[OfflineCapture]:
     captures = []
-    try:
-        for path in paths:
-            cap = OfflineCapture(path, bpf)
+    for path in paths:
+        cap = OfflineCapture(path, bpf, extra_bpf)
+        try:
             check_linktype(cap.linktype)
-            captures.append(cap)
+        except UnknownLinkType as e:
+            raise CaptureError(f"{path}: {e}") from None
+        captures.append(cap)
+    return captures
+
+
+def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Settings | None = None,
+               stats: bool = False, workers: int = 1) -> int:
+    try:
+        captures = _open_all(paths, bpf)
     except CaptureError as e:
         _err(str(e))
         return EXIT_BAD_INPUT
-    except UnknownLinkType as e:
-        _err(f"{path}: {e}")
+    if workers < 1:
+        _err(f"--workers must be at least 1, got {workers}")
         return EXIT_BAD_INPUT
 
     if output == "-":
@@ -52,36 +72,109 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
             return EXIT_BAD_INPUT
         out = os.fdopen(fd, "w", encoding="ascii", buffering=1 << 20)
 
-    pipeline = Pipeline(settings)
-    write = out.write
     try:
-        for cap in captures:
-            linktype = cap.linktype
-            pipeline.snaplen = cap.snaplen
-            feed_batch = pipeline.feed_batch
-            for batch in cap.batches():
-                recs = feed_batch(linktype, batch)
-                if recs:
-                    write("".join([dumps(r) + "\n" for r in recs]))
-            if cap.truncated:
-                print(f"sniffd: warning: {cap.path}: capture file is truncated ({cap.truncated}); "
-                      "records up to the cut were written", file=sys.stderr)
-        recs = pipeline.flush("end_of_input")
-        if recs:
-            write("".join(dumps(r) + "\n" for r in recs))
+        if workers == 1:
+            totals = _run(captures, settings, out.write, None, warn=True)
+        else:
+            totals = _run_parallel(paths, bpf, settings, out.write, workers)
         out.flush()
     except BaseException:
         if tmp is not None:
             out.close()
             os.unlink(tmp)
         raise
+    if totals is None:
+        if tmp is not None:
+            out.close()
+            os.unlink(tmp)
+        return EXIT_FAILED
     if tmp is not None:
         out.close()
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, output)
     if stats:
-        print(json.dumps(pipeline.stats, sort_keys=True), file=sys.stderr)
+        print(json.dumps(totals, sort_keys=True), file=sys.stderr)
     return 0
+
+
+def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard: tuple[int, int] | None,
+         warn: bool) -> dict:
+    """One pipeline over all captures; returns its stats.  With ``shard``,
+    each line is prefixed with the record's emit time and a tab."""
+    pipeline = Pipeline(settings, shard=shard)
+    if shard is not None:
+        pipeline.emit_times = []
+        pipeline.bpf_sharded = True
+
+    def emit(recs: list[dict]) -> None:
+        if not recs:
+            return
+        if shard is None:
+            write("".join([dumps(r) + "\n" for r in recs]))
+        else:
+            times = pipeline.emit_times
+            write("".join([f"{t:.6f}\t{dumps(r)}\n" for t, r in zip(times, recs)]))
+            times.clear()
+
+    for cap in captures:
+        linktype = cap.linktype
+        pipeline.snaplen = cap.snaplen
+        feed_batch = pipeline.feed_batch
+        for batch in cap.batches():
+            emit(feed_batch(linktype, batch))
+        if cap.truncated and warn:
+            print(f"sniffd: warning: {cap.path}: capture file is truncated ({cap.truncated}); "
+                  "records up to the cut were written", file=sys.stderr)
+    emit(pipeline.flush("end_of_input"))
+    return pipeline.stats
+
+
+def _shard_main(paths: list[str], bpf: str, settings: Settings | None, k: int, n: int, path: str) -> None:
+    with open(path, "w", encoding="ascii", buffering=1 << 20) as f:
+        stats = _run(_open_all(paths, bpf, shard_filter(k, n)), settings, f.write, (k, n), warn=(k == 0))
+    with open(path + ".stats", "w") as f:
+        json.dump(stats, f)
+
+
+def _run_parallel(paths: list[str], bpf: str, settings: Settings | None, write, n: int) -> dict | None:
+    tmpdir = tempfile.mkdtemp(prefix="sniffd-read-")
+    try:
+        ctx = multiprocessing.get_context("fork")
+        parts = [os.path.join(tmpdir, f"shard{k}") for k in range(n)]
+        procs = [ctx.Process(target=_shard_main, args=(paths, bpf, settings, k, n, parts[k])) for k in range(n)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        failed = [k for k, p in enumerate(procs) if p.exitcode != 0]
+        if failed:
+            _err(f"worker(s) {failed} failed; no output written")
+            return None
+        files = [open(p, encoding="ascii") for p in parts]
+        try:
+            streams = [((float(line[: line.index("\t")]), k, line) for line in f) for k, f in enumerate(files)]
+            for _t, _k, line in heapq.merge(*streams):
+                write(line[line.index("\t") + 1 :])
+        finally:
+            for f in files:
+                f.close()
+        return _sum_stats([json.load(open(p + ".stats")) for p in parts])
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _sum_stats(all_stats: list[dict]) -> dict:
+    total: dict = {}
+    for st in all_stats:
+        for key, value in st.items():
+            if key == "anomalies":
+                an = total.setdefault("anomalies", {})
+                for name, count in value.items():
+                    an[name] = an.get(name, 0) + count
+            else:
+                total[key] = total.get(key, 0) + value
+    total["anomalies"] = dict(sorted(total.get("anomalies", {}).items()))
+    return total
 
 
 def _umask() -> int:
