@@ -43,9 +43,9 @@ HTTP_PORTS = frozenset((80, 8000, 8008, 8080, 8081, 8088, 8888, 3128, 443, 8443)
 
 class Connection:
     __slots__ = (
-        "client", "server", "c2s", "s2c", "http", "last_seen", "touched",
+        "client", "server", "c2s", "s2c", "last_seen", "touched",
         "closed", "held", "held_bytes", "held_since", "keys", "cid",
-        "client_rec", "server_rec", "rst", "syn_isn", "releasing",
+        "client_rec", "server_rec", "rst", "syn_isn", "releasing", "_http", "_settings", "midstream",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float) -> None:
@@ -53,7 +53,12 @@ class Connection:
         self.server = server
         self.c2s = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
         self.s2c = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
-        self.http = HttpSession(s.max_pending_requests, s.max_header_bytes, s.max_header_count, midstream)
+        # The HTTP session (two llhttp parsers, ~4 KiB) is made when the first
+        # payload byte arrives: a SYN flood's half-open connections cost
+        # about a quarter of a connection that carries data.
+        self._http: HttpSession | None = None
+        self._settings = s
+        self.midstream = midstream
         self.last_seen = now
         self.touched = now
         self.closed = False
@@ -68,6 +73,19 @@ class Connection:
         self.server_rec: dict | None = None
         self.syn_isn: int | None = None
         self.releasing = False
+
+    @property
+    def http(self) -> HttpSession:
+        h = self._http
+        if h is None:
+            s = self._settings
+            h = self._http = HttpSession(s.max_pending_requests, s.max_header_bytes, s.max_header_count, self.midstream)
+        return h
+
+    @property
+    def open_transactions(self) -> bool:
+        h = self._http
+        return h is not None and bool(h.pending or h.req.msg or h.resp.msg)
 
     @property
     def buffered(self) -> int:
@@ -239,8 +257,9 @@ class FlowTable:
             other = conn.held[not from_client]
             if other:
                 self._release(conn, now)
-        if conn.http.done:
-            for txn in conn.http.take():
+        h = conn._http
+        if h is not None and h.done:
+            for txn in h.take():
                 self.out.append((conn, txn))
 
     def _release(self, conn: Connection, now: float, force: bool = False) -> None:
@@ -323,8 +342,9 @@ class FlowTable:
     def _check_finished(self, conn: Connection, from_client: bool, now: float) -> None:
         hs = conn.c2s if from_client else conn.s2c
         if hs.finished and not conn.held[from_client]:
-            conn.http.end(from_client, now)
-            self._deliver(conn, from_client, [], now)
+            if conn._http is not None:
+                conn._http.end(from_client, now)
+                self._deliver(conn, from_client, [], now)
             if conn.c2s.finished and conn.s2c.finished and not conn.closed:
                 self._close(conn, None, now)
 
@@ -357,14 +377,16 @@ class FlowTable:
         for fc in (True, False):
             hs = conn.c2s if fc else conn.s2c
             self._deliver(conn, fc, hs.close(), now)
-        conn.http.close(reason, now)
-        self._deliver(conn, True, [], now)
+        h = conn._http
+        if h is not None:
+            h.close(reason, now)
+            self._deliver(conn, True, [], now)
+            for name in h.loose:
+                self._count(name)
+            h.loose = []
         conn.closed = True
         self.waiting.discard(conn)
         self.buffered += conn.buffered - before
-        for name in conn.http.loose:
-            self._count(name)
-        conn.http.loose = []
         if self.lru.pop(conn, 0) is None:
             self.closing[conn] = now
 
@@ -427,8 +449,7 @@ class FlowTable:
                 conn.touched = conn.last_seen
                 lru.move_to_end(conn)
                 continue
-            http = conn.http
-            reason = "idle_timeout" if http.open_transactions or http.req.msg or http.resp.msg else None
+            reason = "idle_timeout" if conn.open_transactions else None
             if reason:
                 self._count(reason)
             self._close(conn, reason, now)
@@ -437,8 +458,7 @@ class FlowTable:
 
     def close_all(self, reason: str | None, now: float) -> list[tuple[Connection, Transaction]]:
         for conn in list(self.lru):
-            http = conn.http
-            if reason and (http.open_transactions or http.req.msg or http.resp.msg):
+            if reason and conn.open_transactions:
                 self._count(reason)
             self._close(conn, reason, now)
         for conn in list(self.closing):

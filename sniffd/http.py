@@ -41,7 +41,6 @@ odd chunk extensions, ...).
 from __future__ import annotations
 
 import re
-from collections import deque
 
 import httptools
 
@@ -179,8 +178,8 @@ class _Side:
         self.max_header_count = session.max_header_count
         self.filling = False
         self.tail = b""  # careful mode: last two bytes fed
-        if mode == HTTP:
-            self.new_parser()
+        # The parser is made on the first byte fed (HttpSession._feed): a
+        # direction that never carries data costs no llhttp state.
 
     def new_parser(self) -> None:
         if self.is_request:
@@ -343,7 +342,10 @@ class HttpSession:
         self.max_header_count = max_header_count
         self.now = 0.0
         self.depth = 0
-        self.pending: deque[Transaction] = deque()  # requests awaiting a response
+        # Requests awaiting a response, oldest first.  A list, not a deque:
+        # it is short (max_pending_requests) and an empty deque costs 768
+        # bytes on every connection.
+        self.pending: list[Transaction] = []
         self.done: list[Transaction] = []
         mode = RESYNC if midstream else HTTP
         self.req = _Side(self, True, mode)
@@ -422,7 +424,7 @@ class HttpSession:
                 side.txn.anomalies.add(reason)
             self.end(from_client, now)
         while self.pending:
-            txn = self.pending.popleft()
+            txn = self.pending.pop(0)
             if txn.response is None:
                 txn.anomalies.add("response_missing")
                 if reason:
@@ -448,7 +450,7 @@ class HttpSession:
         if len(self.pending) >= self.max_pending_requests:
             # Pipelining deeper than the bound: the oldest unanswered request
             # is written now rather than held without limit.
-            old = self.pending.popleft()
+            old = self.pending.pop(0)
             old.anomalies.update(("response_missing", "pending_overflow"))
             self.done.append(old)
         self.pending.append(txn)
@@ -469,7 +471,7 @@ class HttpSession:
             txn.anomalies.add("request_missing")
             if self.midstream and self.depth == 1:
                 txn.anomalies.add("midstream_pickup")
-            self.pending.appendleft(txn)
+            self.pending.insert(0, txn)
         txn.response = msg
         return txn
 
@@ -500,7 +502,7 @@ class HttpSession:
 
     def _finish(self, txn: Transaction) -> None:
         if self.pending and self.pending[0] is txn:
-            self.pending.popleft()
+            self.pending.pop(0)
         else:
             try:
                 self.pending.remove(txn)
@@ -591,6 +593,8 @@ class HttpSession:
         return (m.end() - i) if m else len(data) - i
 
     def _feed(self, side: _Side, data: bytes) -> bytes:
+        if side.parser is None:
+            side.new_parser()
         side.began = 0
         side.feed_no += 1
         side.stop = None
