@@ -54,7 +54,9 @@ def _compile_check(linktype: int, snaplen: int, bpf: str) -> None:
 class OfflineCapture:
     """A saved capture (pcap or pcapng), optionally filtered by BPF in libpcap."""
 
-    def __init__(self, path: str, bpf: str = "") -> None:
+    def __init__(self, path: str, bpf: str = "", extra_bpf: str = "") -> None:
+        """``extra_bpf`` is ANDed with the user's ``bpf`` (the shard filter
+        of ``sniffd read --workers``); errors name only the user's filter."""
         self.path = path
         if not os.path.exists(path):
             raise CaptureError(f"{path}: no such file")
@@ -67,9 +69,10 @@ class OfflineCapture:
         except pcapy.PcapError as e:
             raise CaptureError(f"{path}: not a readable pcap/pcapng file ({e})") from None
         self.linktype = self._reader.datalink()
-        self.bpf = bpf
         if bpf:
             _compile_check(self.linktype, 262144, bpf)
+        self.bpf = f"({bpf}) and {extra_bpf}" if bpf and extra_bpf else (bpf or extra_bpf)
+        if self.bpf:
             self._setfilter(self._reader)
         self.snaplen = file_snaplen(path)
         # Set when libpcap reports the file cut short mid-record.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from sniffd.budget import CONN_COST, SEGMENT_COST, SESSION_COST, Meter
 from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
 from sniffd.http import HttpSession, Transaction
 from sniffd.reassembly import HalfStream
@@ -45,10 +46,11 @@ class Connection:
     __slots__ = (
         "client", "server", "c2s", "s2c", "last_seen", "touched",
         "closed", "held", "held_bytes", "held_since", "keys", "cid",
-        "client_rec", "server_rec", "rst", "syn_isn", "releasing", "_http", "_settings", "midstream",
+        "client_rec", "server_rec", "rst", "syn_isn", "releasing", "_http", "_settings", "midstream", "meter",
     )
 
-    def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float) -> None:
+    def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
+                 meter: Meter) -> None:
         self.client = client
         self.server = server
         self.c2s = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
@@ -59,6 +61,7 @@ class Connection:
         self._http: HttpSession | None = None
         self._settings = s
         self.midstream = midstream
+        self.meter = meter
         self.last_seen = now
         self.touched = now
         self.closed = False
@@ -79,7 +82,9 @@ class Connection:
         h = self._http
         if h is None:
             s = self._settings
-            h = self._http = HttpSession(s.max_pending_requests, s.max_header_bytes, s.max_header_count, self.midstream)
+            h = self._http = HttpSession(s.max_pending_requests, s.max_header_bytes, s.max_header_count,
+                                         self.midstream, s.max_uri_bytes, self.meter)
+            self.meter.sessions += 1
         return h
 
     @property
@@ -89,7 +94,10 @@ class Connection:
 
     @property
     def buffered(self) -> int:
-        return self.c2s.pending_bytes + self.s2c.pending_bytes + self.held_bytes
+        """Bytes held for reassembly, with each segment's object overhead."""
+        c2s, s2c, held = self.c2s, self.s2c, self.held
+        n = len(c2s.pending) + len(s2c.pending) + len(held[0]) + len(held[1])
+        return c2s.pending_bytes + s2c.pending_bytes + self.held_bytes + n * SEGMENT_COST
 
     @property
     def waiting(self) -> bool:
@@ -106,6 +114,12 @@ class FlowTable:
         self.buffered = 0
         self.counts: dict[str, int] = {}
         self.out: list[tuple[Connection, Transaction]] = []
+        self.meter = Meter()
+        self.budget = int(settings.memory_budget_mb * 1024 * 1024)
+        # Memory held outside the table that the budget covers too (the IP
+        # defragmenter): a callable giving its bytes, and one that drops it.
+        self.external_bytes = lambda: 0
+        self.shed_external = lambda: 0
 
     def __len__(self) -> int:
         return len(self.lru)
@@ -135,7 +149,7 @@ class FlowTable:
         elif flags & TH_SYN and not flags & TH_ACK and conn.syn_isn is not None and seq != conn.syn_isn:
             # A new SYN with a new ISN on a 4-tuple still open: the old
             # connection was abandoned (the client reused the port).
-            self._close(conn, None, now)
+            self._close(conn, None, now, "reused")
             self._remove(conn)
             conn = self._new(seg, now)
             entry = self.conns[key]
@@ -144,6 +158,8 @@ class FlowTable:
         if now - conn.touched >= 1.0:
             conn.touched = now
             self.lru.move_to_end(conn)
+        if self.meter.over:
+            self.enforce(now)
         waiting = self.waiting
         if conn in waiting:
             before = conn.buffered
@@ -162,8 +178,10 @@ class FlowTable:
         if len(self.lru) >= self.s.max_connections:
             victim = next(iter(self.lru))
             self._count("conn_evicted")
-            self._close(victim, "conn_evicted", now)
+            self._close(victim, "conn_evicted", now, "evicted")
             self._remove(victim)
+        if self.estimate() + CONN_COST > self.budget:
+            self.enforce(now)
         a, b = (src, sport), (dst, dport)
         if flags & TH_SYN:
             midstream = False
@@ -179,7 +197,7 @@ class FlowTable:
             else:
                 client, server = b, a
             self._count("midstream_pickup")
-        conn = Connection(client, server, self.s, midstream, now)
+        conn = Connection(client, server, self.s, midstream, now, self.meter)
         conn.keys = ((client[0], client[1], server[0], server[1]), (server[0], server[1], client[0], client[1]))
         # Each key maps to (connection, is this key the client's direction),
         # so one dict lookup per packet answers both.
@@ -202,7 +220,7 @@ class FlowTable:
             hs.start(seq)
         if flags & TH_RST:
             conn.rst = True
-            self._close(conn, None, now)
+            self._close(conn, None, now, "rst")
             return
         if payload or lost:
             # Only a segment that itself acknowledges undelivered data waits;
@@ -346,7 +364,7 @@ class FlowTable:
                 conn._http.end(from_client, now)
                 self._deliver(conn, from_client, [], now)
             if conn.c2s.finished and conn.s2c.finished and not conn.closed:
-                self._close(conn, None, now)
+                self._close(conn, None, now, "fin")
 
     def _account(self, conn: Connection, before: int) -> None:
         after = conn.buffered
@@ -364,12 +382,74 @@ class FlowTable:
                     self._deliver(victim, fc, hs.forced_skip(), now)
                 self._release(victim, now, force=True)
                 self.buffered += victim.buffered - b
+        if after > before and self.estimate() > self.budget:
+            self.enforce(conn.last_seen)
+
+    # ------------------------------------------------------- memory budget
+
+    def estimate(self) -> int:
+        """Bytes sniffd holds for the traffic (see sniffd/budget.py)."""
+        m = self.meter
+        return ((len(self.lru) + len(self.closing)) * CONN_COST + m.sessions * SESSION_COST
+                + m.http_bytes + self.buffered + self.external_bytes())
+
+    def _set_http_limit(self) -> None:
+        m = self.meter
+        m.limit = self.budget - (self.estimate() - m.http_bytes)
+        m.over = m.http_bytes > m.limit
+
+    def enforce(self, now: float) -> None:
+        """Bring memory back under the budget, in a fixed order, each step
+        only as far as needed (to 90% of the budget, so it does not run on
+        every packet at the edge):
+
+        1. drop buffered out-of-order data (and held segments) of the
+           connections idle longest, and partial IP datagrams
+           (memory_ooo_dropped): the holes become gaps now, not later;
+        2. stop keeping captured bodies (memory_bodies_dropped) until
+           memory is under half the budget;
+        3. evict the least recently active connections, writing their
+           open transactions (memory_evicted, end_reason "evicted").
+        """
+        if self.estimate() <= self.budget:
+            self._set_http_limit()
+            return
+        target = self.budget * 9 // 10
+        for conn in sorted(self.waiting, key=lambda c: c.last_seen):
+            before = conn.buffered
+            for fc in (True, False):
+                hs = conn.c2s if fc else conn.s2c
+                if hs.pending:
+                    conn.http.note(fc, ("memory_ooo_dropped",))
+                    self._deliver(conn, fc, hs.close_hole(), now)
+            if conn.held[0] or conn.held[1]:
+                conn.http.note(True, ("memory_ooo_dropped",))
+                self._release(conn, now, force=True)
+            self.waiting.discard(conn)
+            self.buffered += conn.buffered - before
+            self._count("memory_ooo_dropped")
+            if self.estimate() <= target:
+                break
+        if self.estimate() > target and self.external_bytes():
+            self._count("memory_ooo_dropped", self.shed_external())
+        if self.estimate() > target and self.meter.keep_bodies:
+            self.meter.keep_bodies = False
+            self._count("memory_bodies_dropped")
+        while self.estimate() > target and self.lru:
+            victim = next(iter(self.lru))
+            self._count("memory_evicted")
+            self._close(victim, "memory_evicted", now, "evicted")
+            self._remove(victim)
+        while self.estimate() > target and self.closing:
+            self._remove(next(iter(self.closing)))
+        self._set_http_limit()
 
     # ------------------------------------------------------------ endings
 
-    def _close(self, conn: Connection, reason: str | None, now: float) -> None:
+    def _close(self, conn: Connection, reason: str | None, now: float, why: str = "end_of_input") -> None:
         """Finish a connection: skip every hole, deliver everything held,
-        end the HTTP session.  The entry stays (closed) until it lingers out."""
+        end the HTTP session.  ``reason``: anomaly for what it cuts; ``why``:
+        their end_reason.  The entry stays (closed) until it lingers out."""
         if conn.closed:
             return
         before = conn.buffered
@@ -379,7 +459,7 @@ class FlowTable:
             self._deliver(conn, fc, hs.close(), now)
         h = conn._http
         if h is not None:
-            h.close(reason, now)
+            h.close(reason, now, why)
             self._deliver(conn, True, [], now)
             for name in h.loose:
                 self._count(name)
@@ -391,6 +471,8 @@ class FlowTable:
             self.closing[conn] = now
 
     def _remove(self, conn: Connection) -> None:
+        if conn._http is not None and (conn in self.lru or conn in self.closing):
+            self.meter.sessions -= 1
         for k in conn.keys:
             entry = self.conns.get(k)
             if entry is not None and entry[0] is conn:
@@ -452,15 +534,20 @@ class FlowTable:
             reason = "idle_timeout" if conn.open_transactions else None
             if reason:
                 self._count(reason)
-            self._close(conn, reason, now)
+            self._close(conn, reason, now, "idle")
             self._remove(conn)
+        # Bodies are kept again once memory is well under the budget.
+        if not self.meter.keep_bodies and self.estimate() < self.budget // 2:
+            self.meter.keep_bodies = True
+        self._set_http_limit()
         return self._take()
 
     def close_all(self, reason: str | None, now: float) -> list[tuple[Connection, Transaction]]:
+        why = "shutdown" if reason == "cut_by_shutdown" else "end_of_input"
         for conn in list(self.lru):
             if reason and conn.open_transactions:
                 self._count(reason)
-            self._close(conn, reason, now)
+            self._close(conn, reason, now, why)
         for conn in list(self.closing):
             self._remove(conn)
         return self._take()

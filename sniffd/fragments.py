@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from sniffd.budget import SEGMENT_COST
 from sniffd.decode import Fragment
 
 # An IPv4 datagram is at most 65535 bytes; an IPv6 one (no jumbograms in
@@ -41,6 +42,7 @@ class Defragmenter:
         self.max_frags_per_datagram = max_frags_per_datagram
         self._table: OrderedDict[tuple, _Datagram] = OrderedDict()
         self.held_bytes = 0
+        self.held_pieces = 0
 
     def __len__(self) -> int:
         return len(self._table)
@@ -76,6 +78,7 @@ class Defragmenter:
         d.pieces.append((start, data, frag.lost))
         d.held += len(data)
         self.held_bytes += len(data)
+        self.held_pieces += 1
         if d.conflict and "ip_fragment_overlap" not in anomalies:
             anomalies.append("ip_fragment_overlap")
             d.conflict = False
@@ -118,6 +121,19 @@ class Defragmenter:
     def _drop(self, key: tuple) -> None:
         d = self._table.pop(key)
         self.held_bytes -= d.held
+        self.held_pieces -= len(d.pieces)
+
+    @property
+    def memory(self) -> int:
+        """Bytes held, with each fragment's object overhead (for the budget)."""
+        return self.held_bytes + self.held_pieces * SEGMENT_COST
+
+    def drop_all(self) -> int:
+        """Drop every partial datagram (memory pressure); how many."""
+        n = len(self._table)
+        while self._table:
+            self._drop(next(iter(self._table)))
+        return n
 
     def expire(self, now: float) -> list[str]:
         """Drop datagrams older than the timeout; one anomaly name each."""

@@ -44,6 +44,8 @@ import re
 
 import httptools
 
+from sniffd.budget import HEADER_COST, Meter
+
 # Request and status lines that resynchronisation accepts as the start of a
 # message (RFC 9112 sections 3 and 4).  Methods: RFC 9110 plus WebDAV and the
 # common extensions llhttp knows.
@@ -95,7 +97,8 @@ class Message:
     __slots__ = (
         "start_ts", "end_ts", "method", "uri", "status", "reason", "version",
         "headers", "header_count", "header_bytes", "body_len", "missed_bytes",
-        "complete", "content_length", "chunked", "no_body", "hdrs_done", "line_seen", "feed_no", "_uri_parts",
+        "complete", "content_length", "chunked", "no_body", "hdrs_done", "line_seen", "feed_no", "mem",
+        "uri_len", "hdr_fed", "body_truncated", "_uri_parts",
         "_reason_parts",
     )
 
@@ -119,12 +122,16 @@ class Message:
         self.hdrs_done = False
         self.line_seen = False
         self.feed_no = 0
+        self.mem = 0  # bytes charged to the session's Meter for this message
+        self.uri_len = 0
+        self.hdr_fed = 0  # header-section bytes fed after the first chunk
+        self.body_truncated = False
         self._uri_parts: list[bytes] = []
         self._reason_parts: list[bytes] = []
 
 
 class Transaction:
-    __slots__ = ("request", "response", "interim", "depth", "anomalies", "tunnel")
+    __slots__ = ("request", "response", "interim", "depth", "anomalies", "tunnel", "end_reason")
 
     def __init__(self, depth: int) -> None:
         self.request: Message | None = None
@@ -133,6 +140,10 @@ class Transaction:
         self.depth = depth
         self.anomalies: set[str] = set()
         self.tunnel = False
+        # Why the record was written: complete, fin, rst, idle, evicted,
+        # shutdown, end_of_input, gap, parse_error, header_limit,
+        # pending_overflow, reused (see README).
+        self.end_reason: str | None = None
 
     @property
     def ts(self) -> float:
@@ -218,8 +229,14 @@ class _Side:
                 self.began += 1
 
     def on_url(self, url: bytes) -> None:
-        self.msg._uri_parts.append(url)
-        if not self.msg.line_seen:
+        msg = self.msg
+        room = self.session.max_uri_bytes - msg.uri_len
+        if len(url) > room:
+            url = url[: max(room, 0)]
+            self.txn.anomalies.add("uri_limit")
+        msg.uri_len += len(url)
+        msg._uri_parts.append(url)
+        if not msg.line_seen:
             self._line_seen()
 
     def on_status(self, status: bytes) -> None:
@@ -258,6 +275,9 @@ class _Side:
         if msg.header_count > self.max_header_count or msg.header_bytes > self.max_header_bytes:
             self.txn.anomalies.add("header_limit")
             return
+        cost = len(name) + len(value) + HEADER_COST
+        msg.mem += cost
+        self.session.meter.add(cost)
         key = _text(name).lower()
         val = _text(value)
         old = msg.headers.get(key)
@@ -336,8 +356,14 @@ class _Side:
 
 class HttpSession:
     def __init__(self, max_pending_requests: int = 100, max_header_bytes: int = 65536,
-                 max_header_count: int = 256, midstream: bool = False) -> None:
+                 max_header_count: int = 256, midstream: bool = False, max_uri_bytes: int = 8192,
+                 meter: Meter | None = None) -> None:
         self.max_pending_requests = max_pending_requests
+        self.max_uri_bytes = max_uri_bytes
+        self.meter = meter if meter is not None else Meter()
+        # Why messages finished by the operation in progress end (end,
+        # close, a gap, a parse error): becomes a transaction's end_reason.
+        self.ending: str | None = None
         self.max_header_bytes = max_header_bytes
         self.max_header_count = max_header_count
         self.now = 0.0
@@ -395,9 +421,11 @@ class HttpSession:
         else:
             side.carry.update(names)
 
-    def end(self, from_client: bool, now: float) -> None:
-        """That direction will carry no more data (FIN or RST)."""
+    def end(self, from_client: bool, now: float, why: str = "fin") -> None:
+        """That direction will carry no more data (FIN or RST); ``why`` is
+        the end_reason of a transaction this finishes."""
         self.now = now
+        self.ending = why
         side = self.req if from_client else self.resp
         if side.mode is HELD and side.is_request:
             side.buf.clear()
@@ -412,27 +440,41 @@ class HttpSession:
         if side.mode is RESYNC and side.good == 0 and side.seen_bytes:
             self._mark_non_http()
         side.mode = DEAD if side.mode is not TUNNEL else TUNNEL
+        self.ending = None
 
-    def close(self, reason: str | None, now: float) -> None:
+    def close(self, reason: str | None, now: float, why: str = "end_of_input") -> None:
         """Finish every open transaction; ``reason`` is an anomaly name for
-        transactions cut by it (idle_timeout, cut_by_shutdown, conn_evicted)
-        or None for a normal end (FIN/RST seen, end of input)."""
+        transactions cut by it (idle_timeout, cut_by_shutdown, conn_evicted,
+        memory_evicted) or None for a normal end (FIN/RST seen, end of
+        input); ``why`` is their end_reason."""
         self.now = now
         for from_client in (True, False):
             side = self.req if from_client else self.resp
             if side.msg is not None and reason and side.mode is HTTP:
                 side.txn.anomalies.add(reason)
-            self.end(from_client, now)
+            self.end(from_client, now, why)
         while self.pending:
             txn = self.pending.pop(0)
             if txn.response is None:
                 txn.anomalies.add("response_missing")
                 if reason:
                     txn.anomalies.add(reason)
+            if txn.end_reason is None:
+                txn.end_reason = why
             self.done.append(txn)
 
     def take(self) -> list[Transaction]:
+        """Finished transactions, oldest first; their memory leaves the
+        meter here, the one place every transaction leaves the session."""
         done, self.done = self.done, []
+        freed = 0
+        for txn in done:
+            if txn.request is not None:
+                freed += txn.request.mem
+            if txn.response is not None:
+                freed += txn.response.mem
+        if freed:
+            self.meter.http_bytes -= freed
         return done
 
     @property
@@ -452,6 +494,7 @@ class HttpSession:
             # is written now rather than held without limit.
             old = self.pending.pop(0)
             old.anomalies.update(("response_missing", "pending_overflow"))
+            old.end_reason = "pending_overflow"
             self.done.append(old)
         self.pending.append(txn)
         return txn
@@ -495,7 +538,9 @@ class HttpSession:
         if 100 <= status < 200 and status != 101:
             txn.interim.append((status, msg.reason or ""))
             txn.response = None
+            self.meter.http_bytes -= msg.mem
             return
+        txn.end_reason = "complete"
         self._finish(txn)
         if self.req.mode is HELD:
             self._resume_requests()
@@ -508,6 +553,8 @@ class HttpSession:
                 self.pending.remove(txn)
             except ValueError:
                 pass
+        if txn.end_reason is None:
+            txn.end_reason = self.ending or "complete"
         self.done.append(txn)
 
     # ------------------------------------------------------------- data
@@ -616,7 +663,27 @@ class HttpSession:
             return self._parse_error(side, data, e)
         if side.stop is not None:
             return self._stopped(side)
+        msg = side.msg
+        if msg is not None and not msg.hdrs_done and msg.feed_no != side.feed_no:
+            # Still in the header section after a whole chunk: count it, and
+            # end a message whose headers grow past max_header_bytes
+            # (httptools buffers a header value whole: this bounds it).
+            msg.hdr_fed += len(data)
+            if msg.hdr_fed > self.max_header_bytes:
+                self._header_overflow(side)
         return b""
+
+    def _header_overflow(self, side: _Side) -> None:
+        msg, txn = side.msg, side.txn
+        txn.anomalies.add("header_limit")
+        if msg._uri_parts is not None and (msg._uri_parts or msg._reason_parts):
+            side._start_line()  # keep the start line seen so far
+        self.ending = "header_limit"
+        self._abandon(side)
+        self.ending = None
+        side.mode = RESYNC
+        side.parser = None
+        side.buf = bytearray()
 
     @staticmethod
     def _request_line(side: _Side, data: bytes) -> bytes:
@@ -690,7 +757,9 @@ class HttpSession:
     def _parse_error(self, side: _Side, data: bytes, err: Exception) -> bytes:
         if side.msg is not None:
             side.txn.anomalies.add("http_parse_error")
+            self.ending = "parse_error"
             self._abandon(side)
+            self.ending = None
         else:
             side.carry.add("http_parse_error")
         side.raw_line = None
@@ -758,7 +827,9 @@ class HttpSession:
         if side.msg is not None and side.mode is HTTP:
             side.msg.missed_bytes += n
             side.txn.anomalies.add("message_interrupted")
+            self.ending = "gap"
             self._abandon(side)
+            self.ending = None
         if side.mode in (HTTP, RESYNC):
             # Whatever follows the gap may start mid-message: look for the
             # next start line (http_resync is marked only if bytes are skipped).

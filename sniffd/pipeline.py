@@ -58,6 +58,9 @@ class Pipeline:
         self._decode = decode
         self.flows = FlowTable(s)
         self.frags = Defragmenter(s.frag_timeout_s, s.max_frag_datagrams, s.max_frags_per_datagram)
+        # One memory budget covers the defragmenter too (memory_budget_mb).
+        self.flows.external_bytes = lambda: self.frags.memory
+        self.flows.shed_external = self.frags.drop_all
         self.now: float | None = None
         self._next_expire = 0.0
         self.packets = 0
@@ -199,6 +202,8 @@ class Pipeline:
             "non_tcp_packets": self.non_tcp,
             "open_connections": len(self.flows),
             "buffered_bytes": self.flows.buffered,
+            "memory_estimate_bytes": self.flows.estimate(),
+            "memory_budget_bytes": self.flows.budget,
             "fragments_held": len(self.frags),
             "records": self.records,
             "anomalies": dict(sorted(anomalies.items())),

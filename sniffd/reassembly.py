@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from bisect import insort
 
+from sniffd.budget import SEGMENT_COST
+
 MASK32 = 0xFFFFFFFF
 HALF32 = 0x80000000
 
@@ -117,7 +119,9 @@ class HalfStream:
         if self.pending:
             if self.wait_since is None:
                 self.wait_since = now
-            if self.pending_bytes > self.max_buffer_bytes:
+            # Each buffered segment also costs ~128 bytes of objects: count
+            # them, or a flood of 1-byte segments would slip under the bound.
+            if self.pending_bytes + len(self.pending) * SEGMENT_COST > self.max_buffer_bytes:
                 self.anomalies.append("tcp_buffer_overflow")
                 self._skip_hole(out)
             elif now - self.wait_since >= self.gap_timeout_s:
@@ -153,6 +157,14 @@ class HalfStream:
         while self.pending:
             self._skip_hole(out)
         self.closed = True
+        return out
+
+    def close_hole(self) -> list:
+        """Deliver everything buffered now, its holes as gaps (memory
+        pressure); the stream stays open for what comes next."""
+        out: list = []
+        while self.pending:
+            self._skip_hole(out)
         return out
 
     def forced_skip(self) -> list:

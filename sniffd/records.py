@@ -52,6 +52,7 @@ def _request(m: Message) -> dict:
         "headers": m.headers,
         "body_len": m.body_len,
         "missed_bytes": m.missed_bytes,
+        "body_truncated": m.body_truncated,
     }
 
 
@@ -63,6 +64,7 @@ def _response(m: Message, interim: list[tuple[int, str]]) -> dict:
         "headers": m.headers,
         "body_len": m.body_len,
         "missed_bytes": m.missed_bytes,
+        "body_truncated": m.body_truncated,
         "interim": [{"status": s, "reason": r} for s, r in interim],
     }
 
@@ -87,6 +89,7 @@ def build(txn: Transaction, client: dict, server: dict, cid: str) -> dict:
         "duration_ms": duration,
         "trans_depth": txn.depth,
         "community_id": cid,
+        "end_reason": txn.end_reason or "complete",
         "anomalies": sorted(txn.anomalies),
     }
 

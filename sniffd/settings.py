@@ -43,5 +43,17 @@ class Settings:
     max_pending_requests: int = 100
     # Header section bytes and count for one message: llhttp's and nginx's
     # defaults sit at 8-80 KiB; 64 KiB fits real cookies, bounds hostile ones.
+    # A message whose header section grows past it is ended (header_limit)
+    # and the parser resynchronises: httptools buffers a header value
+    # whole, so this is also what bounds a 10 MB header line.
     max_header_bytes: int = 64 * 1024
     max_header_count: int = 256
+    # Longest request target kept in a record; longer ones are cut
+    # (uri_limit).  Servers refuse beyond 8 KiB (nginx, Apache 8190).
+    max_uri_bytes: int = 8192
+    # One budget for everything sniffd holds per connection: the table
+    # itself, reassembly and fragment buffers, open messages' headers,
+    # captured bodies.  Past it sniffd degrades in a fixed order (see
+    # README, "Memory budget") instead of growing.  512 MiB holds ~100 k
+    # connections with requests in flight and their buffers.
+    memory_budget_mb: float = 512.0

@@ -20,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.live
 
 # docs/CONTRACT.md: a record's keys, in this order.
-RECORD_KEYS = ["ts", "client", "server", "request", "response", "duration_ms", "trans_depth", "community_id", "anomalies"]
+RECORD_KEYS = ["ts", "client", "server", "request", "response", "duration_ms", "trans_depth", "community_id", "end_reason", "anomalies"]
 
 # RFC 3339 UTC with exactly microseconds and a Z, as the contract's example.
 TS_PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")

@@ -39,6 +39,7 @@ def record(ts, uri, client, server=SERVER, trans_depth=1):
             "headers": {"host": "example.test"},
             "body_len": 0,
             "missed_bytes": 0,
+            "body_truncated": False,
         },
         "response": {
             "status": 200,
@@ -47,11 +48,13 @@ def record(ts, uri, client, server=SERVER, trans_depth=1):
             "headers": {"content-length": "2"},
             "body_len": 2,
             "missed_bytes": 0,
+            "body_truncated": False,
             "interim": [],
         },
         "duration_ms": 7.0,
         "trans_depth": trans_depth,
         "community_id": community_id(client[0], client[1], server[0], server[1]),
+        "end_reason": "complete",
         "anomalies": [],
     }
 
@@ -144,6 +147,7 @@ def test_frame_cut_by_snaplen_marks_the_record_and_counts_lost_body(tmp_path):
             "headers": {"host": "example.test"},
             "body_len": 0,
             "missed_bytes": 0,
+            "body_truncated": False,
         },
         "response": {
             "status": 200,
@@ -152,11 +156,13 @@ def test_frame_cut_by_snaplen_marks_the_record_and_counts_lost_body(tmp_path):
             "headers": {"content-length": "100"},
             "body_len": 42,
             "missed_bytes": 58,
+            "body_truncated": False,
             "interim": [],
         },
         "duration_ms": 7.0,
         "trans_depth": 1,
         "community_id": community_id("10.0.0.1", 40000, "10.0.0.2", 80),
+        "end_reason": "complete",
     } == got
     # Whether the cut also counts as a TCP gap is left open; these two are required.
     assert {"snaplen_truncated", "body_gap"} <= got_anomalies <= {"snaplen_truncated", "body_gap", "tcp_gap"}

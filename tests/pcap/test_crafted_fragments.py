@@ -44,6 +44,7 @@ def expected(client_ip, server_ip):
             "headers": {"host": "example.test", "user-agent": "craft/1.0", "accept": "*/*"},
             "body_len": 0,
             "missed_bytes": 0,
+            "body_truncated": False,
         },
         "response": {
             "status": 200,
@@ -52,11 +53,13 @@ def expected(client_ip, server_ip):
             "headers": {"content-type": "text/plain", "content-length": "40"},
             "body_len": 40,
             "missed_bytes": 0,
+            "body_truncated": False,
             "interim": [],
         },
         "duration_ms": 7.0,
         "trans_depth": 1,
         "community_id": community_id(client_ip, 40000, server_ip, 80),
+        "end_reason": "complete",
         "anomalies": [],
     }
 

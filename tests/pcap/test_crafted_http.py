@@ -54,6 +54,7 @@ def test_pipelined_get_head_get_pair_each_response_with_its_request(tmp_path):
                 "headers": {"host": "example.test"},
                 "body_len": 0,
                 "missed_bytes": 0,
+                "body_truncated": False,
             },
             "response": {
                 "status": 200,
@@ -62,11 +63,13 @@ def test_pipelined_get_head_get_pair_each_response_with_its_request(tmp_path):
                 "headers": {"content-length": length},
                 "body_len": body_len,
                 "missed_bytes": 0,
+                "body_truncated": False,
                 "interim": [],
             },
             "duration_ms": duration_ms,
             "trans_depth": depth,
             "community_id": CID,
+            "end_reason": "complete",
             "anomalies": [],
         }
 
@@ -112,6 +115,7 @@ def test_100_continue_is_kept_as_interim_of_one_record(tmp_path):
                 },
                 "body_len": 13,
                 "missed_bytes": 0,
+                "body_truncated": False,
             },
             "response": {
                 "status": 200,
@@ -120,11 +124,13 @@ def test_100_continue_is_kept_as_interim_of_one_record(tmp_path):
                 "headers": {"content-length": "2"},
                 "body_len": 2,
                 "missed_bytes": 0,
+                "body_truncated": False,
                 "interim": [{"status": 100, "reason": "Continue"}],
             },
             "duration_ms": 7.0,
             "trans_depth": 1,
             "community_id": CID,
+            "end_reason": "complete",
             "anomalies": [],
         }
     ] == read_records(pcap)
@@ -156,6 +162,7 @@ def test_connect_answered_200_logs_one_record_and_ignores_tunnel_bytes(tmp_path)
                 "headers": {"host": "example.test:80"},
                 "body_len": 0,
                 "missed_bytes": 0,
+                "body_truncated": False,
             },
             "response": {
                 "status": 200,
@@ -164,11 +171,13 @@ def test_connect_answered_200_logs_one_record_and_ignores_tunnel_bytes(tmp_path)
                 "headers": {},
                 "body_len": 0,
                 "missed_bytes": 0,
+                "body_truncated": False,
                 "interim": [],
             },
             "duration_ms": 7.0,
             "trans_depth": 1,
             "community_id": CID,
+            "end_reason": "complete",
             "anomalies": anomalies("http_upgrade"),
         }
     ] == read_records(pcap)
@@ -217,6 +226,7 @@ def test_websocket_upgrade_101_logs_one_record_and_ignores_frames(tmp_path):
                 },
                 "body_len": 0,
                 "missed_bytes": 0,
+                "body_truncated": False,
             },
             "response": {
                 "status": 101,
@@ -229,11 +239,13 @@ def test_websocket_upgrade_101_logs_one_record_and_ignores_frames(tmp_path):
                 },
                 "body_len": 0,
                 "missed_bytes": 0,
+                "body_truncated": False,
                 "interim": [],
             },
             "duration_ms": 7.0,
             "trans_depth": 1,
             "community_id": CID,
+            "end_reason": "complete",
             "anomalies": anomalies("http_upgrade"),
         }
     ] == read_records(pcap)
@@ -265,6 +277,7 @@ def test_close_delimited_response_body_ends_at_server_fin(tmp_path):
                 "headers": {"host": "example.test", "connection": "close"},
                 "body_len": 0,
                 "missed_bytes": 0,
+                "body_truncated": False,
             },
             "response": {
                 "status": 200,
@@ -273,11 +286,13 @@ def test_close_delimited_response_body_ends_at_server_fin(tmp_path):
                 "headers": {"content-type": "text/plain", "connection": "close"},
                 "body_len": 500,
                 "missed_bytes": 0,
+                "body_truncated": False,
                 "interim": [],
             },
             "duration_ms": 9.0,
             "trans_depth": 1,
             "community_id": CID,
+            "end_reason": "complete",
             "anomalies": [],
         }
     ] == read_records(pcap)
@@ -320,6 +335,7 @@ def test_chunked_request_and_response_bodies_are_measured_dechunked(tmp_path):
                 },
                 "body_len": 11,
                 "missed_bytes": 0,
+                "body_truncated": False,
             },
             "response": {
                 "status": 200,
@@ -328,11 +344,13 @@ def test_chunked_request_and_response_bodies_are_measured_dechunked(tmp_path):
                 "headers": {"transfer-encoding": "chunked", "content-type": "text/plain"},
                 "body_len": 36,
                 "missed_bytes": 0,
+                "body_truncated": False,
                 "interim": [],
             },
             "duration_ms": 9.0,
             "trans_depth": 1,
             "community_id": CID,
+            "end_reason": "complete",
             "anomalies": [],
         }
     ] == read_records(pcap)
@@ -360,11 +378,13 @@ def test_request_without_response_before_fin_is_logged_with_response_null(tmp_pa
                 "headers": {"host": "example.test"},
                 "body_len": 0,
                 "missed_bytes": 0,
+                "body_truncated": False,
             },
             "response": None,
             "duration_ms": None,
             "trans_depth": 1,
             "community_id": CID,
+            "end_reason": "fin",
             "anomalies": anomalies("response_missing"),
         }
     ] == read_records(pcap)
@@ -402,6 +422,7 @@ def test_non_http_bytes_on_port_80_give_no_record_and_later_connection_is_logged
                 "headers": {"host": "example.test"},
                 "body_len": 0,
                 "missed_bytes": 0,
+                "body_truncated": False,
             },
             "response": {
                 "status": 204,
@@ -410,11 +431,13 @@ def test_non_http_bytes_on_port_80_give_no_record_and_later_connection_is_logged
                 "headers": {},
                 "body_len": 0,
                 "missed_bytes": 0,
+                "body_truncated": False,
                 "interim": [],
             },
             "duration_ms": 7.0,
             "trans_depth": 1,
             "community_id": community_id("10.0.0.1", 40001, "10.0.0.2", 80),
+            "end_reason": "complete",
             "anomalies": [],
         }
     ] == read_records(pcap)

@@ -46,6 +46,7 @@ EXPECTED_V4 = {
         "headers": {"host": "example.test", "user-agent": "craft/1.0", "accept": "*/*"},
         "body_len": 0,
         "missed_bytes": 0,
+        "body_truncated": False,
     },
     "response": {
         "status": 200,
@@ -54,11 +55,13 @@ EXPECTED_V4 = {
         "headers": {"content-type": "text/plain", "content-length": "12"},
         "body_len": 12,
         "missed_bytes": 0,
+        "body_truncated": False,
         "interim": [],
     },
     "duration_ms": 7.0,
     "trans_depth": 1,
     "community_id": community_id("10.0.0.1", 40000, "10.0.0.2", 80),
+    "end_reason": "complete",
     "anomalies": [],
 }
 
@@ -67,6 +70,7 @@ EXPECTED_V6 = {
     "client": {"ip": "2001:db8::10", "port": 40000},
     "server": {"ip": "2001:db8::80", "port": 80},
     "community_id": community_id("2001:db8::10", 40000, "2001:db8::80", 80),
+    "end_reason": "complete",
 }
 
 

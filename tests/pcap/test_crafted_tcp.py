@@ -17,7 +17,8 @@ REQUEST = b"GET /reassembly HTTP/1.1\r\nHost: example.test\r\nAccept: */*\r\n\r\
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 26\r\n\r\nabcdefghijklmnopqrstuvwxyz"
 
 
-def record(ts, duration_ms, *, uri="/reassembly", trans_depth=1, anomaly_names=(), client=CLIENT, response=True):
+def record(ts, duration_ms, *, uri="/reassembly", trans_depth=1, anomaly_names=(), client=CLIENT, response=True,
+           end_reason="complete"):
     """The record for REQUEST (with ``uri``) answered by RESPONSE, fields given by hand."""
     return {
         "ts": ts,
@@ -31,6 +32,7 @@ def record(ts, duration_ms, *, uri="/reassembly", trans_depth=1, anomaly_names=(
             "headers": {"host": "example.test", "accept": "*/*"},
             "body_len": 0,
             "missed_bytes": 0,
+            "body_truncated": False,
         },
         "response": {
             "status": 200,
@@ -39,6 +41,7 @@ def record(ts, duration_ms, *, uri="/reassembly", trans_depth=1, anomaly_names=(
             "headers": {"content-length": "26"},
             "body_len": 26,
             "missed_bytes": 0,
+            "body_truncated": False,
             "interim": [],
         }
         if response
@@ -46,6 +49,7 @@ def record(ts, duration_ms, *, uri="/reassembly", trans_depth=1, anomaly_names=(
         "duration_ms": duration_ms,
         "trans_depth": trans_depth,
         "community_id": community_id(client[0], client[1], "10.0.0.2", 80),
+        "end_reason": end_reason,
         "anomalies": anomalies(*anomaly_names),
     }
 
@@ -222,6 +226,7 @@ def test_rst_ends_the_connection_and_writes_its_open_transaction(tmp_path):
             trans_depth=2,
             response=False,
             anomaly_names=["response_missing"],
+            end_reason="rst",
         ),
         record("2026-11-21T10:42:05.033000Z", 7.0, client=("10.0.0.1", 40001)),
     ] == read_records(pcap)

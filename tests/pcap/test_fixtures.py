@@ -14,7 +14,7 @@ from pcapcheck import community_id, load_jsonl, read_records
 REPO = Path(__file__).resolve().parent.parent.parent
 CAPTURES = REPO / "captures"
 RECORD_KEYS = [
-    "ts", "client", "server", "request", "response", "duration_ms", "trans_depth", "community_id", "anomalies",
+    "ts", "client", "server", "request", "response", "duration_ms", "trans_depth", "community_id", "end_reason", "anomalies",
 ]  # fmt: skip
 PAIRS = sorted(p for p in CAPTURES.glob("*.pcap") if p.with_suffix(".jsonl").exists())
 

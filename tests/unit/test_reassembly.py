@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from sniffd.budget import SEGMENT_COST
 from sniffd.reassembly import HalfStream
 
 ISN = 1_000_000
@@ -220,7 +221,8 @@ CASES = [
     Case(
         "out_of_order_data_up_to_the_buffer_bound_keeps_waiting",
         [(Feed(0, b"ab"), [b"ab"]), (Feed(4, b"efgh"), []), (Feed(8, b"ijkl"), []), (Feed(2, b"cd"), [b"cdefghijkl"])],
-        max_buffer_bytes=8,
+        # The bound counts each buffered segment's object overhead too.
+        max_buffer_bytes=8 + 2 * SEGMENT_COST,
     ),
     Case(
         "out_of_order_data_past_the_buffer_bound_skips_the_hole",
@@ -233,7 +235,7 @@ CASES = [
         ],
         anomalies=["tcp_buffer_overflow", "tcp_gap"],
         missed_bytes=2,
-        max_buffer_bytes=8,
+        max_buffer_bytes=8 + 2 * SEGMENT_COST,
     ),
     Case(
         "close_delivers_everything_buffered_with_gaps_between",
@@ -288,3 +290,15 @@ def test_reassembly_rel_unwraps_sequence_numbers_around_the_next_byte() -> None:
     hs = HalfStream(10.0, 1024)
     hs.start(WRAP_ISN)
     assert [0, 4, 5, 10, -1] == [hs.rel(s) for s in (2**32 - 5, 2**32 - 1, 0, 5, 2**32 - 6)]
+
+
+def test_reassembly_buffer_bound_counts_segments_not_only_bytes():
+    """1-byte segments out of order cost ~128 bytes of objects each: the
+    bound must trip on their count, not wait for 256 KiB of payload."""
+    hs = HalfStream(10.0, 64 * 1024)
+    hs.start(0)
+    out = []
+    for i in range(2, 2000, 2):  # every other byte, so nothing is contiguous
+        out += hs.feed(i, b"x", 0.0)
+    assert "tcp_buffer_overflow" in hs.anomalies
+    assert hs.pending_bytes + len(hs.pending) * SEGMENT_COST <= 64 * 1024

@@ -123,6 +123,7 @@ def test_records_build_gives_the_contract_fields_in_order() -> None:
             "headers": {"host": "example.test", "accept": "*/*"},
             "body_len": 0,
             "missed_bytes": 0,
+            "body_truncated": False,
         },
         "response": {
             "status": 200,
@@ -131,11 +132,13 @@ def test_records_build_gives_the_contract_fields_in_order() -> None:
             "headers": {"content-length": "5"},
             "body_len": 5,
             "missed_bytes": 0,
+            "body_truncated": False,
             "interim": [],
         },
         "duration_ms": 101.5,
         "trans_depth": 1,
         "community_id": CID,
+        "end_reason": "complete",
         "anomalies": [],
     }
     assert (expected, list(expected), list(expected["request"]), list(expected["response"])) == (
@@ -161,11 +164,13 @@ def test_records_build_request_without_response_has_null_response_and_duration()
             "headers": {},
             "body_len": 0,
             "missed_bytes": 0,
+            "body_truncated": False,
         },
         "response": None,
         "duration_ms": None,
         "trans_depth": 1,
         "community_id": CID,
+        "end_reason": "end_of_input",
         "anomalies": ["response_missing"],
     } == rec
 
