@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("-f", "--filter", dest="bpf", default="", metavar="BPF", help="BPF expression applied by libpcap")
     rd.add_argument("-o", "--output", default="-", metavar="PATH", help="write JSON lines here instead of stdout")
     rd.add_argument("--stats", action="store_true", help="print the run's counters (packets, anomalies by name) as JSON on stderr")
+    rd.add_argument("-c", "--config", metavar="FILE",
+                    help="take [limits], [privacy] and [bodies] from this sniffd.toml (capture/output keys are ignored)")
     rd.add_argument("-w", "--workers", type=int, default=1, metavar="N",
                     help="spread the connections over N processes (symmetric flow hash); output order is unchanged")
     rd.set_defaults(func=cmd_read)
@@ -46,7 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_read(args: argparse.Namespace) -> int:
     from sniffd.readfile import read_files
 
-    return read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers)
+    settings, key = None, None
+    if args.config:
+        from sniffd.config import ConfigError, load
+
+        try:
+            cfg = load(args.config)
+            settings, key = cfg.settings(), cfg.redact_key()
+        except ConfigError as e:
+            return _die(str(e))
+    return read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers,
+                      settings=settings, redact_key=key)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,10 +47,11 @@ class Connection:
         "client", "server", "c2s", "s2c", "last_seen", "touched",
         "closed", "held", "held_bytes", "held_since", "keys", "cid",
         "client_rec", "server_rec", "rst", "syn_isn", "releasing", "_http", "_settings", "midstream", "meter",
+        "bodies",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
-                 meter: Meter) -> None:
+                 meter: Meter, bodies=None) -> None:
         self.client = client
         self.server = server
         self.c2s = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
@@ -62,6 +63,7 @@ class Connection:
         self._settings = s
         self.midstream = midstream
         self.meter = meter
+        self.bodies = bodies
         self.last_seen = now
         self.touched = now
         self.closed = False
@@ -83,7 +85,7 @@ class Connection:
         if h is None:
             s = self._settings
             h = self._http = HttpSession(s.max_pending_requests, s.max_header_bytes, s.max_header_count,
-                                         self.midstream, s.max_uri_bytes, self.meter)
+                                         self.midstream, s.max_uri_bytes, self.meter, self.bodies)
             self.meter.sessions += 1
         return h
 
@@ -116,6 +118,8 @@ class FlowTable:
         self.out: list[tuple[Connection, Transaction]] = []
         self.meter = Meter()
         self.budget = int(settings.memory_budget_mb * 1024 * 1024)
+        # sniffd.bodies.BodyCapture when bodies are captured (set by Pipeline).
+        self.bodies = None
         # Memory held outside the table that the budget covers too (the IP
         # defragmenter): a callable giving its bytes, and one that drops it.
         self.external_bytes = lambda: 0
@@ -197,7 +201,7 @@ class FlowTable:
             else:
                 client, server = b, a
             self._count("midstream_pickup")
-        conn = Connection(client, server, self.s, midstream, now, self.meter)
+        conn = Connection(client, server, self.s, midstream, now, self.meter, self.bodies)
         conn.keys = ((client[0], client[1], server[0], server[1]), (server[0], server[1], client[0], client[1]))
         # Each key maps to (connection, is this key the client's direction),
         # so one dict lookup per packet answers both.

@@ -98,7 +98,7 @@ class Message:
         "start_ts", "end_ts", "method", "uri", "status", "reason", "version",
         "headers", "header_count", "header_bytes", "body_len", "missed_bytes",
         "complete", "content_length", "chunked", "no_body", "hdrs_done", "line_seen", "feed_no", "mem",
-        "uri_len", "hdr_fed", "body_truncated", "_uri_parts",
+        "uri_len", "hdr_fed", "body_truncated", "body", "_uri_parts",
         "_reason_parts",
     )
 
@@ -126,6 +126,7 @@ class Message:
         self.uri_len = 0
         self.hdr_fed = 0  # header-section bytes fed after the first chunk
         self.body_truncated = False
+        self.body = None  # sniffd.bodies.BodyBuffer when bodies are captured
         self._uri_parts: list[bytes] = []
         self._reason_parts: list[bytes] = []
 
@@ -298,6 +299,12 @@ class _Side:
                 msg.content_length = None
         te = msg.headers.get("transfer-encoding", "")
         msg.chunked = "chunked" in te.lower()
+        bodies = self.session.bodies
+        if bodies is not None:
+            if self.session.meter.keep_bodies:
+                msg.body = bodies.start(msg.headers)
+            else:
+                msg.body_truncated = True
         if not msg.line_seen:
             self._line_seen()
         if not self.is_request:
@@ -310,6 +317,8 @@ class _Side:
             # body_len counts bytes seen; zeros standing in for a gap are
             # counted in missed_bytes instead.
             msg.body_len += len(body)
+            if msg.body is not None:
+                self.session._keep_body(self, msg, body)
         if self.chunk_left is not None:
             self.chunk_left -= len(body)
 
@@ -357,10 +366,12 @@ class _Side:
 class HttpSession:
     def __init__(self, max_pending_requests: int = 100, max_header_bytes: int = 65536,
                  max_header_count: int = 256, midstream: bool = False, max_uri_bytes: int = 8192,
-                 meter: Meter | None = None) -> None:
+                 meter: Meter | None = None, bodies=None) -> None:
         self.max_pending_requests = max_pending_requests
         self.max_uri_bytes = max_uri_bytes
         self.meter = meter if meter is not None else Meter()
+        # sniffd.bodies.BodyCapture when bodies are captured, else None.
+        self.bodies = bodies
         # Why messages finished by the operation in progress end (end,
         # close, a gap, a parse error): becomes a transaction's end_reason.
         self.ending: str | None = None
@@ -814,6 +825,8 @@ class HttpSession:
             if msg.content_length is not None and not msg.chunked and left is not None:
                 fill = min(n, left)
                 msg.missed_bytes += fill
+                if msg.body is not None:
+                    msg.body.gap(fill)
                 side.txn.anomalies.add("body_gap")
                 self._fill(side, fill)
                 n -= fill
@@ -821,6 +834,8 @@ class HttpSession:
                     return
             elif not side.is_request and self._close_delimited(msg):
                 msg.missed_bytes += n
+                if msg.body is not None:
+                    msg.body.gap(n)
                 side.txn.anomalies.add("body_gap")
                 self._fill(side, n)
                 return
@@ -838,6 +853,23 @@ class HttpSession:
             side.buf = bytearray()
         elif side.mode is HELD:
             side.buf.clear()
+
+    def _keep_body(self, side: _Side, msg: Message, data: bytes) -> None:
+        buf = msg.body
+        before = buf.held_bytes
+        if not self.meter.keep_bodies:
+            # Memory budget step 2: stop keeping bodies, free this one now.
+            msg.body = None
+            msg.body_truncated = True
+            side.txn.anomalies.add("memory_bodies_dropped")
+            msg.mem -= before
+            self.meter.http_bytes -= before
+            return
+        buf.feed(data)
+        grown = buf.held_bytes - before
+        if grown:
+            msg.mem += grown
+            self.meter.add(grown)
 
     def _fill(self, side: _Side, n: int) -> None:
         """Feed ``n`` zeros for bytes lost inside a body whose framing does

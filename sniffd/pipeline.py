@@ -23,7 +23,9 @@ from sniffd.decode import (DLT_EN10MB, DLT_LINUX_SLL, Fragment, Segment, decode_
                            flow_hash)
 from sniffd.flows import Connection, FlowTable
 from sniffd.fragments import Defragmenter
+from sniffd.bodies import DEFAULT_CONTENT_TYPES, BodyCapture
 from sniffd.http import Transaction
+from sniffd.redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
 from sniffd.settings import Settings
 
 # Housekeeping (gap and idle timeouts) runs once per second of packet time:
@@ -39,7 +41,9 @@ STRICT = os.environ.get("SNIFFD_STRICT") == "1"
 
 class Pipeline:
     def __init__(self, settings: Settings | None = None, decode=decode_frame, snaplen: int = 0,
-                 shard: tuple[int, int] | None = None) -> None:
+                 shard: tuple[int, int] | None = None, redact_key: bytes | None = None) -> None:
+        """``redact_key``: the token key (the config loader reads the
+        configured one); None with redaction on: a random key for this run."""
         self.settings = settings or Settings()
         # The capture's snapshot length (0: unknown).  Sources that do not
         # report each frame's wire length (pcapy-ng's next_batch) tell a
@@ -57,6 +61,15 @@ class Pipeline:
         s = self.settings
         self._decode = decode
         self.flows = FlowTable(s)
+        redactor = None
+        if s.redact:
+            key = redact_key if redact_key is not None else os.urandom(32)
+            redactor = Redactor(key, DEFAULT_HEADERS | {h.lower() for h in s.redact_headers},
+                                DEFAULT_PARAMS | {p.lower() for p in s.redact_params})
+        if s.capture_bodies:
+            self.flows.bodies = BodyCapture(s.max_body_bytes, s.max_decoded_bytes,
+                                            s.body_content_types or DEFAULT_CONTENT_TYPES, redactor)
+        self.privacy = records.Privacy(redactor, s.capture_bodies)
         self.frags = Defragmenter(s.frag_timeout_s, s.max_frag_datagrams, s.max_frags_per_datagram)
         # One memory budget covers the defragmenter too (memory_budget_mb).
         self.flows.external_bytes = lambda: self.frags.memory
@@ -255,7 +268,7 @@ class Pipeline:
                 conn.server_rec = {"ip": records.ip_text(sip), "port": sport}
             if txn.request is None and txn.response is None:
                 continue
-            rec = records.build(txn, conn.client_rec, conn.server_rec, conn.cid)
+            rec = records.build(txn, conn.client_rec, conn.server_rec, conn.cid, self.privacy)
             if rec["request"] is None and rec["response"] is None:
                 continue
             for name in rec["anomalies"]:

@@ -51,7 +51,7 @@ def _open_all(paths: list[str], bpf: str, extra_bpf: str = "") -> list[OfflineCa
 
 
 def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Settings | None = None,
-               stats: bool = False, workers: int = 1) -> int:
+               stats: bool = False, workers: int = 1, redact_key: bytes | None = None) -> int:
     try:
         captures = _open_all(paths, bpf)
     except CaptureError as e:
@@ -60,6 +60,10 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
     if workers < 1:
         _err(f"--workers must be at least 1, got {workers}")
         return EXIT_BAD_INPUT
+    if redact_key is None:
+        # One random key for the run, shared by every worker, so a
+        # credential gets one token throughout the output.
+        redact_key = os.urandom(32)
 
     if output == "-":
         out, tmp = sys.stdout, None
@@ -74,9 +78,9 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
 
     try:
         if workers == 1:
-            totals = _run(captures, settings, out.write, None, warn=True)
+            totals = _run(captures, settings, out.write, None, warn=True, key=redact_key)
         else:
-            totals = _run_parallel(paths, bpf, settings, out.write, workers)
+            totals = _run_parallel(paths, bpf, settings, out.write, workers, redact_key)
         out.flush()
     except BaseException:
         if tmp is not None:
@@ -98,10 +102,10 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
 
 
 def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard: tuple[int, int] | None,
-         warn: bool) -> dict:
+         warn: bool, key: bytes) -> dict:
     """One pipeline over all captures; returns its stats.  With ``shard``,
     each line is prefixed with the record's emit time and a tab."""
-    pipeline = Pipeline(settings, shard=shard)
+    pipeline = Pipeline(settings, shard=shard, redact_key=key)
     if shard is not None:
         pipeline.emit_times = []
         pipeline.bpf_sharded = True
@@ -129,19 +133,20 @@ def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard
     return pipeline.stats
 
 
-def _shard_main(paths: list[str], bpf: str, settings: Settings | None, k: int, n: int, path: str) -> None:
+def _shard_main(paths: list[str], bpf: str, settings: Settings | None, k: int, n: int, path: str,
+                key: bytes) -> None:
     with open(path, "w", encoding="ascii", buffering=1 << 20) as f:
-        stats = _run(_open_all(paths, bpf, shard_filter(k, n)), settings, f.write, (k, n), warn=(k == 0))
+        stats = _run(_open_all(paths, bpf, shard_filter(k, n)), settings, f.write, (k, n), warn=(k == 0), key=key)
     with open(path + ".stats", "w") as f:
         json.dump(stats, f)
 
 
-def _run_parallel(paths: list[str], bpf: str, settings: Settings | None, write, n: int) -> dict | None:
+def _run_parallel(paths: list[str], bpf: str, settings: Settings | None, write, n: int, key: bytes) -> dict | None:
     tmpdir = tempfile.mkdtemp(prefix="sniffd-read-")
     try:
         ctx = multiprocessing.get_context("fork")
         parts = [os.path.join(tmpdir, f"shard{k}") for k in range(n)]
-        procs = [ctx.Process(target=_shard_main, args=(paths, bpf, settings, k, n, parts[k])) for k in range(n)]
+        procs = [ctx.Process(target=_shard_main, args=(paths, bpf, settings, k, n, parts[k], key)) for k in range(n)]
         for p in procs:
             p.start()
         for p in procs:

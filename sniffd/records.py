@@ -43,33 +43,70 @@ def rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{usec:06d}Z"
 
 
-def _request(m: Message) -> dict:
-    return {
+class Privacy:
+    """What records hide and add: a ``sniffd.redact.Redactor`` (None: no
+    redaction) and whether bodies are captured (then each message gets a
+    ``body`` field, null when its type is not captured)."""
+
+    __slots__ = ("redactor", "bodies")
+
+    def __init__(self, redactor=None, bodies: bool = False) -> None:
+        self.redactor = redactor
+        self.bodies = bodies
+
+
+_NO_PRIVACY = Privacy()
+
+
+def _body(m: Message, rec: dict) -> None:
+    if m.body is None:
+        rec["body"] = None
+        return
+    body = m.body.finish()
+    if body.get("truncated"):
+        rec["body_truncated"] = True
+    rec["body"] = body
+
+
+def _request(m: Message, p: Privacy) -> dict:
+    headers, uri = m.headers, m.uri
+    if p.redactor is not None:
+        headers = p.redactor.headers(headers)[0]
+        if uri:
+            uri = p.redactor.uri(uri)[0]
+    rec = {
         "method": m.method,
-        "uri": m.uri,
+        "uri": uri,
         "version": m.version,
         "host": m.headers.get("host"),
-        "headers": m.headers,
+        "headers": headers,
         "body_len": m.body_len,
         "missed_bytes": m.missed_bytes,
         "body_truncated": m.body_truncated,
     }
+    if p.bodies:
+        _body(m, rec)
+    return rec
 
 
-def _response(m: Message, interim: list[tuple[int, str]]) -> dict:
-    return {
+def _response(m: Message, interim: list[tuple[int, str]], p: Privacy) -> dict:
+    headers = m.headers if p.redactor is None else p.redactor.headers(m.headers)[0]
+    rec = {
         "status": m.status,
         "reason": m.reason,
         "version": m.version,
-        "headers": m.headers,
+        "headers": headers,
         "body_len": m.body_len,
         "missed_bytes": m.missed_bytes,
         "body_truncated": m.body_truncated,
         "interim": [{"status": s, "reason": r} for s, r in interim],
     }
+    if p.bodies:
+        _body(m, rec)
+    return rec
 
 
-def build(txn: Transaction, client: dict, server: dict, cid: str) -> dict:
+def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Privacy = _NO_PRIVACY) -> dict:
     req, resp = txn.request, txn.response
     # A response abandoned before its status line is no response.
     if resp is not None and resp.status is None:
@@ -84,8 +121,8 @@ def build(txn: Transaction, client: dict, server: dict, cid: str) -> dict:
         "ts": rfc3339(start),
         "client": client,
         "server": server,
-        "request": _request(req) if req is not None else None,
-        "response": _response(resp, txn.interim) if resp is not None else None,
+        "request": _request(req, privacy) if req is not None else None,
+        "response": _response(resp, txn.interim, privacy) if resp is not None else None,
         "duration_ms": duration,
         "trans_depth": txn.depth,
         "community_id": cid,

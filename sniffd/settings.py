@@ -57,3 +57,25 @@ class Settings:
     # README, "Memory budget") instead of growing.  512 MiB holds ~100 k
     # connections with requests in flight and their buffers.
     memory_budget_mb: float = 512.0
+
+    # --- privacy (config section [privacy]) ---
+    # Credentials never reach the log: on by default (README, "Redaction").
+    redact: bool = True
+    # Headers and query/form/JSON parameter names redacted in addition to
+    # the built-in lists (sniffd.redact.DEFAULT_HEADERS / DEFAULT_PARAMS).
+    redact_headers: tuple[str, ...] = ()
+    redact_params: tuple[str, ...] = ()
+    # The token key (hex, >= 16 bytes), or a file holding it.  Neither:
+    # a random key per run, so tokens compare only within one run; the
+    # gateway install generates a key file so they compare across restarts.
+    redact_key: str = ""
+    redact_key_file: str = ""
+
+    # --- body capture (config section [bodies]); off by default ---
+    capture_bodies: bool = False
+    # Raw bytes kept per message: enough for API payloads and form posts.
+    max_body_bytes: int = 64 * 1024
+    # Hard cap on a decompressed body: a decompression bomb costs this much.
+    max_decoded_bytes: int = 1024 * 1024
+    # Media types kept (an empty tuple: sniffd.bodies.DEFAULT_CONTENT_TYPES).
+    body_content_types: tuple[str, ...] = ()

@@ -32,9 +32,12 @@ def _field_paths(record: dict) -> set[str]:
     return paths
 
 
-def test_readme_record_table_documents_every_field_sniffd_writes():
+def test_readme_record_table_documents_every_field_sniffd_writes(tmp_path):
+    """With body capture on, so the optional body fields are written too."""
+    config = tmp_path / "sniffd.toml"
+    config.write_text("[bodies]\ncapture_bodies = true\n")
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "sniffd"), "read", str(ROOT / "captures" / "sample.pcap")],
+        [str(Path(sys.executable).parent / "sniffd"), "read", "-c", str(config), str(ROOT / "captures" / "sample.pcap")],
         capture_output=True, text=True, check=True,
     ).stdout
     written = set()
