@@ -1,0 +1,208 @@
+"""Configuration: bad files and flags give one clear line and a non-zero exit, through the real CLI.
+
+Each bad case runs the installed ``sniffd`` executable (``check`` and
+``run``), as an operator would, and expects exactly one line on stderr naming
+the file, the section and the key, exit status 2, nothing on stdout and no
+output file created (nothing was started).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from sniffd import config as configmod
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config" / "sniffd.toml"
+SNIFFD = Path(sys.executable).parent / "sniffd"
+
+# A failing `sniffd run` must stop before capturing; 30 s only trips if it hangs.
+CLI_TIMEOUT_S = 30
+
+
+def current_user() -> str:
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(SNIFFD), *args], capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    """A config whose other keys are valid on any machine (lo, the current user, a temp output)."""
+    path = tmp_path / "sniffd.toml"
+    path.write_text(text)
+    return path
+
+
+# (name, TOML text, flags, expected stderr line after "sniffd: error: {path}: ")
+# The text is complete: sections not mentioned fall back to their defaults, and
+# every case also passes -o/--user so that only the key under test is wrong.
+BAD_FILES = [
+    ("unknown_key", "[capture]\ncolour = 'blue'\n", [], "[capture] colour: unknown key"),
+    ("misspelt_key", "[capture]\nsnaplenn = 65535\n", [], "[capture] snaplenn: unknown key (did you mean snaplen?)"),
+    ("key_in_wrong_section", "[capture]\nidle_timeout_s = 30\n", [], "[capture] idle_timeout_s: unknown key (it belongs in [limits])"),
+    ("misspelt_section", "[captur]\nsnaplen = 65535\n", [], "[captur]: unknown section (did you mean [capture]?)"),
+    ("key_outside_section", "interface = 'lo'\n", [], "interface: key outside any section (put it under [capture])"),
+    ("wrong_type_int", "[capture]\nsnaplen = 'big'\n", [], "[capture] snaplen: expected an integer, got 'big'"),
+    ("wrong_type_bool", "[capture]\npromiscuous = 'yes'\n", [], "[capture] promiscuous: expected true or false, got 'yes'"),
+    ("wrong_type_float", "[limits]\nidle_timeout_s = '5m'\n", [], "[limits] idle_timeout_s: expected a number, got '5m'"),
+    ("out_of_range", "[capture]\nsnaplen = 10\n", [], "[capture] snaplen: must be between 64 and 262144, got 10"),
+    ("zero_limit", "[limits]\nmax_connections = 0\n", [], "[limits] max_connections: must be at least 1, got 0"),
+    ("bad_choice", "[log]\nformat = 'xml'\n", [], "[log] format: must be one of json, console, got 'xml'"),
+    (
+        "invalid_bpf",
+        "[capture]\nbpf_filter = 'tcp port'\n",
+        [],
+        "[capture] bpf_filter: invalid BPF expression 'tcp port': can't parse filter expression: syntax error",
+    ),
+    ("missing_interface", "[capture]\ninterface = 'nosuch0'\n", [], "[capture] interface: no such interface 'nosuch0' (available: "),
+    ("no_such_user", "[privileges]\nuser = 'no-such-user-x'\n", ["--user-from-file"], "[privileges] user: no such user 'no-such-user-x'"),
+    ("invalid_toml", "[capture\n", [], "invalid TOML: "),
+    ("array_of_non_strings", "[privacy]\nredact_headers = [1]\n", [], "[privacy] redact_headers: expected an array of strings, got an array"),
+    (
+        "bad_media_type",
+        "[bodies]\nbody_content_types = ['json']\n",
+        [],
+        "[bodies] body_content_types: expected media types such as 'text/*' or 'application/json', got 'json'",
+    ),
+    ("short_redact_key", "[privacy]\nredact_key = 'abcd'\n", [], "[privacy] redact_key: the key must be at least 16 bytes (32 hex digits), got 2"),
+    ("non_hex_redact_key", "[privacy]\nredact_key = 'not hex'\n", [], "[privacy] redact_key: the key must be hex digits"),
+    ("missing_key_file", "[privacy]\nredact_key_file = '/nonexistent/redact.key'\n", [], "[privacy] redact_key_file: cannot read /nonexistent/redact.key: No such file or directory"),
+]
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("name,text,case_flags,expected", BAD_FILES, ids=[c[0] for c in BAD_FILES])
+def test_bad_config_gives_one_line_naming_the_key_and_exit_2(tmp_path, out_dir, command, name, text, case_flags, expected):
+    path = write_config(tmp_path, text)
+    flags = ["-o", str(out_dir / "http.jsonl")]
+    if "--user-from-file" not in case_flags:
+        flags += ["--user", current_user()]
+    if "interface" not in text:
+        flags += ["-i", "lo"]
+    proc = run_cli(command, "-c", str(path), *flags)
+    lines = proc.stderr.splitlines()
+    assert 2 == proc.returncode, proc.stderr
+    assert 1 == len(lines), proc.stderr
+    assert lines[0].startswith(f"sniffd: error: {path}: {expected}"), lines[0]
+    assert "" == proc.stdout
+    assert [] == list(out_dir.iterdir()), "nothing may be written before the config is valid"
+
+
+BAD_FLAGS = [
+    ("missing_interface_flag", ["-i", "nosuch0"], "--interface: no such interface 'nosuch0' (available: "),
+    ("invalid_bpf_flag", ["-i", "lo", "-f", "tcp prot 80"], "--filter: invalid BPF expression 'tcp prot 80': "),
+    ("snaplen_flag_out_of_range", ["-i", "lo", "--snaplen", "1"], "--snaplen: must be between 64 and 262144, got 1"),
+    ("missing_output_dir", ["-i", "lo", "-o", "/nonexistent-dir/http.jsonl"], "--output: directory /nonexistent-dir does not exist"),
+]
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+@pytest.mark.parametrize("name,flags,expected", BAD_FLAGS, ids=[c[0] for c in BAD_FLAGS])
+def test_bad_flag_gives_one_line_naming_the_flag_and_exit_2(tmp_path, out_dir, command, name, flags, expected):
+    path = write_config(tmp_path, "")
+    if "-o" not in flags:
+        flags = flags + ["-o", str(out_dir / "http.jsonl")]
+    proc = run_cli(command, "-c", str(path), "--user", current_user(), *flags)
+    lines = proc.stderr.splitlines()
+    assert 2 == proc.returncode, proc.stderr
+    assert 1 == len(lines), proc.stderr
+    assert lines[0].startswith(f"sniffd: error: {expected}"), lines[0]
+    assert [] == list(out_dir.iterdir())
+
+
+def test_missing_config_file_named_in_the_error(tmp_path):
+    proc = run_cli("run", "-c", str(tmp_path / "absent.toml"))
+    assert 2 == proc.returncode
+    assert [f"sniffd: error: {tmp_path / 'absent.toml'}: no such config file"] == proc.stderr.splitlines()
+
+
+def test_check_accepts_the_example_config_with_flags_overriding_it(tmp_path):
+    proc = run_cli("check", "-c", str(EXAMPLE), "-i", "lo", "-f", "tcp port 8080", "--user", current_user(), "-o", str(tmp_path / "x.jsonl"))
+    assert 0 == proc.returncode, proc.stderr
+    assert (
+        f"{EXAMPLE}: OK: interface lo, filter 'tcp port 8080', output {tmp_path / 'x.jsonl'}, user {current_user()}\n"
+    ) == proc.stdout
+
+
+def test_interfaces_lists_loopback():
+    proc = run_cli("interfaces")
+    assert 0 == proc.returncode, proc.stderr
+    assert "lo" in [line.split("\t")[0] for line in proc.stdout.splitlines()]
+
+
+# --- the example file documents the schema ------------------------------------
+
+
+def test_example_config_sets_every_key_to_its_default():
+    """config/sniffd.toml is the reference: every key, every default, nothing else."""
+    with EXAMPLE.open("rb") as f:
+        doc = tomllib.load(f)
+    expected = {s: {k: key.default for k, key in keys.items()} for s, keys in configmod.SCHEMA.items()}
+    # TOML arrays load as lists; Settings keeps tuples.
+    doc = {s: {k: tuple(v) if isinstance(v, list) else v for k, v in keys.items()} for s, keys in doc.items()}
+    assert expected == doc
+
+
+def test_example_config_comments_every_key():
+    """Each key is preceded by a comment block (saying its default and why)."""
+    lines = EXAMPLE.read_text().splitlines()
+    uncommented = []
+    for i, text in enumerate(lines):
+        m = re.match(r"^(\w+)\s*=", text)
+        if not m:
+            continue
+        j = i - 1
+        # Keys may share one comment block when they are listed together.
+        while j >= 0 and re.match(r"^\w+\s*=", lines[j]):
+            j -= 1
+        if j < 0 or not lines[j].startswith("#"):
+            uncommented.append(m.group(1))
+    assert [] == uncommented
+
+
+def test_limits_privacy_and_bodies_sections_are_exactly_the_settings_fields():
+    from dataclasses import fields
+
+    from sniffd.settings import Settings
+
+    sections = [*configmod.SCHEMA["limits"], *configmod.SCHEMA["privacy"], *configmod.SCHEMA["bodies"]]
+    assert sorted(f.name for f in fields(Settings)) == sorted(sections)
+    cfg = configmod.parse(
+        {
+            "limits": {"idle_timeout_s": 30, "max_connections": 7},
+            "privacy": {"redact_headers": ["x-api-key"]},
+            "bodies": {"capture_bodies": True, "body_content_types": ["application/json"]},
+        },
+        "x.toml",
+    )
+    assert Settings(
+        idle_timeout_s=30.0, max_connections=7, redact_headers=("x-api-key",), capture_bodies=True, body_content_types=("application/json",)
+    ) == cfg.settings()
+
+
+def test_redact_key_comes_from_hex_or_a_key_file(tmp_path):
+    key_file = tmp_path / "redact.key"
+    key_file.write_text("00112233445566778899aabbccddeeff0011\n")
+    cfg = configmod.parse({"privacy": {"redact_key_file": str(key_file)}}, "x.toml")
+    assert bytes.fromhex("00112233445566778899aabbccddeeff0011") == cfg.redact_key()
+    cfg = configmod.parse({"privacy": {"redact_key": "ab" * 16}}, "x.toml")
+    assert b"\xab" * 16 == cfg.redact_key()
+    assert configmod.parse({}, "x.toml").redact_key() is None
+    assert configmod.parse({"privacy": {"redact": False, "redact_key": "zz"}}, "x.toml").redact_key() is None
