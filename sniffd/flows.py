@@ -47,7 +47,7 @@ class Connection:
         "client", "server", "c2s", "s2c", "last_seen", "touched",
         "closed", "held", "held_bytes", "held_since", "keys", "cid",
         "client_rec", "server_rec", "rst", "syn_isn", "releasing", "_http", "_settings", "midstream", "meter",
-        "bodies",
+        "bodies", "accounted",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
@@ -64,6 +64,7 @@ class Connection:
         self.midstream = midstream
         self.meter = meter
         self.bodies = bodies
+        self.accounted = 0  # this connection's share of FlowTable.buffered
         self.last_seen = now
         self.touched = now
         self.closed = False
@@ -118,6 +119,8 @@ class FlowTable:
         self.out: list[tuple[Connection, Transaction]] = []
         self.meter = Meter()
         self.budget = int(settings.memory_budget_mb * 1024 * 1024)
+        # Until the first estimate, HTTP state alone may not pass the budget.
+        self.meter.limit = self.budget
         # sniffd.bodies.BodyCapture when bodies are captured (set by Pipeline).
         self.bodies = None
         # Memory held outside the table that the budget covers too (the IP
@@ -164,15 +167,9 @@ class FlowTable:
             self.lru.move_to_end(conn)
         if self.meter.over:
             self.enforce(now)
-        waiting = self.waiting
-        if conn in waiting:
-            before = conn.buffered
-            self._segment(conn, from_client, seq, ack, flags, payload, lost, now)
-            self._account(conn, before)
-        else:
-            self._segment(conn, from_client, seq, ack, flags, payload, lost, now)
-            if conn in waiting:
-                self._account(conn, 0)
+        self._segment(conn, from_client, seq, ack, flags, payload, lost, now)
+        if conn.accounted or conn in self.waiting:
+            self._account(conn)
         if self.out:
             return self._take()
         return _NOTHING
@@ -180,12 +177,16 @@ class FlowTable:
     def _new(self, seg: Segment, now: float) -> Connection:
         src, dst, sport, dport, seq, ack, flags, payload, lost = seg
         if len(self.lru) >= self.s.max_connections:
-            victim = next(iter(self.lru))
+            victim = self._lru_victim()
             self._count("conn_evicted")
             self._close(victim, "conn_evicted", now, "evicted")
             self._remove(victim)
-        if self.estimate() + CONN_COST > self.budget:
+        est = self.estimate() + CONN_COST
+        if est > self.budget:
             self.enforce(now)
+            est = self.estimate() + CONN_COST
+        # What HTTP state may grow to before the next look (see Meter).
+        self.meter.limit = self.budget - (est - self.meter.http_bytes)
         a, b = (src, sport), (dst, dport)
         if flags & TH_SYN:
             midstream = False
@@ -370,23 +371,32 @@ class FlowTable:
             if conn.c2s.finished and conn.s2c.finished and not conn.closed:
                 self._close(conn, None, now, "fin")
 
-    def _account(self, conn: Connection, before: int) -> None:
-        after = conn.buffered
-        self.buffered += after - before
+    def _reaccount(self, conn: Connection) -> int:
+        """Bring FlowTable.buffered up to date with ``conn``; idempotent, so
+        every path that may have changed its buffers can call it (an RST
+        closing a connection inside feed was once subtracted twice)."""
+        b = conn.buffered
+        grown = b - conn.accounted
+        if grown:
+            self.buffered += grown
+            conn.accounted = b
+        return grown
+
+    def _account(self, conn: Connection) -> None:
+        grown = self._reaccount(conn)
         if self.buffered > self.s.max_total_buffer_bytes:
             # Total bound reached: the connection holding most gives up its
             # wait first (it is the one most likely hostile or broken).
             victim = max(self.waiting, key=lambda c: c.buffered, default=None)
             if victim is not None:
-                b = victim.buffered
                 now = victim.last_seen
                 self._count("tcp_buffer_overflow")
                 for fc in (True, False):
                     hs = victim.c2s if fc else victim.s2c
                     self._deliver(victim, fc, hs.forced_skip(), now)
                 self._release(victim, now, force=True)
-                self.buffered += victim.buffered - b
-        if after > before and self.estimate() > self.budget:
+                self._reaccount(victim)
+        if grown > 0 and self.estimate() > self.budget:
             self.enforce(conn.last_seen)
 
     # ------------------------------------------------------- memory budget
@@ -396,6 +406,20 @@ class FlowTable:
         m = self.meter
         return ((len(self.lru) + len(self.closing)) * CONN_COST + m.sessions * SESSION_COST
                 + m.http_bytes + self.buffered + self.external_bytes())
+
+    def _lru_victim(self) -> Connection:
+        """The least recently active open connection.  The LRU order is
+        refreshed at most once a second per connection (to keep it cheap),
+        so a head that has seen packets since goes to the back first: an
+        active connection is never evicted for a stale position."""
+        lru = self.lru
+        while True:
+            conn = next(iter(lru))
+            if conn.last_seen > conn.touched:
+                conn.touched = conn.last_seen
+                lru.move_to_end(conn)
+                continue
+            return conn
 
     def _set_http_limit(self) -> None:
         m = self.meter
@@ -420,7 +444,6 @@ class FlowTable:
             return
         target = self.budget * 9 // 10
         for conn in sorted(self.waiting, key=lambda c: c.last_seen):
-            before = conn.buffered
             for fc in (True, False):
                 hs = conn.c2s if fc else conn.s2c
                 if hs.pending:
@@ -430,7 +453,7 @@ class FlowTable:
                 conn.http.note(True, ("memory_ooo_dropped",))
                 self._release(conn, now, force=True)
             self.waiting.discard(conn)
-            self.buffered += conn.buffered - before
+            self._reaccount(conn)
             self._count("memory_ooo_dropped")
             if self.estimate() <= target:
                 break
@@ -440,7 +463,7 @@ class FlowTable:
             self.meter.keep_bodies = False
             self._count("memory_bodies_dropped")
         while self.estimate() > target and self.lru:
-            victim = next(iter(self.lru))
+            victim = self._lru_victim()
             self._count("memory_evicted")
             self._close(victim, "memory_evicted", now, "evicted")
             self._remove(victim)
@@ -456,7 +479,14 @@ class FlowTable:
         their end_reason.  The entry stays (closed) until it lingers out."""
         if conn.closed:
             return
-        before = conn.buffered
+        if conn._http is None and not conn.waiting:
+            # Nothing delivered, nothing buffered (a SYN flood's half-open
+            # connections): nothing to flush.
+            conn.closed = conn.c2s.closed = conn.s2c.closed = True
+            self.waiting.discard(conn)
+            if self.lru.pop(conn, 0) is None:
+                self.closing[conn] = now
+            return
         self._release(conn, now, force=True)
         for fc in (True, False):
             hs = conn.c2s if fc else conn.s2c
@@ -470,7 +500,7 @@ class FlowTable:
             h.loose = []
         conn.closed = True
         self.waiting.discard(conn)
-        self.buffered += conn.buffered - before
+        self._reaccount(conn)
         if self.lru.pop(conn, 0) is None:
             self.closing[conn] = now
 
@@ -491,7 +521,8 @@ class FlowTable:
         entry = self.conns.get((seg.src, seg.sport, seg.dst, seg.dport))
         conn = entry[0] if entry is not None else None
         if conn is not None:
-            self.buffered -= conn.buffered
+            self.buffered -= conn.accounted
+            conn.accounted = 0
             self._remove(conn)
         self.out = []
 
@@ -504,7 +535,6 @@ class FlowTable:
     def expire(self, now: float) -> list[tuple[Connection, Transaction]]:
         # Holes and held segments that waited long enough.
         for conn in list(self.waiting):
-            before = conn.buffered
             for fc in (True, False):
                 hs = conn.c2s if fc else conn.s2c
                 if hs.pending:
@@ -515,7 +545,7 @@ class FlowTable:
                 self._release(conn, now, force=True)
             if not conn.waiting:
                 self.waiting.discard(conn)
-            self.buffered += conn.buffered - before
+            self._reaccount(conn)
         # Closed connections that lingered long enough.
         linger_before = now - CLOSED_LINGER_S
         closing = self.closing

@@ -158,7 +158,7 @@ class _Side:
         "session", "is_request", "parser", "msg", "txn", "mode", "buf",
         "began", "messages", "good", "feed_no", "raw_line", "line_complete", "seen_bytes", "carry", "careful", "line",
         "chunk_left", "stop", "resync_pending", "max_header_bytes",
-        "max_header_count", "filling", "tail",
+        "max_header_count", "filling", "tail", "buf_charged",
     )
 
     def __init__(self, session: "HttpSession", is_request: bool, mode: str) -> None:
@@ -169,6 +169,7 @@ class _Side:
         self.txn: Transaction | None = None
         self.mode = mode
         self.buf = bytearray()  # unparsed bytes (RESYNC / HELD)
+        self.buf_charged = 0  # len(buf) as last charged to the Meter
         # Start lines parsed during the current feed_data call, of messages
         # begun in it (resynchronisation skips that many matches).
         self.began = 0
@@ -439,7 +440,7 @@ class HttpSession:
         self.ending = why
         side = self.req if from_client else self.resp
         if side.mode is HELD and side.is_request:
-            side.buf.clear()
+            self._set_buf(side, bytearray())
         msg = side.msg
         if msg is not None and side.mode is HTTP:
             if not side.is_request and self._close_delimited(msg):
@@ -451,6 +452,8 @@ class HttpSession:
         if side.mode is RESYNC and side.good == 0 and side.seen_bytes:
             self._mark_non_http()
         side.mode = DEAD if side.mode is not TUNNEL else TUNNEL
+        if side.buf:
+            self._set_buf(side, bytearray())
         self.ending = None
 
     def close(self, reason: str | None, now: float, why: str = "end_of_input") -> None:
@@ -571,15 +574,31 @@ class HttpSession:
     # ------------------------------------------------------------- data
 
     def _data(self, side: _Side, data: bytes) -> None:
+        stuck = -1
         while data:
             mode = side.mode
             if mode is HTTP:
+                n = len(data)
                 data = self._parse(side, data)
+                if data and len(data) == n and side.mode is HTTP:
+                    # A parse error resynchronised at the very start of what
+                    # it was given.  Once is a real restart; twice means the
+                    # start line found there fails itself: skip a byte and
+                    # look further, or this would loop forever.
+                    if stuck == n:
+                        side.mode = RESYNC
+                        side.parser = None
+                        self._set_buf(side, bytearray())
+                        data = data[1:]
+                        stuck = -1
+                    else:
+                        stuck = n
             elif mode is RESYNC:
                 data = self._resync(side, data)
             elif mode is HELD:
                 if len(side.buf) + len(data) <= RESYNC_WINDOW:
                     side.buf += data
+                    self._charge_buf(side)
                 return
             else:
                 return
@@ -694,7 +713,7 @@ class HttpSession:
         self.ending = None
         side.mode = RESYNC
         side.parser = None
-        side.buf = bytearray()
+        self._set_buf(side, bytearray())
 
     @staticmethod
     def _request_line(side: _Side, data: bytes) -> bytes:
@@ -737,7 +756,7 @@ class HttpSession:
             # CONNECT or an Upgrade request: what follows is HTTP only if the
             # server declines.  Hold it until the response decides.
             side.mode = HELD
-            side.buf = bytearray(rest[:RESYNC_WINDOW])
+            self._set_buf(side, bytearray(rest[:RESYNC_WINDOW]))
             return b""
         # 101 Switching Protocols (the transaction already completed).
         self._tunnel()
@@ -750,7 +769,7 @@ class HttpSession:
             txn.tunnel = True
         for side in (self.req, self.resp):
             side.mode = TUNNEL
-            side.buf = bytearray()
+            self._set_buf(side, bytearray())
             side.parser = None
         self.loose.append("http_upgrade")
 
@@ -759,7 +778,7 @@ class HttpSession:
         side = self.req
         if side.mode is HELD:
             held = bytes(side.buf)
-            side.buf = bytearray()
+            self._set_buf(side, bytearray())
             side.mode = HTTP
             side.new_parser()
             if held:
@@ -782,16 +801,15 @@ class HttpSession:
         skip = side.began
         side.mode = RESYNC
         side.parser = None
-        side.buf = bytearray()
+        self._set_buf(side, bytearray())
         return self._resync(side, data, skip_matches=skip)
 
     def _resync(self, side: _Side, data: bytes, skip_matches: int = 0) -> bytes:
         buf = side.buf
         buf += data
-        pat = REQUEST_LINE if side.is_request else STATUS_LINE
         pos = 0
         for _ in range(skip_matches):
-            m = pat.search(buf, pos)
+            m = self._start_line_at(side, buf, pos)
             if m is None:
                 break
             pos = m.start() + 1
@@ -799,23 +817,56 @@ class HttpSession:
             # Start lines of messages already parsed: drop them so a later
             # call (more data appended) cannot match them again.
             del buf[:pos]
-        m = pat.search(buf)
+        m = self._start_line_at(side, buf, 0)
         if m is None:
             if side.good == 0 and side.seen_bytes > NON_HTTP_AFTER:
                 self._mark_non_http()
                 return b""
-            if len(buf) > RESYNC_WINDOW:
-                del buf[: len(buf) - 256]
+            # Keep only what could still be the start of a start line: each
+            # chunk is then searched once (not the whole buffer again, which
+            # made junk quadratic) and a resyncing direction holds little.
+            keep = self.max_uri_bytes + 256
+            if len(buf) > keep:
+                del buf[: len(buf) - keep]
+            self._charge_buf(side)
             return b""
         start = m.start()
         skipped = start > 0 or pos > 0
         rest = bytes(buf[start:])
-        side.buf = bytearray()
+        self._set_buf(side, bytearray())
         side.mode = HTTP
         side.new_parser()
         if skipped and (side.good > 0 or not self.midstream or start > 0):
             side.resync_pending = True
         return rest
+
+    def _start_line_at(self, side: _Side, buf: bytearray, pos: int):
+        """The first request/status line in ``buf`` from ``pos``, or None.
+
+        Every start line contains "HTTP/1." (RFC 9112 sections 3 and 4): find
+        that with bytes.find first (C speed), then run the regex only in a
+        window around it.  A regex scan of every position was quadratic-ish
+        on junk such as a flood of 'P' (each position tries PUT, POST, ...)."""
+        if side.is_request:
+            window = self.max_uri_bytes + 64
+            lo = pos
+            while True:
+                idx = buf.find(b" HTTP/1.", lo)
+                if idx < 0:
+                    return None
+                m = REQUEST_LINE.search(buf, max(lo, idx - window), idx + 11)
+                if m is not None:
+                    return m
+                lo = idx + 1
+        lo = pos
+        while True:
+            idx = buf.find(b"HTTP/1.", lo)
+            if idx < 0:
+                return None
+            m = STATUS_LINE.match(buf, idx)
+            if m is not None:
+                return m
+            lo = idx + 1
 
     def _gap(self, side: _Side, n: int) -> None:
         mode = side.mode
@@ -850,9 +901,20 @@ class HttpSession:
             # next start line (http_resync is marked only if bytes are skipped).
             side.mode = RESYNC
             side.parser = None
-            side.buf = bytearray()
+            self._set_buf(side, bytearray())
         elif side.mode is HELD:
-            side.buf.clear()
+            self._set_buf(side, bytearray())
+
+    def _set_buf(self, side: _Side, buf: bytearray) -> None:
+        side.buf = buf
+        self._charge_buf(side)
+
+    def _charge_buf(self, side: _Side) -> None:
+        """Resync and held-upgrade buffers count against the memory budget."""
+        delta = len(side.buf) - side.buf_charged
+        if delta:
+            side.buf_charged += delta
+            self.meter.add(delta)
 
     def _keep_body(self, side: _Side, msg: Message, data: bytes) -> None:
         buf = msg.body
@@ -928,4 +990,4 @@ class HttpSession:
         for side in (self.req, self.resp):
             side.mode = DEAD
             side.parser = None
-            side.buf = bytearray()
+            self._set_buf(side, bytearray())

@@ -290,4 +290,5 @@ class Pipeline:
 _COUNTED_BY_FLOWS = frozenset((
     "tcp_gap", "tcp_overlap_conflict", "tcp_buffer_overflow", "snaplen_truncated",
     "midstream_pickup", "conn_evicted", "idle_timeout", "cut_by_shutdown", "http_upgrade", "non_http",
+    "memory_ooo_dropped", "memory_bodies_dropped", "memory_evicted",
 ))

@@ -113,11 +113,16 @@ def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard
     def emit(recs: list[dict]) -> None:
         if not recs:
             return
-        if shard is None:
-            write("".join([dumps(r) + "\n" for r in recs]))
-        else:
-            times = pipeline.emit_times
-            write("".join([f"{t:.6f}\t{dumps(r)}\n" for t, r in zip(times, recs)]))
+        # In slices: the flush at the end of a capture can hold every open
+        # transaction, and one joined string of them all doubled the memory.
+        times = pipeline.emit_times
+        for i in range(0, len(recs), 1000):
+            part = recs[i : i + 1000]
+            if shard is None:
+                write("".join([dumps(r) + "\n" for r in part]))
+            else:
+                write("".join([f"{t:.6f}\t{dumps(r)}\n" for t, r in zip(times[i : i + 1000], part)]))
+        if times is not None:
             times.clear()
 
     for cap in captures:

@@ -34,7 +34,7 @@ holding more would cost memory on every idle connection.
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 
 from sniffd.budget import SEGMENT_COST
 
@@ -89,7 +89,7 @@ class HalfStream:
         return self.next
 
     def feed(self, seq: int, payload: bytes, now: float) -> list:
-        if self.closed:
+        if self.closed or not payload:
             return []
         if not self.pending and seq == ((self.base + self.next) & MASK32):
             # The common case: in order, nothing buffered.  No allocation
@@ -184,15 +184,19 @@ class HalfStream:
             self.anomalies.append("tcp_overlap_conflict")
 
     def _buffer(self, start: int, data: bytes, now: float) -> None:
-        """Insert the parts of [start, start+len) not already buffered."""
+        """Insert the parts of [start, start+len) not already buffered.
+        Only the buffered segments around ``start`` are looked at (bisect),
+        so a flood of tiny out-of-order segments costs O(log n) each."""
         end = start + len(data)
         pieces = [(start, end)]
-        for s, b, _ts in self.pending:
+        pending = self.pending
+        i = bisect_left(pending, (start,))
+        if i:
+            i -= 1  # the one before may reach into [start, end)
+        for s, b, _ts in pending[i : bisect_left(pending, (end,), i)]:
             e = s + len(b)
             if e <= start:
                 continue
-            if s >= end:
-                break
             lo, hi = max(s, start), min(e, end)
             if data[lo - start : hi - start] != b[lo - s : hi - s]:
                 self.anomalies.append("tcp_overlap_conflict")
