@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -175,22 +176,49 @@ class LiveCapture:
         self.linktype = h.datalink()
         if self.linktype < 0:
             raise CaptureError(f"cannot open interface {interface!r}: pcap_activate failed")
+        self.snaplen = snaplen
+        self._handle = h
         if bpf:
-            _compile_check(self.linktype, snaplen, bpf)
-            try:
-                h.setfilter(bpf)
-            except pcapy.PcapError as e:
-                raise CaptureError(f"invalid BPF filter {bpf!r}: {e}") from None
+            self.set_filter(bpf)
         try:
             h.setnonblock(1)
         except pcapy.PcapError as e:
             raise CaptureError(f"cannot open interface {interface!r}: {e}") from None
-        self._handle = h
         self._poll = select.poll()
         self._poll.register(h.getfd(), select.POLLIN)
 
-    def set_fanout(self, group_id: int) -> None:
-        self._handle.set_fanout(group_id, pcapy.PACKET_FANOUT_HASH)
+    def set_filter(self, bpf: str) -> None:
+        """Compile ``bpf`` for this link type and attach it in the kernel.
+
+        Packets already in the ring are filtered with it in userland by
+        libpcap, so none that it rejects is ever handed over.
+        """
+        if bpf:
+            _compile_check(self.linktype, self.snaplen, bpf)
+        try:
+            self._handle.setfilter(bpf)
+        except pcapy.PcapError as e:
+            raise CaptureError(f"invalid BPF filter {bpf!r}: {e}") from None
+
+    def set_fanout(self, group_id: int, flags: int = 0) -> int:
+        """Join the PACKET_FANOUT_HASH group ``group_id``; return the group's id.
+
+        ``flags`` may hold PACKET_FANOUT_FLAG_UNIQUEID (then ``group_id``
+        must be 0 and the kernel picks an id no other group uses) and
+        PACKET_FANOUT_FLAG_DEFRAG.  See ``open_fanout``.
+        """
+        try:
+            self._handle.set_fanout(group_id, pcapy.PACKET_FANOUT_HASH | flags)
+        except pcapy.PcapError as e:
+            raise CaptureError(f"cannot join a PACKET_FANOUT group on {self.interface!r}: {e}") from None
+        if not flags & PACKET_FANOUT_FLAG_UNIQUEID:
+            return group_id
+        # getsockopt(PACKET_FANOUT) = group id | type and flags << 16.
+        sock = socket.socket(fileno=self._handle.getfd())
+        try:
+            return sock.getsockopt(_SOL_PACKET, _PACKET_FANOUT) & 0xFFFF
+        finally:
+            sock.detach()  # the descriptor stays libpcap's
 
     def next_batch(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Batch | None:
         """One batch, or None when ``read_timeout_ms`` passed with no packet.
@@ -250,6 +278,66 @@ def file_snaplen(path: str) -> int:
                 break
             off += blen
     return 0
+
+
+# <linux/if_packet.h>: PACKET_FANOUT is socket option 18 at level SOL_PACKET
+# (263).  FLAG_UNIQUEID (Linux 4.4) lets the kernel pick an unused group id;
+# FLAG_DEFRAG (Linux 3.2) reassembles IPv4 fragments before hashing them.
+_SOL_PACKET = 263
+_PACKET_FANOUT = 18
+PACKET_FANOUT_FLAG_UNIQUEID = 0x2000
+PACKET_FANOUT_FLAG_DEFRAG = 0x8000
+
+# A filter no packet passes, on every link type: no length is below 0.
+# (libpcap refuses an expression its optimiser folds to a constant reject,
+# "expression rejects all packets"; it does not fold this comparison.)
+REJECT_ALL_BPF = "len < 0"
+
+
+def open_fanout(interface: str, count: int, *, bpf: str = "", **options) -> tuple[list[LiveCapture], int]:
+    """``count`` captures on ``interface`` sharing its packets: one kernel
+    PACKET_FANOUT_HASH group.  Returns the captures and the group's id.
+
+    The kernel hands every packet to exactly one member, chosen by a
+    symmetric hash of the flow (``__skb_get_hash_symmetric``: addresses and
+    ports, ordered), so both directions of a TCP connection reach the same
+    capture.  IPv4 fragments carry no ports and would hash apart from their
+    connection, so the group is made with FLAG_DEFRAG: the kernel reassembles
+    them first and the member gets the whole datagram (IPv6 fragments are not
+    reassembled by the kernel; TCP almost never sends any).
+
+    Order matters.  A socket receives every packet of the interface from the
+    moment it is activated until it joins the group, so every capture is
+    opened with a filter that rejects all packets, all of them join, and only
+    then does each get ``bpf``: no packet is ever in two rings.  The group's
+    size is fixed before the first packet is accepted, so the hash never
+    moves a flow while sniffd starts.
+
+    ``options`` are LiveCapture's (snaplen, promiscuous, buffer_bytes,
+    read_timeout_ms).  Raises CaptureError; nothing is left open then.
+    """
+    captures: list[LiveCapture] = []
+    try:
+        group = 0
+        for i in range(count):
+            capture = LiveCapture(interface, bpf=REJECT_ALL_BPF, **options)
+            captures.append(capture)
+            if i == 0:
+                try:
+                    group = capture.set_fanout(0, PACKET_FANOUT_FLAG_UNIQUEID | PACKET_FANOUT_FLAG_DEFRAG)
+                except CaptureError:
+                    # A kernel before 4.4: pick an id; another process using
+                    # the same id on another interface makes this fail loudly.
+                    group = capture.set_fanout(os.getpid() & 0xFFFF, PACKET_FANOUT_FLAG_DEFRAG)
+            else:
+                capture.set_fanout(group, PACKET_FANOUT_FLAG_DEFRAG)
+        for capture in captures:
+            capture.set_filter(bpf)
+    except BaseException:
+        for capture in captures:
+            capture.close()
+        raise
+    return captures, group
 
 
 def list_interfaces() -> list[str]:

@@ -145,6 +145,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "read_timeout_ms": Key(int, 200, _between(1, 1000)),
         "batch_size": Key(int, 512, _between(1, 65536)),
         "queue_batches": Key(int, 64, _between(1, 65536)),
+        # Capture processes in one PACKET_FANOUT group; 1 = today's single
+        # process.  64 is far above the cores of any gateway sniffd runs on
+        # (the kernel takes up to 256 members per group).
+        "workers": Key(int, 1, _between(1, 64)),
     },
     "limits": _settings_schema("limits"),
     "privacy": _settings_schema("privacy"),
