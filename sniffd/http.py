@@ -98,7 +98,7 @@ class Message:
         "start_ts", "end_ts", "method", "uri", "status", "reason", "version",
         "headers", "header_count", "header_bytes", "body_len", "missed_bytes",
         "complete", "content_length", "chunked", "no_body", "hdrs_done", "line_seen", "feed_no", "mem",
-        "uri_len", "hdr_fed", "body_truncated", "body", "_uri_parts",
+        "uri_len", "hdr_fed", "body_truncated", "body", "released", "_uri_parts",
         "_reason_parts",
     )
 
@@ -127,6 +127,10 @@ class Message:
         self.hdr_fed = 0  # header-section bytes fed after the first chunk
         self.body_truncated = False
         self.body = None  # sniffd.bodies.BodyBuffer when bodies are captured
+        # Set when the transaction was handed out (take) and its memory left
+        # the Meter: a message still being parsed after that (request
+        # headers finishing after the response) charges nothing more.
+        self.released = False
         self._uri_parts: list[bytes] = []
         self._reason_parts: list[bytes] = []
 
@@ -277,9 +281,10 @@ class _Side:
         if msg.header_count > self.max_header_count or msg.header_bytes > self.max_header_bytes:
             self.txn.anomalies.add("header_limit")
             return
-        cost = len(name) + len(value) + HEADER_COST
-        msg.mem += cost
-        self.session.meter.add(cost)
+        if not msg.released:
+            cost = len(name) + len(value) + HEADER_COST
+            msg.mem += cost
+            self.session.meter.add(cost)
         key = _text(name).lower()
         val = _text(value)
         old = msg.headers.get(key)
@@ -483,10 +488,10 @@ class HttpSession:
         done, self.done = self.done, []
         freed = 0
         for txn in done:
-            if txn.request is not None:
-                freed += txn.request.mem
-            if txn.response is not None:
-                freed += txn.response.mem
+            for msg in (txn.request, txn.response):
+                if msg is not None and not msg.released:
+                    freed += msg.mem
+                    msg.released = True
         if freed:
             self.meter.http_bytes -= freed
         return done
@@ -505,8 +510,11 @@ class HttpSession:
             txn.anomalies.add("midstream_pickup")
         if len(self.pending) >= self.max_pending_requests:
             # Pipelining deeper than the bound: the oldest unanswered request
-            # is written now rather than held without limit.
-            old = self.pending.pop(0)
+            # is written now rather than held without limit (not one whose
+            # response is being parsed: that one finishes by itself, and
+            # writing it here too wrote it twice: found by fuzzing).
+            k = 1 if self.pending[0].response is not None and len(self.pending) > 1 else 0
+            old = self.pending.pop(k)
             old.anomalies.update(("response_missing", "pending_overflow"))
             old.end_reason = "pending_overflow"
             self.done.append(old)
@@ -644,7 +652,10 @@ class HttpSession:
             i += len(piece) - len(rest)
             side.tail = (side.tail + piece)[-2:]
             if rest:
-                return rest + data[i:]
+                # ``rest`` is the unconsumed end of ``piece``, so data[i:]
+                # already starts with it (returning rest + data[i:] parsed
+                # those bytes twice: found by fuzzing).
+                return data[i:]
             if side.mode is not HTTP:
                 return data[i:]
             if side.msg is None and not self._needs_care(side):
@@ -929,7 +940,7 @@ class HttpSession:
             return
         buf.feed(data)
         grown = buf.held_bytes - before
-        if grown:
+        if grown and not msg.released:
             msg.mem += grown
             self.meter.add(grown)
 

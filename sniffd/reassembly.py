@@ -123,7 +123,10 @@ class HalfStream:
             # them, or a flood of 1-byte segments would slip under the bound.
             if self.pending_bytes + len(self.pending) * SEGMENT_COST > self.max_buffer_bytes:
                 self.anomalies.append("tcp_buffer_overflow")
-                self._skip_hole(out)
+                # As many holes as it takes to get back under the bound
+                # (one per call let 1-byte pieces between holes grow it).
+                while self.pending and self.pending_bytes + len(self.pending) * SEGMENT_COST > self.max_buffer_bytes:
+                    self._skip_hole(out)
             elif now - self.wait_since >= self.gap_timeout_s:
                 self._skip_hole(out)
         return out

@@ -302,3 +302,17 @@ def test_reassembly_buffer_bound_counts_segments_not_only_bytes():
         out += hs.feed(i, b"x", 0.0)
     assert "tcp_buffer_overflow" in hs.anomalies
     assert hs.pending_bytes + len(hs.pending) * SEGMENT_COST <= 64 * 1024
+
+
+def test_reassembly_buffer_bound_holds_after_every_segment():
+    """Tiny pieces with holes between them, then a large segment: skipping
+    one hole per call let the buffer grow far past the bound (fuzzing)."""
+    bound = 4096
+    hs = HalfStream(10.0, bound)
+    hs.start(0)
+    worst = 0
+    for i in range(200):
+        hs.feed(10 + 3 * i, b"x", 0.0)  # 1 byte, then a 2-byte hole
+        hs.feed(5000 + 60000 * i, b"y" * 60000, 0.0)
+        worst = max(worst, hs.pending_bytes + len(hs.pending) * SEGMENT_COST)
+    assert worst <= bound
