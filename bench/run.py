@@ -1,0 +1,547 @@
+"""sniffd's benchmark: speed of `sniffd read` on a real ~200 MB capture, against tcpflow and tshark.
+
+    .venv/bin/python bench/run.py              # as root; makes the corpus the first time
+
+Steps (see bench/README.md):
+
+1. Installs tcpflow, tshark, tcpdump, ethtool, iproute2 and time with apt-get
+   when one is missing (said on stderr).
+2. Makes bench/out/corpus.pcap + truth.json with bench/make_corpus.py if they
+   are absent, were made from another seed, or --regen is given.
+3. Reads the pcap once so every command starts from the page cache, counts
+   its packets itself (bench/pcapinfo.py), then times, each --repeat times,
+   with outputs going to /dev/shm (so the disk is not measured):
+   ``sniffd read corpus.pcap -o out.jsonl`` (one process, and with
+   ``--workers N`` for each N of --workers above 1, when sniffd has that
+   option), ``tcpflow -r corpus.pcap -o DIR`` (TCP reassembly into files),
+   ``tshark -r corpus.pcap -Y http -T fields ...`` (reassembly plus HTTP
+   dissection, one line per HTTP message) and ``tshark -z http,tree`` (the
+   same dissection into a statistics tap).  Wall time is the median run;
+   peak RSS is the larger of ru_maxrss (via /usr/bin/time) and the sampled
+   sum over the process tree.  CPU time used by other processes meanwhile is
+   measured too, and the report warns when the machine was not idle.
+4. Checks every sniffd output against the ground truth (bench/verify.py):
+   every transaction exactly once with the exact fields, no other record.
+5. Prints the figures, ratios, a summary table and the issue's targets, and
+   writes bench/out/results.json; with --live, then runs bench/live.py.
+
+Exit status: 0 when every sniffd output is exact, 1 when one is not or sniffd
+fails (a sniffd bug: the mismatching transactions are printed), 2 when the
+bench itself could not run.  --strict also fails (3) when a speed or memory
+target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from machine import machine_busy_s  # noqa: E402
+from pcapinfo import pcap_info  # noqa: E402
+from verify import verify  # noqa: E402
+
+# The issue's targets for `sniffd read` on this corpus.
+TARGET_PPS = 200_000
+TARGET_VS_TCPFLOW = 1.0
+TARGET_VS_TSHARK = 5.0
+TARGET_RSS_BYTES = 100_000_000
+TARGET_WORKERS2_SPEEDUP = 1.6
+
+# Peak RSS of a process tree is sampled this often (ru_maxrss covers only the
+# largest single process, and `--workers` may run several at once).  Slow
+# enough to cost nothing next to the process measured.
+RSS_SAMPLE_S = 0.05
+
+# Upper bound for one measured run: tshark needs ~10 s here, sniffd a few.
+RUN_TIMEOUT_S = 300.0
+
+# Debian package for each program the bench runs.
+PACKAGES = {"tcpflow": "tcpflow", "tshark": "tshark", "tcpdump": "tcpdump", "ethtool": "ethtool", "ip": "iproute2",
+            "/usr/bin/time": "time"}
+
+MB = 1_000_000  # MB and MB/s are 10^6 bytes throughout
+
+# CPUs kept busy by other processes during a timed run, above which the
+# report warns that wall-clock rates are depressed (this machine is shared).
+OTHER_CPU_WARN = 0.25
+
+# Output of the timed commands: tcpflow writes one file per direction of
+# every connection (~190 MB), sniffd ~15 MB, tshark ~2 MB.
+SCRATCH_NEEDED_BYTES = 400 * MB
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# --- setup -------------------------------------------------------------------
+
+
+def ensure_tools(programs: list[str]) -> None:
+    missing = sorted({PACKAGES[p] for p in programs if shutil.which(p) is None})
+    if not missing:
+        return
+    say(f"installing missing packages with apt-get: {' '.join(missing)}")
+    if os.geteuid() != 0:
+        raise SystemExit(f"bench: need {' '.join(missing)}; run as root or: apt-get install -y {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], env=env, check=False, stdout=sys.stderr)
+    proc = subprocess.run(["apt-get", "install", "-y", "-q", *missing], env=env, stdout=sys.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: apt-get install {' '.join(missing)} failed (exit {proc.returncode})")
+
+
+def sniffd_exe() -> str:
+    venv = Path(sys.executable).parent / "sniffd"
+    if venv.exists():
+        return str(venv)
+    found = shutil.which("sniffd")
+    if found is None:
+        raise SystemExit("bench: no sniffd executable next to this python or on PATH: run scripts/install")
+    return found
+
+
+def sniffd_read_has_workers(exe: str) -> bool:
+    help_text = subprocess.run([exe, "read", "--help"], capture_output=True, text=True, timeout=60).stdout
+    return "--workers" in help_text
+
+
+def ensure_corpus(out_dir: Path, seed: int, regen: bool) -> dict:
+    meta_path = out_dir / "corpus.json"
+    have = all((out_dir / n).exists() for n in ("corpus.pcap", "truth.json", "corpus.json"))
+    reason = None
+    if regen:
+        reason = "--regen"
+    elif not have:
+        reason = "no corpus yet"
+    else:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("seed") != seed:
+            reason = f"corpus was made with seed {meta.get('seed')}, asked for {seed}"
+    if reason:
+        say(f"making the corpus ({reason}): bench/make_corpus.py --seed {seed}")
+        ensure_tools(["tcpdump", "ethtool", "ip"])
+        proc = subprocess.run([sys.executable, str(BENCH_DIR / "make_corpus.py"), "--seed", str(seed), "--out-dir", str(out_dir)])
+        if proc.returncode != 0:
+            raise SystemExit(f"bench: making the corpus failed (exit {proc.returncode})")
+    return json.loads(meta_path.read_text())
+
+
+def warm_page_cache(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+# --- measuring -----------------------------------------------------------------
+
+
+def _tree_rss_bytes(pid: int, include_root: bool = True) -> int:
+    """Sum of VmRSS over ``pid``'s descendants, and ``pid`` itself if ``include_root`` (0 if gone)."""
+    total = 0
+    stack = [(pid, include_root)]
+    while stack:
+        p, count = stack.pop()
+        try:
+            if count:
+                with open(f"/proc/{p}/status", encoding="ascii") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+                            break
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children", encoding="ascii") as f:
+                    stack += [(int(c), True) for c in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+@dataclass
+class Run:
+    wall_s: float
+    maxrss_bytes: int  # ru_maxrss: the largest single process of the tree
+    tree_rss_bytes: int  # sampled peak of the sum over the tree
+    returncode: int
+    stderr: str
+    cpu_s: float = 0.0  # user + system, the command and its children
+    other_cpu_s: float = 0.0  # CPU time the whole machine spent on anything else meanwhile
+
+    @property
+    def peak_rss_bytes(self) -> int:
+        return max(self.maxrss_bytes, self.tree_rss_bytes)
+
+
+def measure(argv: list[str], stdout_path: str | None = None) -> Run:
+    """Run ``argv`` once: wall time, ru_maxrss, sampled tree RSS, exit status, stderr.
+
+    The command runs under /usr/bin/time, which reports its child's
+    ru_maxrss (wait4).  Not measured from here: Linux carries the parent's
+    RSS high-water mark across fork and exec into the child's ru_maxrss, and
+    this process has read the pcap and holds the ground truth (hundreds of
+    MB at its peak), so every child of
+    it would seem to use that much.  /usr/bin/time is a small C program.
+    """
+    stdout = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+    err = tempfile.TemporaryFile()
+    time_out = tempfile.NamedTemporaryFile(prefix="bench-time-", suffix=".txt", delete=False)
+    time_out.close()
+    try:
+        # Dirty pages of the previous command (tcpflow writes ~190 MB) would
+        # otherwise be written back during this one.
+        os.sync()
+        busy0 = machine_busy_s()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(["/usr/bin/time", "-f", "%M %x %U %S", "-o", time_out.name, *argv], stdout=stdout, stderr=err, cwd=REPO_ROOT)
+        peak = [0]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(RSS_SAMPLE_S):
+                peak[0] = max(peak[0], _tree_rss_bytes(proc.pid, include_root=False))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            proc.wait(RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        wall = time.perf_counter() - t0
+        busy = machine_busy_s() - busy0
+        done.set()
+        sampler.join()
+        err.seek(0)
+        stderr = err.read().decode("utf-8", "replace")
+        words = Path(time_out.name).read_text().split()
+        # "Command exited with non-zero status N" may precede the format line.
+        if len(words) >= 4:
+            maxrss_kib, status, cpu_s = int(words[-4]), int(words[-3]), float(words[-2]) + float(words[-1])
+        else:
+            maxrss_kib, status, cpu_s = 0, proc.returncode or -1, 0.0
+        return Run(wall, maxrss_kib * 1024, peak[0], status, stderr, cpu_s, max(0.0, busy - cpu_s))
+    finally:
+        err.close()
+        os.unlink(time_out.name)
+        if stdout_path:
+            stdout.close()
+
+
+@dataclass
+class Result:
+    name: str
+    argv: list[str]
+    runs: list[Run] = field(default_factory=list)
+    items: int = 0  # records (sniffd), flow files (tcpflow), HTTP message lines (tshark)
+    item_name: str = "records"
+    note: str = ""
+    verdict: object = None
+
+    @property
+    def wall_s(self) -> float:
+        return statistics.median(r.wall_s for r in self.runs)
+
+    @property
+    def peak_rss_bytes(self) -> int:
+        return max(r.peak_rss_bytes for r in self.runs)
+
+    @property
+    def cpu_s(self) -> float:
+        return statistics.median(r.cpu_s for r in self.runs)
+
+    def rates(self, packets: int, nbytes: int) -> dict:
+        w = self.wall_s
+        return {"pps": packets / w, "mbps": nbytes / MB / w, "items_per_s": self.items / w}
+
+
+def run_repeated(name: str, argv: list[str], repeat: int, *, stdout_path: str | None = None, before=None) -> Result:
+    res = Result(name, argv)
+    for i in range(repeat):
+        if before:
+            before()
+        say(f"{name}: run {i + 1}/{repeat}: {' '.join(argv)}")
+        r = measure(argv, stdout_path)
+        if r.returncode != 0:
+            raise RuntimeError(f"{name} exited {r.returncode}:\n{r.stderr[-3000:]}")
+        res.runs.append(r)
+    return res
+
+
+# --- report --------------------------------------------------------------------
+
+
+def fmt_int(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
+    ap.add_argument("--regen", action="store_true", help="make the corpus again even if one exists")
+    ap.add_argument("--out-dir", type=Path, default=BENCH_DIR / "out")
+    ap.add_argument("--workers", default="2", help="comma-separated `sniffd read --workers` values to time besides the one-process run "
+                                                   "(default 2; 1 = only the one-process run)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs of each command; the median is reported (default 3)")
+    ap.add_argument("--scratch", type=Path, default=None,
+                    help="where the commands write their output while timed (default: a new directory in /dev/shm, so the "
+                         "disk is not what is measured; give a directory on disk to include it)")
+    ap.add_argument("--sniffd", default=None, help="sniffd executable to time (default: the one next to this python)")
+    ap.add_argument("--no-compare", action="store_true", help="skip tcpflow and tshark")
+    ap.add_argument("--live", action="store_true", help="also run bench/live.py (tcpreplay through a veth into `sniffd run`)")
+    ap.add_argument("--strict", action="store_true", help="exit 3 when a speed or memory target is missed")
+    args = ap.parse_args(argv)
+    t_start = time.monotonic()
+
+    out_dir: Path = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        worker_counts = sorted({int(w) for w in args.workers.split(",") if w.strip()} - {1})
+    except ValueError:
+        ap.error(f"--workers: expected comma-separated integers, got {args.workers!r}")
+    ensure_tools(["/usr/bin/time"] + ([] if args.no_compare else ["tcpflow", "tshark"]))
+    meta = ensure_corpus(out_dir, args.seed, args.regen)
+    pcap = out_dir / "corpus.pcap"
+    truth = json.loads((out_dir / "truth.json").read_text())
+    say("counting packets and warming the page cache")
+    warm_page_cache(pcap)
+    info = pcap_info(str(pcap))
+    exe = args.sniffd or sniffd_exe()
+
+    scratch = make_scratch(args.scratch)
+    try:
+        return bench(args, out_dir, scratch, meta, pcap, truth, info, exe, worker_counts, t_start)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def make_scratch(where: Path | None) -> Path:
+    if where is not None:
+        where.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="sniffd-bench-", dir=where))
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > 2 * SCRATCH_NEEDED_BYTES:
+        return Path(tempfile.mkdtemp(prefix="sniffd-bench-", dir=shm))
+    say("no room in /dev/shm: the timed commands write to bench/out (disk speed is included)")
+    return Path(tempfile.mkdtemp(prefix="scratch-", dir=BENCH_DIR / "out"))
+
+
+def git_state() -> str:
+    """Commit and whether the work tree differs from it: the sniffd code that was measured."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sniffd"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return f"{head}{' + uncommitted changes in sniffd/' if dirty else ''}" if head else "unknown"
+
+
+def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: list[dict], info, exe: str,
+          worker_counts: list[int], t_start: float) -> int:
+    packets, nbytes = info.packets, info.file_bytes
+    results: list[Result] = []
+    failures: list[str] = []
+    unsupported: dict[int, str] = {}
+
+    # sniffd: one process, then each --workers N.
+    configs = [(1, [])]
+    has_workers = sniffd_read_has_workers(exe) if worker_counts else False
+    for n in worker_counts:
+        if has_workers:
+            configs.append((n, ["--workers", str(n)]))
+        else:
+            unsupported[n] = "not supported yet: `sniffd read --help` has no --workers option"
+            say(f"sniffd read --workers {n}: {unsupported[n]}; skipped")
+    for n, extra in configs:
+        name = "sniffd read" if n == 1 else f"sniffd read --workers {n}"
+        out = scratch / f"records-w{n}.jsonl"
+        try:
+            res = run_repeated(name, [exe, "read", str(pcap), "-o", str(out), "--stats", *extra], args.repeat)
+        except RuntimeError as e:
+            # sniffd failing on a clean capture is a sniffd bug, not a bench problem.
+            print(f"bench: FAIL: {e}")
+            return 1
+        out = Path(shutil.move(out, out_dir / out.name))  # kept for inspection
+        stats_line = next((line for line in reversed(res.runs[-1].stderr.splitlines()) if line.startswith("{")), "")
+        res.note = stats_line
+        res.verdict = verify(truth, str(out))
+        res.items = res.verdict.records
+        (out_dir / f"mismatches-w{n}.json").write_text(json.dumps(res.verdict.to_json(), indent=1) + "\n")
+        if not res.verdict.ok:
+            failures.append(name)
+        results.append(res)
+
+    # The tools sniffd is compared with.
+    if not args.no_compare:
+        flow_dir = scratch / "tcpflow"
+
+        def fresh_flow_dir() -> None:
+            shutil.rmtree(flow_dir, ignore_errors=True)
+            flow_dir.mkdir()
+
+        res = run_repeated("tcpflow", ["tcpflow", "-r", str(pcap), "-o", str(flow_dir)], args.repeat, before=fresh_flow_dir)
+        res.items = sum(1 for n in os.listdir(flow_dir) if n != "report.xml")
+        res.item_name = "flow files"
+        shutil.rmtree(flow_dir, ignore_errors=True)
+        results.append(res)
+
+        tshark_out = scratch / "tshark.txt"
+        res = run_repeated("tshark", ["tshark", "-n", "-r", str(pcap), "-Y", "http", "-T", "fields",
+                                      "-e", "tcp.stream", "-e", "http.request.method", "-e", "http.request.uri",
+                                      "-e", "http.response.code", "-e", "http.content_length_header"],
+                           args.repeat, stdout_path=str(tshark_out))
+        with open(tshark_out, "rb") as f:
+            res.items = sum(1 for _ in f)
+        res.item_name = "HTTP lines"
+        tshark_out.unlink()
+        results.append(res)
+
+        # The same dissection feeding a statistics tap instead of printing
+        # fields: tshark builds no per-packet output, so it is faster.
+        res = run_repeated("tshark -z http,tree", ["tshark", "-n", "-q", "-r", str(pcap), "-z", "http,tree"], args.repeat,
+                           stdout_path=str(tshark_out))
+        tree = tshark_out.read_text(errors="replace")
+        m = re.search(r"^Total HTTP Packets\s+(\d+)", tree, re.M)
+        res.items = int(m.group(1)) if m else 0
+        res.item_name = "HTTP packets"
+        tshark_out.unlink()
+        results.append(res)
+
+    # --- print -----------------------------------------------------------------
+    by_name = {r.name: r for r in results}
+    base = by_name["sniffd read"]
+    base_pps = base.rates(packets, nbytes)["pps"]
+    print()
+    print(f"corpus: {pcap} ({nbytes / MB:.1f} MB, {packets:,} packets, {len(truth):,} transactions, "
+          f"{meta['connections']:,} connections, seed {meta['seed']}, plan {meta['plan_digest'][:12]}, "
+          f"largest frame {info.max_caplen} bytes)")
+    print(f"timing: median of {args.repeat} run(s) each, pcap in page cache, outputs written to {scratch.parent}, "
+          f"wall clock incl. process start; MB = 10^6 bytes; {os.cpu_count()} CPUs, kernel {os.uname().release}; "
+          f"sniffd at {git_state()}")
+    print()
+    busiest = max((x for r in results for x in r.runs), key=lambda x: x.other_cpu_s / x.wall_s)
+    if busiest.other_cpu_s / busiest.wall_s > OTHER_CPU_WARN:
+        print(f"WARNING: other processes used the CPUs during the timed runs (up to {busiest.other_cpu_s / busiest.wall_s:.2f} "
+              f"of {os.cpu_count()} CPUs busy with something else): wall-clock rates are lower than on an idle machine; "
+              f"the cpu s column is less affected")
+        print()
+    for r in results:
+        rt = r.rates(packets, nbytes)
+        walls = ", ".join(f"{x.wall_s:.2f}" for x in r.runs)
+        print(f"{r.name}: {rt['pps']:,.0f} packets/s, {rt['mbps']:.1f} MB/s, {rt['items_per_s']:,.0f} {r.item_name}/s "
+              f"({r.items:,} {r.item_name}), peak RSS {r.peak_rss_bytes / MB:.1f} MB, wall {r.wall_s:.2f} s (runs: {walls}), "
+              f"cpu {r.cpu_s:.2f} s")
+    for n, why in unsupported.items():
+        print(f"sniffd read --workers {n}: {why}")
+    ratios = {}
+    if "tcpflow" in by_name:
+        ratios["tcpflow"] = base_pps / by_name["tcpflow"].rates(packets, nbytes)["pps"]
+        ratios["tshark"] = base_pps / by_name["tshark"].rates(packets, nbytes)["pps"]
+        ratios["tshark -z http,tree"] = base_pps / by_name["tshark -z http,tree"].rates(packets, nbytes)["pps"]
+        print(f"ratios (packets/s): sniffd/tcpflow {ratios['tcpflow']:.2f}x, sniffd/tshark {ratios['tshark']:.2f}x "
+              f"(sniffd/tshark -z http,tree {ratios['tshark -z http,tree']:.2f}x)")
+    speedups = {}
+    for n, _ in configs[1:]:
+        r = by_name[f"sniffd read --workers {n}"]
+        speedups[n] = r.rates(packets, nbytes)["pps"] / base_pps
+        print(f"speedup sniffd read --workers {n} vs one process: {speedups[n]:.2f}x")
+    print()
+    for r in results:
+        if r.verdict is not None:
+            print(f"correctness of {r.name}: {r.verdict.summary()}")
+            for line in r.verdict.details():
+                print(line)
+            if not r.verdict.ok:
+                print(f"  full list: {out_dir}/mismatches-w{1 if r.name == 'sniffd read' else r.name.split()[-1]}.json")
+    if base.note:
+        print(f"sniffd read --stats: {base.note}")
+
+    # Summary table.
+    print()
+    hdr = f"| {'command':<26} | {'wall s':>7} | {'cpu s':>6} | {'packets/s':>10} | {'pkts/cpu-s':>10} | {'MB/s':>7} | {'items/s':>10} | {'items':>16} | {'peak RSS MB':>11} | {'sniffd(1) ÷ this':>16} |"
+    print(hdr)
+    print("|" + "|".join("-" * (len(c)) for c in hdr.split("|")[1:-1]) + "|")
+    for r in results:
+        rt = r.rates(packets, nbytes)
+        rel = base_pps / rt["pps"]
+        print(f"| {r.name:<26} | {r.wall_s:>7.2f} | {r.cpu_s:>6.2f} | {fmt_int(rt['pps']):>10} | {fmt_int(packets / r.cpu_s if r.cpu_s else 0):>10} | {rt['mbps']:>7.1f} | {fmt_int(rt['items_per_s']):>10} | "
+              f"{f'{r.items:,} ' + r.item_name.split()[-1]:>16} | {r.peak_rss_bytes / MB:>11.1f} | {rel:>15.2f}x |")
+    for n, why in unsupported.items():
+        print(f"| {f'sniffd read --workers {n}':<26} | {'n/a':>7} | {'n/a':>6} | {'n/a':>10} | {'n/a':>10} | {'n/a':>7} | {'n/a':>10} | {'':>16} | {'n/a':>11} | {'':>16} |")
+
+    # Targets.
+    targets = [
+        ("sniffd read >= 200k packets/s", base_pps >= TARGET_PPS, f"{base_pps:,.0f} packets/s"),
+        ("peak RSS < 100 MB", base.peak_rss_bytes < TARGET_RSS_BYTES, f"{base.peak_rss_bytes / MB:.1f} MB"),
+        ("every transaction exact", base.verdict.ok, base.verdict.summary().split(":")[0]),
+    ]
+    if ratios:
+        targets.insert(1, ("packets/s >= tcpflow's", ratios["tcpflow"] >= TARGET_VS_TCPFLOW, f"{ratios['tcpflow']:.2f}x"))
+        targets.insert(2, ("packets/s >= 5x tshark's", ratios["tshark"] >= TARGET_VS_TSHARK,
+                           f"{ratios['tshark']:.2f}x (-Y http -T fields); {ratios['tshark -z http,tree']:.2f}x (-z http,tree)"))
+    if 2 in speedups:
+        targets.append(("--workers 2 >= 1.6x one process", speedups[2] >= TARGET_WORKERS2_SPEEDUP, f"{speedups[2]:.2f}x"))
+    elif 2 in unsupported:
+        targets.append(("--workers 2 >= 1.6x one process", None, "not supported yet"))
+    print()
+    print("targets (issue):")
+    for name, ok, value in targets:
+        word = "n/a   " if ok is None else ("met   " if ok else "MISSED")
+        print(f"  {word} {name:<34} {value}")
+
+    results_json = {
+        "corpus": {**{k: v for k, v in meta.items() if k != "kinds"}, "packets_counted": packets, "pcap_bytes": nbytes},
+        "repeat": args.repeat,
+        "max_other_cpus_busy": busiest.other_cpu_s / busiest.wall_s,
+        "runs": [{"name": r.name, "argv": r.argv, "wall_s": [x.wall_s for x in r.runs], "median_wall_s": r.wall_s,
+                  "cpu_s": [x.cpu_s for x in r.runs], "other_cpu_s": [x.other_cpu_s for x in r.runs],
+                  **r.rates(packets, nbytes), "items": r.items, "item_name": r.item_name,
+                  "peak_rss_bytes": r.peak_rss_bytes, "ru_maxrss_bytes": max(x.maxrss_bytes for x in r.runs),
+                  "exact": None if r.verdict is None else r.verdict.ok} for r in results],
+        "unsupported": {f"--workers {n}": why for n, why in unsupported.items()},
+        "ratios": ratios,
+        "speedups": {str(n): s for n, s in speedups.items()},
+        "targets": [{"target": n, "met": ok, "value": v} for n, ok, v in targets],
+    }
+    (out_dir / "results.json").write_text(json.dumps(results_json, indent=1) + "\n")
+
+    live_rc = 0
+    if args.live:
+        print(flush=True)
+        live_rc = subprocess.run([sys.executable, str(BENCH_DIR / "live.py"), "--out-dir", str(out_dir),
+                                  "--workers", ",".join(str(n) for n in [1, *worker_counts])]).returncode
+
+    print()
+    verdict = "FAIL" if failures else "PASS"
+    print(f"bench: {verdict}: " + (f"records differ from the ground truth for {', '.join(failures)}" if failures
+                                   else f"every sniffd output exact ({len(truth):,} transactions)")
+          + f"; results in {out_dir}/results.json; bench took {time.monotonic() - t_start:.0f} s")
+    if failures:
+        return 1
+    if live_rc:
+        return live_rc
+    if args.strict and any(ok is False for _, ok, _ in targets):
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        say(f"error: {e}")
+        sys.exit(2)
