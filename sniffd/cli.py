@@ -8,6 +8,7 @@ left behind.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 
 from sniffd import __version__
@@ -62,6 +63,11 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # sniffd keeps many long-lived container objects (connections, open
+    # messages): at the default thresholds the cyclic GC walks them every
+    # 700 allocations, ~8% of 'sniffd read' time.  Collect less often; the
+    # cycles (session <-> its two sides) are still collected.
+    gc.set_threshold(50_000, 20, 100)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -140,6 +140,50 @@ class FlowTable:
         src, dst, sport, dport, seq, ack, flags, payload, lost = seg
         key = (src, sport, dst, dport)
         entry = self.conns.get(key)
+        if entry is not None and not payload and flags == TH_ACK and not lost:
+            # A pure ACK on a known connection: it carries nothing to deliver
+            # and (no data) never waits for causal order; it only shows life.
+            conn = entry[0]
+            if not conn.closed and conn.c2s.base is not None and conn.s2c.base is not None:
+                conn.last_seen = now
+                if now - conn.touched >= 1.0:
+                    conn.touched = now
+                    self.lru.move_to_end(conn)
+                return _NOTHING
+        if entry is not None and payload and not (flags & 0x07) and not lost:
+            # Fast path: data, in order, on an open connection with nothing
+            # buffered or held, acknowledging only what was delivered: the
+            # bytes go straight to the HTTP session (no chunk list, no
+            # reassembly buffer).  Anything else takes the general path.
+            conn, from_client = entry
+            hs = conn.c2s if from_client else conn.s2c
+            base = hs.base
+            if (base is not None and not conn.closed and not conn.accounted and not hs.pending
+                    and seq == ((base + hs.next) & 0xFFFFFFFF) and not conn.held[from_client]):
+                opp = conn.s2c if from_client else conn.c2s
+                if (not flags & TH_ACK or opp.base is None
+                        or ((ack - opp.base - opp.next) & 0xFFFFFFFF) == 0 or not self._ahead(opp, flags, ack)):
+                    conn.last_seen = now
+                    if now - conn.touched >= 1.0:
+                        conn.touched = now
+                        self.lru.move_to_end(conn)
+                    hs.recent_start = hs.next
+                    hs.next += len(payload)
+                    hs.recent = payload
+                    h = conn._http
+                    if h is None:
+                        h = conn.http
+                    h.feed_data(from_client, payload, now)
+                    if h.done:
+                        for txn in h.take():
+                            self.out.append((conn, txn))
+                    if conn.held[not from_client]:
+                        self._release(conn, now)
+                    if self.meter.over:
+                        self.enforce(now)
+                    if self.out:
+                        return self._take()
+                    return _NOTHING
         conn = entry[0] if entry is not None else None
         if conn is not None and conn.closed:
             if flags & TH_SYN and not flags & TH_ACK and seq != conn.syn_isn:

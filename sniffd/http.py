@@ -69,6 +69,10 @@ _UNHIGH = bytes(range(128)) + b"x" * 128
 
 HTTP, RESYNC, HELD, TUNNEL, DEAD = "http", "resync", "held", "tunnel", "dead"
 
+# Requests whose response llhttp cannot frame by itself (no body after HEAD's
+# headers, a tunnel after CONNECT's 2xx): see HttpSession._parse.
+_SPECIAL = frozenset(("HEAD", "CONNECT"))
+
 _LENIENT = dict(
     lenient_headers=True,
     lenient_chunked_length=True,
@@ -265,7 +269,7 @@ class _Side:
                 msg.uri = _text(parts[1] if len(parts) > 1 else b"")
             else:
                 msg.uri = _text(b"".join(msg._uri_parts))
-            if msg.method in ("HEAD", "CONNECT"):
+            if msg.method in _SPECIAL:
                 self.session.special = True
         else:
             msg.status = p.get_status_code()
@@ -276,17 +280,25 @@ class _Side:
         msg = self.msg
         if msg._uri_parts is not None:
             self._start_line()
+        n = len(name) + len(value)
         msg.header_count += 1
-        msg.header_bytes += len(name) + len(value) + 4
+        msg.header_bytes += n + 4
         if msg.header_count > self.max_header_count or msg.header_bytes > self.max_header_bytes:
             self.txn.anomalies.add("header_limit")
             return
         if not msg.released:
-            cost = len(name) + len(value) + HEADER_COST
+            cost = n + HEADER_COST
             msg.mem += cost
-            self.session.meter.add(cost)
-        key = _text(name).lower()
-        val = _text(value)
+            meter = self.session.meter  # Meter.add, inlined: once per header
+            meter.http_bytes += cost
+            if meter.http_bytes > meter.limit:
+                meter.over = True
+        try:
+            key = name.decode().lower()
+            val = value.decode()
+        except UnicodeDecodeError:
+            key = _text(name).lower()
+            val = _text(value)
         old = msg.headers.get(key)
         # RFC 9110 section 5.3: repeated fields combine with ", ".
         msg.headers[key] = val if old is None else old + ", " + val
@@ -395,8 +407,8 @@ class HttpSession:
         self.resp = _Side(self, False, mode)
         self.midstream = midstream
         self.non_http = False
-        # Set once a HEAD or CONNECT request is seen: only then can a
-        # response need careful feeding (see _needs_care).
+        # True while a HEAD or CONNECT request awaits its response: only then
+        # can a response need careful feeding (see _needs_care).
         self.special = False
         # Anomalies for the session's stats that touch no transaction.
         self.loose: list[str] = []
@@ -427,6 +439,20 @@ class HttpSession:
                     self._data(side, rest)
             else:
                 self._data(side, c)
+
+    def feed_data(self, from_client: bool, data: bytes, now: float) -> None:
+        """``feed`` for one in-order data chunk: the flow table's fast path
+        calls this once per data segment, without building a chunk list."""
+        side = self.req if from_client else self.resp
+        if side.mode is not HTTP or (self.special and not from_client):
+            self.feed(from_client, (data,), now)
+            return
+        self.now = now
+        side.seen_bytes += len(data)
+        side.careful = False
+        rest = self._feed(side, data)
+        if rest:
+            self._data(side, rest)
 
     def note(self, from_client: bool, names) -> None:
         side = self.req if from_client else self.resp
@@ -575,6 +601,9 @@ class HttpSession:
                 self.pending.remove(txn)
             except ValueError:
                 pass
+        if self.special and txn.request is not None and txn.request.method in _SPECIAL:
+            # Back to whole-chunk feeding once no HEAD/CONNECT is pending.
+            self.special = any(t.request is not None and t.request.method in _SPECIAL for t in self.pending)
         if txn.end_reason is None:
             txn.end_reason = self.ending or "complete"
         self.done.append(txn)
