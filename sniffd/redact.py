@@ -192,6 +192,10 @@ class Redactor:
         (``", "``, as the records hold them) are handled for Set-Cookie; for
         the others the joined value is redacted as one.
         """
+        if self.header_names.isdisjoint(h) and all(name == name.lower() for name in h):
+            # The common case (sniffd's header names are lowercase already):
+            # nothing to redact, no copy.  The caller must not mutate it.
+            return h, []
         out: dict[str, str] = {}
         names: list[str] = []
         for name, value in h.items():

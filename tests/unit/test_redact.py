@@ -364,3 +364,12 @@ def test_same_credential_same_token_wherever_it_was_sent():
     assert b"token=" + t.encode() == R.form(b"token=s3cr3t%2F%2Bx")
     assert {"accessToken": t} == R.json({"accessToken": "s3cr3t/+x"})
     assert ('{"access_token":"' + t + '"}', True) == R.json_text('{"access_token":"s3cr3t\\/+x"}')
+
+
+def test_redact_headers_with_mixed_case_names_are_still_redacted():
+    """The no-copy shortcut for headers with nothing to redact must not
+    skip names that are configured but not lowercase."""
+    r = Redactor(b"k" * 32)
+    tok = "hmac:" + hmac.new(b"k" * 32, b"abc", hashlib.sha256).hexdigest()[:16]
+    assert ({"Proxy-Authorization": f"Basic {tok}"}, ["Proxy-Authorization"]) == r.headers(
+        {"Proxy-Authorization": "Basic abc"})
