@@ -807,6 +807,55 @@ def run_scenario(
     return run_plans(plans, host, port, workers=workers, timeout_s=timeout_s)
 
 
+def truth_fields(t: dict) -> dict:
+    """The record fields one ground-truth transaction fixes, as sniffd must
+    write them (a clean capture: no missed bytes, no anomaly).  Shared by the
+    live tests and bench/verify.py, so both check the same thing."""
+    return {
+        "client": {"ip": t["client_ip"], "port": t["client_port"]},
+        "server": {"ip": t["server_ip"], "port": t["server_port"]},
+        "trans_depth": t["trans_depth"],
+        "request": {
+            "method": t["method"],
+            "uri": t["uri"],
+            "version": "1.1",
+            "host": t["host"],
+            "body_len": t["request_body_len"],
+            "missed_bytes": 0,
+        },
+        "response": {
+            "status": t["status"],
+            "reason": t["reason"],
+            "version": "1.1",
+            "body_len": t["response_body_len"],
+            "missed_bytes": 0,
+            "interim": t["interim"],
+        },
+        "anomalies": [],
+    }
+
+
+def record_fields(r: dict) -> dict:
+    """The same projection of a sniffd record (tolerant of missing keys, so
+    a comparison shows them instead of raising)."""
+    req, resp = r.get("request"), r.get("response")
+    return {
+        "client": r.get("client"),
+        "server": r.get("server"),
+        "trans_depth": r.get("trans_depth"),
+        "request": None
+        if req is None
+        else {k: req.get(k) for k in ("method", "uri", "version", "host", "body_len", "missed_bytes")},
+        "response": None
+        if resp is None
+        else {
+            **{k: resp.get(k) for k in ("status", "reason", "version", "body_len", "missed_bytes")},
+            "interim": [i.get("status") for i in resp.get("interim") or []],
+        },
+        "anomalies": r.get("anomalies"),
+    }
+
+
 def summarize(truth: list[dict]) -> dict:
     """Counts a caller can print or compare: transactions, connections, body bytes."""
     return {

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from tests import httpgen  # on sys.path via tests/live/conftest.py
+
 pytestmark = pytest.mark.live
 
 # docs/CONTRACT.md: a record's keys, in this order.
@@ -55,56 +57,18 @@ def transaction_key(port: int, depth: int) -> str:
 
 def expected_fields(truth: list[dict]) -> dict[str, dict]:
     """The record fields the client's ground truth determines, keyed by client port and depth."""
-    return {
-        transaction_key(t["client_port"], t["trans_depth"]): {
-            "client": {"ip": t["client_ip"], "port": t["client_port"]},
-            "server": {"ip": t["server_ip"], "port": t["server_port"]},
-            "trans_depth": t["trans_depth"],
-            "request": {
-                "method": t["method"],
-                "uri": t["uri"],
-                "version": "1.1",
-                "host": t["host"],
-                "body_len": t["request_body_len"],
-                "missed_bytes": 0,
-            },
-            "response": {
-                "status": t["status"],
-                "reason": t["reason"],
-                "version": "1.1",
-                "body_len": t["response_body_len"],
-                "missed_bytes": 0,
-                "interim": t["interim"],
-            },
-            "anomalies": [],
-        }
-        for t in truth
-    }
+    return {transaction_key(t["client_port"], t["trans_depth"]): httpgen.truth_fields(t) for t in truth}
 
 
 def actual_fields(records: list[dict]) -> dict[str, dict]:
     """The same projection of sniffd's records (tolerant of missing keys, so the diff shows them)."""
     projected = {}
     for r in records:
-        req, resp, client = r.get("request"), r.get("response"), r.get("client") or {}
+        client = r.get("client") or {}
         key = transaction_key(client.get("port"), r.get("trans_depth"))
         if key in projected:
             key += f" (duplicate #{sum(k.startswith(key) for k in projected)})"
-        projected[key] = {
-            "client": r.get("client"),
-            "server": r.get("server"),
-            "trans_depth": r.get("trans_depth"),
-            "request": None
-            if req is None
-            else {k: req.get(k) for k in ("method", "uri", "version", "host", "body_len", "missed_bytes")},
-            "response": None
-            if resp is None
-            else {
-                **{k: resp.get(k) for k in ("status", "reason", "version", "body_len", "missed_bytes")},
-                "interim": [i.get("status") for i in resp.get("interim", [])],
-            },
-            "anomalies": r.get("anomalies"),
-        }
+        projected[key] = httpgen.record_fields(r)
     return projected
 
 
