@@ -4,12 +4,17 @@ record dict built from a transaction, and its one-line JSON form."""
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sniffd import records
+from sniffd.capture import OfflineCapture
 from sniffd.http import HttpSession
+from sniffd.pipeline import Pipeline
 
 
 def ip(text: str) -> bytes:
@@ -203,3 +208,42 @@ def test_records_dumps_header_value_cannot_start_a_second_record(value: str) -> 
     rec = record_with_header(value)
     line = records.dumps(rec)
     assert ([line], True, rec) == (line.splitlines(), line.isascii(), json.loads(line))
+
+
+# dumps writes with orjson when the result is what the json module writes
+# (ensure_ascii, compact) and falls back to the json module otherwise: the
+# output must never depend on which one ran.
+REFERENCE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
+
+_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64),
+    st.text(),  # any code point, lone surrogates (undecodable bytes) included
+    st.text(alphabet=st.characters(max_codepoint=0x7F)),
+    st.sampled_from(["\x7f", "a\x7fb", "\udcff", "\u2028", "\x00", "é"]),
+    # duration_ms: milliseconds rounded to 3 decimals, up to 2**32 s.
+    st.floats(0, 2**32 * 1000.0).map(lambda x: round(x, 3)),
+)
+_records_ish = st.recursive(
+    _leaf,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.dictionaries(st.text(max_size=8), _records_ish, max_size=6))
+def test_records_dumps_writes_what_the_json_module_writes(value: dict) -> None:
+    assert REFERENCE(value) == records.dumps(value)
+
+
+CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+
+
+@pytest.mark.parametrize("path", sorted(CAPTURES.glob("**/*.pcap")), ids=lambda p: p.name)
+def test_records_dumps_writes_every_record_of_the_test_captures_as_the_json_module(path: Path) -> None:
+    p = Pipeline(redact_key=b"k" * 32)
+    cap = OfflineCapture(str(path), "")
+    recs = [r for b in cap.batches() for r in p.feed_batch(cap.linktype, b)] + p.flush()
+    assert [REFERENCE(r) for r in recs] == [records.dumps(r) for r in recs]
