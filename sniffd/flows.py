@@ -562,7 +562,7 @@ class FlowTable:
     def discard(self, seg: Segment) -> None:
         """Forget the connection of ``seg`` without flushing it (its state
         is suspect after an internal error)."""
-        entry = self.conns.get((seg.src, seg.sport, seg.dst, seg.dport))
+        entry = self.conns.get((seg[0], seg[2], seg[1], seg[3]))
         conn = entry[0] if entry is not None else None
         if conn is not None:
             self.buffered -= conn.accounted

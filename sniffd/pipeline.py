@@ -33,6 +33,11 @@ from sniffd.settings import Settings
 EXPIRE_EVERY_S = 1.0
 
 _META_ITER = struct.Struct("=4I").iter_unpack
+# From the ethertype to the TCP flags of an IPv4 (no options) TCP frame: the
+# fields decode._ip4_tcp reads, for Pipeline.feed_batch's inline decoding.
+_ETHERTYPE_IP4_TCP = struct.Struct("!HBxH2xHxB2x4s4sHHIIBB").unpack_from
+# Link header length of the link types decoded inline.
+_LINK_HEADER = {DLT_EN10MB: 14, DLT_LINUX_SLL: 16}
 
 # The test suite sets SNIFFD_STRICT=1 so that a bug shows as a crash there;
 # in production a bug hit by one packet must not take the daemon down.
@@ -125,16 +130,31 @@ class Pipeline:
     def feed_batch(self, linktype: int, batch) -> list[dict]:
         """All frames of one capture batch (``capture.Batch``).  The same as
         ``feed`` per frame, with the per-frame work kept in locals: this loop
-        is where sniffd spends its time."""
+        is where sniffd spends its time.
+
+        The common frame (Ethernet or SLL, IPv4 without options, TCP, whole
+        and unfragmented) is decoded right here from the batch buffer: one
+        unpack, one slice for the payload, no call and no copy of the frame.
+        It is decode.decode_frame's fast path (decode._ip4_tcp) inlined, with
+        the same checks; any frame that fails one takes decode_frame, which
+        tries them again and decides.  tests/pcap/test_batch_path.py holds
+        both to the same output on every test capture."""
         out: list[dict] = []
         decode = self._decode
         flows_feed = self.flows.feed
         buf = batch.buf
         shard = self.shard
+        mine = nshards = 0
+        bpf_sharded = False
         if shard is not None:
             mine, nshards = shard
             bpf_sharded = self.bpf_sharded and linktype in (DLT_EN10MB, DLT_LINUX_SLL)
-            ethertype = 12 if linktype == DLT_EN10MB else 14
+        # Inline decoding only stands in for decode_frame (tests build
+        # pipelines on the dpkt decoder to compare the two).
+        link = _LINK_HEADER.get(linktype, 0)
+        etype_at = link - 2
+        l2 = link if decode is decode_frame else 0
+        fast_min = l2 + 40 if l2 else 1 << 62  # link + IPv4 + TCP headers
         now = self.now if self.now is not None else float("-inf")
         count = 0
         nbytes = 0
@@ -149,29 +169,46 @@ class Pipeline:
                 if self._next_expire:
                     out.extend(self.expire(now))
                 self._next_expire = now + EXPIRE_EVERY_S
-            frame = buf[off : off + caplen]
-            seg = decode(linktype, frame)
-            if seg.__class__ is not Segment:
-                if self._counts_frames:
+            seg = None
+            if caplen >= fast_min:
+                (etype, vhl, total, frag, proto, src, dst, sport, dport, seq, ack, doff,
+                 flags) = _ETHERTYPE_IP4_TCP(buf, off + etype_at)
+                if etype == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF:
+                    hl = (doff >> 4) << 2
+                    ip = off + l2
+                    start = ip + 20 + hl
+                    end = ip + total
+                    if hl >= 20 and start <= end <= off + caplen:
+                        seg = (src, dst, sport, dport, seq, ack, flags, buf[start:end], 0)
+            if seg is None:
+                frame = buf[off : off + caplen]
+                seg = decode(linktype, frame)
+                if seg.__class__ is not Segment:
+                    if self._counts_frames:
+                        count += 1
+                        nbytes += caplen
+                    self.now = now
+                    seg = self._other(seg, now, frame, None)
+                    if seg is None:
+                        continue
+                    if shard is not None and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
+                        continue  # a reassembled datagram of another shard's connection
+                elif (shard is not None and not (bpf_sharded and frame[etype_at:etype_at + 2] == b"\x08\x00")
+                      and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine):
+                    # libpcap's shard filter (decode.shard_filter) already chose
+                    # untagged IPv4 TCP frames; hash the rest here, alike.
+                    continue
+                else:
                     count += 1
                     nbytes += caplen
-                self.now = now
-                seg = self._other(seg, now, frame, None)
-                if seg is None:
-                    continue
-                if shard is not None and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
-                    continue  # a reassembled datagram of another shard's connection
-            elif (shard is not None and not (bpf_sharded and frame[ethertype:ethertype + 2] == b"\x08\x00")
-                  and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine):
-                # libpcap's shard filter (decode.shard_filter) already chose
-                # untagged IPv4 TCP frames; hash the rest here, alike.
+                    if seg[8] and not self._cut_by_capture(frame, None):
+                        self._count("truncated_frame")
+                        continue
+            elif shard is not None and not bpf_sharded and flow_hash(src, dst, sport, dport) % nshards != mine:
                 continue
             else:
                 count += 1
                 nbytes += caplen
-                if seg[8] and not self._cut_by_capture(frame, None):
-                    self._count("truncated_frame")
-                    continue
             try:
                 done = flows_feed(seg, now)
             except Exception:
