@@ -23,7 +23,6 @@ from sniffd.decode import (DLT_EN10MB, DLT_LINUX_SLL, Fragment, Segment, decode_
                            flow_hash)
 from sniffd.flows import Connection, FlowTable
 from sniffd.fragments import Defragmenter
-from sniffd.bodies import DEFAULT_CONTENT_TYPES, BodyCapture
 from sniffd.http import Transaction
 from sniffd.redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
 from sniffd.settings import Settings
@@ -72,6 +71,8 @@ class Pipeline:
             redactor = Redactor(key, DEFAULT_HEADERS | {h.lower() for h in s.redact_headers},
                                 DEFAULT_PARAMS | {p.lower() for p in s.redact_params})
         if s.capture_bodies:
+            from sniffd.bodies import DEFAULT_CONTENT_TYPES, BodyCapture  # only then: it pulls in brotli
+
             self.flows.bodies = BodyCapture(s.max_body_bytes, s.max_decoded_bytes,
                                             s.body_content_types or DEFAULT_CONTENT_TYPES, redactor)
         self.privacy = records.Privacy(redactor, s.capture_bodies)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -149,6 +148,8 @@ def _shard_main(paths: list[str], bpf: str, settings: Settings | None, k: int, n
 def _run_parallel(paths: list[str], bpf: str, settings: Settings | None, write, n: int, key: bytes) -> dict | None:
     tmpdir = tempfile.mkdtemp(prefix="sniffd-read-")
     try:
+        import multiprocessing  # here: one-process runs start faster without it
+
         ctx = multiprocessing.get_context("fork")
         parts = [os.path.join(tmpdir, f"shard{k}") for k in range(n)]
         procs = [ctx.Process(target=_shard_main, args=(paths, bpf, settings, k, n, parts[k], key)) for k in range(n)]
