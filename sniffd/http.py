@@ -665,6 +665,21 @@ class HttpSession:
             return self._feed(side, data)
         side.careful = True
         i, n = 0, len(data)
+        msg = side.msg
+        if n > 1 and msg is not None and msg.hdrs_done:
+            run = side.body_left()
+            if run is not None and run >= n:
+                # The whole chunk lies inside the current body run, so it
+                # holds no boundary: one piece, as the loop below would feed
+                # it, without the loop's copies (most careful-mode chunks are
+                # body segments of other responses queued before a HEAD's).
+                rest = self._feed(side, data)
+                side.tail = data[-2:]
+                if rest:
+                    return rest
+                if side.mode is HTTP and side.msg is None and not self._needs_care(side):
+                    side.careful = False
+                return b""
         while i < n and side.mode is HTTP:
             msg = side.msg
             if msg is None or not msg.hdrs_done:
