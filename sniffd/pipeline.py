@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import os
 
-import struct
-
 from sniffd import records
-from sniffd.decode import (DLT_EN10MB, DLT_LINUX_SLL, Fragment, Segment, decode_frame, decode_transport,
-                           flow_hash)
+from sniffd.decode import (DLT_EN10MB, DLT_LINUX_SLL, LINK_HEADER, Fragment, Segment, decode_batch, decode_frame,
+                           decode_transport, flow_hash)
 from sniffd.flows import Connection, FlowTable
 from sniffd.fragments import Defragmenter
 from sniffd.http import Transaction
@@ -31,12 +29,6 @@ from sniffd.settings import Settings
 # often enough for second-granularity timeouts, rare enough to cost nothing.
 EXPIRE_EVERY_S = 1.0
 
-_META_ITER = struct.Struct("=4I").iter_unpack
-# From the ethertype to the TCP flags of an IPv4 (no options) TCP frame: the
-# fields decode._ip4_tcp reads, for Pipeline.feed_batch's inline decoding.
-_ETHERTYPE_IP4_TCP = struct.Struct("!HBxH2xHxB2x4s4sHHIIBB").unpack_from
-# Link header length of the link types decoded inline.
-_LINK_HEADER = {DLT_EN10MB: 14, DLT_LINUX_SLL: 16}
 
 # The test suite sets SNIFFD_STRICT=1 so that a bug shows as a crash there;
 # in production a bug hit by one packet must not take the daemon down.
@@ -133,13 +125,12 @@ class Pipeline:
         ``feed`` per frame, with the per-frame work kept in locals: this loop
         is where sniffd spends its time.
 
-        The common frame (Ethernet or SLL, IPv4 without options, TCP, whole
-        and unfragmented) is decoded right here from the batch buffer: one
-        unpack, one slice for the payload, no call and no copy of the frame.
-        It is decode.decode_frame's fast path (decode._ip4_tcp) inlined, with
-        the same checks; any frame that fails one takes decode_frame, which
-        tries them again and decides.  tests/pcap/test_batch_path.py holds
-        both to the same output on every test capture."""
+        decode.decode_batch (C, with a Python reference beside it) decodes the
+        common frame (Ethernet or SLL, IPv4 without options, whole
+        unfragmented TCP) of the whole batch in one call; every other frame
+        comes back as its offset and goes through decode_frame here, which
+        tries the same checks again and decides.  tests/pcap/test_batch_path.py
+        holds this loop and ``feed`` to the same output on every test capture."""
         out: list[dict] = []
         decode = self._decode
         flows_feed = self.flows.feed
@@ -150,39 +141,27 @@ class Pipeline:
         if shard is not None:
             mine, nshards = shard
             bpf_sharded = self.bpf_sharded and linktype in (DLT_EN10MB, DLT_LINUX_SLL)
-        # Inline decoding only stands in for decode_frame (tests build
-        # pipelines on the dpkt decoder to compare the two).
-        link = _LINK_HEADER.get(linktype, 0)
+        link = LINK_HEADER.get(linktype, 0)
         etype_at = link - 2
-        l2 = link if decode is decode_frame else 0
-        fast_min = l2 + 40 if l2 else 1 << 62  # link + IPv4 + TCP headers
+        # Batch decoding only stands in for decode_frame (tests build
+        # pipelines on the dpkt decoder to compare the two).
+        items = decode_batch(buf, batch.meta, link if decode is decode_frame else 0)
         now = self.now if self.now is not None else float("-inf")
+        next_expire = self._next_expire
         count = 0
         nbytes = 0
-        for sec, usec, off, caplen in _META_ITER(batch.meta):
-            ts = sec + usec * 1e-6
+        for ts, seg, caplen in items:
             if ts >= now:
                 now = ts
             elif self._counts_frames:
                 self._count("timestamp_backwards")
-            if now >= self._next_expire:
+            if now >= next_expire:
                 self.now = now
-                if self._next_expire:
+                if next_expire:
                     out.extend(self.expire(now))
-                self._next_expire = now + EXPIRE_EVERY_S
-            seg = None
-            if caplen >= fast_min:
-                (etype, vhl, total, frag, proto, src, dst, sport, dport, seq, ack, doff,
-                 flags) = _ETHERTYPE_IP4_TCP(buf, off + etype_at)
-                if etype == 0x0800 and vhl == 0x45 and proto == 6 and not frag & 0x3FFF:
-                    hl = (doff >> 4) << 2
-                    ip = off + l2
-                    start = ip + 20 + hl
-                    end = ip + total
-                    if hl >= 20 and start <= end <= off + caplen:
-                        seg = (src, dst, sport, dport, seq, ack, flags, buf[start:end], 0)
-            if seg is None:
-                frame = buf[off : off + caplen]
+                next_expire = self._next_expire = now + EXPIRE_EVERY_S
+            if seg.__class__ is int:
+                frame = buf[seg : seg + caplen]
                 seg = decode(linktype, frame)
                 if seg.__class__ is not Segment:
                     if self._counts_frames:
@@ -205,7 +184,7 @@ class Pipeline:
                     if seg[8] and not self._cut_by_capture(frame, None):
                         self._count("truncated_frame")
                         continue
-            elif shard is not None and not bpf_sharded and flow_hash(src, dst, sport, dport) % nshards != mine:
+            elif shard is not None and not bpf_sharded and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
                 continue
             else:
                 count += 1

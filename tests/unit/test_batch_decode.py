@@ -1,0 +1,152 @@
+"""decode.decode_batch: sniffd/_batch.c against its Python reference
+(decode.decode_batch_py), and the reference against decode_frame.
+
+The C version must give the very same list (same floats, same tuples, same
+offsets) for any batch: every test capture, frames broken at each field it
+reads, random bytes, and meta entries pointing past the buffer.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import craft
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sniffd import decode
+from sniffd.capture import OfflineCapture
+from sniffd.decode import DLT_EN10MB, DLT_LINUX_SLL, LINK_HEADER, Segment, decode_batch_py, decode_frame
+
+try:
+    from sniffd._batch import decode_batch as decode_batch_c
+except ImportError:  # reported by test_the_c_batch_decoder_is_built
+    decode_batch_c = None
+
+needs_c = pytest.mark.skipif(decode_batch_c is None, reason="sniffd._batch not built")
+
+CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+
+
+def test_the_c_batch_decoder_is_built_and_used() -> None:
+    """scripts/install provides gcc and the Python headers, so the extension
+    must have been built; without it sniffd is correct but much slower, and
+    that must not pass unnoticed."""
+    assert decode_batch_c is not None
+    assert decode.decode_batch is decode_batch_c
+
+
+def pack(frames: list[tuple[int, int, bytes]], extra: bytes = b"") -> tuple[bytes, bytes]:
+    buf, meta = bytearray(), bytearray()
+    for sec, usec, frame in frames:
+        meta += struct.pack("=4I", sec, usec, len(buf), len(frame))
+        buf += frame
+    return bytes(buf + extra), bytes(meta)
+
+
+@needs_c
+@pytest.mark.parametrize("path", sorted(CAPTURES.glob("**/*.pcap")), ids=lambda p: p.name)
+def test_c_and_python_agree_on_every_test_capture(path: Path) -> None:
+    cap = OfflineCapture(str(path), "")
+    link = LINK_HEADER.get(cap.linktype, 0)
+    for b in cap.batches():
+        for lk in {link, 0, 14, 16}:
+            assert decode_batch_c(b.buf, b.meta, lk) == decode_batch_py(b.buf, b.meta, lk)
+
+
+def frame_variants(linktype: int) -> list[bytes]:
+    seg = craft.Segment("10.0.0.1", 40000, "10.0.0.2", 80, 1000, 2000, craft.ACK | craft.PSH, b"GET / HTTP/1.1\r\n\r\n")
+    ip = craft.ip_packet(seg)
+    f = craft.link_frame(ip, linktype)
+    at = LINK_HEADER[linktype]
+
+    def patched(pos: int, value: bytes) -> bytes:
+        b = bytearray(f)
+        b[at + pos : at + pos + len(value)] = value
+        return bytes(b)
+
+    total = len(ip)
+    return [
+        f,
+        f + b"\0" * 9,  # Ethernet padding: not payload
+        f[:-3],  # snaplen cut: left to decode_frame (lost bytes)
+        f[: at + 39],  # one byte short of the headers
+        f[: at + 40],
+        patched(2, struct.pack("!H", total + 1)),
+        patched(2, struct.pack("!H", total - 1)),
+        patched(2, struct.pack("!H", 39)),
+        patched(0, b"\x46"),
+        patched(0, b"\x65"),
+        patched(6, b"\x20\x00"),
+        patched(6, b"\x00\x01"),
+        patched(6, b"\x40\x00"),
+        patched(6, b"\x80\x00"),  # the reserved bit is not a fragment bit
+        patched(9, b"\x11"),
+        patched(32, b"\x40"),
+        patched(32, b"\x60"),
+        patched(32, b"\xf0"),
+        patched(-2, b"\x86\xdd"),
+        patched(-2, b"\x81\x00"),
+        patched(12, b"\xff\xff\xff\xff"),
+        patched(20, b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"),
+        b"",
+    ]
+
+
+@pytest.mark.parametrize("linktype", [DLT_EN10MB, DLT_LINUX_SLL])
+def test_python_reference_agrees_with_decode_frame(linktype: int) -> None:
+    """A segment only where decode_frame gives that very segment."""
+    frames = [(1_700_000_000 + i, i * 7919 % 1_000_000, f) for i, f in enumerate(frame_variants(linktype))]
+    buf, meta = pack(frames)
+    out = decode_batch_py(buf, meta, LINK_HEADER[linktype])
+    fast = set()
+    for i, ((sec, usec, frame), (ts, seg, caplen)) in enumerate(zip(frames, out, strict=True)):
+        assert (ts, caplen) == (sec + usec * 1e-6, len(frame))
+        if seg.__class__ is tuple:
+            fast.add(i)
+            assert decode_frame(linktype, frame) == Segment(*seg)
+        else:
+            assert buf[seg : seg + caplen] == frame
+    # The whole frame, padded, IP length one short (the byte is padding),
+    # DF, the reserved bit, TCP options, other addresses, ports and numbers.
+    assert fast == {0, 1, 6, 12, 13, 16, 20, 21}
+
+
+@needs_c
+@pytest.mark.parametrize("linktype", [DLT_EN10MB, DLT_LINUX_SLL])
+def test_c_agrees_on_each_broken_frame(linktype: int) -> None:
+    frames = [(1_700_000_000 + i, i * 7919 % 1_000_000, f) for i, f in enumerate(frame_variants(linktype))]
+    buf, meta = pack(frames)
+    for lk in (0, 14, 16):
+        assert decode_batch_c(buf, meta, lk) == decode_batch_py(buf, meta, lk)
+
+
+@needs_c
+def test_c_leaves_frames_past_the_buffer_to_python() -> None:
+    f = frame_variants(DLT_EN10MB)[0]
+    buf, meta = pack([(1, 2, f)])
+    meta += struct.pack("=4I", 3, 4, len(buf) - 10, len(f))  # runs past the end
+    meta += struct.pack("=4I", 3, 4, 2**32 - 1, 2**32 - 1)
+    assert decode_batch_c(buf, meta, 14) == decode_batch_py(buf, meta, 14)
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(
+    seed=st.sampled_from(frame_variants(DLT_EN10MB)[:2] + frame_variants(DLT_LINUX_SLL)[:1]),
+    edits=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 255)), max_size=5),
+    cut=st.integers(0, 70),
+    times=st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+    junk=st.binary(max_size=80),
+)
+def test_c_agrees_on_mutated_and_random_frames(seed, edits, cut, times, junk) -> None:
+    b = bytearray(seed)
+    for pos, value in edits:
+        if pos < len(b):
+            b[pos] = value
+    mutated = bytes(b[: len(b) - cut % (len(b) + 1)])
+    buf, meta = pack([(times[0], times[1], mutated), (times[1], times[0], junk), (0, 999_999, seed)])
+    for lk in (14, 16):
+        assert decode_batch_c(buf, meta, lk) == decode_batch_py(buf, meta, lk)
