@@ -87,6 +87,10 @@ _LENIENT = dict(
 )
 
 
+# Header name as sent -> its lowercase str (see _Side.on_header).
+_NAMES: dict[bytes, str] = {}
+
+
 def _text(b: bytes) -> str:
     """Bytes from the wire as str, lossless: invalid UTF-8 bytes become lone
     surrogates (U+DC80..U+DCFF, Python's surrogateescape), which the JSON
@@ -166,7 +170,7 @@ class _Side:
         "session", "is_request", "parser", "msg", "txn", "mode", "buf",
         "began", "messages", "good", "feed_no", "raw_line", "line_complete", "seen_bytes", "carry", "careful", "line",
         "chunk_left", "stop", "resync_pending", "max_header_bytes",
-        "max_header_count", "filling", "tail", "buf_charged",
+        "max_header_count", "filling", "tail", "buf_charged", "meter",
     )
 
     def __init__(self, session: "HttpSession", is_request: bool, mode: str) -> None:
@@ -197,6 +201,7 @@ class _Side:
         self.resync_pending = False
         self.max_header_bytes = session.max_header_bytes
         self.max_header_count = session.max_header_count
+        self.meter = session.meter
         self.filling = False
         self.tail = b""  # careful mode: last two bytes fed
         # The parser is made on the first byte fed (HttpSession._feed): a
@@ -289,19 +294,27 @@ class _Side:
         if not msg.released:
             cost = n + HEADER_COST
             msg.mem += cost
-            meter = self.session.meter  # Meter.add, inlined: once per header
+            meter = self.meter  # Meter.add, inlined: once per header
             meter.http_bytes += cost
             if meter.http_bytes > meter.limit:
                 meter.over = True
+        key = _NAMES.get(name)
+        if key is None:
+            key = _text(name).lower()
+            if len(_NAMES) < 512:
+                # Header names repeat on every message: keep the lowercase
+                # str of the first 512 spellings seen (bounded).
+                _NAMES[name] = key
         try:
-            key = name.decode().lower()
             val = value.decode()
         except UnicodeDecodeError:
-            key = _text(name).lower()
             val = _text(value)
-        old = msg.headers.get(key)
-        # RFC 9110 section 5.3: repeated fields combine with ", ".
-        msg.headers[key] = val if old is None else old + ", " + val
+        headers = msg.headers
+        if key in headers:
+            # RFC 9110 section 5.3: repeated fields combine with ", ".
+            headers[key] = headers[key] + ", " + val
+        else:
+            headers[key] = val
 
     def on_headers_complete(self) -> None:
         msg = self.msg

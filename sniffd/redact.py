@@ -105,6 +105,8 @@ _ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)")
 # may contain "=").
 _PAIR_S = re.compile(r"(?:^|(?<=&))([^&=]*)=([^&]*)")
 _PAIR_B = re.compile(rb"(?:^|(?<=&))([^&=]*)=([^&]*)")
+# The names of the pairs _PAIR_S finds.
+_NAMES_S = re.compile(r"(?:^|(?<=&))([^&=]*)=")
 _BRACKETS = re.compile(r"\[([^\]]*)\]")
 # A JSON string, escapes included (RFC 8259 section 7).
 _JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)
@@ -169,6 +171,8 @@ class Redactor:
         self._params_norm = frozenset(_norm(p) for p in params)
         self._mac = hmac.new(bytes(key), digestmod=hashlib.sha256)
         self._memo: dict[tuple[bytes, frozenset[str]], bool] = {}
+        # Query shapes (the tuple of parameter names) -> does any name match?
+        self._shapes: dict[tuple[str, ...], bool] = {}
 
     # ------------------------------------------------------------ tokens
 
@@ -329,8 +333,24 @@ class Redactor:
           one does appear it is as likely to hold an OAuth implicit-grant
           ``#access_token=`` (RFC 6749 section 4.2.2) as anything else.
         """
-        if "?" not in uri and "#" not in uri and "@" not in uri:
-            return uri, False  # nothing that can hold a secret
+        if "#" not in uri and "@" not in uri:
+            q = uri.find("?")
+            if q < 0:
+                return uri, False  # nothing that can hold a secret
+            # A path and a query, the common URI.  Only a configured name
+            # can make a value secret, and sites send the same names on
+            # every request: whether a shape of names holds one is looked up
+            # once (bounded memo), and most queries are returned unread.
+            names = tuple(_NAMES_S.findall(uri[q + 1 :]))
+            shapes = self._shapes
+            hit = shapes.get(names)
+            if hit is None:
+                if len(shapes) >= 4096:
+                    shapes.clear()
+                keys = self._params_norm
+                hit = shapes[names] = any(self._param_is_secret(_to_bytes(n), keys) for n in names)
+            if not hit:
+                return uri, False
         changed = False
         head, hash_, fragment = uri.partition("#")
         m = _ABSOLUTE.match(head)

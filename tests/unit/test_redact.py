@@ -11,6 +11,8 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sniffd.redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
 
@@ -373,3 +375,36 @@ def test_redact_headers_with_mixed_case_names_are_still_redacted():
     tok = "hmac:" + hmac.new(b"k" * 32, b"abc", hashlib.sha256).hexdigest()[:16]
     assert ({"Proxy-Authorization": f"Basic {tok}"}, ["Proxy-Authorization"]) == r.headers(
         {"Proxy-Authorization": "Basic abc"})
+
+
+# Redactor.uri answers "no configured name in this query" from a memo of
+# query shapes (the tuple of names); the values of a shape that holds one
+# must still be redacted every time, and the answer must be what reading
+# every pair gives (Redactor._pairs, the path a query with a secret takes).
+def test_redact_uri_same_shape_twice_redacts_each_value() -> None:
+    assert ("/a?x=1&token=" + tok("v1"), True) == R.uri("/a?x=1&token=v1")
+    assert ("/a?x=2&token=" + tok("v2"), True) == R.uri("/a?x=2&token=v2")
+    assert ("/a?x=3&token=", False) == R.uri("/a?x=3&token=")
+    assert ("/a?x=1&y=2", False) == R.uri("/a?x=1&y=2")
+
+
+def test_redact_uri_shape_memo_is_bounded_and_still_answers() -> None:
+    r = Redactor(KEY)
+    for i in range(5000):
+        assert (f"/p?n{i}=v", False) == r.uri(f"/p?n{i}=v")
+    assert len(r._shapes) <= 4096
+    assert ("/p?n1=v&pwd=" + tok("s"), True) == r.uri("/p?n1=v&pwd=s")
+
+
+_NAME = st.sampled_from(["x", "token", "Access-Token", "pass%77ord", "user[password]", "a+b", "", "seed", "key"])
+_VALUE = st.sampled_from(["", "1", "s3cr3t", "a=b", "%41", "+"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(pairs=st.lists(st.tuples(_NAME, st.sampled_from(["=", ""]), _VALUE), max_size=5), path=st.sampled_from(["/", "/a/b", ""]))
+def test_redact_uri_agrees_with_reading_every_pair(pairs, path) -> None:
+    query = "&".join(n + eq + (v if eq else "") for n, eq, v in pairs)
+    r = Redactor(KEY)
+    expected_query, changed = r._pairs(query, lambda s: s.encode(), r._params_norm)
+    assert (path + "?" + expected_query, changed) == r.uri(path + "?" + query)
+    assert (path + "?" + expected_query, changed) == r.uri(path + "?" + query)  # from the memo
