@@ -11,7 +11,9 @@
  *          (src, dst, sport, dport, seq, ack, flags, payload, 0)
  *        that decode_frame returns as a Segment;
  *        for every other frame: the int offset of the frame in `buf`, for
- *        decode_frame to decide.
+ *        decode_frame to decide;
+ *        with a shard (k, n): None for a common frame whose flow_hash % n
+ *        is not k (another worker's connection: only its time counts).
  *
  * The same checks, in the same order, as decode.decode_batch_py (the
  * reference; tests/unit/test_batch_decode.py compares the two on every test
@@ -63,22 +65,33 @@ be32(const unsigned char *p)
     return ((unsigned long)p[0] << 24) | ((unsigned long)p[1] << 16) | ((unsigned long)p[2] << 8) | p[3];
 }
 
+/* Is the frame at f (caplen bytes) a common frame? */
+static int
+is_common(const unsigned char *f, Py_ssize_t caplen, Py_ssize_t link)
+{
+    if (caplen < link + 40)
+        return 0;
+    const unsigned char *ip = f + link;
+    if (be16(ip - 2) != 0x0800 || ip[0] != 0x45 || ip[9] != 6 || (be16(ip + 6) & 0x3FFF))
+        return 0;
+    Py_ssize_t hl = (Py_ssize_t)(ip[32] >> 4) << 2;
+    Py_ssize_t start = link + 20 + hl; /* offsets within the frame */
+    Py_ssize_t end = link + (Py_ssize_t)be16(ip + 2);
+    return hl >= 20 && start <= end && end <= caplen;
+}
+
 /* The segment tuple of a common frame, or NULL with no error set when the
  * frame is not one (NULL with an error set: out of memory). */
 static PyObject *
 fast_segment(const unsigned char *buf, Py_ssize_t off, Py_ssize_t caplen, Py_ssize_t link)
 {
-    if (caplen < link + 40)
-        return NULL;
     const unsigned char *f = buf + off;
+    if (!is_common(f, caplen, link))
+        return NULL;
     const unsigned char *ip = f + link;
-    if (be16(ip - 2) != 0x0800 || ip[0] != 0x45 || ip[9] != 6 || (be16(ip + 6) & 0x3FFF))
-        return NULL;
     Py_ssize_t hl = (Py_ssize_t)(ip[32] >> 4) << 2;
-    Py_ssize_t start = link + 20 + hl; /* offsets within the frame */
+    Py_ssize_t start = link + 20 + hl;
     Py_ssize_t end = link + (Py_ssize_t)be16(ip + 2);
-    if (hl < 20 || start > end || end > caplen)
-        return NULL;
 
     PyObject *src = addr_bytes(ip + 12);
     PyObject *dst = src ? addr_bytes(ip + 16) : NULL;
@@ -114,17 +127,38 @@ fast_segment(const unsigned char *buf, Py_ssize_t off, Py_ssize_t caplen, Py_ssi
     return seg;
 }
 
+/* decode.flow_hash of a common frame: symmetric, the same in every process. */
+static unsigned long
+flow_hash(const unsigned char *ip)
+{
+    uint32_t x = (uint32_t)be32(ip + 12) ^ (uint32_t)be32(ip + 16) ^ be16(ip + 20) ^ be16(ip + 22);
+    return (unsigned long)((uint32_t)(x * 2654435761u) >> 16);
+}
+
 static PyObject *
 decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "decode_batch(buf, meta, link)");
+    if (nargs != 3 && nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch(buf, meta, link[, k, n])");
         return NULL;
     }
     Py_buffer buf, meta;
     Py_ssize_t link = PyLong_AsSsize_t(args[2]);
     if (link == -1 && PyErr_Occurred())
         return NULL;
+    long k = 0, nshards = 1;
+    if (nargs == 5) {
+        k = PyLong_AsLong(args[3]);
+        if (k == -1 && PyErr_Occurred())
+            return NULL;
+        nshards = PyLong_AsLong(args[4]);
+        if (nshards == -1 && PyErr_Occurred())
+            return NULL;
+        if (nshards < 1 || k < 0 || k >= nshards) {
+            PyErr_SetString(PyExc_ValueError, "shard k of n: need 0 <= k < n");
+            return NULL;
+        }
+    }
     if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0)
         return NULL;
     if (PyObject_GetBuffer(args[1], &meta, PyBUF_SIMPLE) < 0) {
@@ -146,9 +180,15 @@ decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_ssize_t off = q[2], caplen = q[3];
         PyObject *seg = NULL;
         if (link > 0 && off + caplen <= buf.len) {
-            seg = fast_segment(b, off, caplen, link);
-            if (seg == NULL && PyErr_Occurred())
-                goto fail;
+            if (nshards > 1 && is_common(b + off, caplen, link) &&
+                flow_hash(b + off + link) % (unsigned long)nshards != (unsigned long)k) {
+                seg = Py_None;
+                Py_INCREF(seg);
+            } else {
+                seg = fast_segment(b, off, caplen, link);
+                if (seg == NULL && PyErr_Occurred())
+                    goto fail;
+            }
         }
         if (seg == NULL) {
             seg = PyLong_FromSsize_t(off);
@@ -178,9 +218,88 @@ done:
     return out;
 }
 
+/* pcap_records(buf, pos, n, swapped, nano, max_caplen) -> (meta, pos, stop)
+ *
+ * Walks up to n records of a classic pcap file held in buf (a chunk of the
+ * file; pos: the offset of a record header in it) and returns their meta
+ * entries, as pcapy-ng's next_batch lays them out (native uint32 sec, usec,
+ * offset in buf, caplen), and the offset after the last one.  stop: 0 when
+ * n records were walked, 1 when the next record is not whole in buf (read
+ * more, or the file ends there), 2 when the next record's caplen is above
+ * max_caplen (libpcap decides what such a record means).  Nanosecond files
+ * are given in microseconds, truncated, as libpcap gives them. */
+static PyObject *
+pcap_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "pcap_records(buf, pos, n, swapped, nano, max_caplen)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    int swapped = PyObject_IsTrue(args[3]);
+    int nano = PyObject_IsTrue(args[4]);
+    Py_ssize_t max_caplen = PyLong_AsSsize_t(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (pos < 0 || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "pos and n must not be negative");
+        return NULL;
+    }
+    Py_buffer buf;
+    if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0)
+        return NULL;
+    PyObject *meta = PyBytes_FromStringAndSize(NULL, 16 * n);
+    if (meta == NULL) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    uint32_t *out = (uint32_t *)PyBytes_AS_STRING(meta);
+    const unsigned char *b = (const unsigned char *)buf.buf;
+    Py_ssize_t got = 0;
+    int stop = 0;
+    while (got < n) {
+        if (pos + 16 > buf.len) {
+            stop = 1;
+            break;
+        }
+        uint32_t h[4];
+        memcpy(h, b + pos, sizeof h);
+        if (swapped) {
+            for (int i = 0; i < 4; i++)
+                h[i] = __builtin_bswap32(h[i]);
+        }
+        Py_ssize_t caplen = h[2];
+        if (caplen > max_caplen) {
+            stop = 2;
+            break;
+        }
+        if (pos + 16 + caplen > buf.len) {
+            stop = 1;
+            break;
+        }
+        uint32_t q[4] = {h[0], nano ? h[1] / 1000 : h[1], (uint32_t)(pos + 16), h[2]};
+        if (pos + 16 > (Py_ssize_t)UINT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "buffer too large for 32-bit offsets");
+            Py_DECREF(meta);
+            PyBuffer_Release(&buf);
+            return NULL;
+        }
+        memcpy(out + 4 * got, q, sizeof q);
+        pos += 16 + caplen;
+        got++;
+    }
+    PyBuffer_Release(&buf);
+    if (got < n && _PyBytes_Resize(&meta, 16 * got) < 0)
+        return NULL;
+    return Py_BuildValue("(Nni)", meta, pos, stop);
+}
+
 static PyMethodDef methods[] = {
+    {"pcap_records", (PyCFunction)(void (*)(void))pcap_records, METH_FASTCALL,
+     "pcap_records(buf, pos, n, swapped, nano, max_caplen) -> (meta, pos, stop)"},
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL,
-     "decode_batch(buf, meta, link) -> [(ts, seg or frame offset, caplen), ...]"},
+     "decode_batch(buf, meta, link[, k, n]) -> [(ts, seg or frame offset or None, caplen), ...]"},
     {NULL, NULL, 0, NULL},
 };
 

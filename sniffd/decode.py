@@ -295,7 +295,7 @@ _META_ITER = struct.Struct("=4I").iter_unpack
 _ETHERTYPE_IP4_TCP = struct.Struct("!HBxH2xHxB2x4s4sHHIIBB").unpack_from
 
 
-def decode_batch_py(buf: bytes, meta: bytes, link: int) -> list[tuple]:
+def decode_batch_py(buf: bytes, meta: bytes, link: int, k: int = 0, n: int = 1) -> list[tuple]:
     """One capture batch (pcapy-ng next_batch: ``buf`` and ``meta`` of
     (sec, usec, offset, caplen) native uint32s) -> ``(ts, seg, caplen)`` per
     frame.  ``seg`` is the segment tuple of a common frame (a link header of
@@ -303,6 +303,8 @@ def decode_batch_py(buf: bytes, meta: bytes, link: int) -> list[tuple]:
     consistent and whole in the frame: _ip4_tcp's checks), as decode_frame
     gives it; for every other frame it is the frame's offset in ``buf``, for
     decode_frame to decide.  ``link`` 0: every frame is left to decode_frame.
+    With shard ``k`` of ``n``, a common frame whose flow_hash % n is not k
+    gets None: another worker's connection, of which only the time counts.
 
     The reference for sniffd/_batch.c, which does this in C (the per-packet
     Python around struct.unpack was a quarter of `sniffd read`)."""
@@ -320,7 +322,10 @@ def decode_batch_py(buf: bytes, meta: bytes, link: int) -> list[tuple]:
                 start = ip + 20 + hl
                 end = ip + total
                 if hl >= 20 and start <= end <= off + caplen:
-                    seg = (src, dst, sport, dport, seq, ack, flags, buf[start:end], 0)
+                    if n > 1 and flow_hash(src, dst, sport, dport) % n != k:
+                        seg = None
+                    else:
+                        seg = (src, dst, sport, dport, seq, ack, flags, buf[start:end], 0)
         out.append((ts, seg, caplen))
     return out
 
@@ -335,12 +340,9 @@ except ImportError:  # built without a C compiler: the same, slower
 
 _FOLD = struct.Struct("!4I").unpack_from
 
-# The same hash as a BPF expression, so libpcap can drop other shards'
-# packets in C (IPv4 TCP, not fragmented; every other frame is hashed in
-# Python after decoding).  32-bit unsigned arithmetic in both.  The
-# multiplication matters: Linux gives connect() even ephemeral ports, so
-# the low bits of a plain XOR hardly vary.
-SHARD_BPF = "(((ip[12:4] ^ ip[16:4] ^ tcp[0:2] ^ tcp[2:2]) * 2654435761) >> 16) % {n} = {k}"
+# 32-bit unsigned arithmetic, as sniffd/_batch.c computes it for the common
+# frame.  The multiplication matters: Linux gives connect() even ephemeral
+# ports, so the low bits of a plain XOR hardly vary.
 _GOLDEN = 2654435761
 
 
@@ -352,20 +354,14 @@ def _fold(addr: bytes) -> int:
 
 
 def flow_hash(src: bytes, dst: bytes, sport: int, dport: int) -> int:
-    """Symmetric (both directions hash alike), the same in every process
-    (Python's hash() of bytes is salted per process) and the same as
-    SHARD_BPF: what spreads a capture's connections over worker processes."""
+    """Symmetric (both directions hash alike) and the same in every process
+    (Python's hash() of bytes is salted per process): what spreads a
+    capture's connections over `sniffd read --workers` processes."""
     return _mix(_fold(src) ^ _fold(dst) ^ sport ^ dport)
 
 
 def _mix(x: int) -> int:
     return ((x * _GOLDEN) & 0xFFFFFFFF) >> 16
-
-
-def shard_filter(k: int, n: int) -> str:
-    """BPF keeping shard k of n: other shards' IPv4 TCP packets are dropped
-    by libpcap; fragments and everything else pass, for Python to decide."""
-    return f"(not (ip and tcp) or (ip[6:2] & 0x3fff != 0) or ({SHARD_BPF.format(n=n, k=k)}))"
 
 
 # --------------------------------------------------------------- dpkt path

@@ -47,7 +47,7 @@ class Connection:
         "client", "server", "c2s", "s2c", "last_seen", "touched",
         "closed", "held", "held_bytes", "held_since", "keys", "cid",
         "client_rec", "server_rec", "rst", "syn_isn", "releasing", "_http", "_settings", "midstream", "meter",
-        "bodies", "accounted",
+        "bodies", "accounted", "began",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
@@ -67,6 +67,7 @@ class Connection:
         self.accounted = 0  # this connection's share of FlowTable.buffered
         self.last_seen = now
         self.touched = now
+        self.began = now
         self.closed = False
         self.rst = False
         # Segments held for causal order, per direction (index: from_client).
@@ -79,6 +80,14 @@ class Connection:
         self.server_rec: dict | None = None
         self.syn_isn: int | None = None
         self.releasing = False
+
+    @property
+    def order(self) -> tuple:
+        """Where this connection stands among those that began: when it
+        began, then its endpoints.  The same in every process reading the
+        same capture; records finished together are written in this order."""
+        (cip, cport), (sip, sport) = self.client, self.server
+        return (round(self.began * 1_000_000), int.from_bytes(cip, "big"), cport, int.from_bytes(sip, "big"), sport)
 
     @property
     def http(self) -> HttpSession:
@@ -618,7 +627,7 @@ class FlowTable:
         if not self.meter.keep_bodies and self.estimate() < self.budget // 2:
             self.meter.keep_bodies = True
         self._set_http_limit()
-        return self._take()
+        return _in_order(self._take())
 
     def close_all(self, reason: str | None, now: float) -> list[tuple[Connection, Transaction]]:
         why = "shutdown" if reason == "cut_by_shutdown" else "end_of_input"
@@ -628,4 +637,18 @@ class FlowTable:
             self._close(conn, reason, now, why)
         for conn in list(self.closing):
             self._remove(conn)
-        return self._take()
+        return _in_order(self._take())
+
+
+def _in_order(done: list[tuple[Connection, Transaction]]) -> list[tuple[Connection, Transaction]]:
+    """Transactions finished together (by one housekeeping pass, or at the
+    end) in the order their connections began, each connection's in its own
+    order: an order that does not depend on which connections share a
+    process (sniffd read --workers) or on how the table was walked."""
+    if len(done) > 1:
+        done.sort(key=_order)
+    return done
+
+
+def _order(item: tuple[Connection, Transaction]) -> tuple:
+    return item[0].order

@@ -17,8 +17,7 @@ from __future__ import annotations
 import os
 
 from sniffd import records
-from sniffd.decode import (DLT_EN10MB, DLT_LINUX_SLL, LINK_HEADER, Fragment, Segment, decode_batch, decode_frame,
-                           decode_transport, flow_hash)
+from sniffd.decode import LINK_HEADER, Fragment, Segment, decode_batch, decode_frame, decode_transport, flow_hash
 from sniffd.flows import Connection, FlowTable
 from sniffd.fragments import Defragmenter
 from sniffd.http import Transaction
@@ -47,13 +46,13 @@ class Pipeline:
         self.snaplen = snaplen
         # (k, n): process only connections whose flow_hash % n == k, so n
         # processes can share one capture (sniffd read --workers n).  Every
-        # shard decodes fragments, since only the first one has ports.
+        # shard sees every frame's time (so all keep the very same clock and
+        # housekeeping ticks as one process would) and decodes fragments,
+        # since only the first one has ports.
         self.shard = shard
         # Frames that belong to no connection (not TCP, undecodable, IP
         # fragments) are seen by every shard; only shard 0 counts them.
         self._counts_frames = shard is None or shard[0] == 0
-        # True when the capture applies decode.shard_filter in libpcap.
-        self.bpf_sharded = False
         s = self.settings
         self._decode = decode
         self.flows = FlowTable(s)
@@ -79,9 +78,14 @@ class Pipeline:
         self.records = 0
         self.non_tcp = 0
         self.counts: dict[str, int] = {}
-        # When a list: the clock at which each record was emitted is appended
-        # to it, in output order (sniffd read --workers merges shards by it).
-        self.emit_times: list[float] | None = None
+        # When a list (sniffd read --workers), each record's place in the
+        # output one process would write is appended to it: (frames before
+        # it, phase, its connection's order key), phase 0 for housekeeping
+        # before that frame, 1 for the frame itself, 2 for the final flush.
+        # The parent merges the shards' records by it.
+        self.emit_keys: list[tuple] | None = None
+        self.frame_no = 0  # frames given to feed_batch, every shard's
+        self._emit_at = (0, 1)
 
     # ------------------------------------------------------------- public
 
@@ -136,21 +140,18 @@ class Pipeline:
         flows_feed = self.flows.feed
         buf = batch.buf
         shard = self.shard
-        mine = nshards = 0
-        bpf_sharded = False
-        if shard is not None:
-            mine, nshards = shard
-            bpf_sharded = self.bpf_sharded and linktype in (DLT_EN10MB, DLT_LINUX_SLL)
-        link = LINK_HEADER.get(linktype, 0)
-        etype_at = link - 2
+        mine, nshards = shard if shard is not None else (0, 1)
         # Batch decoding only stands in for decode_frame (tests build
         # pipelines on the dpkt decoder to compare the two).
-        items = decode_batch(buf, batch.meta, link if decode is decode_frame else 0)
+        link = LINK_HEADER.get(linktype, 0) if decode is decode_frame else 0
+        items = decode_batch(buf, batch.meta, link, mine, nshards)
         now = self.now if self.now is not None else float("-inf")
         next_expire = self._next_expire
+        frame_no = self.frame_no
         count = 0
         nbytes = 0
         for ts, seg, caplen in items:
+            frame_no += 1
             if ts >= now:
                 now = ts
             elif self._counts_frames:
@@ -158,8 +159,11 @@ class Pipeline:
             if now >= next_expire:
                 self.now = now
                 if next_expire:
+                    self._emit_at = (frame_no, 0)
                     out.extend(self.expire(now))
                 next_expire = self._next_expire = now + EXPIRE_EVERY_S
+            if seg is None:
+                continue  # another shard's connection: only its time counts
             if seg.__class__ is int:
                 frame = buf[seg : seg + caplen]
                 seg = decode(linktype, frame)
@@ -173,19 +177,14 @@ class Pipeline:
                         continue
                     if shard is not None and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
                         continue  # a reassembled datagram of another shard's connection
-                elif (shard is not None and not (bpf_sharded and frame[etype_at:etype_at + 2] == b"\x08\x00")
-                      and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine):
-                    # libpcap's shard filter (decode.shard_filter) already chose
-                    # untagged IPv4 TCP frames; hash the rest here, alike.
-                    continue
+                elif shard is not None and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
+                    continue  # decode_batch sorted the common frames; these, alike
                 else:
                     count += 1
                     nbytes += caplen
                     if seg[8] and not self._cut_by_capture(frame, None):
                         self._count("truncated_frame")
                         continue
-            elif shard is not None and not bpf_sharded and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
-                continue
             else:
                 count += 1
                 nbytes += caplen
@@ -199,8 +198,10 @@ class Pipeline:
                 continue
             if done:
                 self.now = now
+                self._emit_at = (frame_no, 1)
                 out.extend(self._records(done))
         self.now = now if now != float("-inf") else self.now
+        self.frame_no = frame_no
         self.packets += count
         self.bytes += nbytes
         return out
@@ -219,6 +220,7 @@ class Pipeline:
         beyond what each one lacks (response_missing, message_incomplete)."""
         now = self.now if self.now is not None else 0.0
         anomaly = "cut_by_shutdown" if reason == "shutdown" else None
+        self._emit_at = (self.frame_no, 2)
         return self._records(self.flows.close_all(anomaly, now))
 
     @property
@@ -277,6 +279,7 @@ class Pipeline:
 
     def _records(self, done: list[tuple[Connection, Transaction]]) -> list[dict]:
         out = []
+        keys = self.emit_keys
         for conn, txn in done:
             if conn.cid is None:
                 (cip, cport), (sip, sport) = conn.client, conn.server
@@ -291,8 +294,8 @@ class Pipeline:
             for name in rec["anomalies"]:
                 self._count_record_anomaly(name)
             out.append(rec)
-        if self.emit_times is not None:
-            self.emit_times.extend([self.now or 0.0] * len(out))
+            if keys is not None:
+                keys.append(self._emit_at + conn.order)
         self.records += len(out)
         return out
 

@@ -6,12 +6,16 @@ file goes to a temporary name in the same directory and is renamed into
 place at the end: a reader never sees half a run under the final name.
 
 ``--workers N`` spreads the connections over N processes: each reads the
-whole file (from the page cache, at libpcap speed) but decodes and
-reassembles only the connections whose symmetric flow hash falls to it, and
-writes its records keyed by the packet time at which each was completed.
-The parent merges the N sorted streams by that key, so the output is in the
-same order a single process would write it (ties between workers broken by
-worker number).
+whole file (from the page cache) and keeps the clock of every frame, so all
+run the housekeeping (gap and idle timeouts) at the very frames one process
+would, but decodes and reassembles only the connections whose symmetric
+flow hash falls to it (decode_batch sorts the common frames in C).  Each
+writes its records keyed by their place in one process's output (the frame
+that completed them, then their connection's order: Pipeline.emit_keys);
+the parent merges the N sorted streams by that key, so the output is the
+one a single process writes, record for record and in the same order.  The
+one exception: with the memory budget or max_connections reached, each
+worker sheds its own connections, as one process would shed from all.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import sys
 import tempfile
 
 from sniffd.capture import CaptureError, OfflineCapture
-from sniffd.decode import UnknownLinkType, check_linktype, shard_filter
+from sniffd.decode import UnknownLinkType, check_linktype
 from sniffd.pipeline import Pipeline
 from sniffd.records import dumps
 from sniffd.settings import Settings
@@ -37,10 +41,10 @@ def _err(msg: str) -> None:
     print(f"sniffd: error: {msg}", file=sys.stderr)
 
 
-def _open_all(paths: list[str], bpf: str, extra_bpf: str = "") -> list[OfflineCapture]:
+def _open_all(paths: list[str], bpf: str) -> list[OfflineCapture]:
     captures = []
     for path in paths:
-        cap = OfflineCapture(path, bpf, extra_bpf)
+        cap = OfflineCapture(path, bpf)
         try:
             check_linktype(cap.linktype)
         except UnknownLinkType as e:
@@ -103,26 +107,26 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
 def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard: tuple[int, int] | None,
          warn: bool, key: bytes) -> dict:
     """One pipeline over all captures; returns its stats.  With ``shard``,
-    each line is prefixed with the record's emit time and a tab."""
+    each line is prefixed with the record's place in one process's output
+    (Pipeline.emit_keys), written by _key so that lines sort as keys do."""
     pipeline = Pipeline(settings, shard=shard, redact_key=key)
     if shard is not None:
-        pipeline.emit_times = []
-        pipeline.bpf_sharded = True
+        pipeline.emit_keys = []
 
     def emit(recs: list[dict]) -> None:
         if not recs:
             return
         # In slices: the flush at the end of a capture can hold every open
         # transaction, and one joined string of them all doubled the memory.
-        times = pipeline.emit_times
+        keys = pipeline.emit_keys
         for i in range(0, len(recs), 1000):
             part = recs[i : i + 1000]
             if shard is None:
                 write("".join([dumps(r) + "\n" for r in part]))
             else:
-                write("".join([f"{t:.6f}\t{dumps(r)}\n" for t, r in zip(times[i : i + 1000], part)]))
-        if times is not None:
-            times.clear()
+                write("".join([_key(k) + dumps(r) + "\n" for k, r in zip(keys[i : i + 1000], part)]))
+        if keys is not None:
+            keys.clear()
 
     for cap in captures:
         linktype = cap.linktype
@@ -137,10 +141,20 @@ def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard
     return pipeline.stats
 
 
+# Pipeline.emit_keys: (frames, phase, began in us, client ip, port, server
+# ip, port), each as fixed-width hex (an IPv4 address is a small number).
+_KEY_FORMAT = "{:012x}{:x}{:016x}{:032x}{:04x}{:032x}{:04x}"
+_KEY_WIDTH = 12 + 1 + 16 + 32 + 4 + 32 + 4
+
+
+def _key(k: tuple) -> str:
+    return _KEY_FORMAT.format(*k)
+
+
 def _shard_main(paths: list[str], bpf: str, settings: Settings | None, k: int, n: int, path: str,
                 key: bytes) -> None:
     with open(path, "w", encoding="ascii", buffering=1 << 20) as f:
-        stats = _run(_open_all(paths, bpf, shard_filter(k, n)), settings, f.write, (k, n), warn=(k == 0), key=key)
+        stats = _run(_open_all(paths, bpf), settings, f.write, (k, n), warn=(k == 0), key=key)
     with open(path + ".stats", "w") as f:
         json.dump(stats, f)
 
@@ -163,9 +177,11 @@ def _run_parallel(paths: list[str], bpf: str, settings: Settings | None, write, 
             return None
         files = [open(p, encoding="ascii") for p in parts]
         try:
-            streams = [((float(line[: line.index("\t")]), k, line) for line in f) for k, f in enumerate(files)]
-            for _t, _k, line in heapq.merge(*streams):
-                write(line[line.index("\t") + 1 :])
+            # Keys of fixed width: the lines sort as their keys, compared
+            # in C.  No two workers' lines share a key (a key names a
+            # connection), and merge keeps each worker's own order.
+            for line in heapq.merge(*files):
+                write(line[_KEY_WIDTH:])
         finally:
             for f in files:
                 f.close()

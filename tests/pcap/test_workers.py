@@ -1,6 +1,9 @@
 """``sniffd read --workers N`` spreads connections over N processes; the
 output must be exactly what one process writes, in the same order."""
 
+from sniffd.decode import flow_hash
+
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -57,7 +60,7 @@ def test_workers_give_the_same_records_in_the_same_order_on_mixed_traffic(tmp_pa
 
 
 def test_workers_give_the_same_records_on_vlan_tagged_traffic(tmp_path):
-    """Tagged frames are not matched by libpcap's shard filter; Python hashes them alike."""
+    """Tagged frames are not the common frame decode_batch shards in C; Python hashes them alike."""
     packets = []
     for i in range(12):
         packets += _exchange(TcpConversation(("10.1.0.1", 41000 + 2 * i), ("10.1.0.2", 80)), T0 + i * 0.001, 10 + i)
@@ -80,4 +83,66 @@ def test_workers_honour_the_users_bpf_filter(tmp_path):
 @pytest.mark.parametrize("pcap", ROOT_CAPTURES, ids=lambda p: p.name)
 def test_workers_give_the_same_records_on_the_shipped_captures(pcap, tmp_path):
     one, two, three = _outputs(pcap, tmp_path)
+    assert [one, one] == [two, three]
+
+
+def _port_in_shard(client: str, server: str, sport: int, shard: int, start: int) -> int:
+    """The first client port from ``start`` whose connection falls to
+    ``shard`` of 2 (and of 3, so the three-worker run splits them too)."""
+    c, s = ipaddress.ip_address(client).packed, ipaddress.ip_address(server).packed
+    port = start
+    while not (flow_hash(c, s, port, sport) % 2 == shard and flow_hash(c, s, port, sport) % 3 == shard):
+        port += 2
+    return port
+
+
+def test_workers_keep_one_process_order_for_records_finished_at_the_same_moment(tmp_path):
+    """Records finished at one packet time by connections of different
+    workers: responses whose last segments carry the same timestamp, idle
+    connections expired by one housekeeping pass, and connections still
+    open at the end.  One process writes them in capture order (the first
+    two) and in the order their connections began (the others); merging by
+    time alone, with ties broken by worker number, put the second worker's
+    first (seen on the benchmark corpus)."""
+    packets = []
+    t = T0
+    # Pairs finishing together: the connection of worker 1 first in the file.
+    for i in range(4):
+        a = TcpConversation(("10.2.0.1", _port_in_shard("10.2.0.1", "10.2.0.9", 80, 1, 42000 + 200 * i)), ("10.2.0.9", 80))
+        b = TcpConversation(("10.2.0.2", _port_in_shard("10.2.0.2", "10.2.0.9", 80, 0, 43000 + 200 * i)), ("10.2.0.9", 80))
+        for conv, n in ((a, 11 + i), (b, 21 + i)):
+            packets += [(t, s) for s in conv.handshake() + conv.client_data(b"GET /same/%d HTTP/1.1\r\nHost: h\r\n\r\n" % n)]
+            t += 0.001
+        last = t + 0.002
+        for conv, n in ((a, 11 + i), (b, 21 + i)):
+            packets.append((last, conv.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")[0]))
+        t = last + 0.001
+    # Requests left unanswered on both workers' connections: idle-expired
+    # together (idle_timeout_s = 5 below), in the order they began, which
+    # is not the order their requests were sent.
+    quiet = []
+    for i in range(6):
+        shard = i % 2
+        conv = TcpConversation(("10.3.0.%d" % (1 + i), _port_in_shard("10.3.0.%d" % (1 + i), "10.3.0.9", 80, shard, 44000)),
+                               ("10.3.0.9", 80))
+        packets += [(t + 0.0001 * k, s) for k, s in enumerate(conv.handshake())]
+        t += 0.001
+        quiet.append(conv)
+    for conv in reversed(quiet):
+        packets += [(t, s) for s in conv.client_data(b"GET /quiet HTTP/1.1\r\nHost: h\r\n\r\n")]
+        t += 0.001
+    # Still open at the end of the file, on both workers again.
+    for i in range(4):
+        conv = TcpConversation(("10.4.0.%d" % (1 + i), _port_in_shard("10.4.0.%d" % (1 + i), "10.4.0.9", 80, i % 2, 45000)),
+                               ("10.4.0.9", 80))
+        packets += [(t + 10 + 0.001 * i, s) for s in conv.handshake() + conv.client_data(b"GET /open HTTP/1.1\r\nHost: h\r\n\r\n")]
+    packets.sort(key=lambda p: p[0])
+    pcap = tmp_path / "ties.pcap"
+    craft.capture(pcap, packets)
+    cfg = tmp_path / "sniffd.toml"
+    cfg.write_text("[limits]\nidle_timeout_s = 5.0\n")
+    one, two, three = _outputs(pcap, tmp_path, "-c", cfg)
+    uris = [line.split('"uri":"')[1].split('"')[0] for line in one.splitlines()]
+    assert uris == ["/same/11", "/same/21", "/same/12", "/same/22", "/same/13", "/same/23", "/same/14", "/same/24"] + [
+        "/quiet"] * 6 + ["/open"] * 4
     assert [one, one] == [two, three]

@@ -150,3 +150,126 @@ def test_c_agrees_on_mutated_and_random_frames(seed, edits, cut, times, junk) ->
     buf, meta = pack([(times[0], times[1], mutated), (times[1], times[0], junk), (0, 999_999, seed)])
     for lk in (14, 16):
         assert decode_batch_c(buf, meta, lk) == decode_batch_py(buf, meta, lk)
+
+
+# ------------------------------------------------------- shards (read --workers)
+
+
+@needs_c
+@pytest.mark.parametrize("path", sorted(CAPTURES.glob("**/*.pcap")), ids=lambda p: p.name)
+def test_c_and_python_shard_alike_on_every_test_capture(path: Path) -> None:
+    cap = OfflineCapture(str(path), "")
+    link = LINK_HEADER.get(cap.linktype, 0)
+    for b in cap.batches():
+        for k, n in ((0, 2), (1, 2), (2, 3)):
+            got = decode_batch_c(b.buf, b.meta, link, k, n)
+            assert got == decode_batch_py(b.buf, b.meta, link, k, n)
+            whole = decode_batch_py(b.buf, b.meta, link)
+            # A shard only blanks other shards' common frames.
+            for (ts, seg, caplen), (ts1, seg1, caplen1) in zip(got, whole, strict=True):
+                assert (ts, caplen) == (ts1, caplen1)
+                if seg is None:
+                    assert seg1.__class__ is tuple and decode.flow_hash(*seg1[:4]) % n != k
+                else:
+                    assert seg == seg1
+
+
+@needs_c
+def test_c_rejects_a_shard_outside_its_count() -> None:
+    with pytest.raises(ValueError):
+        decode_batch_c(b"", b"", 14, 2, 2)
+
+
+# ------------------------------------------------------------- pcap_records
+
+from sniffd.capture import pcap_records_py  # noqa: E402
+
+try:
+    from sniffd._batch import pcap_records as pcap_records_c
+except ImportError:
+    pcap_records_c = None
+
+
+def pcap_file(tmp_path: Path, nano: bool, big_endian: bool, snaplen: int = 65535) -> bytes:
+    conv = craft.TcpConversation()
+    segs = conv.handshake() + conv.client_data(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n") + conv.server_data(b"x" * 3000, [1448])
+    path = tmp_path / "f.pcap"
+    craft.capture(path, [(1_700_000_000.123456 + i * 0.000713, s) for i, s in enumerate(segs)], nano=nano, snaplen=snaplen)
+    data = path.read_bytes()
+    if big_endian:
+        # The same file written big-endian: swap every header field.
+        out = bytearray(struct.pack(">IHHiIII", *struct.unpack_from("<IHHiIII", data, 0)))
+        pos = 24
+        while pos < len(data):
+            sec, frac, caplen, wire = struct.unpack_from("<4I", data, pos)
+            out += struct.pack(">4I", sec, frac, caplen, wire) + data[pos + 16 : pos + 16 + caplen]
+            pos += 16 + caplen
+        data = bytes(out)
+    return data
+
+
+@needs_c
+@pytest.mark.parametrize("nano", [False, True], ids=["usec", "nsec"])
+@pytest.mark.parametrize("big_endian", [False, True], ids=["le", "be"])
+def test_pcap_records_c_and_python_agree_at_every_cut(tmp_path, nano, big_endian) -> None:
+    data = pcap_file(tmp_path, nano, big_endian)
+    swapped = big_endian  # this machine is little-endian (x86_64)
+    for cut in range(24, len(data) + 1, 7):
+        buf = data[:cut]
+        for n in (1, 3, 512):
+            pos, stop = 24, 0
+            while stop == 0:
+                c = pcap_records_c(buf, pos, n, swapped, nano, 65535)
+                assert c == pcap_records_py(buf, pos, n, swapped, nano, 65535)
+                _meta, pos, stop = c
+        assert stop == 1
+    assert pcap_records_c(data, 24, 512, swapped, nano, 100)[2] == 2  # caplen above the maximum
+
+
+@pytest.mark.parametrize("nano", [False, True], ids=["usec", "nsec"])
+@pytest.mark.parametrize("big_endian", [False, True], ids=["le", "be"])
+def test_walked_file_reads_as_libpcap_reads_it(tmp_path, nano, big_endian) -> None:
+    """OfflineCapture walks classic pcap files itself; every frame and
+    timestamp must be libpcap's, also when the file is cut inside a record
+    (the walk hands over to libpcap, which reports the cut)."""
+    data = pcap_file(tmp_path, nano, big_endian)
+    path = tmp_path / "g.pcap"
+    for cut in (len(data), len(data) - 5, len(data) - 1500, 24 + 16 + 20):
+        path.write_bytes(data[:cut])
+        walked = OfflineCapture(str(path), "")
+        assert walked._walk_as is not None
+        plain = OfflineCapture(str(path), "")
+        plain._walk_as = None  # libpcap's next_batch
+        frames_w = [f for b in walked.batches(3) for f in b.frames()]
+        frames_p = [f for b in plain.batches(3) for f in b.frames()]
+        assert frames_w == frames_p
+        assert (walked.truncated is None) == (plain.truncated is None) == (cut == len(data))
+        assert walked.truncated == plain.truncated
+
+
+def test_record_longer_than_the_snaplen_is_left_to_libpcap(tmp_path) -> None:
+    """A header snaplen below the records' caplen (libpcap cuts such records
+    to it): the walk stops there and libpcap goes on."""
+    data = bytearray(pcap_file(tmp_path, False, False))
+    struct.pack_into("<I", data, 16, 1000)
+    path = tmp_path / "h.pcap"
+    path.write_bytes(data)
+    walked = OfflineCapture(str(path), "")
+    plain = OfflineCapture(str(path), "")
+    plain._walk_as = None
+    assert walked._walk_as == (False, False, 1000)
+    frames = [f for b in walked.batches() for f in b.frames()]
+    assert frames == [f for b in plain.batches() for f in b.frames()]
+    assert max(len(f) for _ts, f in frames) == 1000  # libpcap's cut: the hand-over happened
+    assert walked.truncated == plain.truncated
+
+
+def test_pcapng_and_filtered_reads_are_left_to_libpcap(tmp_path) -> None:
+    conv = craft.TcpConversation()
+    path = tmp_path / "n.pcapng"
+    craft.capture(path, [(1.0, s) for s in conv.handshake()], fmt="pcapng")
+    assert OfflineCapture(str(path), "")._walk_as is None
+    path = tmp_path / "p.pcap"
+    craft.capture(path, [(1.0, s) for s in conv.handshake()])
+    assert OfflineCapture(str(path), "tcp")._walk_as is None
+    assert OfflineCapture(str(path), "")._walk_as is not None
