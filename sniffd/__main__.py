@@ -1,3 +1,3 @@
-from sniffd.cli import main
-import sys
-sys.exit(main())
+from sniffd.cli import entry
+
+entry()

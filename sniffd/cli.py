@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 
 from sniffd import __version__
@@ -48,6 +49,7 @@ def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
+    global _read_done
     from sniffd.readfile import read_files
 
     settings, key = None, None
@@ -59,8 +61,28 @@ def cmd_read(args: argparse.Namespace) -> int:
             settings, key = cfg.settings(), cfg.redact_key()
         except ConfigError as e:
             return _die(str(e))
-    return read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers,
-                      settings=settings, redact_key=key)
+    rc = read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers,
+                    settings=settings, redact_key=key)
+    _read_done = True
+    return rc
+
+
+def entry() -> None:
+    """The console script (and ``python -m sniffd``): ``main``, then exit.
+
+    A finished `sniffd read` leaves with os._exit: its output is written,
+    flushed and renamed, its workers joined, and tearing the interpreter
+    down (freeing every object one by one) only cost ~30 ms of a 1 s read.
+    Every other command exits normally."""
+    rc = main()
+    if _read_done:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
+_read_done = False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,7 @@ class Connection:
         "client", "server", "c2s", "s2c", "last_seen", "touched",
         "closed", "held", "held_bytes", "held_since", "keys", "cid",
         "client_rec", "server_rec", "rst", "syn_isn", "releasing", "_http", "_settings", "midstream", "meter",
-        "bodies", "accounted", "began",
+        "bodies", "accounted", "began", "_order",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
@@ -68,6 +68,7 @@ class Connection:
         self.last_seen = now
         self.touched = now
         self.began = now
+        self._order: tuple | None = None
         self.closed = False
         self.rst = False
         # Segments held for causal order, per direction (index: from_client).
@@ -86,8 +87,12 @@ class Connection:
         """Where this connection stands among those that began: when it
         began, then its endpoints.  The same in every process reading the
         same capture; records finished together are written in this order."""
-        (cip, cport), (sip, sport) = self.client, self.server
-        return (round(self.began * 1_000_000), int.from_bytes(cip, "big"), cport, int.from_bytes(sip, "big"), sport)
+        order = self._order
+        if order is None:
+            (cip, cport), (sip, sport) = self.client, self.server
+            order = self._order = (round(self.began * 1_000_000), int.from_bytes(cip, "big"), cport,
+                                   int.from_bytes(sip, "big"), sport)
+        return order
 
     @property
     def http(self) -> HttpSession:
