@@ -2,9 +2,15 @@
  *
  * One call per capture batch (pcapy-ng next_batch: a buffer of frames and
  * a meta buffer of (sec, usec, offset, caplen) native uint32 quadruples).
- * For each frame it returns one (ts, seg, caplen) tuple:
+ * It runs the pipeline's clock over the batch (packet time, sec + usec *
+ * 1e-6 as Python computes it, never backwards; housekeeping due every
+ * `every` seconds of it) and returns
  *
- *   ts   sec + usec * 1e-6, computed as Python computes it (no FMA);
+ *   (items, now, next_expire, frame_no, backwards)
+ *
+ * with one (now, seg, caplen, frame_no) item per frame to process, where
+ * now is the clock at that frame and frame_no counts every frame seen, and
+ *
  *   seg  for the common frame (link header of `link` bytes, ethertype
  *        IPv4, IHL 5, TCP, not a fragment, lengths consistent and whole
  *        in the frame): the plain tuple
@@ -12,8 +18,11 @@
  *        that decode_frame returns as a Segment;
  *        for every other frame: the int offset of the frame in `buf`, for
  *        decode_frame to decide;
- *        with a shard (k, n): None for a common frame whose flow_hash % n
- *        is not k (another worker's connection: only its time counts).
+ *        None: no frame, housekeeping is due here (before the next item).
+ *
+ * With a shard (k of n, sniffd read --workers), a common frame whose
+ * flow_hash % n is not k (another worker's connection) gets no item: it
+ * only moves the clock, so every worker keeps one process's clock.
  *
  * The same checks, in the same order, as decode.decode_batch_py (the
  * reference; tests/unit/test_batch_decode.py compares the two on every test
@@ -135,38 +144,61 @@ flow_hash(const unsigned char *ip)
     return (unsigned long)((uint32_t)(x * 2654435761u) >> 16);
 }
 
+/* Append (now, seg, caplen, frame_no) to out; steals seg.  -1 on error. */
+static int
+append_item(PyObject *out, double now, PyObject *seg, Py_ssize_t caplen, long long frame_no)
+{
+    PyObject *pnow = PyFloat_FromDouble(now);
+    PyObject *pcap = pnow ? PyLong_FromSsize_t(caplen) : NULL;
+    PyObject *pno = pcap ? PyLong_FromLongLong(frame_no) : NULL;
+    PyObject *item = pno ? PyTuple_New(4) : NULL;
+    if (item == NULL) {
+        Py_DECREF(seg);
+        Py_XDECREF(pnow);
+        Py_XDECREF(pcap);
+        Py_XDECREF(pno);
+        return -1;
+    }
+    PyTuple_SET_ITEM(item, 0, pnow);
+    PyTuple_SET_ITEM(item, 1, seg);
+    PyTuple_SET_ITEM(item, 2, pcap);
+    PyTuple_SET_ITEM(item, 3, pno);
+    int rc = PyList_Append(out, item);
+    Py_DECREF(item);
+    return rc;
+}
+
 static PyObject *
 decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 && nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "decode_batch(buf, meta, link[, k, n])");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every)");
+        return NULL;
+    }
+    Py_ssize_t link = PyLong_AsSsize_t(args[2]);
+    long k = PyLong_AsLong(args[3]);
+    long nshards = PyLong_AsLong(args[4]);
+    double now = PyFloat_AsDouble(args[5]);
+    double next_expire = PyFloat_AsDouble(args[6]);
+    long long frame_no = PyLong_AsLongLong(args[7]);
+    double every = PyFloat_AsDouble(args[8]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (nshards < 1 || k < 0 || k >= nshards) {
+        PyErr_SetString(PyExc_ValueError, "shard k of n: need 0 <= k < n");
         return NULL;
     }
     Py_buffer buf, meta;
-    Py_ssize_t link = PyLong_AsSsize_t(args[2]);
-    if (link == -1 && PyErr_Occurred())
-        return NULL;
-    long k = 0, nshards = 1;
-    if (nargs == 5) {
-        k = PyLong_AsLong(args[3]);
-        if (k == -1 && PyErr_Occurred())
-            return NULL;
-        nshards = PyLong_AsLong(args[4]);
-        if (nshards == -1 && PyErr_Occurred())
-            return NULL;
-        if (nshards < 1 || k < 0 || k >= nshards) {
-            PyErr_SetString(PyExc_ValueError, "shard k of n: need 0 <= k < n");
-            return NULL;
-        }
-    }
     if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0)
         return NULL;
     if (PyObject_GetBuffer(args[1], &meta, PyBUF_SIMPLE) < 0) {
         PyBuffer_Release(&buf);
         return NULL;
     }
+    PyObject *result = NULL;
+    long long backwards = 0;
     Py_ssize_t n = meta.len / 16;
-    PyObject *out = PyList_New(n);
+    PyObject *out = PyList_New(0);
     if (out == NULL)
         goto done;
     const unsigned char *b = (const unsigned char *)buf.buf;
@@ -178,44 +210,47 @@ decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         volatile double frac = (double)q[1] * 1e-6;
         double ts = (double)q[0] + frac;
         Py_ssize_t off = q[2], caplen = q[3];
+        frame_no++;
+        /* The clock: packet time, never backwards (Pipeline.feed). */
+        if (ts >= now)
+            now = ts;
+        else
+            backwards++;
+        if (now >= next_expire) {
+            /* Housekeeping is due before this frame (not before the first). */
+            if (next_expire != 0.0) {
+                Py_INCREF(Py_None);
+                if (append_item(out, now, Py_None, 0, frame_no) < 0)
+                    goto fail;
+            }
+            volatile double next = now + every;
+            next_expire = next;
+        }
         PyObject *seg = NULL;
         if (link > 0 && off + caplen <= buf.len) {
             if (nshards > 1 && is_common(b + off, caplen, link) &&
-                flow_hash(b + off + link) % (unsigned long)nshards != (unsigned long)k) {
-                seg = Py_None;
-                Py_INCREF(seg);
-            } else {
-                seg = fast_segment(b, off, caplen, link);
-                if (seg == NULL && PyErr_Occurred())
-                    goto fail;
-            }
+                flow_hash(b + off + link) % (unsigned long)nshards != (unsigned long)k)
+                continue; /* another shard's connection: only its time counted */
+            seg = fast_segment(b, off, caplen, link);
+            if (seg == NULL && PyErr_Occurred())
+                goto fail;
         }
         if (seg == NULL) {
             seg = PyLong_FromSsize_t(off);
             if (seg == NULL)
                 goto fail;
         }
-        PyObject *pts = PyFloat_FromDouble(ts);
-        PyObject *pcap = pts ? PyLong_FromSsize_t(caplen) : NULL;
-        PyObject *item = pcap ? PyTuple_New(3) : NULL;
-        if (item == NULL) {
-            Py_DECREF(seg);
-            Py_XDECREF(pts);
-            Py_XDECREF(pcap);
+        if (append_item(out, now, seg, caplen, frame_no) < 0)
             goto fail;
-        }
-        PyTuple_SET_ITEM(item, 0, pts);
-        PyTuple_SET_ITEM(item, 1, seg);
-        PyTuple_SET_ITEM(item, 2, pcap);
-        PyList_SET_ITEM(out, i, item);
     }
+    result = Py_BuildValue("(NddLL)", out, now, next_expire, frame_no, backwards);
     goto done;
 fail:
     Py_CLEAR(out);
 done:
     PyBuffer_Release(&meta);
     PyBuffer_Release(&buf);
-    return out;
+    return result;
 }
 
 /* pcap_records(buf, pos, n, swapped, nano, max_caplen) -> (meta, pos, stop)
@@ -299,7 +334,7 @@ static PyMethodDef methods[] = {
     {"pcap_records", (PyCFunction)(void (*)(void))pcap_records, METH_FASTCALL,
      "pcap_records(buf, pos, n, swapped, nano, max_caplen) -> (meta, pos, stop)"},
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL,
-     "decode_batch(buf, meta, link[, k, n]) -> [(ts, seg or frame offset or None, caplen), ...]"},
+     "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every) -> (items, now, next_expire, frame_no, backwards)"},
     {NULL, NULL, 0, NULL},
 };
 

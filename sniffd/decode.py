@@ -295,23 +295,45 @@ _META_ITER = struct.Struct("=4I").iter_unpack
 _ETHERTYPE_IP4_TCP = struct.Struct("!HBxH2xHxB2x4s4sHHIIBB").unpack_from
 
 
-def decode_batch_py(buf: bytes, meta: bytes, link: int, k: int = 0, n: int = 1) -> list[tuple]:
+def decode_batch_py(buf: bytes, meta: bytes, link: int, k: int, n: int, now: float, next_expire: float,
+                    frame_no: int, every: float) -> tuple[list[tuple], float, float, int, int]:
     """One capture batch (pcapy-ng next_batch: ``buf`` and ``meta`` of
-    (sec, usec, offset, caplen) native uint32s) -> ``(ts, seg, caplen)`` per
-    frame.  ``seg`` is the segment tuple of a common frame (a link header of
-    ``link`` bytes, ethertype IPv4, IHL 5, TCP, not a fragment, lengths
-    consistent and whole in the frame: _ip4_tcp's checks), as decode_frame
-    gives it; for every other frame it is the frame's offset in ``buf``, for
-    decode_frame to decide.  ``link`` 0: every frame is left to decode_frame.
+    (sec, usec, offset, caplen) native uint32s), decoded and clocked.
+
+    The clock is the pipeline's: packet time (``sec + usec * 1e-6``), never
+    backwards (a frame earlier than ``now`` is counted in ``backwards`` and
+    taken at ``now``), housekeeping due whenever it reaches ``next_expire``
+    (then due again ``every`` seconds later; ``next_expire`` 0: not yet
+    started).  Returns ``(items, now, next_expire, frame_no, backwards)``
+    with one ``(now, seg, caplen, frame_no)`` item per frame to process,
+    ``frame_no`` counting every frame seen, and ``seg``:
+
+    - the segment tuple of a common frame (a link header of ``link`` bytes,
+      ethertype IPv4, IHL 5, TCP, not a fragment, lengths consistent and
+      whole in the frame: _ip4_tcp's checks), as decode_frame gives it;
+    - for every other frame its offset in ``buf``, for decode_frame to decide
+      (``link`` 0: every frame);
+    - None: no frame; housekeeping is due here, before the next item.
+
     With shard ``k`` of ``n``, a common frame whose flow_hash % n is not k
-    gets None: another worker's connection, of which only the time counts.
+    (another worker's connection) gets no item: it only moves the clock.
 
     The reference for sniffd/_batch.c, which does this in C (the per-packet
     Python around struct.unpack was a quarter of `sniffd read`)."""
     out = []
+    backwards = 0
     size = len(buf)
     for sec, usec, off, caplen in _META_ITER(meta):
         ts = sec + usec * 1e-6
+        frame_no += 1
+        if ts >= now:
+            now = ts
+        else:
+            backwards += 1
+        if now >= next_expire:
+            if next_expire:
+                out.append((now, None, 0, frame_no))
+            next_expire = now + every
         seg = off
         if link and caplen >= link + 40 and off + caplen <= size:
             (etype, vhl, total, frag, proto, src, dst, sport, dport, seq, ack, doff,
@@ -323,11 +345,10 @@ def decode_batch_py(buf: bytes, meta: bytes, link: int, k: int = 0, n: int = 1) 
                 end = ip + total
                 if hl >= 20 and start <= end <= off + caplen:
                     if n > 1 and flow_hash(src, dst, sport, dport) % n != k:
-                        seg = None
-                    else:
-                        seg = (src, dst, sport, dport, seq, ack, flags, buf[start:end], 0)
-        out.append((ts, seg, caplen))
-    return out
+                        continue
+                    seg = (src, dst, sport, dport, seq, ack, flags, buf[start:end], 0)
+        out.append((now, seg, caplen, frame_no))
+    return out, now, next_expire, frame_no, backwards
 
 
 try:

@@ -144,26 +144,19 @@ class Pipeline:
         # Batch decoding only stands in for decode_frame (tests build
         # pipelines on the dpkt decoder to compare the two).
         link = LINK_HEADER.get(linktype, 0) if decode is decode_frame else 0
-        items = decode_batch(buf, batch.meta, link, mine, nshards)
-        now = self.now if self.now is not None else float("-inf")
-        next_expire = self._next_expire
-        frame_no = self.frame_no
+        items, end_now, self._next_expire, self.frame_no, backwards = decode_batch(
+            buf, batch.meta, link, mine, nshards, self.now if self.now is not None else float("-inf"),
+            self._next_expire, self.frame_no, EXPIRE_EVERY_S)
+        if backwards and self._counts_frames:
+            self.counts["timestamp_backwards"] = self.counts.get("timestamp_backwards", 0) + backwards
         count = 0
         nbytes = 0
-        for ts, seg, caplen in items:
-            frame_no += 1
-            if ts >= now:
-                now = ts
-            elif self._counts_frames:
-                self._count("timestamp_backwards")
-            if now >= next_expire:
+        for now, seg, caplen, frame_no in items:
+            if seg is None:  # housekeeping is due at this frame
                 self.now = now
-                if next_expire:
-                    self._emit_at = (frame_no, 0)
-                    out.extend(self.expire(now))
-                next_expire = self._next_expire = now + EXPIRE_EVERY_S
-            if seg is None:
-                continue  # another shard's connection: only its time counts
+                self._emit_at = (frame_no, 0)
+                out.extend(self.expire(now))
+                continue
             if seg.__class__ is int:
                 frame = buf[seg : seg + caplen]
                 seg = decode(linktype, frame)
@@ -200,8 +193,8 @@ class Pipeline:
                 self.now = now
                 self._emit_at = (frame_no, 1)
                 out.extend(self._records(done))
-        self.now = now if now != float("-inf") else self.now
-        self.frame_no = frame_no
+        if end_now != float("-inf"):
+            self.now = end_now
         self.packets += count
         self.bytes += nbytes
         return out

@@ -38,6 +38,20 @@ def test_the_c_batch_decoder_is_built_and_used() -> None:
     assert decode.decode_batch is decode_batch_c
 
 
+INF = float("-inf")
+
+
+def clocked(fn, buf, meta, link, k=0, n=1, now=INF, next_expire=0.0, frame_no=0, every=1.0):
+    return fn(buf, meta, link, k, n, now, next_expire, frame_no, every)
+
+
+def both(buf, meta, link, k=0, n=1, now=INF, next_expire=0.0, frame_no=0, every=1.0):
+    """decode_batch in C and in Python: asserts they agree, returns the result."""
+    py = clocked(decode_batch_py, buf, meta, link, k, n, now, next_expire, frame_no, every)
+    assert clocked(decode_batch_c, buf, meta, link, k, n, now, next_expire, frame_no, every) == py
+    return py
+
+
 def pack(frames: list[tuple[int, int, bytes]], extra: bytes = b"") -> tuple[bytes, bytes]:
     buf, meta = bytearray(), bytearray()
     for sec, usec, frame in frames:
@@ -53,7 +67,7 @@ def test_c_and_python_agree_on_every_test_capture(path: Path) -> None:
     link = LINK_HEADER.get(cap.linktype, 0)
     for b in cap.batches():
         for lk in {link, 0, 14, 16}:
-            assert decode_batch_c(b.buf, b.meta, lk) == decode_batch_py(b.buf, b.meta, lk)
+            both(b.buf, b.meta, lk)
 
 
 def frame_variants(linktype: int) -> list[bytes]:
@@ -100,10 +114,10 @@ def test_python_reference_agrees_with_decode_frame(linktype: int) -> None:
     """A segment only where decode_frame gives that very segment."""
     frames = [(1_700_000_000 + i, i * 7919 % 1_000_000, f) for i, f in enumerate(frame_variants(linktype))]
     buf, meta = pack(frames)
-    out = decode_batch_py(buf, meta, LINK_HEADER[linktype])
+    out, *_ = clocked(decode_batch_py, buf, meta, LINK_HEADER[linktype], every=1e12)
     fast = set()
-    for i, ((sec, usec, frame), (ts, seg, caplen)) in enumerate(zip(frames, out, strict=True)):
-        assert (ts, caplen) == (sec + usec * 1e-6, len(frame))
+    for i, ((sec, usec, frame), (ts, seg, caplen, frame_no)) in enumerate(zip(frames, out, strict=True)):
+        assert (ts, caplen, frame_no) == (sec + usec * 1e-6, len(frame), i + 1)
         if seg.__class__ is tuple:
             fast.add(i)
             assert decode_frame(linktype, frame) == Segment(*seg)
@@ -120,7 +134,7 @@ def test_c_agrees_on_each_broken_frame(linktype: int) -> None:
     frames = [(1_700_000_000 + i, i * 7919 % 1_000_000, f) for i, f in enumerate(frame_variants(linktype))]
     buf, meta = pack(frames)
     for lk in (0, 14, 16):
-        assert decode_batch_c(buf, meta, lk) == decode_batch_py(buf, meta, lk)
+        both(buf, meta, lk)
 
 
 @needs_c
@@ -129,7 +143,7 @@ def test_c_leaves_frames_past_the_buffer_to_python() -> None:
     buf, meta = pack([(1, 2, f)])
     meta += struct.pack("=4I", 3, 4, len(buf) - 10, len(f))  # runs past the end
     meta += struct.pack("=4I", 3, 4, 2**32 - 1, 2**32 - 1)
-    assert decode_batch_c(buf, meta, 14) == decode_batch_py(buf, meta, 14)
+    both(buf, meta, 14)
 
 
 @needs_c
@@ -149,7 +163,37 @@ def test_c_agrees_on_mutated_and_random_frames(seed, edits, cut, times, junk) ->
     mutated = bytes(b[: len(b) - cut % (len(b) + 1)])
     buf, meta = pack([(times[0], times[1], mutated), (times[1], times[0], junk), (0, 999_999, seed)])
     for lk in (14, 16):
-        assert decode_batch_c(buf, meta, lk) == decode_batch_py(buf, meta, lk)
+        both(buf, meta, lk)
+        both(buf, meta, lk, 1, 2, now=float(times[1] % 5000), next_expire=float(times[0] % 7000), frame_no=times[0])
+
+
+def test_the_clock_never_goes_back_and_ticks_once_a_second() -> None:
+    """Hand-computed: the first frame starts the ticks (no housekeeping
+    before it), a frame earlier than the clock is counted and taken at the
+    clock, housekeeping comes before the frame that makes it due."""
+    f = frame_variants(DLT_EN10MB)[9]  # not a common frame: its offset comes back
+    times = [(10, 0), (10, 500_000), (9, 0), (11, 200_000), (11, 300_000), (13, 0), (12, 0)]
+    buf, meta = pack([(s, u, f) for s, u in times])
+    n = len(f)
+
+    def t(sec: int, usec: int) -> float:  # the documented packet time
+        return sec + usec * 1e-6
+
+    items, now, next_expire, frame_no, backwards = both(buf, meta, 14)
+    assert items == [
+        (t(10, 0), 0, n, 1),
+        (t(10, 500_000), n, n, 2),
+        (t(10, 500_000), 2 * n, n, 3),
+        (t(11, 200_000), None, 0, 4), (t(11, 200_000), 3 * n, n, 4),
+        (t(11, 300_000), 4 * n, n, 5),
+        (t(13, 0), None, 0, 6), (t(13, 0), 5 * n, n, 6),
+        (t(13, 0), 6 * n, n, 7),
+    ]
+    assert (now, next_expire, frame_no, backwards) == (13.0, 14.0, 7, 2)
+    # Carried into the next batch: nothing is due before 14 s.
+    items, *clock = both(buf[: 2 * n], meta[:32], 14, now=now, next_expire=next_expire, frame_no=frame_no)
+    assert items == [(13.0, 0, n, 8), (13.0, n, n, 9)]
+    assert clock == [13.0, 14.0, 9, 2]
 
 
 # ------------------------------------------------------- shards (read --workers)
@@ -162,22 +206,26 @@ def test_c_and_python_shard_alike_on_every_test_capture(path: Path) -> None:
     link = LINK_HEADER.get(cap.linktype, 0)
     for b in cap.batches():
         for k, n in ((0, 2), (1, 2), (2, 3)):
-            got = decode_batch_c(b.buf, b.meta, link, k, n)
-            assert got == decode_batch_py(b.buf, b.meta, link, k, n)
-            whole = decode_batch_py(b.buf, b.meta, link)
-            # A shard only blanks other shards' common frames.
-            for (ts, seg, caplen), (ts1, seg1, caplen1) in zip(got, whole, strict=True):
-                assert (ts, caplen) == (ts1, caplen1)
-                if seg is None:
-                    assert seg1.__class__ is tuple and decode.flow_hash(*seg1[:4]) % n != k
+            got, *clock = both(b.buf, b.meta, link, k, n)
+            whole, *clock1 = both(b.buf, b.meta, link)
+            # A shard drops other shards' common frames, and only those;
+            # the clock and the housekeeping ticks are the whole capture's.
+            assert clock == clock1
+            kept = {(item[3], item[1] is None): item for item in got}
+            assert set(kept) <= {(item[3], item[1] is None) for item in whole}
+            for item in whole:
+                key = (item[3], item[1] is None)
+                if key in kept:
+                    assert kept[key] == item
                 else:
-                    assert seg == seg1
+                    seg = item[1]
+                    assert seg.__class__ is tuple and decode.flow_hash(*seg[:4]) % n != k
 
 
 @needs_c
 def test_c_rejects_a_shard_outside_its_count() -> None:
     with pytest.raises(ValueError):
-        decode_batch_c(b"", b"", 14, 2, 2)
+        clocked(decode_batch_c, b"", b"", 14, 2, 2)
 
 
 # ------------------------------------------------------------- pcap_records
