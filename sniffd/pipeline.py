@@ -129,12 +129,13 @@ class Pipeline:
         ``feed`` per frame, with the per-frame work kept in locals: this loop
         is where sniffd spends its time.
 
-        decode.decode_batch (C, with a Python reference beside it) decodes the
-        common frame (Ethernet or SLL, IPv4 without options, whole
-        unfragmented TCP) of the whole batch in one call; every other frame
-        comes back as its offset and goes through decode_frame here, which
-        tries the same checks again and decides.  tests/pcap/test_batch_path.py
-        holds this loop and ``feed`` to the same output on every test capture."""
+        decode.decode_batch (C, with a Python reference beside it) runs the
+        clock over the whole batch and decodes its common frames (Ethernet or
+        SLL, IPv4 without options, whole unfragmented TCP) in one call; every
+        other frame comes back as its offset and goes through decode_frame
+        here, which tries the same checks again and decides.
+        tests/pcap/test_batch_path.py holds this loop and ``feed`` to the same
+        output on every test capture."""
         out: list[dict] = []
         decode = self._decode
         flows_feed = self.flows.feed

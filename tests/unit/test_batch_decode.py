@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sniffd import decode
+from sniffd import capture, decode
 from sniffd.capture import OfflineCapture
 from sniffd.decode import DLT_EN10MB, DLT_LINUX_SLL, LINK_HEADER, Segment, decode_batch_py, decode_frame
 
@@ -274,12 +274,18 @@ def test_pcap_records_c_and_python_agree_at_every_cut(tmp_path, nano, big_endian
     assert pcap_records_c(data, 24, 512, swapped, nano, 100)[2] == 2  # caplen above the maximum
 
 
+@pytest.mark.parametrize("chunk", [None, 1000, 1600, 4000], ids=["chunk-default", "chunk-1000", "chunk-1600", "chunk-4000"])
 @pytest.mark.parametrize("nano", [False, True], ids=["usec", "nsec"])
 @pytest.mark.parametrize("big_endian", [False, True], ids=["le", "be"])
-def test_walked_file_reads_as_libpcap_reads_it(tmp_path, nano, big_endian) -> None:
+def test_walked_file_reads_as_libpcap_reads_it(tmp_path, nano, big_endian, chunk, monkeypatch) -> None:
     """OfflineCapture walks classic pcap files itself; every frame and
     timestamp must be libpcap's, also when the file is cut inside a record
-    (the walk hands over to libpcap, which reports the cut)."""
+    (the walk hands over to libpcap, which reports the cut).  Small chunks
+    put records across chunk ends (re-read from the file) and, at 1600
+    bytes, leave a chunk room for one full-size record only; at 1000, a
+    record longer than a chunk goes to libpcap."""
+    if chunk is not None:
+        monkeypatch.setattr(capture, "_CHUNK", chunk)
     data = pcap_file(tmp_path, nano, big_endian)
     path = tmp_path / "g.pcap"
     for cut in (len(data), len(data) - 5, len(data) - 1500, 24 + 16 + 20):
