@@ -327,3 +327,17 @@ def test_pcapng_and_filtered_reads_are_left_to_libpcap(tmp_path) -> None:
     craft.capture(path, [(1.0, s) for s in conv.handshake()])
     assert OfflineCapture(str(path), "tcp")._walk_as is None
     assert OfflineCapture(str(path), "")._walk_as is not None
+
+
+@needs_c
+@settings(max_examples=400, deadline=None)
+@given(
+    data=st.binary(max_size=300),
+    pos=st.integers(0, 320),
+    n=st.integers(0, 6),
+    swapped=st.booleans(),
+    nano=st.booleans(),
+    max_caplen=st.integers(0, 300),
+)
+def test_pcap_records_c_and_python_agree_on_any_bytes(data, pos, n, swapped, nano, max_caplen) -> None:
+    assert pcap_records_c(data, pos, n, swapped, nano, max_caplen) == pcap_records_py(data, pos, n, swapped, nano, max_caplen)
