@@ -34,6 +34,7 @@ target is missed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -285,6 +286,15 @@ def run_repeated(name: str, argv: list[str], repeat: int, *, stdout_path: str | 
 # --- report --------------------------------------------------------------------
 
 
+def same_lines(a: Path, b: Path) -> int | None:
+    """None when the two files are equal, else the first line number where they differ."""
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for no, (la, lb) in enumerate(itertools.zip_longest(fa, fb), 1):
+            if la != lb:
+                return no
+    return None
+
+
 def fmt_int(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -467,6 +477,16 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
                 print(line)
             if not r.verdict.ok:
                 print(f"  full list: {out_dir}/mismatches-w{1 if r.name == 'sniffd read' else r.name.split()[-1]}.json")
+    # --workers promises the very output of one process, in the same order
+    # (the corpus carries no credentials, so no per-run redaction token
+    # can differ between the runs).
+    for n, _ in configs[1:]:
+        same = same_lines(out_dir / "records-w1.jsonl", out_dir / f"records-w{n}.jsonl")
+        if same is None:
+            print(f"sniffd read --workers {n} output: identical to one process's, byte for byte")
+        else:
+            print(f"sniffd read --workers {n} output: DIFFERS from one process's at line {same}")
+            failures.append(f"sniffd read --workers {n} (output order)")
     if base.note:
         print(f"sniffd read --stats: {base.note}")
 
@@ -527,7 +547,7 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
 
     print()
     verdict = "FAIL" if failures else "PASS"
-    print(f"bench: {verdict}: " + (f"records differ from the ground truth for {', '.join(failures)}" if failures
+    print(f"bench: {verdict}: " + (f"records wrong (against the ground truth, or --workers against one process) for {', '.join(failures)}" if failures
                                    else f"every sniffd output exact ({len(truth):,} transactions)")
           + f"; results in {out_dir}/results.json; bench took {time.monotonic() - t_start:.0f} s")
     if failures:
