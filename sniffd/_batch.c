@@ -188,6 +188,11 @@ decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "shard k of n: need 0 <= k < n");
         return NULL;
     }
+    if (link != 0 && (link < 2 || link > 65535)) {
+        /* The ethertype is read at link - 2: a link header is at least that. */
+        PyErr_SetString(PyExc_ValueError, "link: 0, or a link header length of 2 to 65535 bytes");
+        return NULL;
+    }
     Py_buffer buf, meta;
     if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0)
         return NULL;
@@ -277,8 +282,8 @@ pcap_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t max_caplen = PyLong_AsSsize_t(args[5]);
     if (PyErr_Occurred())
         return NULL;
-    if (pos < 0 || n < 0) {
-        PyErr_SetString(PyExc_ValueError, "pos and n must not be negative");
+    if (pos < 0 || n < 0 || n > PY_SSIZE_T_MAX / 16) {
+        PyErr_SetString(PyExc_ValueError, "pos and n must not be negative (nor n absurd)");
         return NULL;
     }
     Py_buffer buf;

@@ -341,3 +341,15 @@ def test_pcapng_and_filtered_reads_are_left_to_libpcap(tmp_path) -> None:
 )
 def test_pcap_records_c_and_python_agree_on_any_bytes(data, pos, n, swapped, nano, max_caplen) -> None:
     assert pcap_records_c(data, pos, n, swapped, nano, max_caplen) == pcap_records_py(data, pos, n, swapped, nano, max_caplen)
+
+
+@needs_c
+def test_c_refuses_arguments_that_would_read_outside_the_buffers() -> None:
+    f = frame_variants(DLT_EN10MB)[0]
+    buf, meta = pack([(1, 2, f)])
+    with pytest.raises(ValueError):
+        clocked(decode_batch_c, buf, meta, 1)  # the ethertype would be read before the frame
+    with pytest.raises(ValueError):
+        pcap_records_c(buf, -1, 1, False, False, 100)
+    with pytest.raises(ValueError):
+        pcap_records_c(buf, 0, 2**62, False, False, 100)
