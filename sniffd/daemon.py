@@ -267,11 +267,16 @@ def _time_level_event_first(logger: object, method: str, event_dict: dict) -> di
 
 def versions() -> dict[str, str]:
     out = {"sniffd": __version__, "python": platform.python_version(), "libpcap": _libpcap_version()}
-    for dist in ("pcapy-ng", "dpkt", "httptools", "structlog"):
+    for dist in ("pcapy-ng", "dpkt", "httptools", "structlog", "orjson"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "unknown"
+    # "python" when sniffd/_batch.c was not built (no compiler at install):
+    # the same records, at a fraction of the speed; worth seeing in the log.
+    from sniffd import decode
+
+    out["batch_decoder"] = "python" if decode.decode_batch is decode.decode_batch_py else "c"
     return out
 
 

@@ -418,7 +418,8 @@ def test_gateway_records_appear_within_2s_and_filter_keeps_other_ports_out(gatew
     assert 0 == stats[-1]["queue_drops"]
     start = daemon.named("start")[0]
     assert ("g1", f"tcp port {HTTP_PORT}") == (start["interface"], start["filter"])
-    assert {"sniffd", "python", "libpcap", "pcapy-ng"} <= set(start["versions"])
+    assert {"sniffd", "python", "libpcap", "pcapy-ng", "orjson"} <= set(start["versions"])
+    assert start["versions"]["batch_decoder"] == "c"
 
     rc, _ = daemon.stop()
     assert 0 == rc, daemon.stderr()
