@@ -74,13 +74,14 @@ class OfflineCapture:
         self.bpf = bpf
         if self.bpf:
             self._setfilter(self._reader)
-        self.snaplen = file_snaplen(path)
+        head = _file_head(path)
+        self.snaplen = file_snaplen(head)
         # Set when libpcap reports the file cut short mid-record.
         self.truncated: str | None = None
         # Classic pcap of a link type whose frames libpcap hands over as
         # stored, read without a filter: records are walked in C straight
         # from the file (see _walk); anything else is read by libpcap.
-        self._walk_as = _plain_pcap(path) if not bpf and self.linktype in _WALKED_LINKTYPES else None
+        self._walk_as = _plain_pcap(head) if not bpf and self.linktype in _WALKED_LINKTYPES else None
 
     def _setfilter(self, reader) -> None:
         try:
@@ -292,23 +293,37 @@ _CHUNK = 1 << 20  # > the largest record (max_caplen + 16); 1 MiB measured faste
 _MAX_SNAPLEN = 262144  # libpcap's max_snaplen_for_dlt for these link types
 
 
-def _plain_pcap(path: str) -> tuple[bool, bool, int] | None:
-    """(byte-swapped, nanosecond, largest caplen libpcap reads as is) for a
-    classic pcap file, None for pcapng or anything unexpected."""
+# Classic pcap magic numbers -> (byte order, nanosecond timestamps).
+_PCAP_FORMS = {b"\xd4\xc3\xb2\xa1": ("<", False), b"\x4d\x3c\xb2\xa1": ("<", True),
+               b"\xa1\xb2\xc3\xd4": (">", False), b"\xa1\xb2\x3c\x4d": (">", True)}
+
+
+def _file_head(path: str) -> bytes:
+    """The first 4 KiB of a capture file (b"" if unreadable): its header."""
     try:
         with open(path, "rb") as f:
-            head = f.read(24)
+            return f.read(4096)
     except OSError:
-        return None
-    if len(head) < 24:
-        return None
-    forms = {b"\xd4\xc3\xb2\xa1": ("<", False), b"\x4d\x3c\xb2\xa1": ("<", True),
-             b"\xa1\xb2\xc3\xd4": (">", False), b"\xa1\xb2\x3c\x4d": (">", True)}
-    form = forms.get(head[:4])
+        return b""
+
+
+def _classic_header(head: bytes) -> tuple[str, bool, int] | None:
+    """(byte order, nanosecond, header snaplen) of a classic pcap file's
+    header, None for anything else."""
+    form = _PCAP_FORMS.get(head[:4]) if len(head) >= 24 else None
     if form is None:
         return None
     order, nano = form
-    snaplen = struct.unpack_from(order + "I", head, 16)[0]
+    return order, nano, struct.unpack_from(order + "I", head, 16)[0]
+
+
+def _plain_pcap(head: bytes) -> tuple[bool, bool, int] | None:
+    """(byte-swapped, nanosecond, largest caplen libpcap reads as is) for a
+    classic pcap file, None for pcapng or anything unexpected."""
+    classic = _classic_header(head)
+    if classic is None:
+        return None
+    order, nano, snaplen = classic
     # libpcap takes a header snaplen of 0 or above the maximum as the
     # maximum; a record longer than the snapshot length it handles its own
     # way (the walk hands such a record to it).
@@ -348,24 +363,17 @@ except ImportError:  # built without a C compiler: the same, slower
     pcap_records = pcap_records_py
 
 
-def file_snaplen(path: str) -> int:
+def file_snaplen(head: bytes) -> int:
     """The snapshot length a capture file was written with (pcap file header,
-    or the first pcapng Interface Description Block); 0 if unknown.  A frame
-    shorter than this was not cut by the capture, so an IP length claiming
-    more is a lie, not a snaplen cut."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return 0
+    or the first pcapng Interface Description Block), from the file's head
+    (_file_head); 0 if unknown.  A frame shorter than this was not cut by the
+    capture, so an IP length claiming more is a lie, not a snaplen cut."""
     if len(head) < 24:
         return 0
-    magic = head[:4]
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        return struct.unpack_from("<I", head, 16)[0]
-    if magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        return struct.unpack_from(">I", head, 16)[0]
-    if magic == b"\x0a\x0d\x0d\x0a":
+    classic = _classic_header(head)
+    if classic is not None:
+        return classic[2]
+    if head[:4] == b"\x0a\x0d\x0d\x0a":
         bom = head[8:12]
         e = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
         off = struct.unpack_from(e + "I", head, 4)[0]
