@@ -89,14 +89,11 @@ is_common(const unsigned char *f, Py_ssize_t caplen, Py_ssize_t link)
     return hl >= 20 && start <= end && end <= caplen;
 }
 
-/* The segment tuple of a common frame, or NULL with no error set when the
- * frame is not one (NULL with an error set: out of memory). */
+/* The segment tuple of the common frame at f (is_common said so); NULL
+ * with an error set when out of memory. */
 static PyObject *
-fast_segment(const unsigned char *buf, Py_ssize_t off, Py_ssize_t caplen, Py_ssize_t link)
+fast_segment(const unsigned char *f, Py_ssize_t link)
 {
-    const unsigned char *f = buf + off;
-    if (!is_common(f, caplen, link))
-        return NULL;
     const unsigned char *ip = f + link;
     Py_ssize_t hl = (Py_ssize_t)(ip[32] >> 4) << 2;
     Py_ssize_t start = link + 20 + hl;
@@ -231,20 +228,16 @@ decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             volatile double next = now + every;
             next_expire = next;
         }
-        PyObject *seg = NULL;
-        if (link > 0 && off + caplen <= buf.len) {
-            if (nshards > 1 && is_common(b + off, caplen, link) &&
-                flow_hash(b + off + link) % (unsigned long)nshards != (unsigned long)k)
+        PyObject *seg;
+        if (link > 0 && off + caplen <= buf.len && is_common(b + off, caplen, link)) {
+            if (nshards > 1 && flow_hash(b + off + link) % (unsigned long)nshards != (unsigned long)k)
                 continue; /* another shard's connection: only its time counted */
-            seg = fast_segment(b, off, caplen, link);
-            if (seg == NULL && PyErr_Occurred())
-                goto fail;
-        }
-        if (seg == NULL) {
+            seg = fast_segment(b + off, link);
+        } else {
             seg = PyLong_FromSsize_t(off);
-            if (seg == NULL)
-                goto fail;
         }
+        if (seg == NULL)
+            goto fail;
         if (append_item(out, now, seg, caplen, frame_no) < 0)
             goto fail;
     }
