@@ -24,8 +24,8 @@ ANOMALIES: dict[str, str] = {
     "conn_evicted": "The connection table was full; the least recently active connection was flushed and forgotten to make room.",
     # --- HTTP ---
     "http_parse_error": "A start line could not be parsed (neither a request nor a status line, with a header section after it); the message still took its place in the pairing, its record keeps the line in start_line.",
-    "http_resync": "Bytes that were not part of any message were skipped to find the next request or status line (junk, or a mid-stream pickup).",
-    "http_resumed": "An earlier message on this connection had a parse error or junk was skipped before it; parsing resumed at a start line, so this record is as sure as that resumption.",
+    "http_resync": "Bytes were skipped to find this request or status line: junk, the rest of a message that could not be framed, or the start of a mid-stream connection.",
+    "http_resumed": "An earlier record of this connection had a message that could not be parsed or framed, or junk before it; parsing resumed at a start line, so this record is only as sure as that resumption.",
     "non_http": "Neither direction of a connection ever looked like HTTP/1.x (TLS, SSH, garbage); it is counted and ignored.",
     "message_interrupted": "A gap outside a body of known length ended the message early; the fields seen before the gap are kept.",
     "body_gap": "Bytes inside a body of known length were lost; the transaction continues and the lost count is in missed_bytes.",

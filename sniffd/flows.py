@@ -107,7 +107,7 @@ class Connection:
     @property
     def open_transactions(self) -> bool:
         h = self._http
-        return h is not None and bool(h.pending or h.req.msg or h.resp.msg)
+        return h is not None and h.open_transactions > 0
 
     @property
     def buffered(self) -> int:

@@ -79,6 +79,17 @@ def _body(m: Message, rec: dict) -> None:
     rec["body"] = body
 
 
+def _after(rec: dict, key: str, name: str, value) -> dict:
+    """``rec`` with ``name: value`` inserted after ``key`` (the optional
+    fields keep their documented place; rare, so a copy is fine)."""
+    out = {}
+    for k, v in rec.items():
+        out[k] = v
+        if k == key:
+            out[name] = value
+    return out
+
+
 def _request(m: Message, p: Privacy) -> dict:
     headers, uri = m.headers, m.uri
     if p.redactor is not None:
@@ -95,6 +106,8 @@ def _request(m: Message, p: Privacy) -> dict:
         "missed_bytes": m.missed_bytes,
         "body_truncated": m.body_truncated,
     }
+    if m.start_line is not None:
+        rec = _after(rec, "version", "start_line", m.start_line)
     if p.bodies:
         _body(m, rec)
     return rec
@@ -112,6 +125,8 @@ def _response(m: Message, interim: list[tuple[int, str]], p: Privacy) -> dict:
         "body_truncated": m.body_truncated,
         "interim": [{"status": s, "reason": r} for s, r in interim],
     }
+    if m.start_line is not None:
+        rec = _after(rec, "version", "start_line", m.start_line)
     if p.bodies:
         _body(m, rec)
     return rec
@@ -119,16 +134,11 @@ def _response(m: Message, interim: list[tuple[int, str]], p: Privacy) -> dict:
 
 def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Privacy = _NO_PRIVACY) -> dict:
     req, resp = txn.request, txn.response
-    # A response abandoned before its status line is no response.
-    if resp is not None and resp.status is None:
-        resp = None
-    if req is not None and req.method is None:
-        req = None
     start = req.start_ts if req is not None else (resp.start_ts if resp is not None else 0.0)
     duration = None
     if req is not None and resp is not None:
         duration = round(max(0.0, resp.end_ts - req.start_ts) * 1000.0, 3)
-    return {
+    rec = {
         "ts": rfc3339(start),
         "client": client,
         "server": server,
@@ -140,6 +150,9 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
         "end_reason": txn.end_reason or "complete",
         "anomalies": sorted(txn.anomalies),
     }
+    if txn.connect is not None:
+        rec = _after(rec, "server", "connect_tunnel", {"target": txn.connect[0], "trans_depth": txn.connect[1]})
+    return rec
 
 
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode

@@ -43,4 +43,10 @@ def test_readme_record_table_documents_every_field_sniffd_writes(tmp_path):
     written = set()
     for line in out.splitlines():
         written |= _field_paths(json.loads(line))
-    assert written == _table_names(README, "The record")
+    documented = _table_names(README, "The record")
+    # Fields documented as "Only ..." appear on some records only (a parse
+    # error, a CONNECT tunnel): the sample need not have them.
+    optional = set(re.findall(r"^\| `([a-z_.]+)` \| Only ", README.split("## The record\n", 1)[1].split("\n## ", 1)[0],
+                              flags=re.M))
+    assert written <= documented
+    assert documented - written <= optional

@@ -44,6 +44,7 @@ from sniffd.capture import Batch
 from sniffd.decode import SUPPORTED_LINKTYPES, Fragment, Segment, decode_frame, decode_frame_dpkt, decode_transport
 from sniffd.fragments import MAX_DATAGRAM, Defragmenter
 from sniffd.http import HttpSession, Message, Transaction
+from sniffd.http.reader import MessageReader
 from sniffd.pipeline import Pipeline
 from sniffd.reassembly import HalfStream
 from sniffd.settings import Settings
@@ -73,46 +74,36 @@ def guarded():
     """Run one example with guards against endless loops and the bugs in
     KNOWN_BUGS (an example that hits a known bug is skipped, not failed):
 
-    * HTTP resynchronisation that hands the parser the same bytes again and
-      again, with no start line parsed in between, would loop forever; so
-      can ``_parse`` handing back bytes that are not the rest of its input:
-      either fails at once;
+    * HTTP resynchronisation that finds the same start line again and
+      again, with no message parsed in between, would loop forever: it fails
+      at once;
     * an empty payload ahead of the next byte must not break HalfStream;
     * a watchdog fails any example still running after EXAMPLE_TIMEOUT_S.
       It re-fires every 0.2 s: httptools turns an exception raised inside one
       of its callbacks into a parse error, so one signal may be swallowed."""
-    original = HttpSession._resync
+    original = MessageReader._resync
     last: dict[int, tuple] = {}
 
-    def resync(self, side, data, skip_matches=0):
-        rest = original(self, side, data, skip_matches)
-        key = (side.good, bytes(rest))
-        entry = last.get(id(side))
-        # Restarting once at the point that just failed is allowed (the
-        # session then skips a byte); the same bytes again and again are not.
-        repeats = entry[2] + 1 if entry is not None and entry[0] is side and entry[1] == key else 0
-        if rest and repeats >= RESYNC_REPEATS:
-            if "resync_loop" in KNOWN_BUGS:
-                reject()
-            raise AssertionError(f"endless loop: HTTP resynchronisation hands back the same {len(rest)} bytes "
-                                 f"{repeats + 1} times with no progress: {bytes(rest[:60])!r}")
-        last[id(side)] = (side, key, repeats)
-        return rest
+    def resync(self, data, i, base):
+        found = original(self, data, i, base)
+        if found is not None:
+            # A start line was found at stream offset ``at``.  Finding the
+            # same one again and again with no message parsed in between
+            # would loop forever.
+            rest, j, origin = found
+            key = (self.good, origin + j)
+            entry = last.get(id(self))
+            repeats = entry[2] + 1 if entry is not None and entry[0] is self and entry[1] == key else 0
+            if repeats >= RESYNC_REPEATS:
+                if "resync_loop" in KNOWN_BUGS:
+                    reject()
+                raise AssertionError(f"endless loop: HTTP resynchronisation finds the start line at offset {key[1]} "
+                                     f"{repeats + 1} times with no progress: {bytes(rest[j:j + 60])!r}")
+            last[id(self)] = (self, key, repeats)
+        return found
 
     def alarm(_signum, _frame):
         raise Hang(f"example still running after {EXAMPLE_TIMEOUT_S} s: endless loop?")
-
-    original_parse = HttpSession._parse
-
-    def parse(self, side, data):
-        # _parse hands back what another mode must take: a suffix of data.
-        rest = original_parse(self, side, data)
-        if not bytes(data).endswith(bytes(rest)):
-            if "careful_dup" in KNOWN_BUGS:
-                reject()
-            raise AssertionError(f"HttpSession._parse handed back {bytes(rest)[:60]!r}, not the rest of "
-                                 f"{bytes(data)[:60]!r}")
-        return rest
 
     original_feed = HalfStream.feed
 
@@ -124,8 +115,7 @@ def guarded():
             reject()
         return original_feed(self, seq, payload, now)
 
-    HttpSession._resync = resync
-    HttpSession._parse = parse
+    MessageReader._resync = resync
     HalfStream.feed = feed
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, EXAMPLE_TIMEOUT_S, 0.2)
@@ -134,8 +124,7 @@ def guarded():
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        HttpSession._resync = original
-        HttpSession._parse = original_parse
+        MessageReader._resync = original
         HalfStream.feed = original_feed
 
 

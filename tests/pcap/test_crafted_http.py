@@ -136,8 +136,9 @@ def test_100_continue_is_kept_as_interim_of_one_record(tmp_path):
     ] == read_records(pcap)
 
 
-def test_connect_answered_200_logs_one_record_and_ignores_tunnel_bytes(tmp_path):
-    """The tunnel carries plain HTTP; none of it may be parsed (it is not this hop's HTTP)."""
+def test_connect_answered_200_carrying_plain_http_is_parsed_and_named(tmp_path):
+    """A forward proxy's tunnel that carries plain HTTP: the requests inside are logged,
+    each naming the tunnel (the CONNECT target and its transaction)."""
     c = TcpConversation(CLIENT, SERVER)
     packets = [
         *zip([ms(0), ms(1), ms(2)], c.handshake()),
@@ -178,8 +179,38 @@ def test_connect_answered_200_logs_one_record_and_ignores_tunnel_bytes(tmp_path)
             "trans_depth": 1,
             "community_id": CID,
             "end_reason": "complete",
-            "anomalies": anomalies("http_upgrade"),
-        }
+            "anomalies": [],
+        },
+        {
+            "ts": "2026-11-21T10:42:05.011000Z",
+            **ENDS,
+            "connect_tunnel": {"target": "example.test:80", "trans_depth": 1},
+            "request": {
+                "method": "GET",
+                "uri": "/inside",
+                "version": "1.1",
+                "host": "example.test",
+                "headers": {"host": "example.test"},
+                "body_len": 0,
+                "missed_bytes": 0,
+                "body_truncated": False,
+            },
+            "response": {
+                "status": 404,
+                "reason": "Not Found",
+                "version": "1.1",
+                "headers": {"content-length": "0"},
+                "body_len": 0,
+                "missed_bytes": 0,
+                "body_truncated": False,
+                "interim": [],
+            },
+            "duration_ms": 1.0,
+            "trans_depth": 2,
+            "community_id": CID,
+            "end_reason": "complete",
+            "anomalies": [],
+        },
     ] == read_records(pcap)
 
 

@@ -1,0 +1,400 @@
+"""Which request each response answers (pure, no I/O).
+
+HTTP/1.1 answers requests in order (RFC 9112 section 9.3.2), so pairing is a
+queue: a response answers the oldest request still waiting.  That is all
+there is to it while the capture is whole.  When bytes were lost, the queue
+alone mispairs every later transaction (a lost request makes each response
+answer the request after its own), so the pairing also reads the TCP
+acknowledgements every message carries (``Message.ack``):
+
+* a request's first segment acknowledges the server bytes the client had
+  received when it sent it: a response that *starts* before that point was
+  (at least partly) received before the request was sent, so it answers an
+  earlier request;
+* a response's first segment acknowledges the client bytes the server had
+  received before it answered: a response whose ack does not reach past a
+  request's first byte cannot answer that request.
+
+Lost stretches of the client's stream that may hold requests are queued as
+``Lost`` markers between the known requests; lost stretches of the server's
+stream are kept in ``server_lost``.  A response whose request the marks pin
+down is paired at once; one whose request was provably lost is written with
+``request: null``; where the marks allow two answers (requests pipelined
+together and lost in part), the response is *held* and the window resolved at
+the next *checkpoint*: a request sent right after the client received a
+complete response (its ack is that response's end) that the server sent
+after receiving everything before the request.  At a checkpoint every
+request before it has been answered by the responses before it, so counting
+the held responses against the known requests places the lost ones exactly.
+A window that never reaches a checkpoint is written unpaired, flagged
+``pairing_uncertain``: sniffd does not guess.
+
+The one assumption: a client does not send a request after receiving a
+complete response while an older request of its own is still unanswered
+("rolling" pipelining); pipelining in batches, as clients that pipeline do,
+is fine.
+
+Call order (the session's): ``request(msg)`` when a request's start line
+is read; ``lost_requests`` / ``lost_responses`` when a gap broke framing in
+that direction; ``response(msg)`` when a status line is read, then
+``response_done(txn)`` (or ``interim_done``) when the response is over;
+``close(...)`` at the end; ``done`` collects finished transactions in the
+connection's order.
+"""
+
+from __future__ import annotations
+
+from sniffd.http.message import Message, Transaction
+
+# How many recent response ends (and stretches of lost server bytes) are
+# remembered for the checkpoints: a few dozen responses back is far more
+# than any client pipelines.
+_RECENT = 64
+
+
+class Lost:
+    """Client bytes [start, end) lost where requests may have been."""
+
+    __slots__ = ("start", "end")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+
+    def __repr__(self) -> str:  # for test failure messages
+        return f"Lost({self.start}, {self.end})"
+
+
+class Pairing:
+    def __init__(self, max_pending: int = 100, midstream: bool = False) -> None:
+        self.max_pending = max_pending
+        self.midstream = midstream
+        # Requests awaiting their response (Transactions) and Lost markers,
+        # oldest first.  A transaction whose response is being read stays
+        # here until the response is over.
+        self.pending: list = []
+        self.lost_count = 0  # Lost markers in pending
+        # Finished transactions, in the connection's order, until taken.
+        self.done: list[Transaction] = []
+        self.finished = 0  # transactions finished: the next trans_depth - 1
+        # Complete responses: end offset -> the ack of their first segment.
+        self.resp_ends: dict[int, int | None] = {0: None}
+        # Lost stretches of the server's stream [start, end).
+        self.server_lost: list[tuple[int, int]] = []
+        # Responses whose request is not decided yet (finished, not written).
+        self.held: list[Transaction] = []
+        # Interim responses (1xx) seen before their final response when the
+        # request is not known: they go on the next response's transaction.
+        self.orphan_interim: list[tuple[int | None, str | None]] = []
+        # Anomalies for the session's stats that touch no transaction.
+        self.loose: list[str] = []
+
+    # ------------------------------------------------------------ requests
+
+    def request(self, msg: Message) -> Transaction:
+        txn = Transaction()
+        txn.request = msg
+        msg.txn = txn
+        if (self.held or self.server_lost or self.lost_count) and self._closes(msg):
+            self._checkpoint(msg, len(self.pending))
+        if self._known() >= self.max_pending:
+            # Pipelining deeper than the bound: the oldest unanswered request
+            # is written now rather than held without limit (not one whose
+            # response is being read: that one finishes by itself).
+            for i, e in enumerate(self.pending):
+                if e.__class__ is Transaction and e.response is None:
+                    self.pending.pop(i)
+                    e.anomalies.update(("response_missing", "pending_overflow"))
+                    self.finish(e, "pending_overflow")
+                    break
+        self.pending.append(txn)
+        return txn
+
+    def lost_requests(self, start: int, end: int) -> None:
+        """The client's bytes [start, end) were lost between or inside
+        requests: requests may have been there."""
+        if end <= start:
+            return
+        last = self.pending[-1] if self.pending else None
+        if last is not None and last.__class__ is Lost and last.end >= start:
+            last.end = max(last.end, end)
+        else:
+            self.pending.append(Lost(start, end))
+            self.lost_count += 1
+
+    def lost_responses(self, start: int, end: int) -> None:
+        if end > start:
+            self.server_lost.append((start, end))
+            if len(self.server_lost) > _RECENT:
+                del self.server_lost[0]
+
+    # ----------------------------------------------------------- responses
+
+    def response(self, msg: Message) -> tuple[Transaction, bool]:
+        """Pair a response whose status line was just read.  Returns its
+        transaction and whether its request is known for certain (if not,
+        the caller frames the body without knowing the method)."""
+        self._retire_answered_in_lost(msg)
+        lost = None
+        cand = None
+        for e in self.pending:
+            if e.__class__ is Lost:
+                if msg.ack is not None and msg.ack <= e.start:
+                    break  # the server had not received those bytes yet
+                lost = e
+                continue
+            if e.response is not None:
+                continue
+            if self._can_answer(e.request, msg):
+                cand = e
+            break
+        if cand is not None:
+            if msg.ack is None or cand.request.ack is None:
+                # No acknowledgements to go by (segments without ACK, or a
+                # caller that has none): the queue's order is all there is.
+                i = self.pending.index(cand)
+                self.pending[:i] = [e for e in self.pending[:i] if e.__class__ is not Lost]
+                self._recount()
+                return self._pair(cand, msg), True
+            if lost is None and not self._server_loss_before(cand, msg):
+                return self._pair(cand, msg), True
+            if self._closes(cand.request):
+                # A checkpoint (its response ends what came before): settle
+                # what is before it, then this response is its answer.
+                self._checkpoint(cand.request, self.pending.index(cand))
+                if self.pending and self.pending[0] is cand:
+                    return self._pair(cand, msg), True
+            txn = self._orphan(msg, "pairing_uncertain")
+            txn.held = True
+            return txn, False
+        # No known request can be the one: it was lost (or there was none).
+        txn = self._orphan(msg, None)
+        return txn, False
+
+    def response_done(self, txn: Transaction, why: str = "complete") -> None:
+        """A final response is over: finish its transaction, or hold it
+        while its request is undecided."""
+        msg = txn.response
+        if msg is not None and msg.end_off is not None and msg.complete:
+            self.resp_ends[msg.end_off] = msg.ack
+            if len(self.resp_ends) > _RECENT:
+                del self.resp_ends[next(iter(self.resp_ends))]
+        if txn.held:
+            self.held.append(txn)
+            if len(self.held) > self.max_pending:
+                self._unresolved(None)
+            return
+        if txn.request is not None:
+            try:
+                self.pending.remove(txn)
+            except ValueError:
+                pass
+        self.finish(txn, why)
+
+    def interim_done(self, txn: Transaction) -> None:
+        """An interim (1xx) response is over: it does not consume the request."""
+        msg = txn.response
+        txn.response = None
+        item = (msg.status, msg.reason)
+        if txn.request is not None:
+            txn.interim.append(item)
+        else:
+            self.orphan_interim.append(item)
+
+    def abandon_response(self, txn: Transaction) -> None:
+        """A response was cut before it amounted to anything (no status
+        line): forget it; its request waits on."""
+        txn.response = None
+
+    # ------------------------------------------------------------ endings
+
+    def finish(self, txn: Transaction, why: str | None) -> None:
+        self.finished += 1
+        txn.depth = self.finished
+        if self.midstream and txn.depth == 1:
+            txn.anomalies.add("midstream_pickup")
+        if txn.end_reason is None:
+            txn.end_reason = why or "complete"
+        self.done.append(txn)
+
+    def close(self, reason: str | None, why: str) -> None:
+        """The connection is over: write what is held unresolved, and every
+        request still waiting (response_missing)."""
+        if self.held:
+            self._unresolved(None)
+        for e in self.pending:
+            if e.__class__ is Lost:
+                continue
+            if e.response is None:
+                e.anomalies.add("response_missing")
+                if reason:
+                    e.anomalies.add(reason)
+            self.finish(e, why)
+        self.pending = []
+        self.lost_count = 0
+
+    # ------------------------------------------------------------ the rules
+
+    @staticmethod
+    def _can_answer(req: Message, resp: Message) -> bool:
+        """Could ``resp`` answer ``req``, by the acknowledgements?"""
+        if resp.ack is not None and req.start_off >= resp.ack:
+            return False  # the server had not received the request
+        if req.ack is not None and req.ack > resp.start_off:
+            return False  # the client had this response before sending it
+        return True
+
+    def _pair(self, txn: Transaction, msg: Message) -> Transaction:
+        txn.response = msg
+        msg.txn = txn
+        if self.orphan_interim:
+            txn.interim.extend(self.orphan_interim)
+            self.orphan_interim = []
+        return txn
+
+    def _orphan(self, msg: Message, anomaly: str | None) -> Transaction:
+        txn = Transaction()
+        txn.response = msg
+        msg.txn = txn
+        txn.anomalies.add(anomaly or "request_missing")
+        if self.orphan_interim:
+            txn.interim.extend(self.orphan_interim)
+            self.orphan_interim = []
+        return txn
+
+    def _known(self) -> int:
+        return len(self.pending) - self.lost_count
+
+    def _has_lost(self) -> bool:
+        return bool(self.server_lost) or self.lost_count > 0
+
+    def _recount(self) -> None:
+        self.lost_count = sum(1 for e in self.pending if e.__class__ is Lost)
+
+    def _server_loss_before(self, txn: Transaction, msg: Message) -> bool:
+        """Did server bytes that may hold ``txn``'s response get lost before
+        ``msg``?"""
+        q = txn.request
+        for start, end in self.server_lost:
+            if start < msg.start_off and (q.ack is None or end > q.ack):
+                return True
+        return False
+
+    def _closes(self, req: Message) -> bool:
+        """Is ``req`` a checkpoint: sent right after a complete response that
+        the server sent once it had everything before ``req``?"""
+        if req.ack is None:
+            return False
+        ack_of_resp = self.resp_ends.get(req.ack, -1)
+        if ack_of_resp == -1 or ack_of_resp is None:
+            return False
+        return ack_of_resp >= req.start_off
+
+
+    def _forget_server_lost(self, req: Message) -> None:
+        """Lost server bytes that ended before ``req`` was sent cannot hold
+        the answer to it or to anything after it."""
+        if req.ack is not None:
+            self.server_lost = [s for s in self.server_lost if s[1] > req.ack]
+
+    def _retire_answered_in_lost(self, msg: Message) -> None:
+        """Requests whose response was lost, by the marks: the client sent a
+        later request after receiving lost server bytes that came after this
+        request was sent (at a response boundary)."""
+        if not self.server_lost:
+            return
+        while True:
+            known = [e for e in self.pending if e.__class__ is Transaction and e.response is None]
+            if len(known) < 2 or (self.pending and self.pending[0] is not known[0]):
+                return
+            q, nxt = known[0].request, known[1].request
+            if q.ack is None or nxt.ack is None or q.ack not in self.resp_ends or nxt.ack > msg.start_off:
+                return
+            if not any(start >= q.ack and start < nxt.ack for start, _end in self.server_lost):
+                return
+            txn = known[0]
+            self.pending.remove(txn)
+            txn.anomalies.add("response_missing")
+            self.finish(txn, "gap")
+            self._forget_server_lost(nxt)
+
+    def _checkpoint(self, msg: Message, upto: int) -> None:
+        """``msg`` is a checkpoint request and ``pending[:upto]`` what was
+        queued before it: every one of those was answered by the responses
+        that ended before ``msg`` was sent.  Resolve the held window."""
+        before = self.pending[:upto]
+        after = self.pending[upto:]
+        known = [e for e in before if e.__class__ is Transaction]
+        losts = [e for e in before if e.__class__ is Lost]
+        held = list(self.held)
+        first_ack = known[0].request.ack if known and known[0].request.ack is not None else -1
+        sl = [s for s in self.server_lost if s[0] < msg.ack and s[1] > first_ack]
+        if any(t.response is not None for t in known):
+            return  # a response is being read: not at a boundary after all
+        held = [t for t in held if t.response.start_off < msg.ack]
+        plan = None
+        if not losts and not sl:
+            if len(held) == len(known):
+                plan = list(zip(known, held))
+        elif len(losts) == 1 and not sl:
+            k = len(held) - len(known)
+            if k >= 0:
+                # The lost requests stand where the marker stands.
+                pos = before.index(losts[0])
+                n_before = sum(1 for e in before[:pos] if e.__class__ is Transaction)
+                reqs = known[:n_before] + [None] * k + known[n_before:]
+                plan = list(zip(reqs, held))
+        elif len(sl) == 1 and not losts:
+            k = len(known) - len(held)
+            if k >= 0:
+                start = sl[0][0]
+                n_before = sum(1 for t in held if t.response.start_off < start)
+                resps = held[:n_before] + [None] * k + held[n_before:]
+                plan = list(zip(known, resps))
+        if plan is None:
+            self._unresolved(msg, upto)
+            return
+        self.pending = after
+        self._recount()
+        self.held = [t for t in self.held if t not in held]
+        for req_txn, resp_txn in plan:
+            if req_txn is None:
+                # A response to a lost request: written as it is.
+                resp_txn.anomalies.discard("pairing_uncertain")
+                resp_txn.anomalies.add("request_missing")
+                resp_txn.held = False
+                self.finish(resp_txn, resp_txn.end_reason)
+            elif resp_txn is None:
+                req_txn.anomalies.add("response_missing")
+                self.finish(req_txn, "gap")
+            else:
+                req_txn.response = resp_txn.response
+                req_txn.response.txn = req_txn
+                req_txn.interim = resp_txn.interim
+                req_txn.anomalies |= resp_txn.anomalies - {"pairing_uncertain", "request_missing"}
+                self.finish(req_txn, resp_txn.end_reason)
+        self._forget_server_lost(msg)
+
+    def _unresolved(self, msg: Message | None, upto: int = 0) -> None:
+        """The window cannot be decided: write its held responses unpaired,
+        flagged, and (at a checkpoint ``msg``) the requests before it, which
+        were answered by some of them."""
+        for t in self.held:
+            t.held = False
+            self.finish(t, t.end_reason)
+        self.held = []
+        rest = []
+        for i, e in enumerate(self.pending):
+            if e.__class__ is Lost:
+                if i >= upto:
+                    rest.append(e)
+                continue
+            if i < upto and msg is not None and e.response is None:
+                e.anomalies.update(("response_missing", "pairing_uncertain"))
+                self.finish(e, "gap")
+            else:
+                rest.append(e)
+        self.pending = rest
+        self._recount()
+        if msg is not None:
+            self._forget_server_lost(msg)

@@ -1,0 +1,463 @@
+"""The HTTP/1.x session of one connection (stateful, sans-I/O): two byte
+streams in, paired transactions out.  This is the HTTP stage's whole
+interface to the flow table.
+
+Call order:
+
+1. ``feed(from_client, chunks, now, ack)`` with each direction's reassembled
+   chunks as they become available: ``bytes`` (arrived with the segment
+   whose acknowledgement, as an offset in the other direction's stream, is
+   ``ack``, or None), ``(bytes, ts, ack)`` for data that waited in the
+   reassembly buffer, ``int`` for a gap of that many bytes.
+   ``feed_data(from_client, data, now, ack)`` is the same for one chunk.
+2. ``note(from_client, names)`` puts transport anomalies on the transaction
+   that direction is carrying (or the next one).
+3. ``end(from_client, now, why)`` when a direction is finished (FIN/RST).
+4. ``close(reason, now, why)`` when the connection is over.
+5. ``take()`` returns the finished transactions, in the connection's order.
+
+Two ``MessageReader``s frame the directions, a ``Pairing`` pairs them; this
+class holds the connection's mode and moves it along ``TRANSITIONS``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from sniffd.budget import Meter
+from sniffd.http import syntax
+from sniffd.http.message import Message, Transaction
+from sniffd.http.pairing import Pairing
+from sniffd.http.reader import HELD, OFF, PEEK, MessageReader
+from sniffd.http.syntax import CLOSE, LENGTH, NONE
+
+
+class Mode(enum.Enum):
+    HTTP = "http"  # both directions are parsed as HTTP
+    UPGRADING = "upgrading"  # a request asked to switch (Upgrade, CONNECT): its client bytes wait for the answer
+    PROBING = "probing"  # CONNECT was answered 2xx: the tunnel's first bytes decide what it carries
+    TUNNEL = "tunnel"  # another protocol: nothing more is parsed
+    NON_HTTP = "non_http"  # neither direction ever looked like HTTP
+
+
+class Event(enum.Enum):
+    ASK_UPGRADE = "a request asked to switch protocols (Upgrade, CONNECT)"
+    DECLINED = "the answer was not 101 / a 2xx to CONNECT"
+    SWITCHED = "101 Switching Protocols"
+    CONNECTED = "CONNECT answered 2xx"
+    TUNNEL_HTTP = "the client's first tunnel bytes are an HTTP request"
+    TUNNEL_OPAQUE = "the tunnel carries something else (TLS, or the server spoke first)"
+    NOT_HTTP = "neither direction looks like HTTP"
+
+
+M, E = Mode, Event
+# The connection's mode machine (h11's _state.py is the model): every
+# allowed move, and nothing else.  A 101 may come without an Upgrade
+# request (a broken client): HTTP --SWITCHED--> TUNNEL as well.
+TRANSITIONS: dict[tuple[Mode, Event], Mode] = {
+    (M.HTTP, E.ASK_UPGRADE): M.UPGRADING,
+    (M.UPGRADING, E.DECLINED): M.HTTP,
+    (M.UPGRADING, E.SWITCHED): M.TUNNEL,
+    (M.HTTP, E.SWITCHED): M.TUNNEL,
+    (M.UPGRADING, E.CONNECTED): M.PROBING,
+    (M.PROBING, E.TUNNEL_HTTP): M.HTTP,
+    (M.PROBING, E.TUNNEL_OPAQUE): M.TUNNEL,
+    (M.HTTP, E.NOT_HTTP): M.NON_HTTP,
+    (M.UPGRADING, E.NOT_HTTP): M.NON_HTTP,
+}
+
+# The first bytes of an HTTP request (in a tunnel): empty lines, a token, a
+# space or tab.
+_NO_BODY = (NONE, 0, False)
+# How a message ended (reader) -> the end_reason of the record it ends.
+_END_REASONS = {"complete": "complete", "close": "complete", "gap": "gap", "error": "parse_error",
+                "limit": "header_limit"}
+_REQUEST_START = re.compile(rb"[\r\n]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]")
+_TOKEN_PREFIX = re.compile(rb"[\r\n]*[!#$%&'*+\-.^_`|~0-9A-Za-z]*\Z")
+
+
+class HttpSession:
+    def __init__(self, max_pending_requests: int = 100, max_header_bytes: int = 65536,
+                 max_header_count: int = 256, midstream: bool = False, max_uri_bytes: int = 8192,
+                 meter: Meter | None = None, bodies=None) -> None:
+        self.meter = meter if meter is not None else Meter()
+        # sniffd.bodies.BodyCapture when bodies are captured, else None.
+        self.bodies = bodies
+        self.midstream = midstream
+        limits = dict(max_header_bytes=max_header_bytes, max_header_count=max_header_count,
+                      max_uri_bytes=max_uri_bytes, meter=self.meter, bodies=bodies, midstream=midstream)
+        self.req = MessageReader(True, self, **limits)
+        self.resp = MessageReader(False, self, **limits)
+        self.pairing = Pairing(max_pending_requests, midstream)
+        self.mode = Mode.HTTP
+        self.now = 0.0
+        # Why messages finished by the operation in progress end (end(),
+        # close()): becomes a transaction's end_reason.
+        self.ending: str | None = None
+        # Anomalies waiting for the next transaction of each direction.
+        self.carry: tuple[set, set] = (set(), set())
+        # Bytes were skipped before the next message of that direction:
+        # 0 no, 1 at a mid-stream pickup, 2 junk (later records say resumed).
+        self.resync_pending = [0, 0]
+        # A parse error or junk was seen: later transactions say so (not the
+        # one that had it, ``resumed_by``).
+        self.resumed = False
+        self.resumed_by: Transaction | None = None
+        self.non_http = False
+        # The CONNECT transaction whose tunnel is being probed, and once the
+        # tunnel carries HTTP, (target, trans_depth) for the records in it.
+        self.connect_txn: Transaction | None = None
+        self.tunnel: tuple[str | None, int] | None = None
+        # The request that asked to switch protocols.
+        self.upgrade_txn: Transaction | None = None
+
+    # ---------------------------------------------------------- public
+
+    @property
+    def done(self) -> list[Transaction]:
+        return self.pairing.done
+
+    @property
+    def loose(self) -> list[str]:
+        """Anomalies for the stats that touch no transaction."""
+        return self.pairing.loose
+
+    @loose.setter
+    def loose(self, value: list[str]) -> None:
+        self.pairing.loose = value
+
+    @property
+    def open_transactions(self) -> int:
+        p = self.pairing
+        return len(p.pending) + len(p.held) + (self.req.msg is not None) + (self.resp.msg is not None)
+
+    def feed(self, from_client: bool, chunks, now: float, ack: int | None = None) -> None:
+        reader = self.req if from_client else self.resp
+        for c in chunks:
+            if reader.state is OFF:
+                return
+            cls = c.__class__
+            if cls is int:
+                reader.gap(c)
+            elif cls is tuple:
+                if len(c) == 3:
+                    data, ts, a = c
+                else:
+                    (data, ts), a = c, ack
+                self.now = ts
+                reader.feed(data, ts, a)
+            else:
+                self.now = now
+                reader.feed(c, now, ack)
+
+    def feed_data(self, from_client: bool, data: bytes, now: float, ack: int | None = None) -> None:
+        """``feed`` for one in-order data chunk (the flow table's fast path)."""
+        self.now = now
+        (self.req if from_client else self.resp).feed(data, now, ack)
+
+    def note(self, from_client: bool, names) -> None:
+        reader = self.req if from_client else self.resp
+        msg = reader.msg
+        txn = msg.txn if msg is not None else None
+        if txn is None and not from_client:
+            for e in self.pairing.pending:
+                if e.__class__ is Transaction and e.response is None:
+                    txn = e
+                    break
+        if txn is not None:
+            txn.anomalies.update(names)
+        else:
+            self.carry[0 if from_client else 1].update(names)
+
+    def end(self, from_client: bool, now: float, why: str = "fin") -> None:
+        """That direction will carry no more data (FIN or RST); ``why`` is
+        the end_reason of a transaction this finishes."""
+        self.now = now
+        self.ending = why
+        reader = self.req if from_client else self.resp
+        if not from_client:
+            self.req.finish_09()
+        reader.end()
+        if self.mode is Mode.PROBING and self.connect_txn is not None:
+            self._probe()
+        self._check_non_http()
+        self.ending = None
+
+    def close(self, reason: str | None, now: float, why: str = "end_of_input") -> None:
+        """Finish every open transaction; ``reason`` is an anomaly name for
+        transactions cut by it (idle_timeout, cut_by_shutdown, conn_evicted,
+        memory_evicted) or None for a normal end; ``why`` their end_reason."""
+        self.now = now
+        for reader in (self.req, self.resp):
+            if reader.msg is not None and reason:
+                reader.msg.txn.anomalies.add(reason)
+        self.end(True, now, why)
+        self.end(False, now, why)
+        if self.connect_txn is not None:
+            txn, self.connect_txn = self.connect_txn, None
+            self.pairing.finish(txn, "complete")
+        self.pairing.close(reason, why)
+
+    def take(self) -> list[Transaction]:
+        """Finished transactions, oldest first; their memory leaves the
+        meter here, the one place every transaction leaves the session."""
+        done = self.pairing.done
+        if not done:
+            return done
+        self.pairing.done = []
+        freed = 0
+        for txn in done:
+            for msg in (txn.request, txn.response):
+                if msg is not None:
+                    # Break the message <-> transaction cycle: the records
+                    # stage needs neither link, and a cycle would wait for
+                    # the garbage collector.
+                    msg.txn = None
+                    if not msg.released:
+                        freed += msg.mem
+                        msg.released = True
+        if freed:
+            self.meter.http_bytes -= freed
+        return done
+
+    # ------------------------------------------------------- the mode
+
+    def _to(self, event: Event) -> None:
+        try:
+            self.mode = TRANSITIONS[(self.mode, event)]
+        except KeyError:
+            raise AssertionError(f"HTTP session: no move from {self.mode} on {event}") from None
+
+    # ------------------------------------ reader callbacks (see reader.py)
+
+    def begin(self, reader: MessageReader, msg: Message) -> None:
+        side = 0 if reader.is_request else 1
+        if reader.is_request:
+            # The client's next request says how much of the response it
+            # had: that may settle a response peeked at (a lost HEAD).
+            if self.resp.state is PEEK and msg.ack is not None:
+                self.resp.peek_evidence(msg.ack)
+            txn = self.pairing.request(msg)
+        else:
+            self.req.finish_09()
+            txn, _certain = self.pairing.response(msg)
+        carry = self.carry[side]
+        if carry:
+            txn.anomalies |= carry
+            carry.clear()
+        if self.resumed and txn is not self.resumed_by:
+            txn.anomalies.add("http_resumed")
+        skipped = self.resync_pending[side]
+        if skipped:
+            self.resync_pending[side] = 0
+            txn.anomalies.add("http_resync")
+            if skipped == 2:
+                self._resume(txn)
+        if self.tunnel is not None and txn.connect is None:
+            txn.connect = self.tunnel
+
+    def framing(self, reader: MessageReader, msg: Message) -> tuple[int, int, bool]:
+        txn = msg.txn
+        headers = msg.headers
+        if "transfer-encoding" not in headers and msg.odd is None:
+            # The common message: no Transfer-Encoding, no Content-Length or
+            # a plain one.  Everything else takes syntax's full rules below.
+            cl = headers.get("content-length")
+            if reader.is_request:
+                if cl is None:
+                    return _NO_BODY
+                if cl.isascii() and cl.isdigit() and (cl[0] != "0" or cl == "0") and len(cl) < 19:
+                    n = int(cl)
+                    return (LENGTH, n, False) if n else _NO_BODY
+            elif cl is not None and not txn.held and txn.request is not None:
+                status = msg.status
+                method = txn.request.method
+                if (status is not None and 200 <= status and status != 204 and status != 304 and method != "HEAD"
+                        and method != "CONNECT" and cl.isascii() and cl.isdigit() and (cl[0] != "0" or cl == "0")
+                        and len(cl) < 19):
+                    n = int(cl)
+                    return (LENGTH, n, False) if n else _NO_BODY
+        if reader.is_request:
+            kind, length, flags = syntax.request_framing(msg.headers, msg.odd)
+            if flags:
+                txn.anomalies.update(flags)
+            return kind, length, False
+        if msg.version == "0.9" and msg.status is None and not msg.headers:
+            return CLOSE, 0, False  # an HTTP/0.9 response: to the close
+        status = msg.status
+        req = txn.request
+        if status == 101:
+            return NONE, 0, False
+        if req is None or txn.held:
+            kind, length, flags = syntax.response_framing(msg.headers, msg.odd, status, False)
+            if flags:
+                txn.anomalies.update(flags)
+            # The request is not known: a body only if no status line follows.
+            return kind, length, kind != NONE
+        if req.method == "CONNECT" and status is not None and 200 <= status < 300:
+            return NONE, 0, False  # a tunnel (RFC 9110 section 9.3.6)
+        kind, length, flags = syntax.response_framing(msg.headers, msg.odd, status, req.method == "HEAD")
+        if flags:
+            txn.anomalies.update(flags)
+        return kind, length, False
+
+    def end_message(self, reader: MessageReader, msg: Message, how: str) -> None:
+        txn = msg.txn
+        if reader.is_request:
+            if how == "complete" and (msg.method == "CONNECT" or "upgrade" in msg.headers):
+                if self.mode is Mode.HTTP:
+                    self.upgrade_txn = txn
+                    self._to(Event.ASK_UPGRADE)
+                    reader.hold()
+            return
+        status = msg.status
+        if how == "complete" and status is not None and 100 <= status < 200 and status != 101:
+            self.meter.http_bytes -= msg.mem
+            msg.mem = 0
+            self.pairing.interim_done(txn)
+            return
+        why = _END_REASONS.get(how) or self.ending or "end_of_input"
+        if txn.end_reason is None:
+            txn.end_reason = why
+        req = txn.request if not txn.held else None
+        if how == "complete" and status == 101:
+            txn.anomalies.add("http_upgrade")
+            self.pairing.response_done(txn, why)
+            self._switch(Event.SWITCHED)
+            return
+        if how == "complete" and req is not None and req.method == "CONNECT" and status is not None \
+                and 200 <= status < 300 and self.mode is Mode.UPGRADING:
+            # Written once the tunnel's first bytes say what it carries.
+            if txn in self.pairing.pending:
+                self.pairing.pending.remove(txn)
+            self.connect_txn = txn
+            self._to(Event.CONNECTED)
+            self.resp.hold()
+            self._probe()
+            return
+        self.pairing.response_done(txn, why)
+        if self.mode is Mode.UPGRADING and req is not None and req is (self.upgrade_txn.request
+                                                                     if self.upgrade_txn else None):
+            self.upgrade_txn = None
+            self._to(Event.DECLINED)
+            self.req.release()
+
+    def lost(self, reader: MessageReader, start: int, end: int) -> None:
+        if reader.is_request:
+            self.pairing.lost_requests(start, end)
+        else:
+            self.pairing.lost_responses(start, end)
+
+    def junk(self, reader: MessageReader, n: int, resumed: bool) -> None:
+        side = 0 if reader.is_request else 1
+        self.resync_pending[side] = max(self.resync_pending[side], 2 if resumed else 1)
+
+    def desync(self, reader: MessageReader, msg: Message) -> None:
+        """``msg`` could not be parsed (to its end): every later record says so."""
+        self._resume(msg.txn)
+
+    def _resume(self, txn: Transaction) -> None:
+        if not self.resumed:
+            self.resumed = True
+            self.resumed_by = txn
+
+    def not_http(self, reader: MessageReader) -> None:
+        self._check_non_http()
+
+    def expects_09(self, reader: MessageReader) -> bool:
+        """Is the next response an answer to an HTTP/0.9 request?"""
+        for e in self.pairing.pending:
+            if e.__class__ is Transaction and e.response is None:
+                req = e.request
+                return req is not None and req.version == "0.9"
+        return False
+
+    def keep_body(self, reader: MessageReader, msg: Message, data: bytes) -> None:
+        buf = msg.body
+        before = buf.held_bytes
+        meter = self.meter
+        if not meter.keep_bodies:
+            # Memory budget step 2: stop keeping bodies, free this one now.
+            msg.body = None
+            msg.body_truncated = True
+            msg.txn.anomalies.add("memory_bodies_dropped")
+            msg.mem -= before
+            meter.http_bytes -= before
+            return
+        buf.feed(data)
+        grown = buf.held_bytes - before
+        if grown and not msg.released:
+            msg.mem += grown
+            meter.add(grown)
+
+    def held_data(self, reader: MessageReader) -> None:
+        if self.mode is Mode.PROBING:
+            self._probe()
+
+    def held_gap(self, reader: MessageReader) -> None:
+        if self.mode is Mode.PROBING:
+            self._open_tunnel(False)
+        else:
+            reader.hold()  # what was held is cut: start again after the gap
+
+    # ------------------------------------------------------------ tunnels
+
+    def _probe(self) -> None:
+        """CONNECT was answered 2xx: decide from the first tunnel bytes."""
+        first = self.req.held()
+        if not first:
+            if self.resp.held() or self.req.state is OFF:
+                self._open_tunnel(False)  # the server spoke first, or the client left
+            return
+        if _REQUEST_START.match(first):
+            self._open_tunnel(True)
+        elif len(first) < 64 and _TOKEN_PREFIX.match(first) and self.req.state is HELD:
+            return  # maybe a method, not complete yet
+        else:
+            self._open_tunnel(False)
+
+    def _open_tunnel(self, http: bool) -> None:
+        txn, self.connect_txn = self.connect_txn, None
+        self.upgrade_txn = None
+        if not http:
+            if txn is not None:
+                txn.anomalies.add("http_upgrade")
+                self.pairing.finish(txn, txn.end_reason)
+            self._switch(Event.TUNNEL_OPAQUE)
+            return
+        self._to(Event.TUNNEL_HTTP)
+        if txn is not None:
+            self.pairing.finish(txn, txn.end_reason)
+            req = txn.request
+            self.tunnel = (req.uri if req is not None else None, txn.depth)
+        self.resp.release()
+        self.req.release()
+
+    def _switch(self, event: Event) -> None:
+        """Another protocol from here on: parse nothing more."""
+        self._to(event)
+        self.req.off()
+        self.resp.off()
+        self.loose.append("http_upgrade")
+
+    def _check_non_http(self) -> None:
+        """Neither direction ever looked like HTTP: give the connection up."""
+        if self.non_http or self.req.good or self.resp.good:
+            return
+        verdicts = (self.req.verdict, self.resp.verdict)
+        if False not in verdicts:
+            return
+        other_open = any(v is None and r.state is not OFF and r.seen == 0 for v, r in
+                         zip(verdicts, (self.req, self.resp)))
+        if None in verdicts and other_open:
+            return  # the other direction has said nothing yet
+        if None in verdicts and any(r.seen and r.state is not OFF for r in (self.req, self.resp)
+                                    if r.verdict is None):
+            return
+        self.non_http = True
+        self.loose.append("non_http")
+        if self.mode in (Mode.HTTP, Mode.UPGRADING):
+            self._to(Event.NOT_HTTP)
+        self.req.off()
+        self.resp.off()
