@@ -22,13 +22,20 @@ Steps (see bench/README.md):
    measured too, and the report warns when the machine was not idle.
 4. Checks every sniffd output against the ground truth (bench/verify.py):
    every transaction exactly once with the exact fields, no other record.
+   Then, untimed, makes damaged copies of the corpus with bench/transform.py
+   (by default one shuffled in windows of 1-6 packets per direction with 5%
+   of data packets duplicated and 2% re-sent cut at other offsets, and one
+   with 1% of data packets dropped; issue 10), runs ``sniffd read`` on each
+   and checks it with bench/damage.py: the first must be exact throughout;
+   on the second no transaction may be mispaired, every damaged one must be
+   flagged and every other one exact.
 5. Prints the figures, ratios, a summary table and the issue's targets, and
    writes bench/out/results.json; with --live, then runs bench/live.py.
 
-Exit status: 0 when every sniffd output is exact, 1 when one is not or sniffd
-fails (a sniffd bug: the mismatching transactions are printed), 2 when the
-bench itself could not run.  --strict also fails (3) when a speed or memory
-target is missed.
+Exit status: 0 when every sniffd output is exact (on the damaged copies:
+meets the targets above), 1 when one is not or sniffd fails (a sniffd bug:
+the mismatching transactions are printed), 2 when the bench itself could not
+run.  --strict also fails (3) when a speed or memory target is missed.
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ from machine import machine_busy_s  # noqa: E402
 from pcapinfo import pcap_info  # noqa: E402
 from verify import verify  # noqa: E402
 
+import damage  # noqa: E402
+import transform  # noqa: E402
+
 # The issue's targets for `sniffd read` on this corpus.
 TARGET_PPS = 200_000
 TARGET_VS_TCPFLOW = 1.0
@@ -80,6 +90,10 @@ MB = 1_000_000  # MB and MB/s are 10^6 bytes throughout
 # CPUs kept busy by other processes during a timed run, above which the
 # report warns that wall-clock rates are depressed (this machine is shared).
 OTHER_CPU_WARN = 0.25
+
+# The damaged copies checked after the timed runs (issue 10): variants
+# separated by ";", each a bench/transform.py --transforms list.
+DEFAULT_TRANSFORMS = "shuffle,duplicate,resegment;loss"
 
 # Output of the timed commands: tcpflow writes one file per direction of
 # every connection (~190 MB), sniffd ~15 MB, tshark ~2 MB.
@@ -312,10 +326,19 @@ def main(argv: list[str] | None = None) -> int:
                          "disk is not what is measured; give a directory on disk to include it)")
     ap.add_argument("--sniffd", default=None, help="sniffd executable to time (default: the one next to this python)")
     ap.add_argument("--no-compare", action="store_true", help="skip tcpflow and tshark")
+    ap.add_argument("--transforms", default=DEFAULT_TRANSFORMS,
+                    help="damaged copies to check after the timed runs, ';'-separated bench/transform.py --transforms lists "
+                         f"(default {DEFAULT_TRANSFORMS!r}: the issue's reordered copy and its 1%% loss copy)")
+    ap.add_argument("--no-transforms", action="store_true", help="check only the clean corpus")
+    ap.add_argument("--transform-seed", type=int, default=1, help="seed of the damaged copies (default 1)")
     ap.add_argument("--live", action="store_true", help="also run bench/live.py (tcpreplay through a veth into `sniffd run`)")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a speed or memory target is missed")
     args = ap.parse_args(argv)
     t_start = time.monotonic()
+    try:
+        variants = [] if args.no_transforms else [transform.parse_transforms(v) for v in args.transforms.split(";") if v.strip()]
+    except ValueError as e:
+        ap.error(f"--transforms: {e}")
 
     out_dir: Path = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -334,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 
     scratch = make_scratch(args.scratch)
     try:
-        return bench(args, out_dir, scratch, meta, pcap, truth, info, exe, worker_counts, t_start)
+        return bench(args, out_dir, scratch, meta, pcap, truth, info, exe, worker_counts, variants, t_start)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -360,8 +383,60 @@ def git_state() -> str:
     return f"{head}{' + uncommitted changes in sniffd/' if dirty else ''}" if head else "unknown"
 
 
+@dataclass
+class Copy:
+    """One damaged copy of the corpus, sniffd's records for it and the verdict."""
+
+    transforms: list[str]
+    label: str  # "on shuffled+dup+reseg copy", "with 1% loss"
+    slug: str
+    sidecar: dict
+    verdict: damage.DamageVerdict
+    stats: str
+
+
+def copy_label(transforms: list[str], loss_rate: float) -> tuple[str, str]:
+    """("on shuffled+dup+reseg copy" / "with 1% loss" / "on shuffled copy with 1% loss", file name part)."""
+    short = {"shuffle": "shuffled", "duplicate": "dup", "resegment": "reseg"}
+    words = [short[t] for t in transforms if t in short]
+    loss = f"{loss_rate * 100:g}% loss" if "loss" in transforms else ""
+    label = (f"on {'+'.join(words)} copy" + (f" with {loss}" if loss else "")) if words else f"with {loss}"
+    return label, "+".join(transforms)
+
+
+def check_copies(variants: list[list[str]], seed: int, out_dir: Path, scratch: Path, pcap: Path, truth: list[dict], exe: str) -> list[Copy]:
+    """Make each damaged copy (in scratch, deleted after), run `sniffd read` on it (untimed), judge the records."""
+    say("damaged copies: framing the clean corpus's streams with httpgen's reader (bench/damage.py)")
+    ref = damage.Reference(truth, pcap)
+    copies = []
+    for transforms in variants:
+        params = transform.Params(seed=seed)
+        label, slug = copy_label(transforms, params.loss_rate)
+        copy_pcap = scratch / f"copy-{slug}.pcap"
+        sidecar_path = out_dir / f"transform-{slug}.json"
+        say(f"damaged copy {label}: bench/transform.py {pcap} {copy_pcap} --transforms {','.join(transforms)} --seed {seed}")
+        side = transform.transform_file(pcap, copy_pcap, transforms, params, sidecar_path)
+        records_path = out_dir / f"records-{slug}.jsonl"
+        say(f"damaged copy {label}: sniffd read")
+        proc = subprocess.run([exe, "read", str(copy_pcap), "-o", str(records_path), "--stats"], capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT_S, cwd=REPO_ROOT)
+        copy_pcap.unlink()
+        if proc.returncode != 0:
+            raise SniffdFailed(f"sniffd read {label} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+        records, bad = damage.read_records(records_path)
+        verdict = damage.check(ref, side, records, bad)
+        (out_dir / f"mismatches-{slug}.json").write_text(json.dumps(verdict.to_json(), indent=1) + "\n")
+        stats = next((line for line in reversed(proc.stderr.splitlines()) if line.startswith("{")), "")
+        copies.append(Copy(transforms, label, slug, side, verdict, stats))
+    return copies
+
+
+class SniffdFailed(RuntimeError):
+    """sniffd exited non-zero on an input it must handle: a sniffd bug (exit 1), not a bench problem."""
+
+
 def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: list[dict], info, exe: str,
-          worker_counts: list[int], t_start: float) -> int:
+          worker_counts: list[int], variants: list[list[str]], t_start: float) -> int:
     packets, nbytes = info.packets, info.file_bytes
     results: list[Result] = []
     failures: list[str] = []
@@ -431,6 +506,18 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
         tshark_out.unlink()
         results.append(res)
 
+    # Damaged copies (issue 10), after everything timed.
+    copies: list[Copy] = []
+    if variants:
+        try:
+            copies = check_copies(variants, args.transform_seed, out_dir, scratch, pcap, truth, exe)
+        except SniffdFailed as e:
+            print(f"bench: FAIL: {e}")
+            return 1
+        except damage.InstrumentError as e:
+            raise RuntimeError(f"damaged copies: {e}") from e
+        failures += [f"sniffd read {c.label}" for c in copies if not c.verdict.ok]
+
     # --- print -----------------------------------------------------------------
     by_name = {r.name: r for r in results}
     base = by_name["sniffd read"]
@@ -489,6 +576,15 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
             failures.append(f"sniffd read --workers {n} (output order)")
     if base.note:
         print(f"sniffd read --stats: {base.note}")
+    for c in copies:
+        print(f"correctness {c.label}: {c.verdict.summary()}")
+        for name, ok, value in c.verdict.targets():
+            print(f"  {'met   ' if ok else 'MISSED'} {name:<40} {value}")
+        for line in c.verdict.problems(limit=5):
+            print(line)
+        print(f"  full list: {out_dir}/mismatches-{c.slug}.json (copy made by bench/transform.py --transforms {','.join(c.transforms)} "
+              f"--seed {c.sidecar['seed']}; what it did: {out_dir}/transform-{c.slug}.json)")
+        print(f"  sniffd read --stats {c.label}: {c.stats}")
 
     # Summary table.
     print()
@@ -513,15 +609,19 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
         targets.insert(1, ("packets/s >= tcpflow's", ratios["tcpflow"] >= TARGET_VS_TCPFLOW, f"{ratios['tcpflow']:.2f}x"))
         targets.insert(2, ("packets/s >= 5x tshark's", ratios["tshark"] >= TARGET_VS_TSHARK,
                            f"{ratios['tshark']:.2f}x (-Y http -T fields); {ratios['tshark -z http,tree']:.2f}x (-z http,tree)"))
+    for c in copies:
+        for name, ok, value in c.verdict.targets():
+            targets.append((f"{name} ({c.label.removeprefix('on ').removeprefix('with ')})", ok, value))
     if 2 in speedups:
         targets.append(("--workers 2 >= 1.6x one process", speedups[2] >= TARGET_WORKERS2_SPEEDUP, f"{speedups[2]:.2f}x"))
     elif 2 in unsupported:
         targets.append(("--workers 2 >= 1.6x one process", None, "not supported yet"))
     print()
+    width = max(34, *(len(n) for n, _, _ in targets))
     print("targets (issue):")
     for name, ok, value in targets:
         word = "n/a   " if ok is None else ("met   " if ok else "MISSED")
-        print(f"  {word} {name:<34} {value}")
+        print(f"  {word} {name:<{width}} {value}")
 
     results_json = {
         "corpus": {**{k: v for k, v in meta.items() if k != "kinds"}, "packets_counted": packets, "pcap_bytes": nbytes},
@@ -536,6 +636,10 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
         "ratios": ratios,
         "speedups": {str(n): s for n, s in speedups.items()},
         "targets": [{"target": n, "met": ok, "value": v} for n, ok, v in targets],
+        "damaged_copies": [{"label": c.label, "transforms": c.transforms, "seed": c.sidecar["seed"], "ok": c.verdict.ok,
+                            "summary": c.verdict.summary(), "counts": dict(c.verdict.counts), "damaged": c.verdict.damaged,
+                            "after_loss": c.verdict.after_loss, "after_loss_exact": c.verdict.after_loss_exact,
+                            "extra": len(c.verdict.extra), "sniffd_stats": c.stats} for c in copies],
     }
     (out_dir / "results.json").write_text(json.dumps(results_json, indent=1) + "\n")
 
@@ -548,7 +652,8 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
     print()
     verdict = "FAIL" if failures else "PASS"
     print(f"bench: {verdict}: " + (f"records wrong (against the ground truth, or --workers against one process) for {', '.join(failures)}" if failures
-                                   else f"every sniffd output exact ({len(truth):,} transactions)")
+                                   else f"every sniffd output exact ({len(truth):,} transactions)"
+                                        + (", damaged copies meet their targets" if copies else ""))
           + f"; results in {out_dir}/results.json; bench took {time.monotonic() - t_start:.0f} s")
     if failures:
         return 1

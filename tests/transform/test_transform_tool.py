@@ -1,0 +1,281 @@
+"""The instrument itself: bench/transform.py does what its sidecar says, bench/damage.py judges right.
+
+These tests do not depend on sniffd's behaviour (except the last, the clean
+baseline), so they pass whatever state sniffd is in; a failure here is a
+fault of the instrument.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import struct
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import damage
+import transform
+from tests import httpgen
+
+pytestmark = pytest.mark.live
+
+ALL = ["shuffle", "duplicate", "resegment"]
+
+
+def frames_of(path: Path) -> list[transform.Packet]:
+    return transform.read_pcap(path).packets
+
+
+def make(corpus, tmp_path: Path, transforms: list[str], seed: int = 1, **params) -> tuple[list[transform.Packet], dict]:
+    out = tmp_path / f"{'+'.join(transforms)}-{seed}.pcap"
+    side = transform.transform_file(corpus.pcap, out, transforms, transform.Params(seed=seed, **params))
+    return frames_of(out), side
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(corpus, tmp_path):
+    a = tmp_path / "a.pcap"
+    b = tmp_path / "b.pcap"
+    c = tmp_path / "c.pcap"
+    everything = ALL + ["loss"]
+    side_a = transform.transform_file(corpus.pcap, a, everything, transform.Params(seed=7))
+    side_b = transform.transform_file(corpus.pcap, b, everything, transform.Params(seed=7))
+    transform.transform_file(corpus.pcap, c, everything, transform.Params(seed=8))
+    assert a.read_bytes() == b.read_bytes()
+    drop_times = lambda s: {k: v for k, v in s.items() if k not in ("made_in_s", "output", "input")}  # noqa: E731
+    assert drop_times(side_a) == drop_times(side_b)
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_one_transform_does_not_change_what_another_chooses(corpus, tmp_path):
+    _, alone = make(corpus, tmp_path, ["duplicate"], seed=3)
+    _, mixed = make(corpus, tmp_path, ["duplicate", "resegment"], seed=3)
+    # Same packets picked (the positions differ only by what resegment inserts, which is after the pick).
+    assert [c["index"] for c in alone["duplicate"]["copies"]] == [c["index"] for c in mixed["duplicate"]["copies"]]
+
+
+@pytest.mark.parametrize("transforms", [["shuffle"], ["duplicate"], ["resegment"], ["loss"], ALL, ALL + ["loss"]])
+def test_output_is_time_ordered_and_checksums_hold(corpus, tmp_path, transforms):
+    packets, side = make(corpus, tmp_path, transforms)
+    assert side["output_packets"] == len(packets) == len(side["output_from_input"])
+    original = frames_of(corpus.pcap)
+    for p, source in zip(packets, side["output_from_input"]):
+        if isinstance(source, int):
+            assert original[source].frame == p.frame
+        else:  # a piece re-cut from that input packet: same ends, same direction
+            o = original[int(source[1:])]
+            assert (o.src, o.sport, o.dst, o.dport) == (p.src, p.sport, p.dst, p.dport)
+    assert all(a.ts <= b.ts for a, b in zip(packets, packets[1:]))
+    for p in packets:
+        assert p.is_tcp
+        ip = p.frame[p.ip_off : p.tcp_off]
+        assert 0 == transform.inet_checksum(ip), f"IP checksum of output packet {p.index}"
+        total = struct.unpack_from("!H", ip, 2)[0]
+        assert len(p.frame) - p.ip_off == total
+        tcp = p.frame[p.tcp_off :]
+        pseudo = ip[12:20] + struct.pack("!BBH", 0, 6, len(tcp))
+        # 0xffff and 0 are the same one's-complement zero; the kernel writes either.
+        assert transform.inet_checksum(pseudo + tcp) in (0, 0xFFFF), f"TCP checksum of output packet {p.index}"
+
+
+def test_shuffle_permutes_each_direction_within_windows_and_keeps_the_interleaving(corpus, tmp_path):
+    original = frames_of(corpus.pcap)
+    packets, side = make(corpus, tmp_path, ["shuffle"], seed=2)
+    assert len(original) == len(packets)
+    assert side["shuffle"]["packets_moved"] > len(original) // 3
+    # Every slot keeps its time (a stamp earlier than the one before it is raised to it).
+    expected, last = [], (0, 0)
+    for p in original:
+        last = max(last, p.ts)
+        expected.append(last)
+    assert expected == [p.ts for p in packets]
+    oc, pc = transform.assign_connections(original), transform.assign_connections(packets)
+    by_key = {c.key: c for c in pc}
+    moved_syn = 0
+    for c in oc:
+        d = by_key[c.key]
+        # The order of directions on the connection is the original's (slots kept) ...
+        assert [p.direction for p in c.packets] == [p.direction for p in d.packets]
+        for direction in (transform.C2S, transform.S2C):
+            before = [p.frame for p in c.packets if p.direction == direction]
+            after = [p.frame for p in d.packets if p.direction == direction]
+            # ... and each direction holds the same packets, none moved more than window_max - 1 places.
+            assert Counter(before) == Counter(after)
+            where = {f: i for i, f in enumerate(before)}
+            assert all(abs(where[f] - i) < transform.DEFAULT_WINDOW_MAX for i, f in enumerate(after))
+        first_c2s = next(p for p in d.packets if p.direction == transform.C2S)
+        moved_syn += not (first_c2s.flags & transform.SYN)
+    assert moved_syn > 0, "no SYN was moved behind another packet of its connection"
+
+
+def test_duplicates_are_exact_copies_later_on_their_connection(corpus, tmp_path):
+    original = frames_of(corpus.pcap)
+    packets, side = make(corpus, tmp_path, ["duplicate"], seed=4)
+    copies = side["duplicate"]["copies"]
+    data = [p for p in original if p.is_data]
+    assert round(transform.DEFAULT_DUP_RATE * len(data)) == len(copies) == len(packets) - len(original)
+    assert Counter(p.frame for p in packets) - Counter(p.frame for p in original) == Counter(original[c["index"]].frame for c in copies)
+    conns = transform.assign_connections(packets)
+    for c in copies:
+        frame = original[c["index"]].frame
+        conn = next(x for x in conns if x.key == (c["client_ip"], c["client_port"]))
+        positions = [i for i, p in enumerate(conn.packets) if p.frame == frame]
+        assert len(positions) >= 2
+        # Packets of the connection between original and copy, not counting other copies (a frame seen before).
+        seen = {q.frame for q in conn.packets[: positions[0] + 1]}
+        between = 0
+        for q in conn.packets[positions[0] + 1 : positions[-1]]:
+            between += q.frame not in seen
+            seen.add(q.frame)
+        assert c["packets_later"] == between <= transform.DEFAULT_DUP_MAX_DISTANCE
+
+
+def test_resegmented_pieces_carry_the_streams_own_bytes_at_other_offsets(corpus, tmp_path):
+    original = frames_of(corpus.pcap)
+    packets, side = make(corpus, tmp_path, ["resegment"], seed=5)
+    copies = side["resegment"]["copies"]
+    assert len(copies) == round(transform.DEFAULT_RESEG_RATE * sum(1 for p in original if p.payload_len >= 2))
+    assert {"within", "spanning"} == {c["kind"] for c in copies}
+    conns = {c.key: c for c in corpus.ref.all_conns}
+    original_frames = Counter(p.frame for p in original)
+    new = [p for p in packets if not original_frames[p.frame]]
+    assert len(copies) == len(new)
+    pieces = {(c["client_port"], c["piece_seq"], c["piece_len"]) for c in copies}
+    for p in new:
+        conn = conns[(transform.ip_text(p.src), p.sport)] if (transform.ip_text(p.src), p.sport) in conns else conns[(transform.ip_text(p.dst), p.dport)]
+        direction = transform.C2S if (transform.ip_text(p.src), p.sport) == conn.key else transform.S2C
+        off = (p.seq - conn.base[direction]) % (1 << 32)
+        assert conn.streams[direction][off : off + p.payload_len] == p.payload
+        assert (conn.key[1], p.seq, p.payload_len) in pieces
+        # Cut at other offsets: no original segment of that direction has this exact range.
+        assert not any(o.seq == p.seq and o.payload_len == p.payload_len for o in original
+                       if o.is_data and (o.src, o.sport) == (p.src, p.sport))
+
+
+def test_loss_sidecar_lists_exactly_the_packets_missing(corpus, tmp_path):
+    original = frames_of(corpus.pcap)
+    packets, side = make(corpus, tmp_path, ["loss"], seed=6)
+    dropped = side["loss"]["dropped"]
+    data = [p for p in original if p.is_data]
+    assert round(transform.DEFAULT_LOSS_RATE * len(data)) == len(dropped) > 0
+    assert Counter(p.frame for p in original) - Counter(p.frame for p in packets) == Counter(original[d["index"]].frame for d in dropped)
+    for d in dropped:
+        p = original[d["index"]]
+        assert (d["seq"], d["len"]) == (p.seq, p.payload_len) and p.payload_len > 0
+        assert (d["client_port"] == p.sport) == (d["direction"] == "client_to_server")
+
+
+def test_explicit_drop_list_drops_exactly_those(corpus, tmp_path):
+    original = frames_of(corpus.pcap)
+    data = [p.index for p in original if p.is_data]
+    packets, side = make(corpus, tmp_path, [], drop_packets=(data[3], data[-1]))
+    assert [data[3], data[-1]] == [d["index"] for d in side["loss"]["dropped"]]
+    assert len(original) - 2 == len(packets)
+    with pytest.raises(transform.TransformError):
+        make(corpus, tmp_path, [], drop_packets=(next(p.index for p in original if not p.is_data),))
+
+
+def test_httpgen_reader_frames_every_stream_byte_into_one_message(corpus):
+    """The clean streams split into requests/responses that tile each stream (the Reference already checked them against truth)."""
+    assert len(corpus.truth) == sum(len(c.exchanges) for c in corpus.ref.conns)
+    for c in corpus.ref.conns:
+        ends = [0, 0]
+        for ex in c.exchanges:
+            assert ex.req[0] == ends[0] and ex.resp[0] == ends[1]
+            ends = [ex.req[1], ex.resp[1]]
+        assert ends == [len(c.streams[0]), len(c.streams[1])]
+    labels = Counter(t["label"] for t in corpus.truth)
+    assert set(labels) == set(httpgen.PLANNERS), labels
+    assert any(t["interim"] == [100] for t in corpus.truth) and any(t["method"] == "HEAD" for t in corpus.truth)
+
+
+# --- the verifier on records made from the truth (no sniffd) ---------------------------------
+
+
+def ideal_records(corpus) -> list[dict]:
+    """What a perfect logger would write, built from truth and the framed headers."""
+    out = []
+    for c in corpus.ref.conns:
+        for ex, t in zip(c.exchanges, c.truth):
+            out.append({
+                "ts": "2030-01-01T00:00:00.000000Z",
+                "client": {"ip": t["client_ip"], "port": t["client_port"]},
+                "server": {"ip": t["server_ip"], "port": t["server_port"]},
+                "request": {"method": ex.method, "uri": ex.uri, "version": "1.1", "host": ex.host,
+                            "headers": {n: httpgen.header_value(ex.req_headers, n) for n, _ in ex.req_headers},
+                            "body_len": ex.req_body_len, "missed_bytes": 0},
+                "response": {"status": ex.status, "reason": ex.reason, "version": "1.1",
+                             "headers": {n: httpgen.header_value(ex.resp_headers, n) for n, _ in ex.resp_headers},
+                             "body_len": ex.resp_body_len, "missed_bytes": 0,
+                             "interim": [{"status": s, "reason": httpgen.REASONS[s]} for s in ex.interim]},
+                "trans_depth": t["trans_depth"],
+                "anomalies": [],
+            })
+    return out
+
+
+def test_verifier_passes_ideal_records_and_catches_a_swap(corpus):
+    records = ideal_records(corpus)
+    v = damage.check(corpus.ref, None, records)
+    assert (True, len(corpus.truth), 0) == (v.ok, v.counts["exact"], len(v.extra)), v.summary()
+
+    # Swap the responses of two transactions with different responses: both mispaired, even if flagged.
+    bad = copy.deepcopy(records)
+    i = next(i for i, r in enumerate(bad[:-1]) if r["response"]["status"] != bad[i + 1]["response"]["status"]
+             and r["client"] == bad[i + 1]["client"])
+    bad[i]["response"], bad[i + 1]["response"] = bad[i + 1]["response"], bad[i]["response"]
+    bad[i]["anomalies"] = ["tcp_gap"]
+    v = damage.check(corpus.ref, None, bad)
+    assert 2 == v.counts["mispaired"] == v.truth - v.counts["exact"]
+    assert not v.ok
+
+    # Trust no trans_depth: the same records with depths shuffled are mispaired nowhere, just not exact.
+    bad = copy.deepcopy(records)
+    for r in bad:
+        r["trans_depth"] = 1
+    v = damage.check(corpus.ref, None, bad)
+    assert 0 == v.counts["mispaired"]
+    assert len(corpus.truth) - sum(1 for t in corpus.truth if t["trans_depth"] == 1) == v.counts["undamaged_not_exact"]
+
+    # A missing record and an invented one.
+    bad = copy.deepcopy(records[1:]) + [dict(copy.deepcopy(records[0]), request=dict(records[0]["request"], uri="/nowhere"), response=None)]
+    v = damage.check(corpus.ref, None, bad)
+    assert (1, 1, 1) == (v.counts["missing"], len(v.extra), v.extra_unflagged)
+
+
+def test_verifier_classifies_damage_from_the_sidecar(corpus, tmp_path):
+    """Drop the packet holding a response's status line: that transaction is damaged, the rest not; judged by flags and pairing."""
+    records = ideal_records(corpus)
+    original = frames_of(corpus.pcap)
+    conn = next(c for c in corpus.ref.conns if len(c.exchanges) >= 3)
+    ex = conn.exchanges[1]
+    base = conn.base[transform.S2C]
+    target = next(p for p in original if p.is_data and (transform.ip_text(p.dst), p.dport) == conn.key
+                  and (p.seq - base) % (1 << 32) <= ex.resp[0] < (p.seq - base) % (1 << 32) + p.payload_len)
+    _, side = make(corpus, tmp_path, [], drop_packets=(target.index,))
+    v = damage.check(corpus.ref, side, records)
+    damaged = [o for o in v.outcomes if o.damaged]
+    assert conn.truth[1]["trans_depth"] in [o.truth["trans_depth"] for o in damaged if o.conn is conn]
+    # The ideal records claim the damaged transaction complete, with no anomaly: not flagged.
+    assert len(damaged) == v.counts["damaged_unflagged"] and not v.ok
+    for r in records:
+        if any(o.truth["client_port"] == r["client"]["port"] and o.truth["trans_depth"] == r["trans_depth"] for o in damaged):
+            r["anomalies"] = ["tcp_gap"]
+            r["response"] = None
+    v = damage.check(corpus.ref, side, records)
+    assert (len(damaged), 0) == (v.counts["damaged_flagged"], v.counts["mispaired"])
+    assert v.ok, v.summary()
+    assert v.after_loss == v.after_loss_exact == sum(1 for o in v.outcomes if o.conn is conn and not o.damaged
+                                                       and o.exchange.resp[0] > ex.resp[0])
+
+
+def test_sniffd_reads_the_clean_corpus_exactly(corpus, tmp_path, sniffd_exe):
+    """The baseline the transformed copies are measured against (issue 10 is only about damaged copies)."""
+    out = tmp_path / "clean.jsonl"
+    subprocess.run([str(sniffd_exe), "read", str(corpus.pcap), "-o", str(out)], check=True, timeout=60)
+    records, bad = damage.read_records(out)
+    v = damage.check(corpus.ref, None, records, bad)
+    assert v.ok, v.summary() + "\n" + "\n".join(v.problems())
+    assert json.loads(json.dumps(v.to_json()))["ok"] is True
