@@ -282,7 +282,7 @@ def tshark_requests(trace: Path, options: list[str]) -> Counter:
     assert tshark, "tshark is not installed (scripts/install installs it)"
     sep = "\x1f"  # several requests in one frame: one value each, joined by this
     out = subprocess.run(
-        [tshark, *options, "-r", str(trace), "-Y", "http.request", "-T", "fields", "-E", "occurrence=a",
+        [tshark, "-n", *options, "-r", str(trace), "-Y", "http.request", "-T", "fields", "-E", "occurrence=a",
          "-E", f"aggregator={sep}", "-e", "tcp.srcport", "-e", "tcp.dstport",
          "-e", "http.request.method", "-e", "http.request.uri"],
         capture_output=True, text=True, timeout=60, check=True).stdout
