@@ -3,17 +3,21 @@
 A ``HalfStream`` turns segments, in any arrival order, into the ordered byte
 stream the receiver's application saw, plus gap markers for bytes that never
 arrived.  Its output is a list of *chunks*: ``bytes`` for data that arrived
-with the segment just fed, ``(bytes, ts)`` for data that waited in the
-buffer (``ts``: when it was captured), ``int`` for a gap of that many bytes.
-Keeping the capture time lets records say when a byte was on the wire, not
-when the hole before it was filled.
+with the segment just fed, ``(bytes, ts, ack)`` for data that waited in the
+buffer (``ts``: when it was captured; ``ack``: the 32-bit acknowledgement
+number its segment carried, or None without ACK), ``int`` for a gap of that
+many bytes.  Keeping the capture time lets records say when a byte was on
+the wire, not when the hole before it was filled; keeping the ack lets the
+HTTP pairing know what the sender had received when it sent those bytes.
 
 Call order (gopacket's Assembler is the model):
 
 1. ``start(seq)`` once the initial sequence number is known (SYN: ISN+1; a
    connection picked up mid-stream: the first segment's seq).
-2. ``feed(seq, payload, now)`` per segment with data -> chunks.
-   ``feed_fin(seq_end)`` when FIN is seen.
+2. ``feed(seq, payload, now, ack)`` per segment with data -> chunks;
+   ``advance(payload)`` instead for the flow table's fast path (in order,
+   nothing buffered: the caller checked).  ``feed_fin(seq_end)`` when a FIN
+   is seen: it is refused (False) when the receiver would not accept it.
 3. ``expire(now)`` when time advances -> chunks (a hole that waited
    ``gap_timeout_s`` is skipped).
 4. ``skip_to(rel)`` when the peer acknowledged data we will never see.
@@ -40,19 +44,29 @@ from sniffd.budget import SEGMENT_COST
 
 MASK32 = 0xFFFFFFFF
 HALF32 = 0x80000000
+# A FIN further than this past the furthest byte its sender was seen to send
+# is outside any window a receiver offers (Linux's default tcp_rmem maximum
+# is 6 MiB): refused, so a spoofed FIN with a random sequence number (1 in
+# ~250 lands inside) cannot end a direction.
+FIN_WINDOW = 16 * 1024 * 1024
+
+
+def _start(entry: tuple) -> int:
+    return entry[0]
 
 
 class HalfStream:
     __slots__ = (
         "base", "next", "pending", "pending_bytes", "wait_since", "fin_at",
         "recent_start", "recent", "gap_timeout_s", "max_buffer_bytes",
-        "anomalies", "missed_bytes", "closed",
+        "anomalies", "missed_bytes", "closed", "high", "conflicts",
     )
 
     def __init__(self, gap_timeout_s: float, max_buffer_bytes: int) -> None:
         self.base: int | None = None  # 32-bit seq of relative offset 0
         self.next = 0  # relative offset of the next byte to deliver
-        self.pending: list[tuple[int, bytes, float]] = []  # sorted, non-overlapping
+        self.high = 0  # relative offset just past the furthest byte seen
+        self.pending: list[tuple[int, bytes, float, int | None]] = []  # sorted, non-overlapping
         self.pending_bytes = 0
         self.wait_since: float | None = None  # when the current hole began blocking
         self.fin_at: int | None = None
@@ -62,12 +76,17 @@ class HalfStream:
         self.max_buffer_bytes = max_buffer_bytes
         # Anomaly names raised since the owner last took them (drain_anomalies).
         self.anomalies: list[str] = []
+        # Relative ranges [start, end) where a copy disagreed with the first
+        # (tcp_overlap_conflict), since the owner last took them: the HTTP
+        # stage puts the anomaly on the message those bytes belong to.
+        self.conflicts: list[tuple[int, int]] = []
         self.missed_bytes = 0
         self.closed = False
 
     def start(self, seq: int) -> None:
         self.base = seq & MASK32
         self.next = 0
+        self.high = 0
 
     def rel(self, seq: int) -> int:
         """Unwrap a 32-bit sequence number to an offset near ``next``."""
@@ -88,18 +107,28 @@ class HalfStream:
             return self.next + 1
         return self.next
 
-    def feed(self, seq: int, payload: bytes, now: float) -> list:
+    def advance(self, payload: bytes) -> None:
+        """The next in-order segment, with nothing buffered (the caller
+        checked): it is delivered as it is."""
+        start = self.next
+        self.recent_start = start
+        self.recent = payload
+        self.next = end = start + len(payload)
+        if end > self.high:
+            self.high = end
+
+    def feed(self, seq: int, payload: bytes, now: float, ack: int | None = None) -> list:
         if self.closed or not payload:
             return []
         if not self.pending and seq == ((self.base + self.next) & MASK32):
             # The common case: in order, nothing buffered.  No allocation
             # beyond the one-element list.
-            self.next += len(payload)
-            self.recent_start = self.next - len(payload)
-            self.recent = payload
+            self.advance(payload)
             return [payload]
         start = self.rel(seq)
         end = start + len(payload)
+        if end > self.high:
+            self.high = end
         out: list = []
         if end <= self.next:
             self._check_delivered(start, payload)
@@ -113,7 +142,7 @@ class HalfStream:
             self.next = end
             self.recent_start, self.recent = start, payload
             return [payload]
-        self._buffer(start, payload, now)
+        self._buffer(start, payload, now, ack)
         if self.pending[0][0] == self.next:
             self._drain(out)
         if self.pending:
@@ -131,9 +160,20 @@ class HalfStream:
                 self._skip_hole(out)
         return out
 
-    def feed_fin(self, seq_end: int) -> None:
+    def feed_fin(self, seq_end: int) -> bool:
+        """A FIN at ``seq_end`` (the sequence number after its data).  The
+        receiver accepts it only inside its window (RFC 9293 section 3.10.7.4):
+        not before bytes already delivered, nor further ahead than the sender
+        could have sent (FIN_WINDOW past anything it sent).  A refused FIN
+        does not end the direction (False)."""
+        at = self.rel(seq_end)
+        if at < self.next or at > self.high + FIN_WINDOW:
+            return False
         if self.fin_at is None:
-            self.fin_at = self.rel(seq_end)
+            self.fin_at = at
+            if at > self.high:
+                self.high = at
+        return True
 
     def expire(self, now: float) -> list:
         out: list = []
@@ -185,8 +225,9 @@ class HalfStream:
         lo, hi = max(start, rs), min(start + len(data), rs + len(r))
         if lo < hi and data[lo - start : hi - start] != r[lo - rs : hi - rs]:
             self.anomalies.append("tcp_overlap_conflict")
+            self.conflicts.append((lo, hi))
 
-    def _buffer(self, start: int, data: bytes, now: float) -> None:
+    def _buffer(self, start: int, data: bytes, now: float, ack: int | None = None) -> None:
         """Insert the parts of [start, start+len) not already buffered.
         Only the buffered segments around ``start`` are looked at (bisect),
         so a flood of tiny out-of-order segments costs O(log n) each."""
@@ -196,13 +237,14 @@ class HalfStream:
         i = bisect_left(pending, (start,))
         if i:
             i -= 1  # the one before may reach into [start, end)
-        for s, b, _ts in pending[i : bisect_left(pending, (end,), i)]:
+        for s, b, _ts, _ack in pending[i : bisect_left(pending, (end,), i)]:
             e = s + len(b)
             if e <= start:
                 continue
             lo, hi = max(s, start), min(e, end)
             if data[lo - start : hi - start] != b[lo - s : hi - s]:
                 self.anomalies.append("tcp_overlap_conflict")
+                self.conflicts.append((lo, hi))
             nxt = []
             for ps, pe in pieces:
                 if pe <= s or ps >= e:
@@ -215,14 +257,14 @@ class HalfStream:
             pieces = nxt
         for ps, pe in pieces:
             if pe > ps:
-                insort(self.pending, (ps, data[ps - start : pe - start], now))
+                insort(self.pending, (ps, data[ps - start : pe - start], now, ack), key=_start)
                 self.pending_bytes += pe - ps
 
     def _drain(self, out: list) -> None:
         """Deliver buffered data contiguous with ``next``."""
         pending = self.pending
         while pending and pending[0][0] <= self.next:
-            s, b, ts = pending.pop(0)
+            s, b, ts, ack = pending.pop(0)
             self.pending_bytes -= len(b)
             e = s + len(b)
             if e <= self.next:
@@ -230,7 +272,7 @@ class HalfStream:
             if s < self.next:
                 b = b[self.next - s :]
                 s = self.next
-            out.append((b, ts))
+            out.append((b, ts, ack))
             self.next = e
             self.recent_start, self.recent = s, b
         self.wait_since = None

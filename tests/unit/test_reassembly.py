@@ -68,7 +68,7 @@ def joined(chunks: list, now: float = 0.0) -> list:
         if isinstance(c, int):
             out.append(c)
             continue
-        data, ts = (c, now) if isinstance(c, (bytes, bytearray)) else c
+        data, ts = (c, now) if isinstance(c, (bytes, bytearray)) else c[:2]
         if out and isinstance(out[-1], tuple) and out[-1][1] == ts:
             out[-1] = (out[-1][0] + data, ts)
         else:
