@@ -32,7 +32,8 @@ from typing import NamedTuple
 
 # Every link type sniffd reads (sniffd.decode.SUPPORTED_LINKTYPES).  101
 # (LINKTYPE_RAW) is what files say; libpcap reports it as 12 (DLT_RAW).
-LINKTYPES = (1, 113, 276, 12, 101, 0, 108, 228, 229, 14)
+# New ones go at the end, so existing inputs keep their link type.
+LINKTYPES = (1, 113, 276, 12, 101, 0, 108, 228, 229, 14, 9, 50, 51, 104, 204, 205, 219, 239)
 # 65535: no cut.  The others cut most frames: snaplen_truncated paths.
 SNAPLENS = (65535, 54, 60, 64, 80, 96, 128, 256)
 

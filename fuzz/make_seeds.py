@@ -1,8 +1,8 @@
 """Write the fuzzer's seed corpus (fuzz/corpus/) from valid conversations
-crafted with tests/craft.py: every link type, keep-alive, pipelining with
-HEAD, chunked bodies, 100-continue, CONNECT, Upgrade, IPv4 and IPv6
-fragments, reordering, retransmissions, overlaps, gaps, a snaplen cut,
-a mid-stream pickup.  libFuzzer starts from these, so it mutates traffic
+crafted with tests/craft.py: every link type, every tunnel, keep-alive,
+pipelining with HEAD, chunked bodies, 100-continue, CONNECT, Upgrade, IPv4
+and IPv6 fragments, reordering, retransmissions, overlaps, gaps, a snaplen
+cut, a mid-stream pickup.  libFuzzer starts from these, so it mutates traffic
 that already reaches the HTTP parser instead of guessing headers.
 
     .venv/bin/python fuzz/make_seeds.py [DIR]
@@ -30,16 +30,46 @@ HOST = b"Host: example.test\r\n"
 
 
 def frame_for(l3: bytes, linktype: int, tags=()) -> bytes:
-    if linktype in (1, 113, 276, 0):
-        return craft.link_frame(l3, linktype, tags=tags)
     if linktype == 108:  # OpenBSD loopback: address family big-endian
         return struct.pack(">I", 24 if l3[0] >> 4 == 6 else 2) + l3
-    return l3  # raw IP: 12, 14, 101, 228, 229
+    if linktype in (12, 14, 101, 228, 229):
+        return l3  # raw IP
+    return craft.link_frame(l3, linktype, tags=tags)
 
 
-def build(linktype: int, packets, tags=(), per_frame=False, snaplen_index=0, tight=False) -> bytes:
+# Tunnels, each a function from an IP packet to an Ethernet frame; the
+# client is 10.0.0.1 or 2001:db8::1, its tunnel end 192.0.2.1.
+def _ends(l3: bytes) -> tuple[str, str]:
+    client = craft.ip_src(l3) in ("10.0.0.1", "2001:db8::1")
+    return ("192.0.2.1", "192.0.2.2") if client else ("192.0.2.2", "192.0.2.1")
+
+
+def _over(l3: bytes, proto: int, payload: bytes) -> bytes:
+    return craft.ethernet(craft.ipv4(*_ends(l3), payload, proto=proto))
+
+
+def _udp(l3: bytes, dport: int, payload: bytes) -> bytes:
+    a, b = _ends(l3)
+    return craft.ethernet(craft.ipv4(a, b, craft.udp(a, b, 50000, dport, payload), proto=17))
+
+
+TUNNELS = {
+    "mpls": lambda l3: craft.ethernet(craft.mpls(l3, [100, 200]), etype=0x8847),
+    "pppoe": lambda l3: craft.ethernet(craft.pppoe_session(l3, 0x1234), etype=0x8864),
+    "gre": lambda l3: _over(l3, 47, craft.gre(l3, 0x86DD if l3[0] >> 4 == 6 else 0x0800, key=7, seq=1)),
+    "erspan3": lambda l3: craft.ethernet(craft.ipv4("192.0.2.1", "192.0.2.2", craft.erspan3(craft.ethernet(l3), 5,
+                                                                                           subheader=True), proto=47)),
+    "vxlan-vlan": lambda l3: _udp(l3, 4789, craft.vxlan(craft.ethernet(l3, tags=craft.dot1q(20)), 5000)),
+    "geneve": lambda l3: _udp(l3, 6081, craft.geneve(craft.ethernet(l3), 700, options=bytes(8))),
+    "teredo": lambda l3: _udp(l3, 3544, craft.teredo(l3, origin=(1, "192.0.2.9"))),
+    "ipip": lambda l3: _over(l3, 41 if l3[0] >> 4 == 6 else 4, l3),
+}
+
+
+def build(linktype: int, packets, tags=(), per_frame=False, snaplen_index=0, tight=False, wrap=None) -> bytes:
     """``packets``: segments or IP packets (bytes) or (gap_steps, item), in
-    capture order, 10 ms apart unless a gap is given."""
+    capture order, 10 ms apart unless a gap is given.  ``wrap``: a function
+    giving the (Ethernet) frame of an IP packet, instead of frame_for."""
     frames = []
     ts = fuzzinput.T0_US
     for n, item in enumerate(packets):
@@ -48,7 +78,7 @@ def build(linktype: int, packets, tags=(), per_frame=False, snaplen_index=0, tig
             ts += steps * STEP_US
         ts += STEP_US
         l3 = item if isinstance(item, bytes) else craft.ip_packet(item, ip_id=n + 1)
-        frames.append((ts, frame_for(l3, linktype, tags)))
+        frames.append((ts, frame_for(l3, linktype, tags) if wrap is None else wrap(l3)))
     return fuzzinput.encode(linktype, frames, per_frame=per_frame, snaplen_index=snaplen_index, tight=tight)
 
 
@@ -189,7 +219,21 @@ def seeds() -> dict[str, bytes]:
         "tight-sll-pipelined-head": build(113, pipelined_head(), tight=True),
         "tight-eth-frag4": build(1, fragmented_v4(), tight=True),
         "tight-raw-reordered-overlap": build(101, reordered_with_overlap(), tight=True),
+        "ppp-keepalive": build(9, keepalive()),
+        "ppphdlc-v6": build(50, v6_packets),
+        "pppoe-link-pipelined-head": build(51, pipelined_head()),
+        "chdlc-keepalive": build(104, keepalive()),
+        "pppdir-v6": build(204, v6_packets),
+        "chdlcdir-frag4": build(205, fragmented_v4()),
+        "mpls-link-keepalive": build(219, keepalive()),
+        "nflog-keepalive": build(239, keepalive()),
+        "nflog-v6": build(239, v6_packets),
     }
+    for name, wrap in TUNNELS.items():
+        if name != "teredo":  # IPv6 only
+            out[f"eth-{name}-keepalive"] = build(1, keepalive(), wrap=wrap)
+        out[f"eth-{name}-v6"] = build(1, v6_packets, wrap=wrap)
+    out["eth-gre-frag4"] = build(1, fragmented_v4(), wrap=TUNNELS["gre"])
     return out
 
 

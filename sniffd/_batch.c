@@ -14,8 +14,10 @@
  *   seg  for the common frame (link header of `link` bytes, ethertype
  *        IPv4, IHL 5, TCP, not a fragment, lengths consistent and whole
  *        in the frame): the plain tuple
- *          (src, dst, sport, dport, seq, ack, flags, payload, 0)
- *        that decode_frame returns as a Segment;
+ *          (src, dst, sport, dport, seq, ack, flags, payload, 0, ttl, csum, None)
+ *        that decode_frame returns as a Segment (csum: the TCP checksum
+ *        checked, 1 valid or 0 not, when the optional tenth argument
+ *        `verify` is true, else -1; ctx None: no tag, no tunnel);
  *        for every other frame: the int offset of the frame in `buf`, for
  *        decode_frame to decide;
  *        None: no frame, housekeeping is due here (before the next item).
@@ -89,15 +91,37 @@ is_common(const unsigned char *f, Py_ssize_t caplen, Py_ssize_t link)
     return hl >= 20 && start <= end && end <= caplen;
 }
 
+/* 1 if the TCP segment after the IPv4 header at ip (no options; seglen
+ * bytes, all captured) sums right with its pseudo-header (RFC 9293
+ * section 3.1: source and destination address, protocol, TCP length), else
+ * 0.  The ones' complement sum is kept in 64 bits and folded at the end;
+ * both zeros (0 and 0xFFFF) count as right, as decode._tcp_csum's sum
+ * modulo 0xFFFF does (0 cannot occur: the protocol word is 6). */
+static int
+tcp_checksum_ok(const unsigned char *ip, Py_ssize_t seglen)
+{
+    uint64_t sum = (uint64_t)be16(ip + 12) + be16(ip + 14) + be16(ip + 16) + be16(ip + 18) + 6 + (uint64_t)seglen;
+    const unsigned char *p = ip + 20;
+    Py_ssize_t i = 0;
+    for (; i + 1 < seglen; i += 2)
+        sum += be16(p + i);
+    if (seglen & 1)
+        sum += (uint64_t)p[seglen - 1] << 8;
+    while (sum >> 16)
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    return sum == 0xFFFF || sum == 0;
+}
+
 /* The segment tuple of the common frame at f (is_common said so); NULL
  * with an error set when out of memory. */
 static PyObject *
-fast_segment(const unsigned char *f, Py_ssize_t link)
+fast_segment(const unsigned char *f, Py_ssize_t link, int verify)
 {
     const unsigned char *ip = f + link;
     Py_ssize_t hl = (Py_ssize_t)(ip[32] >> 4) << 2;
     Py_ssize_t start = link + 20 + hl;
     Py_ssize_t end = link + (Py_ssize_t)be16(ip + 2);
+    long csum = verify ? tcp_checksum_ok(ip, end - link - 20) : -1;
 
     PyObject *src = addr_bytes(ip + 12);
     PyObject *dst = src ? addr_bytes(ip + 16) : NULL;
@@ -108,7 +132,9 @@ fast_segment(const unsigned char *f, Py_ssize_t link)
     PyObject *flags = ack ? PyLong_FromUnsignedLong(ip[33]) : NULL;
     PyObject *payload = flags ? PyBytes_FromStringAndSize((const char *)f + start, end - start) : NULL;
     PyObject *lost = payload ? PyLong_FromLong(0) : NULL;
-    PyObject *seg = lost ? PyTuple_New(9) : NULL;
+    PyObject *ttl = lost ? PyLong_FromLong(ip[8]) : NULL;
+    PyObject *pcsum = ttl ? PyLong_FromLong(csum) : NULL;
+    PyObject *seg = pcsum ? PyTuple_New(12) : NULL;
     if (seg == NULL) {
         Py_XDECREF(src);
         Py_XDECREF(dst);
@@ -119,6 +145,8 @@ fast_segment(const unsigned char *f, Py_ssize_t link)
         Py_XDECREF(flags);
         Py_XDECREF(payload);
         Py_XDECREF(lost);
+        Py_XDECREF(ttl);
+        Py_XDECREF(pcsum);
         return NULL;
     }
     PyTuple_SET_ITEM(seg, 0, src);
@@ -130,6 +158,10 @@ fast_segment(const unsigned char *f, Py_ssize_t link)
     PyTuple_SET_ITEM(seg, 6, flags);
     PyTuple_SET_ITEM(seg, 7, payload);
     PyTuple_SET_ITEM(seg, 8, lost);
+    PyTuple_SET_ITEM(seg, 9, ttl);
+    PyTuple_SET_ITEM(seg, 10, pcsum);
+    Py_INCREF(Py_None);
+    PyTuple_SET_ITEM(seg, 11, Py_None);
     return seg;
 }
 
@@ -168,10 +200,13 @@ append_item(PyObject *out, double now, PyObject *seg, Py_ssize_t caplen, long lo
 static PyObject *
 decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every)");
+    if (nargs != 9 && nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every[, verify])");
         return NULL;
     }
+    int verify = nargs == 10 ? PyObject_IsTrue(args[9]) : 0;
+    if (verify < 0)
+        return NULL;
     Py_ssize_t link = PyLong_AsSsize_t(args[2]);
     long k = PyLong_AsLong(args[3]);
     long nshards = PyLong_AsLong(args[4]);
@@ -232,7 +267,7 @@ decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (link > 0 && off + caplen <= buf.len && is_common(b + off, caplen, link)) {
             if (nshards > 1 && flow_hash(b + off + link) % (unsigned long)nshards != (unsigned long)k)
                 continue; /* another shard's connection: only its time counted */
-            seg = fast_segment(b + off, link);
+            seg = fast_segment(b + off, link, verify);
         } else {
             seg = PyLong_FromSsize_t(off);
         }
@@ -332,7 +367,7 @@ static PyMethodDef methods[] = {
     {"pcap_records", (PyCFunction)(void (*)(void))pcap_records, METH_FASTCALL,
      "pcap_records(buf, pos, n, swapped, nano, max_caplen) -> (meta, pos, stop)"},
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL,
-     "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every) -> (items, now, next_expire, frame_no, backwards)"},
+     "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every[, verify]) -> (items, now, next_expire, frame_no, backwards)"},
     {NULL, NULL, 0, NULL},
 };
 

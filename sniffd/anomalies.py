@@ -7,10 +7,12 @@ is checked against this mapping by the test suite.
 
 ANOMALIES: dict[str, str] = {
     # --- decode (one frame) ---
-    "truncated_frame": "A frame is shorter than its link, IP or TCP headers claim; the frame is dropped.",
+    "truncated_frame": "A frame is shorter than its link, tunnel, IP or TCP headers claim; the frame is dropped.",
     "snaplen_truncated": "The capture kept fewer bytes than were on the wire (snaplen); the payload that was cut is treated as lost (a gap).",
     "bad_ip_header": "An IPv4/IPv6 header is malformed (bad version, header length or total length); the frame is dropped.",
     "bad_tcp_header": "A TCP header is malformed (data offset below 5 or past the packet); the frame is dropped.",
+    "bad_tunnel_header": "A tunnel header cannot be right (an unknown PPPoE, Geneve or ERSPAN version, the GRE routing bit); the frame is dropped.",
+    "tunnel_too_deep": "More than 16 encapsulation headers (VLAN tags, MPLS labels, tunnels) around one packet; the frame is dropped.",
     "timestamp_backwards": "A packet's timestamp is earlier than one already seen; sniffd's clock does not go back, the packet is processed at the later time.",
     # --- IP fragments ---
     "ip_fragment_timeout": "An IP datagram's fragments did not all arrive within the fragment timeout; what was held is dropped.",

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from sniffd.budget import CONN_COST, SEGMENT_COST, SESSION_COST, Meter
-from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
+from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment, ctx_key, ctx_reversed
 from sniffd.http import HttpSession, Transaction
 from sniffd.reassembly import HalfStream
 from sniffd.settings import Settings
@@ -47,7 +47,7 @@ class Connection:
         "client", "server", "c2s", "s2c", "last_seen", "touched",
         "closed", "held", "held_bytes", "held_since", "keys", "cid",
         "client_rec", "server_rec", "rst", "syn_isn", "releasing", "_http", "_settings", "midstream", "meter",
-        "bodies", "accounted", "began", "_order",
+        "bodies", "accounted", "began", "_order", "ctx", "encap_rec",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
@@ -81,17 +81,22 @@ class Connection:
         self.server_rec: dict | None = None
         self.syn_isn: int | None = None
         self.releasing = False
+        # The encapsulation (decode.Segment.ctx) as the client's packets
+        # carry it, and its record fields (set by the pipeline).
+        self.ctx: tuple | None = None
+        self.encap_rec: dict | None = None
 
     @property
     def order(self) -> tuple:
         """Where this connection stands among those that began: when it
-        began, then its endpoints.  The same in every process reading the
-        same capture; records finished together are written in this order."""
+        began, then its endpoints, then its encapsulation.  The same in
+        every process reading the same capture; records finished together
+        are written in this order."""
         order = self._order
         if order is None:
             (cip, cport), (sip, sport) = self.client, self.server
             order = self._order = (round(self.began * 1_000_000), int.from_bytes(cip, "big"), cport,
-                                   int.from_bytes(sip, "big"), sport)
+                                   int.from_bytes(sip, "big"), sport, "" if self.ctx is None else repr(self.ctx))
         return order
 
     @property
@@ -151,8 +156,9 @@ class FlowTable:
     # -------------------------------------------------------------- feed
 
     def feed(self, seg: Segment, now: float) -> list[tuple[Connection, Transaction]]:
-        src, dst, sport, dport, seq, ack, flags, payload, lost = seg
-        key = (src, sport, dst, dport)
+        src, dst, sport, dport, seq, ack, flags, payload, lost, _ttl, _csum, ctx = seg
+        # The same 4-tuple in two VLANs or tunnels is two connections.
+        key = (src, sport, dst, dport, ctx if ctx is None else ctx_key(ctx))
         entry = self.conns.get(key)
         if entry is not None and not payload and flags == TH_ACK and not lost:
             # A pure ACK on a known connection: it carries nothing to deliver
@@ -233,7 +239,7 @@ class FlowTable:
         return _NOTHING
 
     def _new(self, seg: Segment, now: float) -> Connection:
-        src, dst, sport, dport, seq, ack, flags, payload, lost = seg
+        src, dst, sport, dport, seq, ack, flags, payload, lost, _ttl, _csum, ctx = seg
         if len(self.lru) >= self.s.max_connections:
             victim = self._lru_victim()
             self._count("conn_evicted")
@@ -261,7 +267,10 @@ class FlowTable:
                 client, server = b, a
             self._count("midstream_pickup")
         conn = Connection(client, server, self.s, midstream, now, self.meter, self.bodies)
-        conn.keys = ((client[0], client[1], server[0], server[1]), (server[0], server[1], client[0], client[1]))
+        conn.ctx = ctx if client == a else ctx_reversed(ctx)
+        kctx = ctx_key(ctx)
+        conn.keys = ((client[0], client[1], server[0], server[1], kctx),
+                     (server[0], server[1], client[0], client[1], kctx))
         # Each key maps to (connection, is this key the client's direction),
         # so one dict lookup per packet answers both.
         self.conns[conn.keys[0]] = (conn, True)
@@ -576,7 +585,7 @@ class FlowTable:
     def discard(self, seg: Segment) -> None:
         """Forget the connection of ``seg`` without flushing it (its state
         is suspect after an internal error)."""
-        entry = self.conns.get((seg[0], seg[2], seg[1], seg[3]))
+        entry = self.conns.get((seg[0], seg[2], seg[1], seg[3], ctx_key(seg[11])))
         conn = entry[0] if entry is not None else None
         if conn is not None:
             self.buffered -= conn.accounted

@@ -3,7 +3,10 @@
 Call order: ``feed(fragment, now)`` for each ``decode.Fragment`` (any arrival
 order), then ``expire(now)`` whenever time advances.  ``feed`` returns
 ``(datagram, anomalies)``: ``datagram`` is ``(version, src, dst, proto,
-payload, lost)`` once every byte from 0 to the end is present, else None.
+payload, lost, ttl, ctx, verify)`` once every byte from 0 to the end is
+present, else None: ``decode.decode_transport``'s arguments, ``ttl`` and
+``verify`` those of the first fragment (offset 0), ``ctx`` the one all the
+fragments share (it is part of their key).
 
 Overlapping fragments keep the first copy (the same policy as TCP here);
 overlaps that disagree are a named anomaly.  A datagram not complete within
@@ -24,7 +27,7 @@ MAX_DATAGRAM = 65535
 
 
 class _Datagram:
-    __slots__ = ("first_seen", "pieces", "total", "proto", "held", "conflict")
+    __slots__ = ("first_seen", "pieces", "total", "proto", "held", "conflict", "ttl", "verify")
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
@@ -33,6 +36,8 @@ class _Datagram:
         self.proto: int | None = None
         self.held = 0
         self.conflict = False
+        self.ttl = 0
+        self.verify = False
 
 
 class Defragmenter:
@@ -65,6 +70,8 @@ class Defragmenter:
             d.total = end
         if frag.offset == 0:
             d.proto = frag.proto
+            d.ttl = frag.ttl
+            d.verify = frag.verify
         if frag.version == 4 and d.proto is None:
             d.proto = frag.proto  # IPv4 carries the protocol in every fragment
         # First copy wins: keep only the parts of this fragment not yet held.
@@ -89,7 +96,7 @@ class Defragmenter:
             return None, anomalies
         self._drop(frag.key)
         whole, lost = done
-        return (frag.version, frag.src, frag.dst, d.proto, whole, lost), anomalies
+        return (frag.version, frag.src, frag.dst, d.proto, whole, lost, d.ttl, frag.ctx, d.verify), anomalies
 
     @staticmethod
     def _assemble(d: _Datagram) -> tuple[bytes, int] | None:

@@ -266,8 +266,7 @@ class Pipeline:
                     self._count(name)
             if whole is None:
                 return None
-            version, src, dst, proto, payload, lost = whole
-            seg = decode_transport(version, src, dst, proto, payload, lost)
+            seg = decode_transport(*whole)
             return self._other(seg, now) if seg.__class__ is not Segment else seg
         return None
 
@@ -280,9 +279,10 @@ class Pipeline:
                 conn.cid = records.community_id(cip, cport, sip, sport)
                 conn.client_rec = {"ip": records.ip_text(cip), "port": cport}
                 conn.server_rec = {"ip": records.ip_text(sip), "port": sport}
+                conn.encap_rec = records.encapsulation(conn.ctx)
             if txn.request is None and txn.response is None:
                 continue
-            rec = records.build(txn, conn.client_rec, conn.server_rec, conn.cid, self.privacy)
+            rec = records.build(txn, conn.client_rec, conn.server_rec, conn.cid, self.privacy, conn.encap_rec)
             if rec["request"] is None and rec["response"] is None:
                 continue
             for name in rec["anomalies"]:

@@ -132,7 +132,39 @@ def _response(m: Message, interim: list[tuple[int, str]], p: Privacy) -> dict:
     return rec
 
 
-def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Privacy = _NO_PRIVACY) -> dict:
+# The record field that holds each tunnel type's key (decode.Segment.ctx),
+# None for the types that have none.
+TUNNEL_KEYS = {"mpls": "labels", "pppoe": "session", "gre": "key", "erspan": "session", "vxlan": "vni",
+               "geneve": "vni", "teredo": None, "ipip": None}
+_NO_ENCAPSULATION: dict = {}
+
+
+def encapsulation(ctx) -> dict | None:
+    """The record fields for a connection's ``ctx`` (decode.Segment.ctx, as
+    the client's packets carry it): ``vlan`` (VLAN ids, outer first) and
+    ``tunnel`` (one object per tunnel, outer first: ``type``, the outer
+    ``src`` and ``dst`` as text or null, and the type's key under its
+    TUNNEL_KEYS name), each only when not empty; None for a plain frame."""
+    if ctx is None:
+        return None
+    vlans, tunnels = ctx
+    out: dict = {}
+    if vlans:
+        out["vlan"] = list(vlans)
+    if tunnels:
+        out["tunnel"] = []
+        for kind, src, dst, key in tunnels:
+            t = {"type": kind, "src": src and ip_text(src), "dst": dst and ip_text(dst)}
+            name = TUNNEL_KEYS[kind]
+            if name is not None:
+                t[name] = list(key) if kind == "mpls" else key
+            out["tunnel"].append(t)
+    return out or None
+
+
+def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Privacy = _NO_PRIVACY,
+          encap: dict | None = None) -> dict:
+    """``encap``: ``encapsulation(ctx)`` of the transaction's connection."""
     req, resp = txn.request, txn.response
     start = req.start_ts if req is not None else (resp.start_ts if resp is not None else 0.0)
     duration = None
@@ -142,6 +174,7 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
         "ts": rfc3339(start),
         "client": client,
         "server": server,
+        **(encap or _NO_ENCAPSULATION),
         "request": _request(req, privacy) if req is not None else None,
         "response": _response(resp, txn.interim, privacy) if resp is not None else None,
         "duration_ms": duration,

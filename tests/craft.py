@@ -5,9 +5,15 @@ Importable helpers, no tests.  The layers follow the wire:
     TcpConversation -> Segment          TCP, with seq/ack kept right for you
     ip_packet(segment)  -> bytes        IPv4 or IPv6 (+ extension headers)
     ipv4_fragments / ipv6_fragments     one IP packet -> N fragment packets
-    link_frame(l3, linktype)            Ethernet (+802.1Q / QinQ), SLL, SLL2, raw, NULL
+    mpls, pppoe_session, gre, erspan2,  encapsulations: the header(s) of one layer
+    erspan3, udp, vxlan, geneve,        around its payload (an IP packet, an
+    teredo                              Ethernet frame or another layer)
+    link_frame(l3, linktype)            Ethernet (+802.1Q / QinQ), SLL, SLL2, raw, NULL,
+                                        PPP (plain, HDLC-like, PPPoE, with direction),
+                                        Cisco HDLC, MPLS, NFLOG
     write_pcap / write_pcapng           Frame(ts, bytes[, wirelen]) -> file
-    capture(path, [(ts, item), ...])    all of the above in one call
+    capture(path, [(ts, item), ...])    all of the above in one call (``wrap``: any
+                                        function of the IP packet giving the frame)
 
 Time is a plain float clock chosen by the test: every packet is given as
 ``(ts, item)``.  Float seconds are resolved to the microsecond when written
@@ -35,14 +41,27 @@ import dpkt
 # reports it to the program as DLT_RAW (12 on Linux), so readers must accept both.
 LINKTYPE_NULL = 0
 LINKTYPE_ETHERNET = 1
+LINKTYPE_PPP = 9
+LINKTYPE_PPP_HDLC = 50
+LINKTYPE_PPP_ETHER = 51
 LINKTYPE_RAW = 101
+LINKTYPE_C_HDLC = 104
 LINKTYPE_LINUX_SLL = 113
+LINKTYPE_PPP_WITH_DIR = 204
+LINKTYPE_C_HDLC_WITH_DIR = 205
+LINKTYPE_MPLS = 219
+LINKTYPE_NFLOG = 239
 LINKTYPE_LINUX_SLL2 = 276
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_IPV6 = 0x86DD
 TPID_8021Q = 0x8100  # customer VLAN tag (IEEE 802.1Q)
 TPID_8021AD = 0x88A8  # service VLAN tag, the outer tag of QinQ (IEEE 802.1ad)
+ETH_TYPE_MPLS = 0x8847
+ETH_TYPE_PPPOE = 0x8864  # PPPoE session stage (RFC 2516)
+ETH_TYPE_TEB = 0x6558  # transparent Ethernet bridging (an Ethernet frame in GRE, Geneve)
+ETH_TYPE_ERSPAN2 = 0x88BE
+ETH_TYPE_ERSPAN3 = 0x22EB
 
 # BSD loopback puts the address family in the capturing host's byte order.
 # AF_INET is 2 everywhere; AF_INET6 differs by OS (24 NetBSD/OpenBSD, 28 FreeBSD,
@@ -50,7 +69,11 @@ TPID_8021AD = 0x88A8  # service VLAN tag, the outer tag of QinQ (IEEE 802.1ad)
 AF_INET = 2
 AF_INET6_BSD = 24
 
+IPPROTO_IPIP = 4
 IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_IPV6 = 41
+IPPROTO_GRE = 47
 IPPROTO_HOPOPTS = 0
 IPPROTO_FRAGMENT = 44
 IPPROTO_DSTOPTS = 60
@@ -395,6 +418,99 @@ def ipv6_fragments(packet: bytes, count: int, ident: int = 0x1234ABCD) -> list[b
     return frags
 
 
+# --- encapsulations --------------------------------------------------------------------
+# Each builder puts one layer's header(s) around ``payload``; nest them from the
+# inside out.  Outer IP headers are craft.ipv4 / craft.ipv6 with the protocol given.
+
+
+def mpls(payload: bytes, labels: Sequence[int], *, ttl: int = 64, control_word: bool = False) -> bytes:
+    """An MPLS label stack (RFC 3032), outer label first, bottom-of-stack set on
+    the last; ``control_word``: the 4-byte pseudowire control word (RFC 4385, all
+    zero) before ``payload`` (an Ethernet frame, for a pseudowire)."""
+    out = b""
+    for i, label in enumerate(labels):
+        out += struct.pack(">I", (label << 12) | ((i == len(labels) - 1) << 8) | ttl)
+    return out + (bytes(4) if control_word else b"") + payload
+
+
+def pppoe_session(l3: bytes, session: int, *, code: int = 0, version_type: int = 0x11) -> bytes:
+    """A PPPoE session header (RFC 2516 section 4) and PPP protocol field around an IP packet."""
+    ppp_payload = struct.pack(">H", ppp_protocol(l3)) + l3
+    return struct.pack(">BBHH", version_type, code, session, len(ppp_payload)) + ppp_payload
+
+
+def gre(payload: bytes, proto: int, *, key: int | None = None, seq: int | None = None, checksum: bool = False,
+        version: int = 0) -> bytes:
+    """A GRE header (RFC 2784, 2890): C, K, S flags as asked, then the payload
+    (protocol type ``proto``, an ethertype)."""
+    flags = (0x8000 if checksum else 0) | (0x2000 if key is not None else 0) | (0x1000 if seq is not None else 0)
+    head = struct.pack(">HH", flags | version, proto)
+    rest = (struct.pack(">I", key) if key is not None else b"") + (struct.pack(">I", seq) if seq is not None else b"")
+    if checksum:
+        csum = _checksum(head + b"\0\0\0\0" + rest + payload)
+        return head + struct.pack(">HH", csum, 0) + rest + payload
+    return head + rest + payload
+
+
+def erspan2(frame: bytes, session: int, *, seq: int = 1, vlan: int = 0, index: int = 0) -> bytes:
+    """ERSPAN type II around a mirrored Ethernet frame, with its GRE header
+    (sequence number present, protocol 0x88BE): the IP payload of the outer packet."""
+    header = struct.pack(">HHI", (1 << 12) | vlan, session & 0x3FF, index & 0xFFFFF)
+    return gre(header + frame, ETH_TYPE_ERSPAN2, seq=seq)
+
+
+def erspan3(frame: bytes, session: int, *, seq: int = 1, subheader: bool = False, frame_type: int = 0,
+            timestamp: int = 0) -> bytes:
+    """ERSPAN type III (12-byte header, version 2; ``subheader``: the O flag and
+    the 8-byte platform-specific subheader), with its GRE header (protocol 0x22EB)."""
+    word = (frame_type << 10) | (1 if subheader else 0)  # P, FT, HW ID, D, Gra, O
+    header = struct.pack(">HHIHH", 2 << 12, session & 0x3FF, timestamp, 0, word)
+    if subheader:
+        header += bytes(8)
+    return gre(header + frame, ETH_TYPE_ERSPAN3, seq=seq)
+
+
+def udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """A UDP datagram with its checksum (RFC 768; IPv6 pseudo-header, RFC 8200 section 8.1)."""
+    length = 8 + len(payload)
+    raw = struct.pack(">HHHH", sport, dport, length, 0) + payload
+    if _is_v6(src):
+        pseudo = struct.pack(">16s16sI3xB", _ip_bytes(src), _ip_bytes(dst), length, IPPROTO_UDP)
+    else:
+        pseudo = struct.pack(">4s4sxBH", _ip_bytes(src), _ip_bytes(dst), IPPROTO_UDP, length)
+    csum = _checksum(pseudo + raw) or 0xFFFF
+    return raw[:6] + struct.pack(">H", csum) + raw[8:]
+
+
+def vxlan(frame: bytes, vni: int, *, valid: bool = True) -> bytes:
+    """A VXLAN header (RFC 7348 section 5: I flag unless not ``valid``, VNI) before an Ethernet frame."""
+    return struct.pack(">BxxxI", 0x08 if valid else 0, vni << 8) + frame
+
+
+def geneve(payload: bytes, vni: int, *, proto: int = ETH_TYPE_TEB, options: bytes = b"", version: int = 0) -> bytes:
+    """A Geneve header (RFC 8926 section 3.4) with ``options`` (a multiple of 4 bytes)."""
+    assert len(options) % 4 == 0
+    return struct.pack(">BBHI", (version << 6) | (len(options) // 4), 0, proto, vni << 8) + options + payload
+
+
+def teredo(ipv6_packet: bytes, *, origin: tuple[int, str] | None = None, auth: bool = False) -> bytes:
+    """A Teredo UDP payload (RFC 4380 section 5.1.1): optionally an authentication
+    header (no client id, no value, a nonce, confirmation 0), optionally an origin
+    indication (port and IPv4 address, both obfuscated), then the IPv6 packet."""
+    out = b""
+    if auth:
+        out += struct.pack(">HBB", 1, 0, 0) + b"\x11" * 8 + b"\x00"
+    if origin is not None:
+        port, addr = origin
+        out += struct.pack(">HH4s", 0, port ^ 0xFFFF, bytes(b ^ 0xFF for b in _ip_bytes(addr)))
+    return out + ipv6_packet
+
+
+def ip_src(l3: bytes) -> str:
+    """The source address of an IP packet, as text (to choose a tunnel's direction)."""
+    return str(ipaddress.ip_address(l3[8:24] if l3[0] >> 4 == 6 else l3[12:16]))
+
+
 # --- link layer ------------------------------------------------------------------------
 
 
@@ -412,12 +528,14 @@ def qinq(outer_vid: int, inner_vid: int) -> list[tuple[int, int]]:
     return [(TPID_8021AD, outer_vid), (TPID_8021Q, inner_vid)]
 
 
-def ethernet(l3: bytes, *, tags: Sequence[tuple[int, int]] = (), src=CLIENT_MAC, dst=SERVER_MAC) -> bytes:
-    """An Ethernet II frame; ``tags`` are (TPID, VLAN id) pairs, outermost first."""
+def ethernet(l3: bytes, *, tags: Sequence[tuple[int, int]] = (), src=CLIENT_MAC, dst=SERVER_MAC,
+             etype: int | None = None) -> bytes:
+    """An Ethernet II frame; ``tags`` are (TPID, VLAN id) pairs, outermost first;
+    ``etype`` the payload's ethertype (default: IPv4 or IPv6, by ``l3``'s version)."""
     header = dst + src
     for tpid, vid in tags:
         header += struct.pack(">HH", tpid, vid & 0x0FFF)
-    return header + struct.pack(">H", _ethertype(l3)) + l3
+    return header + struct.pack(">H", _ethertype(l3) if etype is None else etype) + l3
 
 
 def linux_sll(l3: bytes, *, packet_type: int = 0) -> bytes:
@@ -445,6 +563,40 @@ def bsd_null(l3: bytes, *, family: int | None = None) -> bytes:
     return struct.pack("<I", family) + l3
 
 
+def ppp_protocol(l3: bytes) -> int:
+    """PPP's protocol number for an IP packet: 0x0021 IPv4, 0x0057 IPv6 (RFC 1332, 5072)."""
+    return 0x0057 if l3[0] >> 4 == 6 else 0x0021
+
+
+def ppp(l3: bytes, *, address_control: bool = True, compressed: bool = False) -> bytes:
+    """A PPP frame (LINKTYPE_PPP): 0xFF 0x03 unless ``address_control`` is off,
+    then the protocol, in one byte when ``compressed`` (RFC 1661 section 6.5)."""
+    proto = ppp_protocol(l3)
+    head = b"\xff\x03" if address_control else b""
+    return head + (bytes([proto]) if compressed else struct.pack(">H", proto)) + l3
+
+
+def cisco_hdlc(l3: bytes, *, etype: int | None = None, address: int = 0x0F) -> bytes:
+    """Cisco HDLC (LINKTYPE_C_HDLC): address, control 0, ethertype."""
+    return bytes([address, 0]) + struct.pack(">H", _ethertype(l3) if etype is None else etype) + l3
+
+
+def nflog(l3: bytes, *, family: int | None = None, prefix: bytes = b"sniffd\0") -> bytes:
+    """Linux NFLOG (LINKTYPE_NFLOG): family, version 0, resource id (big-endian),
+    then attributes (length and type in the capturing host's byte order: here
+    little-endian, as the files are), each padded to 4 bytes: a packet header
+    (type 1), a prefix (type 10) and the packet (type 9)."""
+    if family is None:
+        family = 10 if l3[0] >> 4 == 6 else 2
+
+    def tlv(kind: int, value: bytes) -> bytes:
+        out = struct.pack("<HH", 4 + len(value), kind) + value
+        return out + bytes(-len(out) % 4)
+
+    hw = struct.pack(">HBx", _ethertype(l3), 3)  # hw protocol, hook (local out)
+    return struct.pack(">BBH", family, 0, 42) + tlv(1, hw) + tlv(10, prefix) + tlv(9, l3)
+
+
 def link_frame(l3: bytes, linktype: int = LINKTYPE_ETHERNET, *, tags: Sequence[tuple[int, int]] = ()) -> bytes:
     """``l3`` (an IP packet) framed for ``linktype``."""
     if linktype == LINKTYPE_ETHERNET:
@@ -458,6 +610,22 @@ def link_frame(l3: bytes, linktype: int = LINKTYPE_ETHERNET, *, tags: Sequence[t
         return l3
     if linktype == LINKTYPE_NULL:
         return bsd_null(l3)
+    if linktype == LINKTYPE_PPP:
+        return ppp(l3)
+    if linktype == LINKTYPE_PPP_HDLC:
+        return ppp(l3)
+    if linktype == LINKTYPE_PPP_ETHER:
+        return pppoe_session(l3, 0x1234)
+    if linktype == LINKTYPE_C_HDLC:
+        return cisco_hdlc(l3)
+    if linktype == LINKTYPE_PPP_WITH_DIR:
+        return b"\x01" + ppp(l3)
+    if linktype == LINKTYPE_C_HDLC_WITH_DIR:
+        return b"\x00" + cisco_hdlc(l3)
+    if linktype == LINKTYPE_MPLS:
+        return mpls(l3, [16])
+    if linktype == LINKTYPE_NFLOG:
+        return nflog(l3)
     raise ValueError(f"no framing for linktype {linktype}")
 
 
@@ -549,12 +717,15 @@ def frames(
     tags: Sequence[tuple[int, int]] = (),
     ext_headers: Sequence[ExtHeader] = (),
     first_ip_id: int = 1,
+    wrap=None,
 ) -> list[Frame]:
-    """Frames for ``(ts, segment or IP packet)`` pairs; IPv4 ids count up from ``first_ip_id``."""
+    """Frames for ``(ts, segment or IP packet)`` pairs; IPv4 ids count up from
+    ``first_ip_id``.  ``wrap``: a function from the IP packet to the whole frame
+    (tunnels and odd framings), instead of ``link_frame``."""
     out = []
     for n, (ts, item) in enumerate(packets):
         l3 = item if isinstance(item, bytes) else ip_packet(item, ip_id=first_ip_id + n, ext_headers=ext_headers)
-        out.append(Frame(ts, link_frame(l3, linktype, tags=tags)))
+        out.append(Frame(ts, link_frame(l3, linktype, tags=tags) if wrap is None else wrap(l3)))
     return out
 
 
@@ -568,12 +739,14 @@ def capture(
     fmt: str = "pcap",
     nano: bool = False,
     snaplen: int = 65535,
+    wrap=None,
 ) -> list[int]:
     """Write ``(ts, segment or IP packet)`` pairs as a capture file.
 
-    ``fmt`` is "pcap" or "pcapng".  Returns the record offsets for pcap (see write_pcap).
+    ``fmt`` is "pcap" or "pcapng".  ``wrap``: see ``frames``.  Returns the record
+    offsets for pcap (see write_pcap).
     """
-    fr = frames(packets, linktype=linktype, tags=tags, ext_headers=ext_headers)
+    fr = frames(packets, linktype=linktype, tags=tags, ext_headers=ext_headers, wrap=wrap)
     if fmt == "pcapng":
         assert not nano, "pcapng files here use the default microsecond resolution"
         write_pcapng(path, fr, linktype=linktype, snaplen=snaplen)

@@ -1,8 +1,10 @@
 """Fuzzing every stage from frame bytes up (hypothesis): whatever the wire
 carries, no exception escapes a stage and every output is well-formed.
 
-* decode: any bytes, for every supported link type, give a Segment, a
-  Fragment, None or a documented anomaly name;
+* decode: any bytes, for every supported link type, with and without
+  tunnels (VLAN, MPLS, PPPoE, GRE, ERSPAN, VXLAN, Geneve, Teredo, IP in IP)
+  nested in any order, give a Segment, a Fragment, None or a documented
+  anomaly name;
 * fragments: any sequence of fragments (offsets, lengths, overlaps, "more"
   flags, snaplen cuts) stays within the caps, and a datagram cut into pieces
   and shuffled comes back whole;
@@ -11,7 +13,8 @@ carries, no exception escapes a stage and every output is well-formed.
 * http: any bytes and gaps on both directions, and mutated valid
   conversations, give well-typed transactions that make one-line records;
 * pipeline: random frames (structured Ethernet/IPv4/IPv6/TCP with random
-  fields, and raw bytes) at random times, and mutated real conversations,
+  fields, sometimes in VLANs or tunnels, and raw bytes) at random times, and
+  mutated real conversations (some in tunnels),
   through ``feed`` and ``feed_batch`` (the `sniffd read` path), then
   ``flush``: every record is one line of JSON.
 
@@ -155,15 +158,25 @@ def tight_settings() -> Settings:
 # ------------------------------------------------------------------ checks
 
 
+ENCAP_KEYS = {"vlan", "tunnel"}
+
+
 def check_record_line(rec: dict, shape: dict) -> None:
-    """One line of valid JSON, keys in one order for every record, only
-    documented anomaly names."""
+    """One line of valid JSON, keys in one order for every record (vlan and
+    tunnel aside), only documented anomaly names."""
     line = records.dumps(rec)
     assert "\n" not in line and "\r" not in line
     back = json.loads(line)
     keys = list(back)
     assert ("ts", "anomalies") == (keys[0], keys[-1])
-    assert shape.setdefault("record", keys) == keys
+    # vlan and tunnel, right after server, only on encapsulated connections.
+    assert keys[3:3 + len(ENCAP_KEYS & set(keys))] == [k for k in ("vlan", "tunnel") if k in keys]
+    plain = [k for k in keys if k not in ENCAP_KEYS]
+    assert shape.setdefault("record", plain) == plain
+    if "vlan" in back:
+        assert back["vlan"] and all(isinstance(v, int) for v in back["vlan"])
+    if "tunnel" in back:
+        assert back["tunnel"] and all({"type", "src", "dst"} <= set(t) for t in back["tunnel"])
     assert set(back["anomalies"]) <= set(ANOMALIES)
     assert sorted(set(back["anomalies"])) == back["anomalies"]
     assert isinstance(back["trans_depth"], int) and back["trans_depth"] >= 1
@@ -223,7 +236,16 @@ def _family(linktype: int) -> st.SearchStrategy[bytes]:
     return st.one_of(fam.map(lambda f: struct.pack(order, f)), fam.map(lambda f: struct.pack(">I", f)))
 
 
-ETHERTYPES = st.sampled_from([0x0800, 0x86DD, 0x8100, 0x88A8, 0x9100, 0x0806, 0x8847]) | st.integers(0, 0xFFFF)
+ETHERTYPES = st.sampled_from([0x0800, 0x86DD, 0x8100, 0x88A8, 0x9100, 0x0806, 0x8847, 0x8864]) | st.integers(0, 0xFFFF)
+# PPP protocol fields: IPv4, IPv6, MPLS, LCP, compressed IPv4 / IPv6, any.
+PPP_PROTOCOLS = st.sampled_from([b"\x00\x21", b"\x00\x57", b"\x02\x81", b"\xc0\x21", b"\x21", b"\x57"]) \
+    | st.binary(min_size=1, max_size=2)
+
+
+def _mpls_stack(draw) -> bytes:
+    labels = draw(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4))
+    last = len(labels) - 1
+    return b"".join(struct.pack(">I", (v & ~0x100) | (0x100 if i == last else 0)) for i, v in enumerate(labels))
 
 
 @st.composite
@@ -233,35 +255,102 @@ def link_header(draw, linktype: int) -> bytes:
         head = draw(st.binary(min_size=12, max_size=12))
         for tpid, tci in tags:
             head += struct.pack(">HH", tpid, tci)
-        return head + struct.pack(">H", draw(ETHERTYPES))
+        etype = draw(ETHERTYPES)
+        head += struct.pack(">H", etype)
+        if etype == 0x8847:
+            head += _mpls_stack(draw)
+        elif etype == 0x8864:
+            head += struct.pack(">BBHH", draw(st.sampled_from([0x11, 0x11, 0x21])), 0, 7, 0) + draw(PPP_PROTOCOLS)
+        return head
     if linktype == 113:
         return draw(st.binary(min_size=14, max_size=14)) + struct.pack(">H", draw(ETHERTYPES))
     if linktype == 276:
         return struct.pack(">H", draw(ETHERTYPES)) + draw(st.binary(min_size=18, max_size=18))
     if linktype in (0, 108):
         return draw(_family(linktype))
+    if linktype in (9, 50, 204):
+        head = b"\x01" if linktype == 204 else b""
+        return head + draw(st.sampled_from([b"\xff\x03", b""])) + draw(PPP_PROTOCOLS)
+    if linktype == 51:
+        return struct.pack(">BBHH", 0x11, 0, 7, 0) + draw(PPP_PROTOCOLS)
+    if linktype in (104, 205):
+        head = b"\x00" if linktype == 205 else b""
+        return head + bytes([draw(st.sampled_from([0x0F, 0x8F])), 0]) + struct.pack(">H", draw(ETHERTYPES))
+    if linktype == 219:
+        return _mpls_stack(draw)
+    if linktype == 239:
+        attrs = struct.pack("<HH", 8, 1) + bytes(4)  # the packet header attribute
+        length = draw(st.sampled_from([4 + 60, 4 + 2000]) | st.integers(0, 0xFFFF))
+        kind = draw(st.sampled_from([9, 9, 10]) | st.integers(0, 0xFFFF))
+        return bytes([draw(st.sampled_from([2, 10, 7])), 0, 0, 1]) + attrs + struct.pack("<HH", length, kind)
     return b""  # raw IP
 
 
 @st.composite
-def ip_ish(draw) -> bytes:
+def tunnel_ish(draw, depth: int = 0) -> tuple[int, bytes]:
+    """(IP protocol, IP payload): a tunnel header with random, often
+    plausible fields (GRE with any flags and payload types, ERSPAN, UDP to
+    VXLAN, Geneve or Teredo ports or between others, IP in IP) around an
+    Ethernet frame or an IP packet, itself sometimes a tunnel again."""
+    inner = draw(ip_ish(depth + 1)) if depth < 2 else draw(st.binary(max_size=60))
+    eth = draw(st.binary(min_size=12, max_size=12)) + struct.pack(">H", draw(ETHERTYPES)) + inner
+    kind = draw(st.sampled_from(["gre", "erspan2", "erspan3", "vxlan", "geneve", "teredo", "ipip"]))
+    if kind == "gre":
+        flags = draw(st.sampled_from([0, 0x2000, 0xB000, 0x4000, 0x0001]) | st.integers(0, 0xFFFF))
+        ptype = draw(st.sampled_from([0x0800, 0x86DD, 0x6558, 0x8847, 0x88BE, 0x22EB]) | st.integers(0, 0xFFFF))
+        extra = draw(st.binary(min_size=0, max_size=12))
+        return 47, struct.pack(">HH", flags, ptype) + extra + (eth if ptype in (0x6558, 0x88BE) else inner)
+    if kind == "erspan2":
+        return 47, struct.pack(">HHI", 0x1000, 0x88BE, 1) + struct.pack(">HHI", draw(st.sampled_from([0x1000, 0x2000])),
+                                                                          draw(st.integers(0, 0xFFFF)), 0) + eth
+    if kind == "erspan3":
+        word = draw(st.sampled_from([0, 1, 0x0800, 0x0801]) | st.integers(0, 0xFFFF))
+        sub = bytes(8) if word & 1 and draw(st.booleans()) else b""
+        return 47, struct.pack(">HHI", 0x1000, 0x22EB, 1) + struct.pack(">HHIHH", 0x2000, 5, 0, 0, word) + sub + (
+            inner if word & 0x7C00 == 0x0800 else eth)
+    if kind == "ipip":
+        return draw(st.sampled_from([4, 41])), inner
+    sport = draw(st.sampled_from([3544, 54321, 32900]) | st.integers(0, 0xFFFF))
+    if kind == "vxlan":
+        dport, body = 4789, struct.pack(">BxxxI", draw(st.sampled_from([8, 0])), draw(st.integers(0, 2**32 - 1))) + eth
+    elif kind == "geneve":
+        opts = draw(st.integers(0, 3))
+        body = struct.pack(">BBHI", draw(st.sampled_from([opts, opts, 0x40 | opts])), 0,
+                           draw(st.sampled_from([0x6558, 0x0800, 0x86DD]) | st.integers(0, 0xFFFF)),
+                           draw(st.integers(0, 2**32 - 1))) + bytes(4 * opts) + draw(st.sampled_from([eth, inner]))
+        dport = 6081
+    else:
+        dport = draw(st.sampled_from([3544, 3797]) | st.integers(0, 0xFFFF))
+        head = draw(st.sampled_from([b"", b"\x00\x00" + bytes(6), b"\x00\x01\x00\x00" + bytes(9),
+                                     b"\x00\x01\x02\x03" + bytes(14) + b"\x00\x00" + bytes(6)]))
+        body = head + inner
+    length = draw(st.sampled_from([8 + len(body)] * 3 + [0, 7, 65535]))
+    return 17, struct.pack(">HHHH", sport, dport, length, 0) + body
+
+
+@st.composite
+def ip_ish(draw, depth: int = 0) -> bytes:
     """An IPv4 or IPv6 header with random, often plausible fields, then
-    extension headers / TCP-ish bytes, sometimes cut short."""
+    extension headers / TCP-ish bytes or a tunnel, sometimes cut short."""
     body = draw(tcp_ish())
+    tunnel = draw(tunnel_ish(depth)) if depth < 2 and draw(st.integers(0, 3)) == 0 else None
+    if tunnel is not None:
+        body = tunnel[1]
     if draw(st.booleans()):
         ihl = draw(st.sampled_from([5, 5, 5, 6, 4, 15, 0]))
         total = draw(st.sampled_from([None, 0, 19, 20, 65535]) | st.integers(0, 2000))
         opts = draw(st.binary(min_size=max(0, ihl - 5) * 4, max_size=max(0, ihl - 5) * 4))
         total = 20 + len(opts) + len(body) if total is None else total
         frag = draw(st.sampled_from([0, 0x4000, 0x2000, 0x2001, 0x0001, 0x3FFF]) | st.integers(0, 0xFFFF))
-        proto = draw(st.sampled_from([6, 6, 17, 1, 44]) | st.integers(0, 255))
+        proto = draw(st.sampled_from([6, 6, 17, 1, 44]) | st.integers(0, 255)) if tunnel is None else tunnel[0]
         version = draw(st.sampled_from([4, 4, 4, 6, 0]))
         head = struct.pack(">BBHHHBBH4s4s", (version << 4) | ihl, 0, total & 0xFFFF, draw(st.integers(0, 0xFFFF)),
                            frag, 64, proto, 0, draw(st.binary(min_size=4, max_size=4)),
                            draw(st.binary(min_size=4, max_size=4)))
         pkt = head + opts + body
     else:
-        nxt = draw(st.sampled_from([6, 6, 0, 43, 44, 51, 59, 60, 135, 17]) | st.integers(0, 255))
+        nxt = draw(st.sampled_from([6, 6, 0, 43, 44, 51, 59, 60, 135, 17]) | st.integers(0, 255)) if tunnel is None \
+            else tunnel[0]
         exts = b""
         for _ in range(draw(st.integers(0, 3))):
             kind = draw(st.sampled_from([6, 0, 43, 44, 51, 60, 59]) | st.integers(0, 255))
@@ -291,8 +380,31 @@ def test_decode_any_frame_of_any_linktype_gives_a_value_never_an_exception(data)
     linktype = data.draw(st.sampled_from(LINKTYPES), label="linktype")
     frame = data.draw(st.one_of(st.binary(max_size=200), st.builds(bytes.__add__, link_header(linktype), ip_ish())),
                       label="frame")
-    for value in (decode_frame(linktype, frame), decode_frame_dpkt(linktype, frame)):
+    verify = data.draw(st.booleans(), label="verify")
+    values = decode_frame(linktype, frame, verify), decode_frame_dpkt(linktype, frame, verify)
+    for value in values:
         check_decoded(value)
+    assert values[0] == values[1]
+
+
+TUNNEL_TYPES = {"mpls", "pppoe", "gre", "erspan", "vxlan", "geneve", "teredo", "ipip"}
+
+
+def check_ctx(ctx) -> None:
+    """None, or (VLAN ids, tunnels) as decode's docstring gives them, hashable."""
+    if ctx is None:
+        return
+    hash(ctx)
+    vlans, tunnels = ctx
+    assert all(0 < v < 4096 for v in vlans)
+    assert len(vlans) + len(tunnels) <= 16
+    for kind, src, dst, key in tunnels:
+        assert kind in TUNNEL_TYPES
+        if kind in ("mpls", "pppoe"):
+            assert (src, dst) == (None, None)
+        else:
+            assert len(src) in (4, 16) and len(dst) == len(src)
+        assert key is None or isinstance(key, (int, tuple))
 
 
 def check_decoded(value) -> None:
@@ -303,23 +415,30 @@ def check_decoded(value) -> None:
         assert 0 <= value.sport < 65536 and 0 <= value.dport < 65536
         assert 0 <= value.seq < 2**32 and 0 <= value.ack < 2**32 and 0 <= value.flags < 256
         assert isinstance(value.payload, bytes) and value.lost >= 0
+        assert 0 <= value.ttl < 256 and value.csum in (-1, 0, 1)
+        assert value.csum == -1 or value.lost == 0
+        check_ctx(value.ctx)
     elif isinstance(value, Fragment):
         assert value.version in (4, 6) and value.offset >= 0 and value.offset % 8 == 0 and value.lost >= 0
-        assert isinstance(value.data, bytes)
+        assert isinstance(value.data, bytes) and 0 <= value.ttl < 256 and value.verify in (True, False)
+        assert value.key[-1] == value.ctx
+        check_ctx(value.ctx)
     else:
         assert value is None
 
 
 @fuzz(400)
-@given(version=st.sampled_from([4, 6]), proto=st.integers(0, 255), buf=st.binary(max_size=120), lost=st.integers(0, 100))
-def test_decode_transport_any_reassembled_datagram_gives_a_value(version, proto, buf, lost) -> None:
+@given(version=st.sampled_from([4, 6]), proto=st.sampled_from([4, 6, 17, 41, 47]) | st.integers(0, 255),
+       buf=st.binary(max_size=120), lost=st.integers(0, 100), verify=st.booleans())
+def test_decode_transport_any_reassembled_datagram_gives_a_value(version, proto, buf, lost, verify) -> None:
     src = bytes(4 if version == 4 else 16)
-    check_decoded(decode_transport(version, src, src, proto, buf, lost))
+    check_decoded(decode_transport(version, src, src, proto, buf, lost, 64, None, verify))
 
 
 # --------------------------------------------------------------- fragments
 
-KEYS = [(4, b"\x01" * 4, b"\x02" * 4, 6, 1), (4, b"\x01" * 4, b"\x02" * 4, 6, 2), (6, b"\x01" * 16, b"\x02" * 16, 7)]
+KEYS = [(4, b"\x01" * 4, b"\x02" * 4, 6, 1, None), (4, b"\x01" * 4, b"\x02" * 4, 6, 2, None),
+        (6, b"\x01" * 16, b"\x02" * 16, 7, None), (4, b"\x01" * 4, b"\x02" * 4, 6, 1, ((5,), ()))]
 
 
 @st.composite
@@ -328,7 +447,8 @@ def fragment(draw) -> Fragment:
     offset = draw(st.integers(0, 40).map(lambda n: n * 8) | st.integers(0, 70000))
     data = draw(st.binary(max_size=48) | st.integers(0, 9000).map(bytes))
     lost = draw(st.sampled_from([0, 0, 0, 1, 40]))
-    return Fragment(key, key[0], key[1], key[2], draw(st.sampled_from([6, 17])), offset, draw(st.booleans()), data, lost)
+    proto = draw(st.sampled_from([6, 17]))
+    return Fragment(key, key[0], key[1], key[2], proto, offset, draw(st.booleans()), data, lost, 64, key[-1], False)
 
 
 def check_defragmenter(d: Defragmenter) -> None:
@@ -359,8 +479,8 @@ def test_fragments_any_sequence_stays_within_the_caps(max_datagrams, max_frags, 
         else:
             whole, names = d.feed(op, now)
             if whole is not None:
-                version, src, dst, proto, payload, lost = whole
-                assert (version, src, dst) == (op.version, op.src, op.dst)
+                version, src, dst, proto, payload, lost, ttl, ctx, verify = whole
+                assert (version, src, dst, ttl, ctx, verify) == (op.version, op.src, op.dst, 64, op.ctx, False)
                 assert isinstance(proto, int) and isinstance(payload, bytes) and lost >= 0
                 assert len(payload) + lost <= MAX_DATAGRAM
         assert set(names) <= set(ANOMALIES)
@@ -374,7 +494,8 @@ def test_fragments_any_cut_shuffled_and_duplicated_comes_back_whole(data) -> Non
     cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, (len(payload) - 1) // 8)), max_size=6), label="cuts")))
     bounds = [0, *(c * 8 for c in cuts if c * 8 < len(payload)), len(payload)]
     key = KEYS[0]
-    pieces = [Fragment(key, 4, key[1], key[2], 6, a, b < len(payload), payload[a:b], 0) for a, b in zip(bounds, bounds[1:])]
+    pieces = [Fragment(key, 4, key[1], key[2], 6, a, b < len(payload), payload[a:b], 0, 64, None, False)
+              for a, b in zip(bounds, bounds[1:])]
     pieces += data.draw(st.lists(st.sampled_from(pieces), max_size=3), label="duplicates")
     order = data.draw(st.permutations(pieces), label="order")
     d = Defragmenter(30.0, 4, 64)
@@ -385,7 +506,7 @@ def test_fragments_any_cut_shuffled_and_duplicated_comes_back_whole(data) -> Non
         if whole is not None:
             got.append(whole)
             break
-    assert [(4, key[1], key[2], 6, payload, 0)] == got
+    assert [(4, key[1], key[2], 6, payload, 0, 64, None, False)] == got
 
 
 # -------------------------------------------------------------- reassembly
@@ -420,8 +541,9 @@ def delivered(chunks: list) -> tuple[int, int]:
             assert c > 0
             gaps += c
         elif c.__class__ is tuple:
-            b, ts = c
+            b, ts, ack = c
             assert isinstance(b, (bytes, bytearray)) and isinstance(ts, float)
+            assert ack is None or 0 <= ack < 2**32
             data += len(b)
         else:
             assert isinstance(c, (bytes, bytearray)), c
@@ -468,7 +590,7 @@ def _stream_run(isn: int, max_buffer: int, ops: list) -> None:
         assert total_gaps == hs.missed_bytes
         assert set(hs.anomalies) <= set(ANOMALIES)
         assert hs.pending_bytes == sum(len(b) for _s, b, _t in hs.pending)
-        ends = [hs.next] + [x for s, b, _t in hs.pending for x in (s, s + len(b))]
+        ends = [hs.next] + [x for s, b, _t, _a in hs.pending for x in (s, s + len(b))]
         assert ends == sorted(ends) and (not hs.pending or hs.pending[0][0] > hs.next)
     assert [] == hs.pending and hs.finished
     assert [] == hs.feed(isn, b"late", now)
@@ -693,6 +815,23 @@ def tcp_frame(draw) -> tuple[int, bytes]:
         ver = draw(st.sampled_from([0x45] * 8 + [0x46, 0x44, 0x55]))
         l3 = struct.pack(">BBHHHBBH4s4s", ver, 0, total & 0xFFFF, draw(st.integers(0, 3)), frag, 64, 6, 0, src, dst) + tcp
         etype = 0x0800
+    # Sometimes in one of two VLANs, GRE keys, VNIs or MPLS labels, so the
+    # same 4-tuple meets itself in other contexts.
+    encap = draw(st.sampled_from([None] * 8 + ["vlan", "gre", "vxlan", "mpls"]))
+    n = draw(st.sampled_from([1, 2]))
+    if encap == "vlan":
+        l3, etype = struct.pack(">HH", n, etype) + l3, 0x8100
+    elif encap == "mpls":
+        l3, etype = struct.pack(">I", (n << 12) | 0x1FF) + l3, 0x8847
+    elif encap is not None:
+        outer = draw(st.permutations(HOSTS4[:2]))
+        if encap == "gre":
+            inner, proto = struct.pack(">HHI", 0x2000, etype, n) + l3, 47
+        else:
+            inner = struct.pack(">HHHHBxxxI", 5000, 4789, 16 + 14 + len(l3), 0, 8, n << 8)
+            inner, proto = inner + bytes(12) + struct.pack(">H", etype) + l3, 17
+        l3 = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(inner), 0, 0x4000, 64, proto, 0, *outer) + inner
+        etype = 0x0800
     frame = bytes(12) + struct.pack(">H", etype) + l3
     cut = draw(st.none() | st.none() | st.integers(0, len(frame)))
     return 1, frame if cut is None else frame[:cut]
@@ -765,8 +904,21 @@ def real_conversation(draw) -> tuple[int, list[bytes]]:
         segs += c.client_data(req, sizes=[max(1, len(req) // 3)])
         segs += c.server_data(resp, sizes=[max(1, len(resp) // 2)])
         segs += c.close()
-    linktype = draw(st.sampled_from([1, 1, 113, 276, 101, 0]))
-    return linktype, [f.data for f in craft.frames([(T0, s) for s in segs], linktype=linktype)]
+    linktype = draw(st.sampled_from([1, 1, 113, 276, 101, 0, 9, 104, 239]))
+    wrap = None
+    if linktype == 1:
+        # Sometimes through a tunnel, both directions alike (outer addresses swapped).
+        kind = draw(st.sampled_from([None, None, "gre", "vxlan"]))
+
+        def wrap(l3: bytes, kind=kind) -> bytes:
+            a, b = ("192.0.2.1", "192.0.2.2") if craft.ip_src(l3) == client[0] else ("192.0.2.2", "192.0.2.1")
+            if kind == "gre":
+                return craft.ethernet(craft.ipv4(a, b, craft.gre(l3, 0x86DD if v6 else 0x0800, key=7), proto=47))
+            if kind == "vxlan":
+                datagram = craft.udp(a, b, 999, 4789, craft.vxlan(craft.ethernet(l3), 9))
+                return craft.ethernet(craft.ipv4(a, b, datagram, proto=17))
+            return craft.ethernet(l3)
+    return linktype, [f.data for f in craft.frames([(T0, s) for s in segs], linktype=linktype, wrap=wrap)]
 
 
 # Ethernet + IPv4 header fields worth corrupting: (offset, size).

@@ -271,6 +271,7 @@ VLAN_IPV6_EXPECTED = [
         "ts": "2026-11-21T10:42:05.001000Z",
         "client": V6_CLIENT,
         "server": V6_SERVER,
+        "vlan": [42],
         "request": {
             "method": "GET",
             "uri": "/v6",
@@ -301,6 +302,7 @@ VLAN_IPV6_EXPECTED = [
         "ts": "2026-11-21T10:42:05.010000Z",
         "client": V6_CLIENT,
         "server": V6_SERVER,
+        "vlan": [42],
         "request": {
             "method": "GET",
             "uri": "/api/status?verbose=1",

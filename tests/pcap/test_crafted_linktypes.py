@@ -3,11 +3,14 @@
 Each test writes one capture and expects the one record written out by hand below.
 """
 
+import shutil
+import subprocess
 from decimal import Decimal
 
 import craft
+import pytest
 from craft import TcpConversation
-from pcapcheck import T0, community_id, read_records
+from pcapcheck import T0, community_id, read_records, run_sniffd, stderr_lines
 
 REQUEST = b"GET /index.html HTTP/1.1\r\nHost: example.test\r\nUser-Agent: craft/1.0\r\nAccept: */*\r\n\r\n"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n"
@@ -80,16 +83,35 @@ def test_ethernet_ipv4_exchange_gives_one_record(tmp_path):
     assert [EXPECTED_V4] == read_records(pcap)
 
 
+def encapsulated(record: dict, **fields) -> dict:
+    """``record`` with ``vlan`` / ``tunnel`` where the record puts them: right after ``server``."""
+    out = {}
+    for key, value in record.items():
+        out[key] = value
+        if key == "server":
+            out.update(fields)
+    return out
+
+
 def test_vlan_8021q_tagged_frames_are_decoded(tmp_path):
     pcap = tmp_path / "dot1q.pcap"
     craft.capture(pcap, exchange(), tags=craft.dot1q(100))
-    assert [EXPECTED_V4] == read_records(pcap)
+    records = read_records(pcap)
+    assert [encapsulated(EXPECTED_V4, vlan=[100])] == records
+    assert list(encapsulated(EXPECTED_V4, vlan=[100])) == list(records[0])
 
 
 def test_qinq_double_tagged_frames_are_decoded(tmp_path):
     """802.1ad (0x88a8) outer tag around an 802.1Q (0x8100) inner tag."""
     pcap = tmp_path / "qinq.pcap"
     craft.capture(pcap, exchange(), tags=craft.qinq(300, 100))
+    assert [encapsulated(EXPECTED_V4, vlan=[300, 100])] == read_records(pcap)
+
+
+def test_priority_tagged_frames_vlan_0_have_no_vlan(tmp_path):
+    """An 802.1Q tag with VLAN id 0 only carries a priority (IEEE 802.1Q)."""
+    pcap = tmp_path / "prio.pcap"
+    craft.capture(pcap, exchange(), tags=craft.dot1q(0))
     assert [EXPECTED_V4] == read_records(pcap)
 
 
@@ -153,3 +175,54 @@ def test_nanosecond_pcap_timestamps_are_read_as_nanoseconds(tmp_path):
     ]
     craft.capture(pcap, packets, nano=True)
     assert [EXPECTED_V4] == read_records(pcap)
+
+
+# --- link types read since issue 10 (tshark finds the same request: see test_tshark_*)
+
+NEW_LINKTYPES = {
+    # link type: the fields its framing adds to the record
+    craft.LINKTYPE_PPP: {},
+    craft.LINKTYPE_PPP_HDLC: {},
+    craft.LINKTYPE_C_HDLC: {},
+    craft.LINKTYPE_PPP_WITH_DIR: {},
+    craft.LINKTYPE_C_HDLC_WITH_DIR: {},
+    craft.LINKTYPE_NFLOG: {},
+    # craft.link_frame's PPPoE session 0x1234 and MPLS label 16
+    craft.LINKTYPE_PPP_ETHER: {"tunnel": [{"type": "pppoe", "src": None, "dst": None, "session": 0x1234}]},
+    craft.LINKTYPE_MPLS: {"tunnel": [{"type": "mpls", "src": None, "dst": None, "labels": [16]}]},
+}
+
+
+@pytest.mark.parametrize("linktype", sorted(NEW_LINKTYPES))
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_ppp_cisco_hdlc_pppoe_mpls_and_nflog_link_types_are_decoded(tmp_path, linktype, v6):
+    pcap = tmp_path / f"link{linktype}.pcap"
+    ends = (("2001:db8::10", 40000), ("2001:db8::80", 80)) if v6 else (("10.0.0.1", 40000), ("10.0.0.2", 80))
+    craft.capture(pcap, exchange(*ends), linktype=linktype)
+    assert [encapsulated(EXPECTED_V6 if v6 else EXPECTED_V4, **NEW_LINKTYPES[linktype])] == read_records(pcap)
+
+
+# tshark (4.0) refuses pcap files of Cisco HDLC with direction (205) and MPLS (219).
+TSHARK_LINKTYPES = sorted(set(NEW_LINKTYPES) - {craft.LINKTYPE_C_HDLC_WITH_DIR, craft.LINKTYPE_MPLS})
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.parametrize("linktype", TSHARK_LINKTYPES)
+def test_tshark_finds_the_same_request_in_each_new_link_type(tmp_path, linktype):
+    pcap = tmp_path / f"link{linktype}.pcap"
+    craft.capture(pcap, exchange(), linktype=linktype)
+    tshark = subprocess.run(["tshark", "-r", str(pcap), "-Y", "http.request", "-T", "fields", "-e", "http.request.uri"],
+                            capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    assert (["/index.html"], ["/index.html"]) == ([r["request"]["uri"] for r in read_records(pcap)], tshark)
+
+
+def test_unsupported_link_type_is_one_clear_line_and_exit_status_2(tmp_path):
+    pcap = tmp_path / "lt147.pcap"
+    craft.write_pcap(pcap, [craft.Frame(T0, b"abc")], linktype=147)  # LINKTYPE_USER0
+    out = tmp_path / "out.jsonl"
+    proc = run_sniffd("read", pcap, "-o", out)
+    lines = stderr_lines(proc)
+    assert (2, 1, False) == (proc.returncode, len(lines), out.exists())
+    assert lines[0].startswith(f"sniffd: error: {pcap}: unsupported link type 147; sniffd reads BSD loopback (NULL) (0), "
+                               "Ethernet (1), PPP (9), raw IP (12, 14, 101), ")
+    assert lines[0].endswith("Linux NFLOG (239), Linux cooked capture v2 (276)")

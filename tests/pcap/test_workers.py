@@ -146,3 +146,27 @@ def test_workers_keep_one_process_order_for_records_finished_at_the_same_moment(
     assert uris == ["/same/11", "/same/21", "/same/12", "/same/22", "/same/13", "/same/23", "/same/14", "/same/24"] + [
         "/quiet"] * 6 + ["/open"] * 4
     assert [one, one] == [two, three]
+
+
+def test_workers_give_the_same_records_for_one_four_tuple_in_many_vlans_and_tunnels(tmp_path):
+    """The same addresses and ports in 4 VLANs, 4 VXLAN VNIs and 4 GRE keys,
+    all at the same instants: 12 connections in one shard, ordered by their
+    encapsulation where time and endpoints tie."""
+    def vxlan(vni):
+        return lambda l3: craft.ethernet(craft.ipv4("192.0.2.1", "192.0.2.2", craft.udp(
+            "192.0.2.1", "192.0.2.2", 1, 4789, craft.vxlan(craft.ethernet(l3), vni)), proto=17))
+
+    def gre(key):
+        return lambda l3: craft.ethernet(craft.ipv4("192.0.2.1", "192.0.2.2", craft.gre(l3, 0x0800, key=key), proto=47))
+
+    wraps = [(lambda l3, v=v: craft.ethernet(l3, tags=craft.dot1q(v))) for v in (4, 3, 2, 1)]
+    wraps += [vxlan(v) for v in (9, 8, 7, 6)] + [gre(k) for k in (5, 6, 7, 8)]
+    frames = []
+    for n, wrap in enumerate(wraps):
+        conv = TcpConversation(("10.0.0.1", 40000), ("10.0.0.2", 80))
+        frames += [(i, n, f) for i, f in enumerate(craft.frames(_exchange(conv, T0, 10 + n), wrap=wrap))]
+    pcap = tmp_path / "contexts.pcap"
+    craft.write_pcap(pcap, [f for _i, _n, f in sorted(frames, key=lambda x: (x[0], x[1]))])
+    one, two, three = _outputs(pcap, tmp_path)
+    assert 12 == len(one.splitlines())
+    assert [one, one] == [two, three]

@@ -12,6 +12,7 @@ import struct
 from pathlib import Path
 
 import craft
+import dpkt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -41,14 +42,17 @@ def test_the_c_batch_decoder_is_built_and_used() -> None:
 INF = float("-inf")
 
 
-def clocked(fn, buf, meta, link, k=0, n=1, now=INF, next_expire=0.0, frame_no=0, every=1.0):
-    return fn(buf, meta, link, k, n, now, next_expire, frame_no, every)
+def clocked(fn, buf, meta, link, k=0, n=1, now=INF, next_expire=0.0, frame_no=0, every=1.0, verify=None):
+    """decode_batch; ``verify`` None: the nine-argument call (no checksums)."""
+    if verify is None:
+        return fn(buf, meta, link, k, n, now, next_expire, frame_no, every)
+    return fn(buf, meta, link, k, n, now, next_expire, frame_no, every, verify)
 
 
-def both(buf, meta, link, k=0, n=1, now=INF, next_expire=0.0, frame_no=0, every=1.0):
+def both(buf, meta, link, k=0, n=1, now=INF, next_expire=0.0, frame_no=0, every=1.0, verify=None):
     """decode_batch in C and in Python: asserts they agree, returns the result."""
-    py = clocked(decode_batch_py, buf, meta, link, k, n, now, next_expire, frame_no, every)
-    assert clocked(decode_batch_c, buf, meta, link, k, n, now, next_expire, frame_no, every) == py
+    py = clocked(decode_batch_py, buf, meta, link, k, n, now, next_expire, frame_no, every, verify)
+    assert clocked(decode_batch_c, buf, meta, link, k, n, now, next_expire, frame_no, every, verify) == py
     return py
 
 
@@ -68,6 +72,7 @@ def test_c_and_python_agree_on_every_test_capture(path: Path) -> None:
     for b in cap.batches():
         for lk in {link, 0, 14, 16}:
             both(b.buf, b.meta, lk)
+            both(b.buf, b.meta, lk, verify=True)
 
 
 def frame_variants(linktype: int) -> list[bytes]:
@@ -109,18 +114,19 @@ def frame_variants(linktype: int) -> list[bytes]:
     ]
 
 
+@pytest.mark.parametrize("verify", [False, True], ids=["unchecked", "checksums"])
 @pytest.mark.parametrize("linktype", [DLT_EN10MB, DLT_LINUX_SLL])
-def test_python_reference_agrees_with_decode_frame(linktype: int) -> None:
+def test_python_reference_agrees_with_decode_frame(linktype: int, verify: bool) -> None:
     """A segment only where decode_frame gives that very segment."""
     frames = [(1_700_000_000 + i, i * 7919 % 1_000_000, f) for i, f in enumerate(frame_variants(linktype))]
     buf, meta = pack(frames)
-    out, *_ = clocked(decode_batch_py, buf, meta, LINK_HEADER[linktype], every=1e12)
+    out, *_ = clocked(decode_batch_py, buf, meta, LINK_HEADER[linktype], every=1e12, verify=verify)
     fast = set()
     for i, ((sec, usec, frame), (ts, seg, caplen, frame_no)) in enumerate(zip(frames, out, strict=True)):
         assert (ts, caplen, frame_no) == (sec + usec * 1e-6, len(frame), i + 1)
         if seg.__class__ is tuple:
             fast.add(i)
-            assert decode_frame(linktype, frame) == Segment(*seg)
+            assert decode_frame(linktype, frame, verify) == Segment(*seg)
         else:
             assert buf[seg : seg + caplen] == frame
     # The whole frame, padded, IP length one short (the byte is padding),
@@ -135,6 +141,7 @@ def test_c_agrees_on_each_broken_frame(linktype: int) -> None:
     buf, meta = pack(frames)
     for lk in (0, 14, 16):
         both(buf, meta, lk)
+        both(buf, meta, lk, verify=True)
 
 
 @needs_c
@@ -164,7 +171,43 @@ def test_c_agrees_on_mutated_and_random_frames(seed, edits, cut, times, junk) ->
     buf, meta = pack([(times[0], times[1], mutated), (times[1], times[0], junk), (0, 999_999, seed)])
     for lk in (14, 16):
         both(buf, meta, lk)
-        both(buf, meta, lk, 1, 2, now=float(times[1] % 5000), next_expire=float(times[0] % 7000), frame_no=times[0])
+        both(buf, meta, lk, verify=True)
+        both(buf, meta, lk, 1, 2, now=float(times[1] % 5000), next_expire=float(times[0] % 7000), frame_no=times[0],
+             verify=bool(times[0] & 1))
+
+
+def checksum_frames(linktype: int) -> list[bytes]:
+    """Common frames: a valid checksum, a wrong one, a payload bit flipped,
+    an odd length, and the 0x0000 / 0xFFFF pair (both zeros: valid)."""
+    seg = craft.Segment("10.0.0.1", 40000, "10.0.0.2", 80, 1000, 2000, craft.ACK | craft.PSH, b"GET / HTTP/1.1\r\n\r\n")
+    good = craft.link_frame(craft.ip_packet(seg), linktype)
+    at = LINK_HEADER[linktype] + 20 + 16  # the checksum field
+    wrong = good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1 :]
+    flipped = good[:-1] + bytes([good[-1] ^ 0x20])
+    odd = craft.link_frame(craft.ip_packet(seg.with_payload(b"GET /x HTTP/1.0\r\n\r\n!")), linktype)
+    # Two payload bytes that make the sum with checksum 0 come to 0xFFFF:
+    # the checksum is then 0x0000, and 0xFFFF is the same zero.
+    zero = craft.link_frame(craft.ip_packet(seg.with_payload(seg.payload + b"\0\0")), linktype)
+    ip = LINK_HEADER[linktype]
+    body = bytearray(zero[ip + 20 :])
+    body[16:18] = b"\0\0"
+    pseudo = zero[ip + 12 : ip + 20] + struct.pack(">xBH", 6, len(body))
+    body[-2:] = struct.pack(">H", dpkt.in_cksum(pseudo + bytes(body)))
+    sums = [zero[:ip + 20] + bytes(body[:16]) + z + bytes(body[18:]) for z in (b"\0\0", b"\xff\xff")]
+    return [good, wrong, flipped, odd, *sums]
+
+
+@needs_c
+@pytest.mark.parametrize("linktype", [DLT_EN10MB, DLT_LINUX_SLL])
+def test_checksums_in_c_and_python_valid_invalid_and_unchecked(linktype: int) -> None:
+    frames = [(1, i, f) for i, f in enumerate(checksum_frames(linktype))]
+    buf, meta = pack(frames)
+    link = LINK_HEADER[linktype]
+    checked = [item[1][10] for item in both(buf, meta, link, verify=True)[0]]
+    unchecked = [item[1][10] for item in both(buf, meta, link, verify=False)[0]]
+    # A frame cut by the snaplen is not a common frame: decode_frame decides (-1).
+    cut = decode_frame(linktype, frames[0][2][:-3], True).csum
+    assert ([1, 0, 0, 1, 1, 1], [-1] * 6, -1) == (checked, unchecked, cut)
 
 
 def test_the_clock_never_goes_back_and_ticks_once_a_second() -> None:

@@ -2,7 +2,8 @@
 values in, whole datagrams and anomaly names out, simulated time.
 
 ``feed`` returns ``(datagram, anomalies)`` with ``datagram`` =
-``(version, src, dst, proto, payload, lost)`` once every byte is there.
+``(version, src, dst, proto, payload, lost, ttl, ctx, verify)`` once every
+byte is there.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ TCP = 6
 DATA = bytes(range(65, 65 + 40))  # 40 distinct bytes: 'A'..'h'
 
 
-def frag4(offset: int, data: bytes, more: bool, ident: int = 7, lost: int = 0) -> Fragment:
-    return Fragment((4, SRC4, DST4, TCP, ident), 4, SRC4, DST4, TCP, offset, more, data, lost)
+def frag4(offset: int, data: bytes, more: bool, ident: int = 7, lost: int = 0, ttl: int = 64, ctx=None,
+          verify: bool = False) -> Fragment:
+    return Fragment((4, SRC4, DST4, TCP, ident, ctx), 4, SRC4, DST4, TCP, offset, more, data, lost, ttl, ctx, verify)
 
 
 def frag6(offset: int, data: bytes, more: bool, ident: int = 0x1234ABCD) -> Fragment:
-    return Fragment((6, SRC6, DST6, ident), 6, SRC6, DST6, TCP, offset, more, data, 0)
+    return Fragment((6, SRC6, DST6, ident, None), 6, SRC6, DST6, TCP, offset, more, data, 0, 64, None, False)
 
 
 def pieces(make, cuts: list[int], data: bytes = DATA) -> list[Fragment]:
@@ -58,7 +60,7 @@ def test_fragments_in_every_order_give_the_whole_datagram_once(make, version, sr
     for order in permutations(range(len(frags))):
         d = defragmenter()
         got = feed_all(d, [frags[i] for i in order])
-        expected = [(None, [])] * (len(frags) - 1) + [((version, src, dst, TCP, DATA, 0), [])]
+        expected = [(None, [])] * (len(frags) - 1) + [((version, src, dst, TCP, DATA, 0, 64, None, False), [])]
         assert (expected, 0) == (got, len(d)), order
 
 
@@ -71,15 +73,15 @@ def test_fragments_of_different_datagrams_are_kept_apart() -> None:
     assert [
         (None, []),
         (None, []),
-        ((4, SRC4, DST4, TCP, other, 0), []),
-        ((4, SRC4, DST4, TCP, DATA, 0), []),
+        ((4, SRC4, DST4, TCP, other, 0, 64, None, False), []),
+        ((4, SRC4, DST4, TCP, DATA, 0, 64, None, False), []),
     ] == got
 
 
 def test_fragments_overlap_with_the_same_bytes_raises_no_anomaly() -> None:
     d = defragmenter()
     got = feed_all(d, [frag4(0, DATA[0:24], True), frag4(16, DATA[16:32], True), frag4(16, DATA[16:32], True), frag4(32, DATA[32:], False)])
-    assert [(None, []), (None, []), (None, []), ((4, SRC4, DST4, TCP, DATA, 0), [])] == got
+    assert [(None, []), (None, []), (None, []), ((4, SRC4, DST4, TCP, DATA, 0, 64, None, False), [])] == got
 
 
 @pytest.mark.parametrize(
@@ -97,7 +99,7 @@ def test_fragments_overlap_with_different_bytes_keeps_the_first_copy(order: str,
     first, second = (a, b) if order == "AB" else (b, a)
     d = defragmenter()
     got = feed_all(d, [first, second, frag4(32, DATA[32:], False)])
-    assert [(None, []), (None, ["ip_fragment_overlap"]), ((4, SRC4, DST4, TCP, payload, 0), [])] == got
+    assert [(None, []), (None, ["ip_fragment_overlap"]), ((4, SRC4, DST4, TCP, payload, 0, 64, None, False), [])] == got
 
 
 def test_fragments_incomplete_within_the_timeout_are_dropped_by_expire() -> None:
@@ -116,7 +118,7 @@ def test_fragments_datagram_completed_in_time_is_not_expired() -> None:
     frags = pieces(frag4, [16, 24])
     d = defragmenter(frag_timeout_s=30.0)
     got = [d.feed(frags[0], 0.0), d.feed(frags[1], 10.0), d.feed(frags[2], 29.0), d.expire(100.0)]
-    assert [(None, []), (None, []), ((4, SRC4, DST4, TCP, DATA, 0), []), []] == got
+    assert [(None, []), (None, []), ((4, SRC4, DST4, TCP, DATA, 0, 64, None, False), []), []] == got
 
 
 def test_fragments_datagram_cap_drops_the_oldest_partial_datagram() -> None:
@@ -129,8 +131,8 @@ def test_fragments_datagram_cap_drops_the_oldest_partial_datagram() -> None:
             (None, []),
             (None, []),
             (None, ["ip_fragment_overflow"]),  # datagram 1, the oldest, dropped to make room
-            ((4, SRC4, DST4, TCP, data[2], 0), []),
-            ((4, SRC4, DST4, TCP, data[3], 0), []),
+            ((4, SRC4, DST4, TCP, data[2], 0, 64, None, False), []),
+            ((4, SRC4, DST4, TCP, data[3], 0, 64, None, False), []),
             (None, []),  # datagram 1's first piece is gone: its last one waits alone
         ],
         1,
@@ -153,10 +155,34 @@ def test_fragments_claiming_more_than_64_kib_are_dropped() -> None:
 def test_fragments_last_piece_cut_by_snaplen_gives_the_datagram_with_lost_bytes() -> None:
     d = defragmenter()
     got = feed_all(d, [frag4(0, DATA[:16], True), frag4(16, DATA[16:20], False, lost=20)])
-    assert [(None, []), ((4, SRC4, DST4, TCP, DATA[:20], 20), [])] == got
+    assert [(None, []), ((4, SRC4, DST4, TCP, DATA[:20], 20, 64, None, False), [])] == got
 
 
 def test_fragments_middle_piece_cut_by_snaplen_ends_the_payload_there() -> None:
     d = defragmenter()
     got = feed_all(d, [frag4(0, DATA[:4], True, lost=4), frag4(8, DATA[8:16], True), frag4(16, DATA[16:], False)])
-    assert [(None, []), (None, []), ((4, SRC4, DST4, TCP, DATA[:4], 36), [])] == got
+    assert [(None, []), (None, []), ((4, SRC4, DST4, TCP, DATA[:4], 36, 64, None, False), [])] == got
+
+
+def test_fragments_ttl_and_verify_are_the_first_fragment_s_and_ctx_is_shared() -> None:
+    """The datagram's TTL and whether its checksum is checked come from the
+    fragment at offset 0, whatever order they arrive in; its ctx from the key
+    all the fragments share."""
+    ctx = ((10,), (("gre", SRC6, DST6, 5),))
+    frags = [frag4(0, DATA[:16], True, ttl=9, ctx=ctx, verify=True), frag4(16, DATA[16:], False, ttl=200, ctx=ctx)]
+    d = defragmenter()
+    got = feed_all(d, frags[::-1])
+    assert [(None, []), ((4, SRC4, DST4, TCP, DATA, 0, 9, ctx, True), [])] == got
+
+
+def test_fragments_of_one_datagram_id_in_two_vlans_are_two_datagrams() -> None:
+    a = pieces(lambda o, b, m: frag4(o, b, m, ctx=((1,), ())), [16])
+    b = pieces(lambda o, b, m: frag4(o, b, m, ctx=((2,), ())), [16], bytes(40))
+    d = defragmenter()
+    got = feed_all(d, [a[0], b[1], a[1], b[0]])
+    assert [
+        (None, []),
+        (None, []),
+        ((4, SRC4, DST4, TCP, DATA, 0, 64, ((1,), ()), False), []),
+        ((4, SRC4, DST4, TCP, bytes(40), 0, 64, ((2,), ()), False), []),
+    ] == got
