@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import itertools
 import json
 import struct
 import time
@@ -121,7 +122,6 @@ def _response(m: Message, interim: list[tuple[int, str]], p: Privacy) -> dict:
 # None for the types that have none.
 TUNNEL_KEYS = {"mpls": "labels", "pppoe": "session", "gre": "key", "erspan": "session", "vxlan": "vni",
                "geneve": "vni", "teredo": None, "ipip": None}
-_NO_ENCAPSULATION: dict = {}
 
 
 def encapsulation(ctx) -> dict | None:
@@ -160,11 +160,10 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
     duration = None
     if req is not None and resp is not None:
         duration = round(max(0.0, resp.end_ts - req.start_ts) * 1000.0, 3)
-    return {
+    rec = {
         "ts": rfc3339(start),
         "client": client,
         "server": server,
-        **(encap or _NO_ENCAPSULATION),
         "request": _request(req, privacy) if req is not None else None,
         "response": _response(resp, txn.interim, privacy) if resp is not None else None,
         "duration_ms": duration,
@@ -173,6 +172,14 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
         "end_reason": txn.end_reason or "complete",
         "anomalies": sorted(txn.anomalies),
     }
+    if encap is not None:
+        # vlan and tunnel go right after server: the record made again in
+        # that order (a plain record, the common one, is built once).
+        items = iter(rec.items())
+        rec = dict(itertools.islice(items, 3))
+        rec.update(encap)
+        rec.update(items)
+    return rec
 
 
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
