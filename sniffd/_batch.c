@@ -64,6 +64,19 @@ addr_bytes(const unsigned char *p)
     return b;
 }
 
+/* The ints -1 to 255, made once: a segment's flags, lost (0), TTL and
+ * checksum verdict are all among them, and taking one from here is a load
+ * and an increment where PyLong_FromLong is a call (four per packet). */
+static PyObject *small_ints[257];
+
+static inline PyObject *
+small_int(int v)
+{
+    PyObject *o = small_ints[v + 1];
+    Py_INCREF(o);
+    return o;
+}
+
 static inline unsigned
 be16(const unsigned char *p)
 {
@@ -121,7 +134,7 @@ fast_segment(const unsigned char *f, Py_ssize_t link, int verify)
     Py_ssize_t hl = (Py_ssize_t)(ip[32] >> 4) << 2;
     Py_ssize_t start = link + 20 + hl;
     Py_ssize_t end = link + (Py_ssize_t)be16(ip + 2);
-    long csum = verify ? tcp_checksum_ok(ip, end - link - 20) : -1;
+    int csum = verify ? tcp_checksum_ok(ip, end - link - 20) : -1;
 
     PyObject *src = addr_bytes(ip + 12);
     PyObject *dst = src ? addr_bytes(ip + 16) : NULL;
@@ -129,12 +142,8 @@ fast_segment(const unsigned char *f, Py_ssize_t link, int verify)
     PyObject *dport = sport ? PyLong_FromUnsignedLong(be16(ip + 22)) : NULL;
     PyObject *seq = dport ? PyLong_FromUnsignedLong(be32(ip + 24)) : NULL;
     PyObject *ack = seq ? PyLong_FromUnsignedLong(be32(ip + 28)) : NULL;
-    PyObject *flags = ack ? PyLong_FromUnsignedLong(ip[33]) : NULL;
-    PyObject *payload = flags ? PyBytes_FromStringAndSize((const char *)f + start, end - start) : NULL;
-    PyObject *lost = payload ? PyLong_FromLong(0) : NULL;
-    PyObject *ttl = lost ? PyLong_FromLong(ip[8]) : NULL;
-    PyObject *pcsum = ttl ? PyLong_FromLong(csum) : NULL;
-    PyObject *seg = pcsum ? PyTuple_New(12) : NULL;
+    PyObject *payload = ack ? PyBytes_FromStringAndSize((const char *)f + start, end - start) : NULL;
+    PyObject *seg = payload ? PyTuple_New(12) : NULL;
     if (seg == NULL) {
         Py_XDECREF(src);
         Py_XDECREF(dst);
@@ -142,11 +151,7 @@ fast_segment(const unsigned char *f, Py_ssize_t link, int verify)
         Py_XDECREF(dport);
         Py_XDECREF(seq);
         Py_XDECREF(ack);
-        Py_XDECREF(flags);
         Py_XDECREF(payload);
-        Py_XDECREF(lost);
-        Py_XDECREF(ttl);
-        Py_XDECREF(pcsum);
         return NULL;
     }
     PyTuple_SET_ITEM(seg, 0, src);
@@ -155,11 +160,11 @@ fast_segment(const unsigned char *f, Py_ssize_t link, int verify)
     PyTuple_SET_ITEM(seg, 3, dport);
     PyTuple_SET_ITEM(seg, 4, seq);
     PyTuple_SET_ITEM(seg, 5, ack);
-    PyTuple_SET_ITEM(seg, 6, flags);
+    PyTuple_SET_ITEM(seg, 6, small_int(ip[33]));
     PyTuple_SET_ITEM(seg, 7, payload);
-    PyTuple_SET_ITEM(seg, 8, lost);
-    PyTuple_SET_ITEM(seg, 9, ttl);
-    PyTuple_SET_ITEM(seg, 10, pcsum);
+    PyTuple_SET_ITEM(seg, 8, small_int(0));
+    PyTuple_SET_ITEM(seg, 9, small_int(ip[8]));
+    PyTuple_SET_ITEM(seg, 10, small_int(csum));
     Py_INCREF(Py_None);
     PyTuple_SET_ITEM(seg, 11, Py_None);
     return seg;
@@ -378,5 +383,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__batch(void)
 {
+    for (int i = 0; i < 257; i++) {
+        if (small_ints[i] == NULL && (small_ints[i] = PyLong_FromLong(i - 1)) == NULL)
+            return NULL;
+    }
     return PyModule_Create(&module);
 }

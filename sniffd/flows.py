@@ -157,8 +157,9 @@ class FlowTable:
 
     def feed(self, seg: Segment, now: float) -> list[tuple[Connection, Transaction]]:
         src, dst, sport, dport, seq, ack, flags, payload, lost, _ttl, _csum, ctx = seg
-        # The same 4-tuple in two VLANs or tunnels is two connections.
-        key = (src, sport, dst, dport, ctx if ctx is None else ctx_key(ctx))
+        # The same 4-tuple in two VLANs or tunnels is two connections; a
+        # plain frame's key stays the 4-tuple (cheaper to hash).
+        key = (src, sport, dst, dport) if ctx is None else (src, sport, dst, dport, ctx_key(ctx))
         entry = self.conns.get(key)
         if entry is not None and not payload and flags == TH_ACK and not lost:
             # A pure ACK on a known connection: it carries nothing to deliver
@@ -268,9 +269,10 @@ class FlowTable:
             self._count("midstream_pickup")
         conn = Connection(client, server, self.s, midstream, now, self.meter, self.bodies)
         conn.ctx = ctx if client == a else ctx_reversed(ctx)
-        kctx = ctx_key(ctx)
-        conn.keys = ((client[0], client[1], server[0], server[1], kctx),
-                     (server[0], server[1], client[0], client[1], kctx))
+        conn.keys = ((client[0], client[1], server[0], server[1]), (server[0], server[1], client[0], client[1]))
+        if ctx is not None:
+            kctx = ctx_key(ctx)
+            conn.keys = tuple(k + (kctx,) for k in conn.keys)
         # Each key maps to (connection, is this key the client's direction),
         # so one dict lookup per packet answers both.
         self.conns[conn.keys[0]] = (conn, True)
@@ -585,7 +587,8 @@ class FlowTable:
     def discard(self, seg: Segment) -> None:
         """Forget the connection of ``seg`` without flushing it (its state
         is suspect after an internal error)."""
-        entry = self.conns.get((seg[0], seg[2], seg[1], seg[3], ctx_key(seg[11])))
+        key = (seg[0], seg[2], seg[1], seg[3])
+        entry = self.conns.get(key if seg[11] is None else key + (ctx_key(seg[11]),))
         conn = entry[0] if entry is not None else None
         if conn is not None:
             self.buffered -= conn.accounted

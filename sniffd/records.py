@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import itertools
 import json
 import struct
 import time
@@ -136,7 +137,6 @@ def _response(m: Message, interim: list[tuple[int, str]], p: Privacy) -> dict:
 # None for the types that have none.
 TUNNEL_KEYS = {"mpls": "labels", "pppoe": "session", "gre": "key", "erspan": "session", "vxlan": "vni",
                "geneve": "vni", "teredo": None, "ipip": None}
-_NO_ENCAPSULATION: dict = {}
 
 
 def encapsulation(ctx) -> dict | None:
@@ -174,7 +174,6 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
         "ts": rfc3339(start),
         "client": client,
         "server": server,
-        **(encap or _NO_ENCAPSULATION),
         "request": _request(req, privacy) if req is not None else None,
         "response": _response(resp, txn.interim, privacy) if resp is not None else None,
         "duration_ms": duration,
@@ -183,8 +182,17 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
         "end_reason": txn.end_reason or "complete",
         "anomalies": sorted(txn.anomalies),
     }
+    if encap is not None:
+        # vlan and tunnel go right after server: the record made again in
+        # that order (a plain record, the common one, is built once).
+        items = iter(rec.items())
+        rec = dict(itertools.islice(items, 3))
+        rec.update(encap)
+        rec.update(items)
     if txn.connect is not None:
-        rec = _after(rec, "server", "connect_tunnel", {"target": txn.connect[0], "trans_depth": txn.connect[1]})
+        last = "tunnel" if encap is not None and "tunnel" in encap else (
+            "vlan" if encap is not None and "vlan" in encap else "server")
+        rec = _after(rec, last, "connect_tunnel", {"target": txn.connect[0], "trans_depth": txn.connect[1]})
     return rec
 
 
