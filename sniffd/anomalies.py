@@ -17,13 +17,21 @@ ANOMALIES: dict[str, str] = {
     # --- IP fragments ---
     "ip_fragment_timeout": "An IP datagram's fragments did not all arrive within the fragment timeout; what was held is dropped.",
     "ip_fragment_overflow": "The cap on fragments held (per datagram or in total) was reached; the oldest partial datagram is dropped.",
-    "ip_fragment_overlap": "Fragments of one datagram overlap with different contents; the first copy is kept.",
+    "ip_fragment_overlap": "Fragments of one datagram overlap with different contents; the whole datagram was dropped, as Linux and RFC 5722 do (its connection's record says so when the first fragment names it).",
     # --- TCP reassembly ---
     "tcp_overlap_conflict": "Two copies of the same TCP sequence range carry different bytes; the first copy is kept.",
     "tcp_gap": "TCP data never arrived (capture loss or a missed segment) and was skipped after the bounded wait.",
     "tcp_buffer_overflow": "Out-of-order data for a connection (or in total) reached its buffer bound; the wait was cut short and the missing data treated as a gap.",
     "midstream_pickup": "The connection was already open when capture started (no SYN seen); parsing started at the first request or status line found.",
     "conn_evicted": "The connection table was full; the least recently active connection was flushed and forgotten to make room.",
+    "tcp_rst_ignored": "An RST whose sequence number the receiver would not accept (RFC 5961: outside what was delivered and what the sender sent) was ignored; the connection goes on.",
+    "tcp_syn_ignored": "A SYN (or SYN-ACK) with another initial sequence number came on an open connection; a receiver answers it with a challenge ACK, so it was ignored (RFC 5961 section 4).",
+    "tcp_fin_ignored": "A FIN outside the receiver's window (before bytes already delivered, or far past anything the sender sent) was ignored; the direction goes on.",
+    "tcp_data_after_rst": "Data came after an accepted RST on this connection; it was logged on a connection that goes on where the reset one stopped.",
+    "tcp_syn_data": "A SYN (or SYN-ACK) carried data that the peer did not acknowledge (no TCP Fast Open); it was dropped, as Linux drops it.",
+    "tcp_urgent_data": "A segment carried urgent data (URG); the bytes are logged in line, but a receiver may have taken the urgent byte out of band.",
+    "ip_ttl_changed": "A data segment's TTL / hop limit is far (more than 8) from the one its direction's data started with: a decoy meant to expire before the receiver, or a route change.",
+    "tcp_bad_checksum": "A segment with a wrong TCP checksum was dropped (verify_checksums on, or auto once its direction showed a valid checksum), as the receiver drops it.",
     # --- HTTP ---
     "http_parse_error": "A start line could not be parsed (neither a request nor a status line, with a header section after it); the message still took its place in the pairing, its record keeps the line in start_line.",
     "http_resync": "Bytes were skipped to find this request or status line: junk, the rest of a message that could not be framed, or the start of a mid-stream connection.",

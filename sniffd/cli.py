@@ -36,7 +36,7 @@ def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
     rd.add_argument("-o", "--output", default="-", metavar="PATH", help="write JSON lines here instead of stdout")
     rd.add_argument("--stats", action="store_true", help="print the run's counters (packets, anomalies by name) as JSON on stderr")
     rd.add_argument("-c", "--config", metavar="FILE",
-                    help="take [limits], [privacy] and [bodies] from this sniffd.toml (capture/output keys are ignored)")
+                    help="take [limits], [tcp], [privacy] and [bodies] from this sniffd.toml (capture/output keys are ignored)")
     rd.add_argument("-w", "--workers", type=int, default=1, metavar="N",
                     help="spread the connections over N processes (symmetric flow hash); output order is unchanged")
     rd.set_defaults(func=cmd_read)

@@ -100,6 +100,7 @@ def _non_empty(value: Any) -> str | None:
 # Settings fields configured outside [limits], by section; settings.py groups
 # its fields the same way.  Every other Settings field is a [limits] key.
 SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {
+    "tcp": ("verify_checksums",),
     "privacy": ("redact", "redact_headers", "redact_params", "redact_key", "redact_key_file"),
     "bodies": ("capture_bodies", "max_body_bytes", "max_decoded_bytes", "body_content_types"),
 }
@@ -129,6 +130,8 @@ def _settings_schema(section: str) -> dict[str, Key]:
             check = _positive
         elif typ is tuple:
             check = _media_types if f.name == "body_content_types" else _names
+        elif f.name == "verify_checksums":
+            check = _one_of("auto", "on", "off")
         keys[f.name] = Key(typ, f.default, check)
     return keys
 
@@ -151,6 +154,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "workers": Key(int, 1, _between(1, 64)),
     },
     "limits": _settings_schema("limits"),
+    "tcp": _settings_schema("tcp"),
     "privacy": _settings_schema("privacy"),
     "bodies": _settings_schema("bodies"),
     "output": {

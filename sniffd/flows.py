@@ -1,40 +1,83 @@
 """Flow table (stateful, sans-I/O): TCP segments in, finished transactions out.
 
-All per-connection state lives in one ``Connection``: two ``HalfStream``s
-and the ``HttpSession``.  One thread owns the table; nothing here locks.
+All per-connection state lives in one ``Connection``: two ``HalfStream``s,
+the causal-order hold and the ``HttpSession``.  One thread owns the table;
+nothing here locks.
 
 Call order: ``feed(segment, now)`` per decoded segment, ``expire(now)`` as
 time advances (at least once a second of packet time), ``close_all(reason,
-now)`` at the end.  Each returns ``[(connection, transaction), ...]`` for the
-records stage, plus anomalies counted in ``self.counts``.
+now)`` at the end; ``note_flow(...)`` for what an earlier stage saw about a
+connection (an IP fragment overlap).  Each returns ``[(connection,
+transaction), ...]`` for the records stage, plus anomalies counted in
+``self.counts``.
 
-Causal order between the two directions: a segment that acknowledges bytes
-of the other direction that have not been delivered yet (because they are
-still out of order, or were never captured) is held until those bytes are
-delivered, or declared lost after ``gap_timeout_s``.  So the HTTP session
-always sees a request before the response that answers it, whatever order
-the capture put the packets in, and knows, for example, that a response
-answers HEAD.  Real captures are almost always causal already; the check
-costs a comparison per segment.
+What a receiving stack would accept decides, never the first packet alone
+(RFC 9293, RFC 5961):
+
+* **The first moments.**  A direction whose initial sequence number is not
+  known yet (no SYN or SYN-ACK seen for it) keeps its segments aside while
+  the connection is young (``BIRTH_PACKETS``, ``BIRTH_BYTES``,
+  ``BIRTH_S``): a SYN that the capture put after the first data still sets
+  the base, and the roles.  When the wait ends without one, each direction
+  starts at the lowest sequence number seen for it (or the lowest the peer
+  acknowledged), and only then is the connection mid-stream.  A SYN-ACK
+  alone gives both bases (its ack is the client's ISN + 1).
+* **Control segments.**  An RST ends the connection only when its sequence
+  number lies where the receiver would accept it (between what was
+  delivered and what the sender was seen to send or the receiver
+  acknowledged; ``tcp_rst_ignored`` otherwise); data after an accepted RST
+  is logged, flagged ``tcp_data_after_rst``.  A SYN with another ISN on an
+  open connection is ignored (``tcp_syn_ignored``) unless the server answers
+  it with a SYN-ACK (then the old connection was gone: ``reused``).  A FIN
+  outside the window does not end a direction (``tcp_fin_ignored``).  Data
+  in a SYN counts only when the SYN-ACK acknowledges it (TCP Fast Open);
+  otherwise it is dropped as Linux drops it (``tcp_syn_data``).
+* **Decoys** are flagged on the record whose bytes they touch: overlapping
+  copies that disagree (``tcp_overlap_conflict``), a hop limit far from the
+  direction's (``ip_ttl_changed``), urgent data (``tcp_urgent_data``), a
+  bad checksum (``tcp_bad_checksum``; with ``verify_checksums = "auto"`` a
+  direction's data is checked only once its data showed valid checksums,
+  and never a segment larger than those, so captures from hosts that
+  offload checksums or merge segments (GRO/TSO) stay whole).
+* **Causal order** between the directions: ``sniffd.causal``.
+
+The HTTP stage gets, with every chunk, the acknowledgement its segment
+carried as an offset into the other direction's stream: the pairing reads
+them where bytes were lost (see ``sniffd.http.pairing``).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+from sniffd import causal
 from sniffd.budget import CONN_COST, SEGMENT_COST, SESSION_COST, Meter
+from sniffd.causal import CausalHold
 from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment, ctx_key, ctx_reversed
 from sniffd.http import HttpSession, Transaction
-from sniffd.reassembly import HalfStream
+from sniffd.reassembly import MASK32, HalfStream
 from sniffd.settings import Settings
+
+TH_URG = 0x20
 
 # A closed connection stays in the table this long to absorb the last ACK
 # and retransmitted FINs (they come within a few RTOs), so they do not look
 # like a new mid-stream connection.
 CLOSED_LINGER_S = 10.0
-# An acknowledgement further ahead than this is bogus (a broken or hostile
-# stack); it must not make sniffd hold or skip data.
-MAX_ACK_AHEAD = 1 << 30
+# How long a young connection keeps the segments of a direction whose ISN is
+# not known yet, waiting for a SYN the capture put late.  Captures reorder a
+# handful of packets at most (a tap merging two links, a multi-queue NIC):
+# 16 packets or 64 KiB of a connection, or one second of packet time, is far
+# more than that and short enough that a connection really picked up
+# mid-stream is logged at once.
+BIRTH_PACKETS = 16
+BIRTH_BYTES = 64 * 1024
+BIRTH_S = 1.0
+# A data segment whose hop limit is this far from the one its direction's
+# data started with is flagged (ip_ttl_changed): routes change a TTL by a
+# hop or two; a decoy sent to expire before the server (TTL 1 or 2)
+# differs by dozens.
+TTL_SLACK = 8
 _NOTHING: tuple = ()
 
 # Ports that are a server's, for guessing roles of a connection picked up
@@ -44,10 +87,10 @@ HTTP_PORTS = frozenset((80, 8000, 8008, 8080, 8081, 8088, 8888, 3128, 443, 8443)
 
 class Connection:
     __slots__ = (
-        "client", "server", "c2s", "s2c", "last_seen", "touched",
-        "closed", "held", "held_bytes", "held_since", "keys", "cid",
-        "client_rec", "server_rec", "rst", "syn_isn", "releasing", "_http", "_settings", "midstream", "meter",
-        "bodies", "accounted", "began", "_order", "ctx", "encap_rec",
+        "client", "server", "c2s", "s2c", "last_seen", "touched", "closed", "hold", "keys", "cid",
+        "client_rec", "server_rec", "rst", "syn_isn", "server_isn", "releasing", "_http", "_settings", "midstream",
+        "meter", "bodies", "accounted", "began", "_order", "ctx", "encap_rec", "early", "early_bytes",
+        "born_packets", "new_syn", "syn_data", "after_rst",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
@@ -56,9 +99,9 @@ class Connection:
         self.server = server
         self.c2s = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
         self.s2c = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
-        # The HTTP session (two llhttp parsers, ~4 KiB) is made when the first
-        # payload byte arrives: a SYN flood's half-open connections cost
-        # about a quarter of a connection that carries data.
+        # The HTTP session is made when the first payload byte is delivered:
+        # a SYN flood's half-open connections cost about a quarter of a
+        # connection that carries data.
         self._http: HttpSession | None = None
         self._settings = s
         self.midstream = midstream
@@ -70,21 +113,32 @@ class Connection:
         self.began = now
         self._order: tuple | None = None
         self.closed = False
-        self.rst = False
-        # Segments held for causal order, per direction (index: from_client).
-        self.held: tuple[list, list] = ([], [])
-        self.held_bytes = 0
-        self.held_since: float | None = None
+        self.rst = False  # an accepted RST closed it
+        self.after_rst = False  # it carries data sent after an accepted RST
+        # Segments held for causal order (sniffd.causal), None while none is.
+        self.hold: CausalHold | None = None
         self.keys: tuple = ()
         self.cid: str | None = None
         self.client_rec: dict | None = None
         self.server_rec: dict | None = None
         self.syn_isn: int | None = None
+        self.server_isn: int | None = None
         self.releasing = False
         # The encapsulation (decode.Segment.ctx) as the client's packets
         # carry it, and its record fields (set by the pipeline).
         self.ctx: tuple | None = None
         self.encap_rec: dict | None = None
+        # While young: segments kept aside for a direction whose ISN is not
+        # known yet, in arrival order ((from_client, segment fields)); None
+        # once the connection is settled.
+        self.early: list | None = []
+        self.early_bytes = 0
+        self.born_packets = 0
+        # A SYN with another ISN while the connection is open: (isn, time).
+        self.new_syn: tuple[int, float] | None = None
+        # The payload of the client's SYN, until the SYN-ACK says whether
+        # the server took it (TCP Fast Open): (payload, time).
+        self.syn_data: tuple[bytes, float] | None = None
 
     @property
     def order(self) -> tuple:
@@ -105,7 +159,12 @@ class Connection:
         if h is None:
             s = self._settings
             h = self._http = HttpSession(s.max_pending_requests, s.max_header_bytes, s.max_header_count,
-                                         self.midstream, s.max_uri_bytes, self.meter, self.bodies)
+                                         self.midstream or self.after_rst, s.max_uri_bytes, self.meter, self.bodies)
+            if self.after_rst:
+                # Parsing resumes at the next start line, but this is no
+                # pickup: every record says what it is instead.
+                h.pairing.midstream = False
+                h.sticky.add("tcp_data_after_rst")
             self.meter.sessions += 1
         return h
 
@@ -117,22 +176,28 @@ class Connection:
     @property
     def buffered(self) -> int:
         """Bytes held for reassembly, with each segment's object overhead."""
-        c2s, s2c, held = self.c2s, self.s2c, self.held
-        n = len(c2s.pending) + len(s2c.pending) + len(held[0]) + len(held[1])
-        return c2s.pending_bytes + s2c.pending_bytes + self.held_bytes + n * SEGMENT_COST
+        c2s, s2c, hold = self.c2s, self.s2c, self.hold
+        n = (len(c2s.pending) + len(s2c.pending)) * SEGMENT_COST + c2s.pending_bytes + s2c.pending_bytes
+        if hold is not None:
+            n += hold.cost
+        if self.early:
+            n += self.early_bytes + len(self.early) * SEGMENT_COST
+        return n
 
     @property
     def waiting(self) -> bool:
-        return bool(self.c2s.pending or self.s2c.pending or self.held_bytes or self.held[0] or self.held[1])
+        return bool(self.c2s.pending or self.s2c.pending or self.hold is not None or self.early)
 
 
 class FlowTable:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
-        self.conns: dict[tuple, Connection] = {}
+        self.verify = settings.verify_checksums  # "auto", "on" or "off"
+        self.conns: dict[tuple, tuple[Connection, bool]] = {}
         self.lru: OrderedDict[Connection, None] = OrderedDict()  # open, least recent first
         self.closing: OrderedDict[Connection, float] = OrderedDict()  # closed, lingering
         self.waiting: set[Connection] = set()
+        self.young: set[Connection] = set()  # connections not settled yet
         self.buffered = 0
         self.counts: dict[str, int] = {}
         self.out: list[tuple[Connection, Transaction]] = []
@@ -156,73 +221,77 @@ class FlowTable:
     # -------------------------------------------------------------- feed
 
     def feed(self, seg: Segment, now: float) -> list[tuple[Connection, Transaction]]:
-        src, dst, sport, dport, seq, ack, flags, payload, lost, _ttl, _csum, ctx = seg
+        src, dst, sport, dport, seq, ack, flags, payload, lost, ttl, csum, ctx = seg
         # The same 4-tuple in two VLANs or tunnels is two connections; a
         # plain frame's key stays the 4-tuple (cheaper to hash).
         key = (src, sport, dst, dport) if ctx is None else (src, sport, dst, dport, ctx_key(ctx))
         entry = self.conns.get(key)
-        if entry is not None and not payload and flags == TH_ACK and not lost:
-            # A pure ACK on a known connection: it carries nothing to deliver
-            # and (no data) never waits for causal order; it only shows life.
-            conn = entry[0]
-            if not conn.closed and conn.c2s.base is not None and conn.s2c.base is not None:
-                conn.last_seen = now
-                if now - conn.touched >= 1.0:
-                    conn.touched = now
-                    self.lru.move_to_end(conn)
-                return _NOTHING
-        if entry is not None and payload and not (flags & 0x07) and not lost:
-            # Fast path: data, in order, on an open connection with nothing
-            # buffered or held, acknowledging only what was delivered: the
-            # bytes go straight to the HTTP session (no chunk list, no
-            # reassembly buffer).  Anything else takes the general path.
+        if entry is not None:
             conn, from_client = entry
-            hs = conn.c2s if from_client else conn.s2c
-            base = hs.base
-            if (base is not None and not conn.closed and not conn.accounted and not hs.pending
-                    and seq == ((base + hs.next) & 0xFFFFFFFF) and not conn.held[from_client]):
-                opp = conn.s2c if from_client else conn.c2s
-                if (not flags & TH_ACK or opp.base is None
-                        or ((ack - opp.base - opp.next) & 0xFFFFFFFF) == 0 or not self._ahead(opp, flags, ack)):
+            if not payload and flags == TH_ACK and not lost:
+                # A pure ACK on a settled connection: nothing to deliver, it
+                # never waits for causal order; it shows life, and says how
+                # far the peer's stream was received (RST checks).
+                if not conn.closed and conn.early is None:
+                    (conn.s2c if from_client else conn.c2s).acked = ack
                     conn.last_seen = now
                     if now - conn.touched >= 1.0:
                         conn.touched = now
                         self.lru.move_to_end(conn)
-                    hs.recent_start = hs.next
-                    hs.next += len(payload)
-                    hs.recent = payload
-                    h = conn._http
-                    if h is None:
-                        h = conn.http
-                    h.feed_data(from_client, payload, now)
-                    if h.done:
-                        for txn in h.take():
-                            self.out.append((conn, txn))
-                    if conn.held[not from_client]:
-                        self._release(conn, now)
-                    if self.meter.over:
-                        self.enforce(now)
-                    if self.out:
-                        return self._take()
                     return _NOTHING
+            elif payload and not flags & 0x27 and not lost and conn.early is None:
+                # Fast path: data, in order, on an open connection with
+                # nothing buffered or held, acknowledging only what was
+                # delivered, its checksum and hop limit as usual: the bytes
+                # go straight to the HTTP session.  Anything else (FIN, SYN,
+                # RST, URG, a hole, a hold...) takes the general path.
+                hs = conn.c2s if from_client else conn.s2c
+                base = hs.base
+                if (base is not None and not conn.closed and not conn.accounted and not hs.pending
+                        and seq == ((base + hs.next) & 0xFFFFFFFF) and conn.hold is None and ttl == hs.ttl
+                        and (csum < 0 or (csum and hs.csum_max))):
+                    opp = conn.s2c if from_client else conn.c2s
+                    obase = opp.base
+                    if not flags & TH_ACK or obase is None:
+                        mark = None
+                    elif ((ack - obase - opp.next) & 0xFFFFFFFF) == 0:
+                        mark = opp.next
+                    elif not causal.waits(opp, flags, ack):
+                        mark = opp.rel(ack)
+                    else:
+                        mark = -1
+                    if mark != -1:
+                        conn.last_seen = now
+                        if now - conn.touched >= 1.0:
+                            conn.touched = now
+                            self.lru.move_to_end(conn)
+                        hs.advance(payload)
+                        h = conn._http
+                        if h is None:
+                            h = conn.http
+                        h.feed_data(from_client, payload, now, mark)
+                        if h.pairing.done:
+                            for txn in h.take():
+                                self.out.append((conn, txn))
+                        if self.meter.over:
+                            self.enforce(now)
+                        if self.out:
+                            return self._take()
+                        return _NOTHING
         conn = entry[0] if entry is not None else None
         if conn is not None and conn.closed:
             if flags & TH_SYN and not flags & TH_ACK and seq != conn.syn_isn:
                 self._remove(conn)  # port reuse: a new connection
                 conn = None
+            elif conn.rst and payload and not flags & (TH_SYN | TH_RST):
+                conn = self._after_rst(conn, now)
+                entry = self.conns[key]
             else:
                 conn.last_seen = now
                 return self._take()
         if conn is None:
             if flags & TH_RST:
                 return self._take()  # RST for a connection we never saw
-            conn = self._new(seg, now)
-            entry = self.conns[key]
-        elif flags & TH_SYN and not flags & TH_ACK and conn.syn_isn is not None and seq != conn.syn_isn:
-            # A new SYN with a new ISN on a 4-tuple still open: the old
-            # connection was abandoned (the client reused the port).
-            self._close(conn, None, now, "reused")
-            self._remove(conn)
             conn = self._new(seg, now)
             entry = self.conns[key]
         from_client = entry[1]
@@ -232,7 +301,7 @@ class FlowTable:
             self.lru.move_to_end(conn)
         if self.meter.over:
             self.enforce(now)
-        self._segment(conn, from_client, seq, ack, flags, payload, lost, now)
+        self._segment(conn, from_client, seq, ack, flags, payload, lost, ttl, csum, now)
         if conn.accounted or conn in self.waiting:
             self._account(conn)
         if self.out:
@@ -254,186 +323,384 @@ class FlowTable:
         self.meter.limit = self.budget - (est - self.meter.http_bytes)
         a, b = (src, sport), (dst, dport)
         if flags & TH_SYN:
-            midstream = False
             client, server = (a, b) if not flags & TH_ACK else (b, a)
+        elif sport in HTTP_PORTS and dport not in HTTP_PORTS:
+            # No handshake seen (yet): the side on a well-known (or lower)
+            # port is the server, until a SYN says otherwise.
+            client, server = b, a
+        elif dport in HTTP_PORTS or dport <= sport:
+            client, server = a, b
         else:
-            midstream = True
-            # No handshake seen: the side on a well-known (or lower) port is
-            # the server.
-            if sport in HTTP_PORTS and dport not in HTTP_PORTS:
-                client, server = b, a
-            elif dport in HTTP_PORTS or dport <= sport:
-                client, server = a, b
-            else:
-                client, server = b, a
-            self._count("midstream_pickup")
-        conn = Connection(client, server, self.s, midstream, now, self.meter, self.bodies)
+            client, server = b, a
+        conn = Connection(client, server, self.s, not flags & TH_SYN, now, self.meter, self.bodies)
         conn.ctx = ctx if client == a else ctx_reversed(ctx)
-        conn.keys = ((client[0], client[1], server[0], server[1]), (server[0], server[1], client[0], client[1]))
-        if ctx is not None:
-            kctx = ctx_key(ctx)
-            conn.keys = tuple(k + (kctx,) for k in conn.keys)
-        # Each key maps to (connection, is this key the client's direction),
-        # so one dict lookup per packet answers both.
-        self.conns[conn.keys[0]] = (conn, True)
-        self.conns[conn.keys[1]] = (conn, False)
+        self._key(conn)
         self.lru[conn] = None
+        self.young.add(conn)
         return conn
 
+    def _key(self, conn: Connection) -> None:
+        """Each key maps to (connection, is this key the client's
+        direction), so one dict lookup per packet answers both."""
+        client, server = conn.client, conn.server
+        conn.keys = ((client[0], client[1], server[0], server[1]), (server[0], server[1], client[0], client[1]))
+        if conn.ctx is not None:
+            kctx = ctx_key(conn.ctx)
+            conn.keys = tuple(k + (kctx,) for k in conn.keys)
+        self.conns[conn.keys[0]] = (conn, True)
+        self.conns[conn.keys[1]] = (conn, False)
+
+    def _swap_roles(self, conn: Connection) -> None:
+        """A SYN says the roles guessed from the ports were the wrong way
+        round (nothing was delivered yet)."""
+        conn.client, conn.server = conn.server, conn.client
+        conn.c2s, conn.s2c = conn.s2c, conn.c2s
+        conn.ctx = ctx_reversed(conn.ctx)
+        conn._order = None
+        if conn.early:
+            conn.early = [(not fc, item) for fc, item in conn.early]
+        self._key(conn)
+
+    # ----------------------------------------------------------- segments
+
     def _segment(self, conn: Connection, from_client: bool, seq: int, ack: int, flags: int,
-                 payload: bytes, lost: int, now: float) -> None:
+                 payload: bytes, lost: int, ttl: int, csum: int, now: float) -> None:
         hs = conn.c2s if from_client else conn.s2c
-        opp = conn.s2c if from_client else conn.c2s
-        if flags & TH_SYN:
-            if hs.base is None:
-                hs.start(seq + 1)
-                if from_client:
-                    conn.syn_isn = seq
-            seq = (seq + 1) & 0xFFFFFFFF
-        if hs.base is None:
-            hs.start(seq)
-        if flags & TH_RST:
-            conn.rst = True
-            self._close(conn, None, now, "rst")
+        if conn.early is not None and not flags & TH_SYN and hs.base is None:
+            # Young, and this direction's ISN is not known yet: aside.
+            conn.early.append((from_client, (seq, ack, flags, payload, lost, ttl, csum, now)))
+            conn.early_bytes += len(payload)
+            conn.born_packets += 1
+            self.waiting.add(conn)
+            if conn.born_packets >= BIRTH_PACKETS or conn.early_bytes >= BIRTH_BYTES:
+                self._settle(conn, now)
             return
+        if conn.early is not None:
+            conn.born_packets += 1
+        # Checksum (a segment the receiver would drop is no data) and hop
+        # limit (a decoy sent to expire before the server).
+        if payload and csum >= 0:
+            if csum == 0:
+                verify = self.verify
+                # "auto": only once the direction's data showed valid
+                # checksums, and not a segment larger than any of those (a
+                # capture host's GRO/TSO super-segment, summed by the NIC).
+                if verify == "on" or (verify == "auto" and len(payload) <= hs.csum_max):
+                    self._flag(conn, from_client, "tcp_bad_checksum")
+                    return
+            elif len(payload) > hs.csum_max:
+                hs.csum_max = len(payload)
+        if payload:
+            # The reference is the direction's first data segment, not its
+            # handshake: a SYN proxy or a load balancer often answers the
+            # SYN with another initial TTL than the server's.
+            ref = hs.ttl
+            if ref is None:
+                hs.ttl = ttl
+            elif ttl != ref and (ttl - ref > TTL_SLACK or ref - ttl > TTL_SLACK):
+                self._flag(conn, from_client, "ip_ttl_changed")
+        if flags & TH_SYN:
+            self._syn(conn, from_client, seq, ack, flags, payload, now)
+            return
+        opp = conn.s2c if from_client else conn.c2s
+        if flags & TH_ACK:
+            opp.acked = ack
+        if flags & TH_RST:
+            if self._rst_acceptable(hs, opp, seq, ack, flags):
+                conn.rst = True
+                self._close(conn, None, now, "rst")
+            else:
+                self._flag(conn, from_client, "tcp_rst_ignored")
+            return
+        if hs.base is None:
+            hs.start(seq)  # settled without a base for it: its first segment
+        if flags & TH_URG and payload:
+            self._flag(conn, from_client, "tcp_urgent_data")
         if payload or lost:
             # Only a segment that itself acknowledges undelivered data waits;
             # one that does not goes to the half-stream even if earlier ones
             # wait (the half-stream orders by sequence number anyway), else a
             # response held behind a later one could deadlock the pair.
-            if self._ahead(opp, flags, ack):
-                held = conn.held[from_client]
-                held.append((seq, ack, flags, payload, lost, now))
-                conn.held_bytes += len(payload)
-                if conn.held_since is None:
-                    conn.held_since = now
+            if causal.waits(opp, flags, ack):
+                hold = conn.hold
+                if hold is None:
+                    hold = conn.hold = CausalHold()
+                hold.add(from_client, (seq, ack, flags, payload, lost, now), now)
                 self.waiting.add(conn)
-                if conn.held_bytes > self.s.max_conn_buffer_bytes:
+                if hold.bytes > self.s.max_conn_buffer_bytes:
                     self._count("tcp_buffer_overflow")
                     self._release(conn, now, force=True)
                 return
-            self._deliver(conn, from_client, hs.feed(seq, payload, now), now)
-            if lost:
-                # The snaplen cut the end of this segment: those bytes are a
-                # gap now, not a hole to wait for.
-                conn.http.note(from_client, ("snaplen_truncated",))
-                self._count("snaplen_truncated")
-                end = hs.rel((seq + len(payload) + lost) & 0xFFFFFFFF)
-                self._deliver(conn, from_client, hs.skip_to(end), now)
-            if hs.pending:
-                self.waiting.add(conn)
+            self._data(conn, from_client, seq, ack, flags, payload, lost, now)
+            return
         if flags & TH_FIN:
-            hs.feed_fin((seq + len(payload) + lost) & 0xFFFFFFFF)
+            self._fin(conn, from_client, seq, 0, now)
+
+    def _data(self, conn: Connection, from_client: bool, seq: int, ack: int, flags: int, payload: bytes,
+              lost: int, ts: float) -> None:
+        """Deliver a data segment (captured at ``ts``) that waits for
+        nothing, then its FIN."""
+        hs = conn.c2s if from_client else conn.s2c
+        mark = self._mark(conn, from_client, flags, ack)
+        self._deliver(conn, from_client, hs.feed(seq, payload, ts, ack if flags & TH_ACK else None), ts, mark)
+        if lost:
+            # The snaplen cut the end of this segment: those bytes are a
+            # gap now, not a hole to wait for.
+            conn.http.note(from_client, ("snaplen_truncated",))
+            self._count("snaplen_truncated")
+            end = hs.rel((seq + len(payload) + lost) & 0xFFFFFFFF)
+            self._deliver(conn, from_client, hs.skip_to(end), ts)
+        if hs.pending:
+            self.waiting.add(conn)
+        if flags & TH_FIN:
+            self._fin(conn, from_client, seq, len(payload) + lost, ts)
+
+    def _fin(self, conn: Connection, from_client: bool, seq: int, length: int, now: float) -> None:
+        hs = conn.c2s if from_client else conn.s2c
+        if hs.feed_fin((seq + length) & 0xFFFFFFFF):
             self._check_finished(conn, from_client, now)
+        else:
+            self._flag(conn, from_client, "tcp_fin_ignored")
 
     @staticmethod
-    def _ahead(opp: HalfStream, flags: int, ack: int) -> bool:
-        """Does this segment acknowledge bytes of ``opp`` not yet delivered?"""
-        if not flags & TH_ACK or opp.base is None or opp.closed:
-            return False
-        if (ack - opp.base - opp.next) & 0xFFFFFFFF == 0:
-            return False  # the common case: acknowledges exactly what we have
-        d = opp.rel(ack) - opp.consumed
-        return 0 < d < MAX_ACK_AHEAD
+    def _mark(conn: Connection, from_client: bool, flags: int, ack: int) -> int | None:
+        """The segment's acknowledgement as an offset in the other
+        direction's stream (None: no ACK, or that stream has no base)."""
+        if not flags & TH_ACK:
+            return None
+        opp = conn.s2c if from_client else conn.c2s
+        return None if opp.base is None else opp.rel(ack)
 
-    def _deliver(self, conn: Connection, from_client: bool, chunks: list, now: float) -> None:
+    @staticmethod
+    def _rst_acceptable(hs: HalfStream, opp: HalfStream, seq: int, ack: int, flags: int) -> bool:
+        """Would the receiver accept this RST (RFC 5961 section 3)?  Its
+        sequence number must lie between what the receiver has and what the
+        sender was seen to send (or the receiver acknowledged): a blind
+        attacker's random number almost never does.  An RST from a side
+        that sent nothing yet (a refused SYN) must acknowledge the SYN."""
+        if hs.base is None:
+            return bool(flags & TH_ACK) and opp.base is not None and 0 <= opp.rel(ack) <= opp.high + 1
+        r = hs.rel(seq)
+        top = hs.high
+        if hs.acked is not None:
+            top = max(top, hs.rel(hs.acked))
+        if hs.fin_at is not None:
+            top = max(top, hs.fin_at + 1)
+        return min(hs.next, top) <= r <= top
+
+    # ---------------------------------------------------------- handshake
+
+    def _syn(self, conn: Connection, from_client: bool, seq: int, ack: int, flags: int, payload: bytes,
+             now: float) -> None:
+        synack = bool(flags & TH_ACK)
+        if synack == from_client:
+            # The SYN's sender is not the side the ports suggested.
+            if conn._http is None and conn.c2s.next == 0 and conn.s2c.next == 0:
+                self._swap_roles(conn)
+                from_client = not from_client
+            else:
+                self._flag(conn, from_client, "tcp_syn_ignored")
+                return
+        if not synack:
+            if conn.syn_isn is None:
+                conn.syn_isn = seq
+                self._base(conn, conn.c2s, (seq + 1) & MASK32)
+                conn.midstream = False
+                if payload:
+                    conn.syn_data = (payload, now)
+            elif seq != conn.syn_isn:
+                # Another ISN on an open connection: a receiver answers with
+                # a challenge ACK, not a new connection (RFC 5961 section 4).
+                self._flag(conn, True, "tcp_syn_ignored")
+                conn.new_syn = (seq, now)
+        else:
+            new = conn.new_syn
+            if new is not None and ack == (new[0] + 1) & MASK32 and seq != conn.server_isn:
+                # The server took the new SYN: the old connection was gone.
+                self._reused(conn, new, seq, ack, now)
+                return
+            if conn.server_isn is None:
+                conn.server_isn = seq
+                self._base(conn, conn.s2c, (seq + 1) & MASK32)
+                if conn.c2s.base is None:
+                    self._base(conn, conn.c2s, ack)  # the client's ISN + 1
+                conn.midstream = False
+                if conn.syn_data is not None:
+                    data, ts = conn.syn_data
+                    conn.syn_data = None
+                    if conn.syn_isn is not None and ack == (conn.syn_isn + 1 + len(data)) & MASK32:
+                        # TCP Fast Open: the server took the SYN's data.
+                        self._deliver(conn, True, conn.c2s.feed((conn.syn_isn + 1) & MASK32, data, ts, None), ts)
+                    else:
+                        self._flag(conn, True, "tcp_syn_data")
+                if payload:
+                    self._flag(conn, False, "tcp_syn_data")
+            elif seq != conn.server_isn:
+                self._flag(conn, False, "tcp_syn_ignored")
+        if conn.early is not None and conn.c2s.base is not None and conn.s2c.base is not None:
+            self._settle(conn, now)
+
+    def _base(self, conn: Connection, hs: HalfStream, seq: int) -> None:
+        """Set (or, while nothing was delivered, correct) a direction's base."""
+        if hs.base is None:
+            hs.start(seq)
+        elif hs.base != seq and hs.next == 0:
+            hs.rebase(seq)
+
+    def _settle(self, conn: Connection, now: float) -> None:
+        """The young connection's wait is over: give each direction whose ISN
+        is still unknown the lowest sequence number seen for it (or the
+        lowest the peer acknowledged), decide whether it was picked up
+        mid-stream, and process what was kept aside, in arrival order."""
+        early = conn.early
+        conn.early = None
+        conn.early_bytes = 0
+        self.young.discard(conn)
+        if conn.syn_data is not None:
+            self._flag(conn, True, "tcp_syn_data")  # no SYN-ACK took it
+            conn.syn_data = None
+        for fc in (True, False):
+            hs = conn.c2s if fc else conn.s2c
+            if hs.base is not None:
+                continue
+            seqs = [item[0] for f, item in early if f == fc]
+            seqs += [item[1] for f, item in early if f != fc and item[2] & TH_ACK]
+            if seqs:
+                ref = seqs[0]
+                hs.start(min(seqs, key=lambda s: (s - ref + 0x80000000) & MASK32))
+        if conn.midstream and conn.syn_isn is None and conn.server_isn is None:
+            self._count("midstream_pickup")
+        else:
+            conn.midstream = False
+        for fc, (seq, ack, flags, payload, lost, ttl, csum, ts) in early:
+            if conn.closed:
+                break
+            self._segment(conn, fc, seq, ack, flags, payload, lost, ttl, csum, ts)
+        if not conn.waiting:
+            self.waiting.discard(conn)
+
+    def _reused(self, conn: Connection, new: tuple[int, float], seq: int, ack: int, now: float) -> None:
+        """A SYN-ACK answered the SYN that came on the open connection: the
+        client reused the port, the server had forgotten the old one."""
+        client, server, ctx = conn.client, conn.server, conn.ctx
+        self._close(conn, None, now, "reused")
+        self._remove(conn)
+        isn, ts = new
+        fresh = Connection(client, server, self.s, False, ts, self.meter, self.bodies)
+        fresh.ctx = ctx
+        self._key(fresh)
+        self.lru[fresh] = None
+        self.young.add(fresh)
+        fresh.syn_isn = isn
+        fresh.c2s.start((isn + 1) & MASK32)
+        fresh.server_isn = seq
+        fresh.s2c.start((seq + 1) & MASK32)
+        self._settle(fresh, now)
+
+    def _after_rst(self, conn: Connection, now: float) -> Connection:
+        """Data after an accepted RST: the receiver may not have accepted it
+        after all (or an attacker sent it).  Log what follows, flagged, on
+        a connection that goes on where the old one stopped."""
+        self._remove(conn)
+        fresh = Connection(conn.client, conn.server, self.s, True, now, self.meter, self.bodies)
+        fresh.ctx = conn.ctx
+        fresh.after_rst = True
+        fresh.syn_isn, fresh.server_isn = conn.syn_isn, conn.server_isn
+        for old, hs in ((conn.c2s, fresh.c2s), (conn.s2c, fresh.s2c)):
+            if old.base is not None:
+                hs.start((old.base + old.next) & MASK32)
+            hs.ttl, hs.csum_max = old.ttl, old.csum_max
+        fresh.early = None
+        self._key(fresh)
+        self.lru[fresh] = None
+        return fresh
+
+    def _flag(self, conn: Connection, from_client: bool, name: str) -> None:
+        """A segment-level anomaly: counted, and put on the transaction that
+        direction carries (or its next one)."""
+        self._count(name)
+        conn.http.note(from_client, (name,))
+
+    def note_flow(self, src: bytes, dst: bytes, sport: int, dport: int, ctx, names) -> None:
+        """An earlier stage saw something about this connection (an IP
+        fragment overlap): counted there; put on its current transaction."""
+        key = (src, sport, dst, dport)
+        entry = self.conns.get(key if ctx is None else key + (ctx_key(ctx),))
+        if entry is not None and not entry[0].closed:
+            entry[0].http.note(entry[1], names)
+
+    # ----------------------------------------------------------- delivery
+
+    def _deliver(self, conn: Connection, from_client: bool, chunks: list, now: float,
+                 mark: int | None = None) -> None:
         hs = conn.c2s if from_client else conn.s2c
         if hs.anomalies:
             names = hs.anomalies
             hs.anomalies = []
             for n in names:
                 self._count(n)
-            conn.http.note(from_client, names)
+            rest = [n for n in names if n != "tcp_overlap_conflict"]
+            if rest:
+                conn.http.note(from_client, rest)
+        if hs.conflicts:
+            # On the message whose bytes had two different copies.
+            for lo, _hi in hs.conflicts:
+                conn.http.note_at(from_client, lo, ("tcp_overlap_conflict",))
+            hs.conflicts = []
         if chunks:
-            conn.http.feed(from_client, chunks, now)
-            other = conn.held[not from_client]
-            if other:
+            opp = conn.s2c if from_client else conn.c2s
+            for i, c in enumerate(chunks):
+                if c.__class__ is tuple:
+                    raw = c[2]
+                    chunks[i] = (c[0], c[1], None if raw is None or opp.base is None else opp.rel(raw))
+            conn.http.feed(from_client, chunks, now, mark)
+            if conn.hold is not None:
                 self._release(conn, now)
         h = conn._http
-        if h is not None and h.done:
+        if h is not None and h.pairing.done:
             for txn in h.take():
                 self.out.append((conn, txn))
 
     def _release(self, conn: Connection, now: float, force: bool = False) -> None:
-        """Deliver held segments whose acknowledged data has now arrived.
-
-        ``force``: the wait is over: release everything, declaring lost
-        what the segments acknowledge and nobody delivered.  One segment is
-        forced at a time, then whatever that unblocks is delivered: the
-        segment forced is one whose missing data is not itself waiting in
-        the other direction's hold queue (so a request that acknowledges a
-        held response never declares that response lost), oldest first.
+        """Deliver held segments whose acknowledged data has now arrived;
+        with ``force``, give the waits up one at a time (sniffd.causal).
         ``conn.releasing`` stops the re-entry that delivery would cause."""
-        if conn.releasing:
+        hold = conn.hold
+        if hold is None or conn.releasing:
             return
         conn.releasing = True
         try:
             while True:
-                self._release_ready(conn)
-                if not force or not (conn.held[True] or conn.held[False]):
+                ready = hold.ready(conn.c2s, conn.s2c)
+                for fc, item in ready:
+                    self._pop_held(conn, fc, item)
+                if ready:
+                    continue
+                if not force or not hold:
                     break
-                self._force_one(conn)
+                fc, item, skip = hold.force(conn.c2s, conn.s2c)
+                if skip is not None:
+                    opp = conn.s2c if fc else conn.c2s
+                    self._deliver(conn, not fc, opp.skip_to(skip), item[5])
+                self._pop_held(conn, fc, item)
         finally:
             conn.releasing = False
-        if not (conn.held[0] or conn.held[1]):
-            conn.held_since = None
-            conn.held_bytes = 0
+        if not hold:
+            conn.hold = None
 
-    def _release_ready(self, conn: Connection) -> None:
-        """Deliver every held segment that no longer waits for anything.
-        Not only the queue's head: the half-stream orders data by sequence
-        number, so a ready segment need not wait behind a blocked one."""
-        moved = True
-        while moved:
-            moved = False
-            for fc in (True, False):
-                held = conn.held[fc]
-                opp = conn.s2c if fc else conn.c2s
-                i = 0
-                while i < len(held):
-                    if self._ahead(opp, held[i][2], held[i][1]):
-                        i += 1
-                    else:
-                        self._pop_held(conn, fc, i)
-                        moved = True
-
-    def _force_one(self, conn: Connection) -> None:
-        best = None
-        for fc in (True, False):
-            opp = conn.s2c if fc else conn.c2s
-            waiting_there = {opp.rel(h[0]) for h in conn.held[not fc]}
-            for i, (seq, ack, flags, payload, lost, ts) in enumerate(conn.held[fc]):
-                key = (opp.next in waiting_there, ts, i)
-                if best is None or key < best[0]:
-                    best = (key, fc, i)
-        _, fc, i = best
-        seq, ack, flags, payload, lost, ts = conn.held[fc][i]
-        opp = conn.s2c if fc else conn.c2s
-        if self._ahead(opp, flags, ack):
-            # Never captured: the peer saw bytes we did not.
-            target = opp.rel(ack)
-            if opp.fin_at is not None and target > opp.fin_at:
-                target = opp.fin_at
-            self._deliver(conn, not fc, opp.skip_to(target), ts)
-        self._pop_held(conn, fc, i)
-
-    def _pop_held(self, conn: Connection, from_client: bool, i: int = 0) -> None:
-        held = conn.held[from_client]
-        hs = conn.c2s if from_client else conn.s2c
-        seq, ack, flags, payload, lost, ts = held.pop(i)
-        conn.held_bytes -= len(payload)
+    def _pop_held(self, conn: Connection, from_client: bool, item: tuple) -> None:
+        seq, ack, flags, payload, lost, ts = item
         # Delivered at its capture time: records say when bytes were on the
         # wire, not when they were released.
-        self._deliver(conn, from_client, hs.feed(seq, payload, ts), ts)
-        if lost:
-            end = hs.rel((seq + len(payload) + lost) & 0xFFFFFFFF)
-            self._deliver(conn, from_client, hs.skip_to(end), ts)
-        if not held and hs.fin_at is not None:
+        self._data(conn, from_client, seq, ack, flags, payload, lost, ts)
+        hs = conn.c2s if from_client else conn.s2c
+        if hs.fin_at is not None:
             self._check_finished(conn, from_client, ts)
 
     def _check_finished(self, conn: Connection, from_client: bool, now: float) -> None:
         hs = conn.c2s if from_client else conn.s2c
-        if hs.finished and not conn.held[from_client]:
+        hold = conn.hold
+        if hs.finished and (hold is None or not hold.held[from_client]):
             if conn._http is not None:
                 conn._http.end(from_client, now)
                 self._deliver(conn, from_client, [], now)
@@ -460,6 +727,8 @@ class FlowTable:
             if victim is not None:
                 now = victim.last_seen
                 self._count("tcp_buffer_overflow")
+                if victim.early is not None:
+                    self._settle(victim, now)
                 for fc in (True, False):
                     hs = victim.c2s if fc else victim.s2c
                     self._deliver(victim, fc, hs.forced_skip(), now)
@@ -513,12 +782,14 @@ class FlowTable:
             return
         target = self.budget * 9 // 10
         for conn in sorted(self.waiting, key=lambda c: c.last_seen):
+            if conn.early is not None:
+                self._settle(conn, now)
             for fc in (True, False):
                 hs = conn.c2s if fc else conn.s2c
                 if hs.pending:
                     conn.http.note(fc, ("memory_ooo_dropped",))
                     self._deliver(conn, fc, hs.close_hole(), now)
-            if conn.held[0] or conn.held[1]:
+            if conn.hold is not None:
                 conn.http.note(True, ("memory_ooo_dropped",))
                 self._release(conn, now, force=True)
             self.waiting.discard(conn)
@@ -543,16 +814,22 @@ class FlowTable:
     # ------------------------------------------------------------ endings
 
     def _close(self, conn: Connection, reason: str | None, now: float, why: str = "end_of_input") -> None:
-        """Finish a connection: skip every hole, deliver everything held,
-        end the HTTP session.  ``reason``: anomaly for what it cuts; ``why``:
-        their end_reason.  The entry stays (closed) until it lingers out."""
+        """Finish a connection: settle it, skip every hole, deliver
+        everything held, end the HTTP session.  ``reason``: anomaly for what
+        it cuts; ``why``: their end_reason.  The entry stays (closed) until
+        it lingers out."""
         if conn.closed:
             return
+        if conn.early is not None:
+            self._settle(conn, now)
+            if conn.closed:
+                return
         if conn._http is None and not conn.waiting:
             # Nothing delivered, nothing buffered (a SYN flood's half-open
             # connections): nothing to flush.
             conn.closed = conn.c2s.closed = conn.s2c.closed = True
             self.waiting.discard(conn)
+            self._reaccount(conn)
             if self.lru.pop(conn, 0) is None:
                 self.closing[conn] = now
             return
@@ -576,6 +853,9 @@ class FlowTable:
     def _remove(self, conn: Connection) -> None:
         if conn._http is not None and (conn in self.lru or conn in self.closing):
             self.meter.sessions -= 1
+        if conn.accounted:
+            self.buffered -= conn.accounted
+            conn.accounted = 0
         for k in conn.keys:
             entry = self.conns.get(k)
             if entry is not None and entry[0] is conn:
@@ -583,6 +863,7 @@ class FlowTable:
         self.lru.pop(conn, None)
         self.closing.pop(conn, None)
         self.waiting.discard(conn)
+        self.young.discard(conn)
 
     def discard(self, seg: Segment) -> None:
         """Forget the connection of ``seg`` without flushing it (its state
@@ -603,6 +884,11 @@ class FlowTable:
         return out
 
     def expire(self, now: float) -> list[tuple[Connection, Transaction]]:
+        # Young connections whose wait for a handshake is over.
+        if self.young:
+            for conn in [c for c in self.young if now - c.began >= BIRTH_S]:
+                self._settle(conn, now)
+                self._reaccount(conn)
         # Holes and held segments that waited long enough.
         for conn in list(self.waiting):
             for fc in (True, False):
@@ -611,7 +897,8 @@ class FlowTable:
                     self._deliver(conn, fc, hs.expire(now), now)
                     if hs.fin_at is not None:
                         self._check_finished(conn, fc, now)
-            if conn.held_since is not None and now - conn.held_since >= self.s.gap_timeout_s:
+            hold = conn.hold
+            if hold is not None and hold.since is not None and now - hold.since >= self.s.gap_timeout_s:
                 self._release(conn, now, force=True)
             if not conn.waiting:
                 self.waiting.discard(conn)
@@ -649,6 +936,8 @@ class FlowTable:
     def close_all(self, reason: str | None, now: float) -> list[tuple[Connection, Transaction]]:
         why = "shutdown" if reason == "cut_by_shutdown" else "end_of_input"
         for conn in list(self.lru):
+            if conn.early is not None:
+                self._settle(conn, now)
             if reason and conn.open_transactions:
                 self._count(reason)
             self._close(conn, reason, now, why)

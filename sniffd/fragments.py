@@ -8,8 +8,13 @@ present, else None: ``decode.decode_transport``'s arguments, ``ttl`` and
 ``verify`` those of the first fragment (offset 0), ``ctx`` the one all the
 fragments share (it is part of their key).
 
-Overlapping fragments keep the first copy (the same policy as TCP here);
-overlaps that disagree are a named anomaly.  A datagram not complete within
+Overlapping fragments that carry the same bytes are duplicates (kept once).
+Fragments that overlap with different bytes make the whole datagram be
+dropped, as Linux and RFC 5722 (IPv6) do: a receiver never sees either
+version, so neither may reach a record (``ip_fragment_overlap``; the
+connection, when the first fragment says which, is in ``overlapped`` until
+the caller takes it, so the flow table can put the anomaly on its record).
+A datagram not complete within
 ``frag_timeout_s`` is dropped (``ip_fragment_timeout``); the table is capped
 in datagrams and fragments (``ip_fragment_overflow``, oldest dropped first).
 """
@@ -48,6 +53,9 @@ class Defragmenter:
         self._table: OrderedDict[tuple, _Datagram] = OrderedDict()
         self.held_bytes = 0
         self.held_pieces = 0
+        # (src, dst, sport, dport, ctx) of TCP datagrams dropped for an
+        # overlap since the caller last emptied it.
+        self.overlapped: list[tuple] = []
 
     def __len__(self) -> int:
         return len(self._table)
@@ -74,7 +82,6 @@ class Defragmenter:
             d.verify = frag.verify
         if frag.version == 4 and d.proto is None:
             d.proto = frag.proto  # IPv4 carries the protocol in every fragment
-        # First copy wins: keep only the parts of this fragment not yet held.
         for s, b, _lost in d.pieces:
             e = s + len(b)
             if e <= start or s >= start + len(data):
@@ -86,9 +93,14 @@ class Defragmenter:
         d.held += len(data)
         self.held_bytes += len(data)
         self.held_pieces += 1
-        if d.conflict and "ip_fragment_overlap" not in anomalies:
+        if d.conflict:
+            # Two versions of the same bytes: the datagram is dropped whole.
             anomalies.append("ip_fragment_overlap")
-            d.conflict = False
+            flow = self._flow(frag, d)
+            if flow is not None:
+                self.overlapped.append(flow)
+            self._drop(frag.key)
+            return None, anomalies
         if d.total is None:
             return None, anomalies
         done = self._assemble(d)
@@ -97,6 +109,17 @@ class Defragmenter:
         self._drop(frag.key)
         whole, lost = done
         return (frag.version, frag.src, frag.dst, d.proto, whole, lost, d.ttl, frag.ctx, d.verify), anomalies
+
+    @staticmethod
+    def _flow(frag: Fragment, d: _Datagram) -> tuple | None:
+        """The TCP connection of a datagram, from its first fragment's
+        ports, when it has one."""
+        if d.proto != 6:
+            return None
+        for s, b, _lost in d.pieces:
+            if s == 0 and len(b) >= 4:
+                return frag.src, frag.dst, int.from_bytes(b[0:2], "big"), int.from_bytes(b[2:4], "big"), frag.ctx
+        return None
 
     @staticmethod
     def _assemble(d: _Datagram) -> tuple[bytes, int] | None:

@@ -15,6 +15,8 @@ when no packet comes, so a quiet link still flushes idle connections.
 from __future__ import annotations
 
 import os
+import struct
+from collections import namedtuple
 
 from sniffd import records
 from sniffd.decode import LINK_HEADER, Fragment, Segment, decode_batch, decode_frame, decode_transport, flow_hash
@@ -23,6 +25,10 @@ from sniffd.fragments import Defragmenter
 from sniffd.http import Transaction
 from sniffd.redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
 from sniffd.settings import Settings
+
+# A batch of one frame (Pipeline.feed): what feed_batch reads of capture.Batch.
+_OneFrame = namedtuple("_OneFrame", "buf meta")
+_META_ONE = struct.Struct("=4I").pack
 
 # Housekeeping (gap and idle timeouts) runs once per second of packet time:
 # often enough for second-granularity timeouts, rare enough to cost nothing.
@@ -67,6 +73,9 @@ class Pipeline:
             self.flows.bodies = BodyCapture(s.max_body_bytes, s.max_decoded_bytes,
                                             s.body_content_types or DEFAULT_CONTENT_TYPES, redactor)
         self.privacy = records.Privacy(redactor, s.capture_bodies)
+        # TCP checksums are computed by the decoder unless they are not
+        # checked at all (the flow table applies verify_checksums).
+        self.verify = s.verify_checksums != "off"
         self.frags = Defragmenter(s.frag_timeout_s, s.max_frag_datagrams, s.max_frags_per_datagram)
         # One memory budget covers the defragmenter too (memory_budget_mb).
         self.flows.external_bytes = lambda: self.frags.memory
@@ -90,54 +99,31 @@ class Pipeline:
     # ------------------------------------------------------------- public
 
     def feed(self, ts: float, linktype: int, frame: bytes, wirelen: int | None = None) -> list[dict]:
-        self.packets += 1
-        self.bytes += wirelen if wirelen is not None else len(frame)
-        now = self.now
-        if now is None or ts >= now:
-            self.now = now = ts
-        else:
-            self._count("timestamp_backwards")
-        out: list[dict] = []
-        if now >= self._next_expire:
-            if self._next_expire:
-                out.extend(self.expire(now))
-            self._next_expire = now + EXPIRE_EVERY_S
-        seg = self._decode(linktype, frame)
-        if seg.__class__ is not Segment:
-            seg = self._other(seg, now, frame, wirelen)
-            if seg is None:
-                return out
-        elif seg.lost and not self._cut_by_capture(frame, wirelen):
-            self._count("truncated_frame")
-            return out
-        try:
-            done = self.flows.feed(seg, now)
-        except Exception:
-            if STRICT:
-                raise
-            # A bug, not bad traffic: count it, forget that connection's
-            # state (it may be inconsistent) and keep going.
-            self._count("internal_error")
-            self.flows.discard(seg)
-            return out
-        if done:
-            out.extend(self._records(done))
-        return out
+        """One frame: a batch of one (``feed_batch`` is the one path).
+        ``wirelen``: the frame's length on the wire when the source knows it
+        (it tells a snaplen cut from a lying IP length)."""
+        sec = int(ts)
+        usec = round((ts - sec) * 1_000_000)
+        if usec >= 1_000_000:
+            sec, usec = sec + 1, usec - 1_000_000
+        return self.feed_batch(linktype, _OneFrame(frame, _META_ONE(sec, usec, 0, len(frame))), (wirelen,))
 
-    def feed_batch(self, linktype: int, batch) -> list[dict]:
-        """All frames of one capture batch (``capture.Batch``).  The same as
-        ``feed`` per frame, with the per-frame work kept in locals: this loop
-        is where sniffd spends its time.
+    def feed_batch(self, linktype: int, batch, wirelens: tuple | None = None) -> list[dict]:
+        """All frames of one capture batch (``capture.Batch``); ``wirelens``,
+        when the source has them, each frame's length on the wire.  The
+        per-frame work is kept in locals: this loop is where sniffd spends
+        its time.
 
         decode.decode_batch (C, with a Python reference beside it) runs the
         clock over the whole batch and decodes its common frames (Ethernet or
         SLL, IPv4 without options, whole unfragmented TCP) in one call; every
         other frame comes back as its offset and goes through decode_frame
         here, which tries the same checks again and decides.
-        tests/pcap/test_batch_path.py holds this loop and ``feed`` to the same
-        output on every test capture."""
+        tests/pcap/test_batch_path.py holds the C and Python decoders to the
+        same output on every test capture."""
         out: list[dict] = []
         decode = self._decode
+        verify = self.verify
         flows_feed = self.flows.feed
         buf = batch.buf
         shard = self.shard
@@ -147,7 +133,7 @@ class Pipeline:
         link = LINK_HEADER.get(linktype, 0) if decode is decode_frame else 0
         items, end_now, self._next_expire, self.frame_no, backwards = decode_batch(
             buf, batch.meta, link, mine, nshards, self.now if self.now is not None else float("-inf"),
-            self._next_expire, self.frame_no, EXPIRE_EVERY_S)
+            self._next_expire, self.frame_no, EXPIRE_EVERY_S, verify)
         if backwards and self._counts_frames:
             self.counts["timestamp_backwards"] = self.counts.get("timestamp_backwards", 0) + backwards
         count = 0
@@ -160,13 +146,14 @@ class Pipeline:
                 continue
             if seg.__class__ is int:
                 frame = buf[seg : seg + caplen]
-                seg = decode(linktype, frame)
+                wirelen = wirelens[0] if wirelens is not None else None
+                seg = decode(linktype, frame, verify)
                 if seg.__class__ is not Segment:
                     if self._counts_frames:
                         count += 1
-                        nbytes += caplen
+                        nbytes += wirelen if wirelen is not None else caplen
                     self.now = now
-                    seg = self._other(seg, now, frame, None)
+                    seg = self._other(seg, now, frame, wirelen)
                     if seg is None:
                         continue
                     if shard is not None and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
@@ -175,8 +162,8 @@ class Pipeline:
                     continue  # decode_batch sorted the common frames; these, alike
                 else:
                     count += 1
-                    nbytes += caplen
-                    if seg[8] and not self._cut_by_capture(frame, None):
+                    nbytes += wirelen if wirelen is not None else caplen
+                    if seg[8] and not self._cut_by_capture(frame, wirelen):
                         self._count("truncated_frame")
                         continue
             else:
@@ -187,6 +174,8 @@ class Pipeline:
             except Exception:
                 if STRICT:
                     raise
+                # A bug, not bad traffic: count it, forget that connection's
+                # state (it may be inconsistent) and keep going.
                 self._count("internal_error")
                 self.flows.discard(seg)
                 continue
@@ -264,6 +253,11 @@ class Pipeline:
             if self._counts_frames:
                 for name in anomalies:
                     self._count(name)
+            if self.frags.overlapped:
+                # The connection whose datagram was dropped says so on its record.
+                for src, dst, sport, dport, ctx in self.frags.overlapped:
+                    self.flows.note_flow(src, dst, sport, dport, ctx, ("ip_fragment_overlap",))
+                self.frags.overlapped = []
             if whole is None:
                 return None
             seg = decode_transport(*whole)
@@ -305,4 +299,6 @@ _COUNTED_BY_FLOWS = frozenset((
     "tcp_gap", "tcp_overlap_conflict", "tcp_buffer_overflow", "snaplen_truncated",
     "midstream_pickup", "conn_evicted", "idle_timeout", "cut_by_shutdown", "http_upgrade", "non_http",
     "memory_ooo_dropped", "memory_bodies_dropped", "memory_evicted",
+    "tcp_rst_ignored", "tcp_syn_ignored", "tcp_fin_ignored", "tcp_syn_data", "tcp_urgent_data", "ip_ttl_changed",
+    "tcp_bad_checksum", "ip_fragment_overlap",
 ))

@@ -59,7 +59,7 @@ class HalfStream:
     __slots__ = (
         "base", "next", "pending", "pending_bytes", "wait_since", "fin_at",
         "recent_start", "recent", "gap_timeout_s", "max_buffer_bytes",
-        "anomalies", "missed_bytes", "closed", "high", "conflicts",
+        "anomalies", "missed_bytes", "closed", "high", "conflicts", "acked", "ttl", "csum_max",
     )
 
     def __init__(self, gap_timeout_s: float, max_buffer_bytes: int) -> None:
@@ -82,11 +82,35 @@ class HalfStream:
         self.conflicts: list[tuple[int, int]] = []
         self.missed_bytes = 0
         self.closed = False
+        # Kept here for the flow table's checks of this direction: the last
+        # acknowledgement number the peer sent for it (32-bit), the hop
+        # limit its packets started with, and the largest payload seen with
+        # a valid checksum (0: none yet).
+        self.acked: int | None = None
+        self.ttl: int | None = None
+        self.csum_max = 0
 
     def start(self, seq: int) -> None:
         self.base = seq & MASK32
         self.next = 0
         self.high = 0
+
+    def rebase(self, seq: int) -> None:
+        """A SYN came late with the ISN: nothing was delivered yet, so the
+        stream starts at ``seq`` after all; buffered data keeps its place."""
+        old = self.base
+        kept = [((old + s) & MASK32, b, ts, ack) for s, b, ts, ack in self.pending]
+        self.pending = []
+        self.pending_bytes = 0
+        self.start(seq)
+        for s, b, ts, ack in kept:
+            start = self.rel(s)
+            if start < 0:
+                b = b[-start:]
+                start = 0
+            if b:
+                self._buffer(start, b, ts, ack)
+                self.high = max(self.high, start + len(b))
 
     def rel(self, seq: int) -> int:
         """Unwrap a 32-bit sequence number to an offset near ``next``."""

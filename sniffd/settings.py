@@ -58,6 +58,16 @@ class Settings:
     # connections with requests in flight and their buffers.
     memory_budget_mb: float = 512.0
 
+    # --- TCP (config section [tcp]) ---
+    # TCP checksums: "on" drops every data segment with a bad one (a
+    # receiver would), "off" checks none, "auto" checks a direction's data
+    # only once its data showed valid checksums, and never a segment larger
+    # than those: a capture taken on a host that offloads checksums records
+    # wrong ones on every packet it sends, and one that merges segments
+    # (GRO) records super-segments whose checksum the NIC checked; those
+    # transactions are real (tcp_bad_checksum).
+    verify_checksums: str = "auto"
+
     # --- privacy (config section [privacy]) ---
     # Credentials never reach the log: on by default (README, "Redaction").
     redact: bool = True

@@ -644,16 +644,18 @@ class MessageReader:
         head_end = self.head_start + (end - s)
         msg.head_end = head_end
         msg.end_ts = self.now
-        # Where data goes on: the bytes of ``data`` after the head.
-        if b is data:
-            nxt_i = end
-        else:
-            nxt_i = i + (end - skip)
-            self._set_buf(b"")
+        # Where parsing goes on: after the head.  From the buffer, the rest
+        # of it goes on as the input (a head may end before bytes that were
+        # already buffered: an HTTP/0.9 line followed by another message).
         self.line_end = -1
         self.scan = 0
+        if b is data:
+            self._framing(msg, head_end)
+            return data, end, base
+        rest = bytes(b[end:])
+        self._set_buf(b"")
         self._framing(msg, head_end)
-        return data, nxt_i, base
+        return rest, 0, head_end
 
     def _framing(self, msg: Message, head_end: int) -> None:
         """The head is read: set up the body (or end the message)."""

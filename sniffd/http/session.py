@@ -111,6 +111,9 @@ class HttpSession:
         self.tunnel: tuple[str | None, int] | None = None
         # The request that asked to switch protocols.
         self.upgrade_txn: Transaction | None = None
+        # Anomalies every transaction of this session carries (the flow
+        # table's: data sent after an accepted RST).
+        self.sticky: set[str] = set()
 
     # ---------------------------------------------------------- public
 
@@ -169,6 +172,26 @@ class HttpSession:
             txn.anomalies.update(names)
         else:
             self.carry[0 if from_client else 1].update(names)
+
+    def note_at(self, from_client: bool, offset: int, names) -> None:
+        """Put anomalies on the transaction whose message of that direction
+        holds the byte at stream ``offset`` (a copy of it disagreed with the
+        one delivered).  A message already written is left as it is: the
+        anomaly is counted, never put on a transaction it did not touch."""
+        reader = self.req if from_client else self.resp
+        msg = reader.msg
+        if msg is not None and msg.start_off <= offset:
+            msg.txn.anomalies.update(names)
+            return
+        if offset >= reader.pos:
+            self.carry[0 if from_client else 1].update(names)  # not delivered yet
+            return
+        p = self.pairing
+        for t in list(p.pending) + p.held:
+            m = (t.request if from_client else t.response) if t.__class__ is Transaction else None
+            if m is not None and m.start_off <= offset and (m.end_off is None or offset < m.end_off):
+                t.anomalies.update(names)
+                return
 
     def end(self, from_client: bool, now: float, why: str = "fin") -> None:
         """That direction will carry no more data (FIN or RST); ``why`` is
@@ -256,6 +279,8 @@ class HttpSession:
                 self._resume(txn)
         if self.tunnel is not None and txn.connect is None:
             txn.connect = self.tunnel
+        if self.sticky:
+            txn.anomalies |= self.sticky
 
     def framing(self, reader: MessageReader, msg: Message) -> tuple[int, int, bool]:
         txn = msg.txn

@@ -110,13 +110,13 @@ def guarded():
 
     original_feed = HalfStream.feed
 
-    def feed(self, seq, payload, now):
+    def feed(self, seq, payload, now, ack=None):
         # An empty payload (its bytes all cut by the snaplen) ahead of the
         # next byte, with nothing buffered, raises IndexError.
         if "empty_segment" in KNOWN_BUGS and not payload and not self.closed and not self.pending \
                 and self.rel(seq) > self.next:
             reject()
-        return original_feed(self, seq, payload, now)
+        return original_feed(self, seq, payload, now, ack)
 
     MessageReader._resync = resync
     HalfStream.feed = feed

@@ -67,9 +67,9 @@ class Counting:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, linktype: int, frame: bytes):
+    def __call__(self, linktype: int, frame: bytes, verify: bool = False):
         self.calls += 1
-        return decode_frame(linktype, frame)
+        return decode_frame(linktype, frame, verify)
 
 
 def all_three(linktype: int, frames: list[tuple[float, bytes]], batches: list[Batch], monkeypatch) -> int:

@@ -177,12 +177,13 @@ def test_example_config_comments_every_key():
     assert [] == uncommented
 
 
-def test_limits_privacy_and_bodies_sections_are_exactly_the_settings_fields():
+def test_limits_tcp_privacy_and_bodies_sections_are_exactly_the_settings_fields():
     from dataclasses import fields
 
     from sniffd.settings import Settings
 
-    sections = [*configmod.SCHEMA["limits"], *configmod.SCHEMA["privacy"], *configmod.SCHEMA["bodies"]]
+    sections = [*configmod.SCHEMA["limits"], *configmod.SCHEMA["tcp"], *configmod.SCHEMA["privacy"],
+                *configmod.SCHEMA["bodies"]]
     assert sorted(f.name for f in fields(Settings)) == sorted(sections)
     cfg = configmod.parse(
         {
