@@ -88,6 +88,7 @@ TLS_HELLO = b"\x16\x03\x01\x00\x45\x01\x00\x00\x41\x03\x03" + bytes(range(32)) +
 # A request a CL.TE / TE.CL front end would not see as a request of its own.
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: example.test\r\n\r\n"
 CHUNKED_HELLO = b"5\r\nhello\r\n0\r\n\r\n"  # 15 bytes on the wire, 5 de-chunked
+GET_SLASH = b"GET/ HTTP/1.1\r\nHost: example.test\r\n\r\n"  # no request line: the method runs into "/"
 
 
 # --------------------------------------------------------- expected values
@@ -709,6 +710,20 @@ CASES = [
         [C(b"GET\x00 /x HTTP/1.1\r\nHost: example.test\r\n\r\n"), S(BAD_REQUEST), C(get("/after")), S(ok(b"after"))],
         [
             rec(unparsed_req("GET\x00 /x HTTP/1.1"), BAD_REQUEST_RESP, 1, ["http_parse_error"]),
+            rec(req("GET", "/after"), ok_resp(5), 2, ["http_resumed"]),
+        ],
+    ),
+    Case(
+        # The head of an unparseable message cut into segments: still no headers.
+        "unparseable_request_line_one_byte_per_segment",
+        [
+            C(GET_SLASH, bytewise(GET_SLASH)),
+            S(BAD_REQUEST),
+            C(get("/after")),
+            S(ok(b"after")),
+        ],
+        [
+            rec(unparsed_req("GET/ HTTP/1.1"), BAD_REQUEST_RESP, 1, ["http_parse_error"]),
             rec(req("GET", "/after"), ok_resp(5), 2, ["http_resumed"]),
         ],
     ),
