@@ -23,6 +23,7 @@ _CTL_RE = re.compile(b"[" + re.escape(_CTL) + b"]")
 # Method as sent -> str (token methods seen, bounded).
 _METHODS: dict[bytes, str] = {}
 _VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])\Z")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
 _WS = b" \t"
 
 # A header field line's start: a token, optional whitespace, a colon.  Used to
@@ -317,12 +318,14 @@ def chunk_size(line: bytes) -> int | None:
     if semi >= 0:
         line = line[:semi]
     line = line.strip(_WS)
-    if not line or len(line) > 16:
+    if _HEX.fullmatch(line) is None:
+        return None  # not 1*HEXDIG (RFC 9112 section 7.1): no sign, "0x", "_" or space
+    # Leading zeros change no value: only the significant digits can
+    # overflow (and 16 of them bound int()'s work on a hostile line).
+    digits = line.lstrip(b"0")
+    if len(digits) > 16:
         return None
-    try:
-        n = int(line, 16)
-    except ValueError:
-        return None
-    if n > _MAX_CL or line[:1] in (b"+", b"-") or b"_" in line or line[:2].lower() == b"0x":
+    n = int(digits or b"0", 16)
+    if n > _MAX_CL:
         return None
     return n

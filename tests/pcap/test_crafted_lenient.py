@@ -680,6 +680,19 @@ CASES = [
             rec(req("GET", "/after"), ok_resp(5), 2, ["http_resync", "http_resumed"]),
         ],
     ),
+    Case(
+        # Hexadecimal, and 5 is far from overflowing 63 bits: a valid size.
+        "chunk_size_with_many_leading_zeros_is_valid",
+        [
+            C(get("/1") + get("/2")),
+            S(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000005\r\nhello\r\n0\r\n\r\n"
+              + ok(b"second")),
+        ],
+        [
+            rec(req("GET", "/1"), resp(200, "OK", headers={"transfer-encoding": "chunked"}, body_len=5), 1),
+            rec(req("GET", "/2"), ok_resp(6), 2),
+        ],
+    ),
     # ------------------------------------------------- unparseable start lines
     Case(
         "method_run_into_the_version_optionshttp",
