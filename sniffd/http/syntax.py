@@ -255,13 +255,21 @@ def _codings(te: str) -> list[str]:
     return [c.strip(" \t").lower() for c in te.split(",") if c.strip(" \t")]
 
 
+def _chunked_final(codings: list[str]) -> bool:
+    """Is the final coding chunked?  That alone frames the body (RFC 9112
+    section 6.3): "chunked, chunked" breaks a sender's rule (section 6.1)
+    but every recipient that reads the final coding ends the message at the
+    same place, so it is framed as chunked, not flagged http_te_invalid."""
+    return bool(codings) and codings[-1] == "chunked"
+
+
 def request_framing(headers: dict[str, str], odd: set | None) -> tuple[int, int, list[str]]:
     """(kind, length, flags) for a request body (RFC 9112 section 6.3)."""
     te, cl, tainted = framing_fields(headers, odd)
     flags: list[str] = []
     if te is not None:
         codings = _codings(te)
-        chunked_final = bool(codings) and codings[-1] == "chunked" and codings.count("chunked") == 1
+        chunked_final = _chunked_final(codings)
         if not chunked_final:
             flags.append(TE_INVALID)
         if cl is not None:
@@ -291,7 +299,7 @@ def response_framing(headers: dict[str, str], odd: set | None, status: int | Non
     flags: list[str] = []
     if te is not None:
         codings = _codings(te)
-        chunked_final = bool(codings) and codings[-1] == "chunked" and codings.count("chunked") == 1
+        chunked_final = _chunked_final(codings)
         if not chunked_final:
             flags.append(TE_INVALID)
         if cl is not None:

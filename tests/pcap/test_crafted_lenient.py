@@ -617,6 +617,33 @@ CASES = [
              [AMBIG, "http_te_invalid"])],
     ),
     Case(
+        # The final coding is chunked: the body is chunked (README; RFC 9112
+        # section 6.3), whatever came before it.
+        "transfer_encoding_chunked_twice_in_a_response_is_chunked",
+        [
+            C(get("/1") + get("/2")),
+            S(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+              + CHUNKED_HELLO + ok(b"second")),
+        ],
+        [
+            rec(req("GET", "/1"), resp(200, "OK", headers={"transfer-encoding": "chunked, chunked"}, body_len=5), 1),
+            rec(req("GET", "/2"), ok_resp(6), 2),
+        ],
+    ),
+    Case(
+        "transfer_encoding_chunked_twice_in_a_request_is_chunked",
+        [
+            C(b"POST /cc HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+              + CHUNKED_HELLO + get("/after")),
+            S(ok(b"cc") + ok(b"after")),
+        ],
+        [
+            rec(req("POST", "/cc", headers={**HOST, "transfer-encoding": "chunked, chunked"}, body_len=5),
+                ok_resp(2), 1),
+            rec(req("GET", "/after"), ok_resp(5), 2),
+        ],
+    ),
+    Case(
         "obs_fold_in_transfer_encoding_is_ambiguous_framing",
         [
             C(b"POST /f HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n"
