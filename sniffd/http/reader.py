@@ -639,7 +639,9 @@ class MessageReader:
         b[end]."""
         msg = self.msg
         le = s + self.line_end
-        if fields_end > le + 1:
+        if fields_end > le + 1 and msg.start_line is None:
+            # (A message whose start line could not be parsed keeps no
+            # headers, however its head was cut into segments.)
             self._fields(msg, b[le + 1 : fields_end])
         head_end = self.head_start + (end - s)
         msg.head_end = head_end

@@ -100,10 +100,9 @@ class HttpSession:
         # Bytes were skipped before the next message of that direction:
         # 0 no, 1 at a mid-stream pickup, 2 junk (later records say resumed).
         self.resync_pending = [0, 0]
-        # A parse error or junk was seen: later transactions say so (not the
-        # one that had it, ``resumed_by``).
+        # A parse error or junk was seen: every transaction begun from now on
+        # says so (http_resumed; see ``_resume`` for those already queued).
         self.resumed = False
-        self.resumed_by: Transaction | None = None
         self.non_http = False
         # The CONNECT transaction whose tunnel is being probed, and once the
         # tunnel carries HTTP, (target, trans_depth) for the records in it.
@@ -269,7 +268,10 @@ class HttpSession:
         if carry:
             txn.anomalies |= carry
             carry.clear()
-        if self.resumed and txn is not self.resumed_by:
+        if self.resumed and (reader.is_request or txn.request is None):
+            # A transaction begun after the resumption.  A response paired
+            # with a queued request is not: that transaction's place is its
+            # request's, and ``_resume`` flagged it if it is a later one.
             txn.anomalies.add("http_resumed")
         skipped = self.resync_pending[side]
         if skipped:
@@ -383,9 +385,20 @@ class HttpSession:
         self._resume(msg.txn)
 
     def _resume(self, txn: Transaction) -> None:
-        if not self.resumed:
-            self.resumed = True
-            self.resumed_by = txn
+        """``txn`` had a parse error, a broken body or junk before it: every
+        record after it on the connection says parsing resumed.  Those are
+        the transactions begun from now on (``begin``) and the requests
+        already queued behind it (pipelined), not the ones queued before it,
+        whose responses may well begin later: they are earlier records."""
+        self.resumed = True
+        pending = self.pairing.pending
+        try:
+            later = pending[pending.index(txn) + 1 :]
+        except ValueError:
+            later = pending  # it is finished: all that still waits comes after it
+        for e in later:
+            if e.__class__ is Transaction:
+                e.anomalies.add("http_resumed")
 
     def not_http(self, reader: MessageReader) -> None:
         self._check_non_http()

@@ -23,6 +23,7 @@ _CTL_RE = re.compile(b"[" + re.escape(_CTL) + b"]")
 # Method as sent -> str (token methods seen, bounded).
 _METHODS: dict[bytes, str] = {}
 _VERSION = re.compile(rb"HTTP/([0-9])\.([0-9])\Z")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
 _WS = b" \t"
 
 # A header field line's start: a token, optional whitespace, a colon.  Used to
@@ -254,13 +255,21 @@ def _codings(te: str) -> list[str]:
     return [c.strip(" \t").lower() for c in te.split(",") if c.strip(" \t")]
 
 
+def _chunked_final(codings: list[str]) -> bool:
+    """Is the final coding chunked?  That alone frames the body (RFC 9112
+    section 6.3): "chunked, chunked" breaks a sender's rule (section 6.1)
+    but every recipient that reads the final coding ends the message at the
+    same place, so it is framed as chunked, not flagged http_te_invalid."""
+    return bool(codings) and codings[-1] == "chunked"
+
+
 def request_framing(headers: dict[str, str], odd: set | None) -> tuple[int, int, list[str]]:
     """(kind, length, flags) for a request body (RFC 9112 section 6.3)."""
     te, cl, tainted = framing_fields(headers, odd)
     flags: list[str] = []
     if te is not None:
         codings = _codings(te)
-        chunked_final = bool(codings) and codings[-1] == "chunked" and codings.count("chunked") == 1
+        chunked_final = _chunked_final(codings)
         if not chunked_final:
             flags.append(TE_INVALID)
         if cl is not None:
@@ -290,7 +299,7 @@ def response_framing(headers: dict[str, str], odd: set | None, status: int | Non
     flags: list[str] = []
     if te is not None:
         codings = _codings(te)
-        chunked_final = bool(codings) and codings[-1] == "chunked" and codings.count("chunked") == 1
+        chunked_final = _chunked_final(codings)
         if not chunked_final:
             flags.append(TE_INVALID)
         if cl is not None:
@@ -317,12 +326,14 @@ def chunk_size(line: bytes) -> int | None:
     if semi >= 0:
         line = line[:semi]
     line = line.strip(_WS)
-    if not line or len(line) > 16:
+    if _HEX.fullmatch(line) is None:
+        return None  # not 1*HEXDIG (RFC 9112 section 7.1): no sign, "0x", "_" or space
+    # Leading zeros change no value: only the significant digits can
+    # overflow (and 16 of them bound int()'s work on a hostile line).
+    digits = line.lstrip(b"0")
+    if len(digits) > 16:
         return None
-    try:
-        n = int(line, 16)
-    except ValueError:
-        return None
-    if n > _MAX_CL or line[:1] in (b"+", b"-") or b"_" in line or line[:2].lower() == b"0x":
+    n = int(digits or b"0", 16)
+    if n > _MAX_CL:
         return None
     return n
