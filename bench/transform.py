@@ -45,7 +45,9 @@ lists them in (so a loss is never undone by a copy of the lost packet):
     proper sub-range of the packet's payload; the other half start inside
     the packet and run on into the next segment of that direction (as a
     stack that re-packetises a retransmission does), no longer than the
-    direction's largest segment.  IP total length, IP and TCP checksums are
+    direction's largest segment; such a piece carries the next segment's
+    header (its ACK: a retransmission is sent after what it carries) and is
+    placed after whichever of the two came later.  IP total length, IP and TCP checksums are
     recomputed; FIN is kept only when the piece ends where the original did.
 
 The sidecar's ``output_from_input`` gives, for every output packet, the input
@@ -483,7 +485,7 @@ def transform(pcap: Pcap, transforms: list[str], params: Params) -> tuple[list[t
                 room = largest[(p.conn, p.direction)] - (n - a)
                 b = rng.randint(1, max(1, min(nxt.payload_len, room)))
                 payload = p.payload[a:] + nxt.payload[:b]
-                seq, keep_fin, kind = p.seq + a, False, "spanning"
+                seq, keep_fin, kind = p.seq + a, b == nxt.payload_len and bool(nxt.flags & FIN), "spanning"
             else:
                 while True:
                     a = rng.randint(0, n - 1)
@@ -492,8 +494,13 @@ def transform(pcap: Pcap, transforms: list[str], params: Params) -> tuple[list[t
                         break
                 payload = p.payload[a:b]
                 seq, keep_fin, kind = p.seq + a, b == n and bool(p.flags & FIN), "within"
-            frame = craft_segment(p, seq, payload, keep_fin=keep_fin)
-            after, k, given = place(p, rng)
+            # A retransmission is sent after everything it carries: a
+            # spanning piece takes the next segment's header (its ACK, as
+            # a stack re-packetising later would send at least) and goes
+            # after whichever of the two came later.
+            src = nxt if kind == "spanning" and where[id(nxt)] > where[id(p)] else p
+            frame = craft_segment(nxt if kind == "spanning" else p, seq, payload, keep_fin=keep_fin)
+            after, k, given = place(src, rng)
             inserts.setdefault(after, []).append((frame, f"r{p.index}"))
             copies.append({**_packet_info(p, conns, digits), "kind": kind, "piece_seq": seq % _SEQ_MOD, "piece_len": len(payload),
                            "packets_later": given, "packets_later_drawn": k})

@@ -53,13 +53,15 @@ _RECENT = 64
 
 
 class Lost:
-    """Client bytes [start, end) lost where requests may have been."""
+    """Client bytes [start, end) lost where requests may have been, and the
+    transport anomalies of that loss (for the responses to those requests)."""
 
-    __slots__ = ("start", "end")
+    __slots__ = ("start", "end", "anomalies")
 
-    def __init__(self, start: int, end: int) -> None:
+    def __init__(self, start: int, end: int, anomalies=()) -> None:
         self.start = start
         self.end = end
+        self.anomalies = set(anomalies)
 
     def __repr__(self) -> str:  # for test failure messages
         return f"Lost({self.start}, {self.end})"
@@ -95,7 +97,7 @@ class Pairing:
         txn = Transaction()
         txn.request = msg
         msg.txn = txn
-        if (self.held or self.server_lost or self.lost_count) and self._closes(msg):
+        if (self.held or self.server_lost or self.lost_count) and self._closes(msg, self._earlier_ack(len(self.pending))):
             self._checkpoint(msg, len(self.pending))
         if self._known() >= self.max_pending:
             # Pipelining deeper than the bound: the oldest unanswered request
@@ -110,7 +112,7 @@ class Pairing:
         self.pending.append(txn)
         return txn
 
-    def lost_requests(self, start: int, end: int) -> None:
+    def lost_requests(self, start: int, end: int, anomalies=()) -> None:
         """The client's bytes [start, end) were lost between or inside
         requests: requests may have been there."""
         if end <= start:
@@ -118,8 +120,9 @@ class Pairing:
         last = self.pending[-1] if self.pending else None
         if last is not None and last.__class__ is Lost and last.end >= start:
             last.end = max(last.end, end)
+            last.anomalies.update(anomalies)
         else:
-            self.pending.append(Lost(start, end))
+            self.pending.append(Lost(start, end, anomalies))
             self.lost_count += 1
 
     def lost_responses(self, start: int, end: int) -> None:
@@ -135,6 +138,8 @@ class Pairing:
         transaction and whether its request is known for certain (if not,
         the caller frames the body without knowing the method)."""
         self._retire_answered_in_lost(msg)
+        if self.held or self.server_lost or self.lost_count:
+            self._settle_before(msg)
         lost = None
         cand = None
         for e in self.pending:
@@ -158,17 +163,21 @@ class Pairing:
                 return self._pair(cand, msg), True
             if lost is None and not self._server_loss_before(cand, msg):
                 return self._pair(cand, msg), True
-            if self._closes(cand.request):
+            if self._closes(cand.request, self._earlier_ack(self.pending.index(cand))):
                 # A checkpoint (its response ends what came before): settle
                 # what is before it, then this response is its answer.
                 self._checkpoint(cand.request, self.pending.index(cand))
-                if self.pending and self.pending[0] is cand:
+                # What was before it is settled; its own answer may still be
+                # in lost server bytes.
+                if self.pending and self.pending[0] is cand and not self._server_loss_before(cand, msg):
                     return self._pair(cand, msg), True
             txn = self._orphan(msg, "pairing_uncertain")
             txn.held = True
             return txn, False
         # No known request can be the one: it was lost (or there was none).
         txn = self._orphan(msg, None)
+        if lost is not None:
+            txn.anomalies |= lost.anomalies
         return txn, False
 
     def response_done(self, txn: Transaction, why: str = "complete") -> None:
@@ -280,15 +289,45 @@ class Pairing:
                 return True
         return False
 
-    def _closes(self, req: Message) -> bool:
-        """Is ``req`` a checkpoint: sent right after a complete response that
-        the server sent once it had everything before ``req``?"""
-        if req.ack is None:
+    def _closes(self, req: Message, earlier: int | None = None) -> bool:
+        """Is ``req`` a checkpoint?  Either sent right after a complete
+        response that the server sent once it had everything before ``req``;
+        or the first request sent right after a stretch of lost server bytes
+        that began where a response ended (``earlier``: the highest ack of
+        the requests queued before it, which must be lower: sent before
+        those bytes came)."""
+        ack = req.ack
+        if ack is None:
             return False
-        ack_of_resp = self.resp_ends.get(req.ack, -1)
-        if ack_of_resp == -1 or ack_of_resp is None:
+        ack_of_resp = self.resp_ends.get(ack, -1)
+        if ack_of_resp is not None and ack_of_resp != -1:
+            return ack_of_resp >= req.start_off
+        if earlier is not None and earlier >= ack:
             return False
-        return ack_of_resp >= req.start_off
+        return any(end == ack and start in self.resp_ends for start, end in self.server_lost)
+
+    def _earlier_ack(self, upto: int) -> int | None:
+        acks = [e.request.ack for e in self.pending[:upto] if e.__class__ is Transaction]
+        return max((a for a in acks if a is not None), default=None)
+
+    def _settle_before(self, msg: Message) -> None:
+        """Before pairing ``msg``: the latest waiting request that is a
+        checkpoint and was sent before ``msg`` began settles everything
+        queued before it (see _checkpoint)."""
+        pending = self.pending
+        best = None
+        earlier = None
+        for i, e in enumerate(pending):
+            if e.__class__ is not Transaction:
+                continue
+            req = e.request
+            if (i and e.response is None and req.ack is not None and req.ack <= msg.start_off
+                    and self._closes(req, earlier)):
+                best = i
+            if req.ack is not None and (earlier is None or req.ack > earlier):
+                earlier = req.ack
+        if best is not None:
+            self._checkpoint(pending[best].request, best)
 
 
     def _forget_server_lost(self, req: Message) -> None:
@@ -310,12 +349,21 @@ class Pairing:
             q, nxt = known[0].request, known[1].request
             if q.ack is None or nxt.ack is None or q.ack not in self.resp_ends or nxt.ack > msg.start_off:
                 return
-            if not any(start >= q.ack and start < nxt.ack for start, _end in self.server_lost):
+            stretches = [(start, end) for start, end in self.server_lost if q.ack <= start < nxt.ack]
+            if not stretches:
                 return
             txn = known[0]
             self.pending.remove(txn)
             txn.anomalies.add("response_missing")
             self.finish(txn, "gap")
+            if nxt.ack >= max(end for _start, end in stretches):
+                # The client sent the next request once it had everything up
+                # to the end of those lost bytes: whatever else was asked
+                # before it (in lost client bytes) was answered in them too.
+                i = self.pending.index(known[1])
+                if any(e.__class__ is Lost for e in self.pending[:i]):
+                    self.pending[:i] = [e for e in self.pending[:i] if e.__class__ is not Lost]
+                    self._recount()
             self._forget_server_lost(nxt)
 
     def _checkpoint(self, msg: Message, upto: int) -> None:
@@ -362,6 +410,8 @@ class Pairing:
                 # A response to a lost request: written as it is.
                 resp_txn.anomalies.discard("pairing_uncertain")
                 resp_txn.anomalies.add("request_missing")
+                for marker in losts:
+                    resp_txn.anomalies |= marker.anomalies
                 resp_txn.held = False
                 self.finish(resp_txn, resp_txn.end_reason)
             elif resp_txn is None:

@@ -67,6 +67,9 @@ _ZEROS = bytes(64 * 1024)
 # line in junk is indistinguishable from text).
 _REQUEST_IN_JUNK = re.compile(
     rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]+[^ \t\r\n]+[ \t]+HTTP/[0-9]\.[0-9][ \t]*\r?\n")
+# Methods recognised at the end of a token glued to junk (longest first).
+_KNOWN_METHODS = (b"PROPPATCH", b"PROPFIND", b"OPTIONS", b"CONNECT", b"DELETE", b"UNLOCK", b"PATCH", b"TRACE",
+                  b"MKCOL", b"HEAD", b"POST", b"COPY", b"MOVE", b"LOCK", b"GET", b"PUT")
 _STATUS_IN_JUNK = re.compile(rb"HTTP/[0-9]\.[0-9][ \t]+[0-9]{3}[ \t\r\n]")
 # First bytes that no HTTP message starts with: a TLS record (handshake,
 # alert), an SSLv2 hello, an SSH banner.
@@ -197,10 +200,19 @@ class MessageReader:
                 self._missed(msg, n)
                 return
             if st is PEEK:
-                # Whether a body follows is unknowable now: take the headers'
-                # word for it (the gap most likely hit the body).
-                self._peek_body(base)
-                continue
+                # Whether a body follows is unknowable now (a response to a
+                # lost HEAD has none, and its headers would make the next
+                # responses its body): it ends at its head, the gap starts a
+                # lost stretch, and parsing resumes at the next status line.
+                msg.missed_bytes += n
+                msg.txn.anomalies.add("message_interrupted")
+                self._end(msg, "gap", msg.head_end)
+                if self.lost_from is None:
+                    self.lost_from = base
+                self.junk_from = None
+                self._set_buf(b"")
+                self.state = RESYNC
+                return
             if st is OFF:
                 return
             if st is HELD:
@@ -268,8 +280,8 @@ class MessageReader:
         if self.state is PEEK and msg is not None and msg.head_end is not None and not self.buf:
             if ack == msg.head_end:
                 self._complete(msg.head_end)
-            elif ack > msg.head_end:
-                self._peek_body(msg.head_end)
+            # An ack past the head says something followed it, not that it
+            # was a body (more responses may have): the bytes will tell.
 
     def hold(self) -> None:
         """Keep what follows unparsed until ``release`` or ``off``."""
@@ -1114,7 +1126,16 @@ class MessageReader:
                 # Leftmost match: its token cannot start inside a longer run.
                 m = _REQUEST_IN_JUNK.search(b, ls, le + 1)
                 if m is not None:
-                    return m.start()
+                    j = m.start()
+                    if j > s and b[j - 1] != 10:
+                        # Glued to what came before it (a body's tail after a
+                        # lost head: "...qyNGET / HTTP/1.1"): a known method
+                        # at the end of the token is the start line.
+                        tok = b[j : syntax.TOKEN.match(b, j).end()]
+                        for known in _KNOWN_METHODS:
+                            if tok.endswith(known) and len(tok) > len(known):
+                                return j + len(tok) - len(known)
+                    return j
                 lo = k + 1
         lo = s
         while True:

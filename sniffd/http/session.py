@@ -95,8 +95,10 @@ class HttpSession:
         # Why messages finished by the operation in progress end (end(),
         # close()): becomes a transaction's end_reason.
         self.ending: str | None = None
-        # Anomalies waiting for the next transaction of each direction.
+        # Anomalies waiting for the next transaction of each direction, and
+        # for the next stretch of client bytes lost between requests.
         self.carry: tuple[set, set] = (set(), set())
+        self.lost_names: set[str] = set()
         # Bytes were skipped before the next message of that direction:
         # 0 no, 1 at a mid-stream pickup, 2 junk (later records say resumed).
         self.resync_pending = [0, 0]
@@ -169,6 +171,11 @@ class HttpSession:
                     break
         if txn is not None:
             txn.anomalies.update(names)
+        elif from_client and "tcp_gap" in names:
+            # Client bytes lost between requests: the gap belongs to the
+            # requests it may have held (the pairing's Lost marker), not to
+            # the next request, which came whole.
+            self.lost_names.update(names)
         else:
             self.carry[0 if from_client else 1].update(names)
 
@@ -372,7 +379,8 @@ class HttpSession:
 
     def lost(self, reader: MessageReader, start: int, end: int) -> None:
         if reader.is_request:
-            self.pairing.lost_requests(start, end)
+            names, self.lost_names = self.lost_names, set()
+            self.pairing.lost_requests(start, end, names)
         else:
             self.pairing.lost_responses(start, end)
 
