@@ -104,7 +104,10 @@ class CausalHold:
             opp = s2c if fc else c2s
             waiting_there = {opp.rel(h[0]) for h in self.held[not fc]}
             for i, item in enumerate(self.held[fc]):
-                key = (opp.next in waiting_there, item[5], i)
+                # The wait that declares the fewest bytes lost goes first: a
+                # segment that acknowledges less (a reordering tap can put a
+                # later request, acknowledging later responses, first).
+                key = (opp.next in waiting_there, opp.rel(item[1]) if item[2] & TH_ACK else 0, item[5], i)
                 if best is None or key < best[0]:
                     best = (key, fc, i)
         _, fc, i = best
@@ -116,8 +119,13 @@ class CausalHold:
         opp = s2c if fc else c2s
         skip = None
         if waits(opp, item[2], item[1]):
-            # Never captured: the peer saw bytes we did not.
+            # Never captured: the peer saw bytes we did not; but only up to
+            # what is held in the other direction (those bytes did come).
             skip = opp.rel(item[1])
             if opp.fin_at is not None and skip > opp.fin_at:
                 skip = opp.fin_at
+            for h in self.held[not fc]:
+                start = opp.rel(h[0])
+                if opp.next <= start < skip:
+                    skip = start
         return fc, item, skip

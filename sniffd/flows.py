@@ -366,8 +366,10 @@ class FlowTable:
     def _segment(self, conn: Connection, from_client: bool, seq: int, ack: int, flags: int,
                  payload: bytes, lost: int, ttl: int, csum: int, now: float) -> None:
         hs = conn.c2s if from_client else conn.s2c
-        if conn.early is not None and not flags & TH_SYN and hs.base is None:
-            # Young, and this direction's ISN is not known yet: aside.
+        if conn.early is not None and not flags & TH_SYN and (
+                hs.base is None or (flags & TH_ACK and (conn.s2c if from_client else conn.c2s).base is None)):
+            # Young, and this direction's ISN is not known yet, or the
+            # other's (which its ACK must be read against): aside.
             conn.early.append((from_client, (seq, ack, flags, payload, lost, ttl, csum, now)))
             conn.early_bytes += len(payload)
             conn.born_packets += 1

@@ -1127,13 +1127,14 @@ class MessageReader:
                 m = _REQUEST_IN_JUNK.search(b, ls, le + 1)
                 if m is not None:
                     j = m.start()
-                    if j > s and b[j - 1] != 10:
-                        # Glued to what came before it (a body's tail after a
-                        # lost head: "...qyNGET / HTTP/1.1"): a known method
-                        # at the end of the token is the start line.
-                        tok = b[j : syntax.TOKEN.match(b, j).end()]
+                    # After a gap, glued to what came before it (a body's
+                    # tail after a lost head: "...qyNGET / HTTP/1.1"): a
+                    # known method at the end of an unknown token is where
+                    # the line starts.  (Not after junk: CCM_POST is a method.)
+                    tok = b[j : syntax.TOKEN.match(b, j).end()]
+                    if self.lost_from is not None and tok not in _KNOWN_METHODS:
                         for known in _KNOWN_METHODS:
-                            if tok.endswith(known) and len(tok) > len(known):
+                            if tok.endswith(known):
                                 return j + len(tok) - len(known)
                     return j
                 lo = k + 1
