@@ -453,9 +453,9 @@ class HttpSession:
         """CONNECT was answered 2xx: decide from the first tunnel bytes."""
         first = self.req.held()
         if not first:
-            if self.resp.held() or self.req.state is OFF:
-                self._open_tunnel(False)  # the server spoke first, or the client left
-            return
+            if self.resp.held():
+                self._open_tunnel(False)  # the server spoke first
+            return  # nothing yet (a tunnel that carried nothing is no upgrade)
         if _REQUEST_START.match(first):
             self._open_tunnel(True)
         elif len(first) < 64 and _TOKEN_PREFIX.match(first) and self.req.state is HELD:
