@@ -36,9 +36,9 @@ What a receiving stack would accept decides, never the first packet alone
   copies that disagree (``tcp_overlap_conflict``), a hop limit far from the
   direction's (``ip_ttl_changed``), urgent data (``tcp_urgent_data``), a
   bad checksum (``tcp_bad_checksum``; with ``verify_checksums = "auto"`` a
-  direction's data is checked only once its data showed valid checksums,
-  and never a segment larger than those, so captures from hosts that
-  offload checksums or merge segments (GRO/TSO) stay whole).
+  direction is checked only once two of its packets in a row showed valid
+  checksums, and never a segment larger than a full one, so captures from
+  hosts that offload checksums or merge segments (GRO/TSO) stay whole).
 * **Causal order** between the directions: ``sniffd.causal``.
 
 The HTTP stage gets, with every chunk, the acknowledgement its segment
@@ -78,6 +78,11 @@ BIRTH_S = 1.0
 # hop or two; a decoy sent to expire before the server (TTL 1 or 2)
 # differs by dozens.
 TTL_SLACK = 8
+# verify_checksums = "auto": valid checksums in a row that make a direction
+# checked, and the payload of a full segment on an Ethernet path (a GRO or
+# TSO super-segment on the capture host is larger).
+CSUM_RUN = 2
+FULL_SEGMENT = 1460
 _NOTHING: tuple = ()
 
 # Ports that are a server's, for guessing roles of a connection picked up
@@ -178,6 +183,8 @@ class Connection:
         """Bytes held for reassembly, with each segment's object overhead."""
         c2s, s2c, hold = self.c2s, self.s2c, self.hold
         n = (len(c2s.pending) + len(s2c.pending)) * SEGMENT_COST + c2s.pending_bytes + s2c.pending_bytes
+        if c2s.aside or s2c.aside:
+            n += c2s.aside_bytes + s2c.aside_bytes + (len(c2s.aside) + len(s2c.aside)) * SEGMENT_COST
         if hold is not None:
             n += hold.cost
         if self.early:
@@ -186,7 +193,8 @@ class Connection:
 
     @property
     def waiting(self) -> bool:
-        return bool(self.c2s.pending or self.s2c.pending or self.hold is not None or self.early)
+        return bool(self.c2s.pending or self.s2c.pending or self.hold is not None or self.early
+                    or self.c2s.aside or self.s2c.aside)
 
 
 class FlowTable:
@@ -234,6 +242,10 @@ class FlowTable:
                 # far the peer's stream was received (RST checks).
                 if not conn.closed and conn.early is None:
                     (conn.s2c if from_client else conn.c2s).acked = ack
+                    if csum > 0:
+                        hs = conn.c2s if from_client else conn.s2c
+                        if hs.csum_run < CSUM_RUN:
+                            hs.csum_run += 1
                     conn.last_seen = now
                     if now - conn.touched >= 1.0:
                         conn.touched = now
@@ -249,7 +261,7 @@ class FlowTable:
                 base = hs.base
                 if (base is not None and not conn.closed and not conn.accounted and not hs.pending
                         and seq == ((base + hs.next) & 0xFFFFFFFF) and conn.hold is None and ttl == hs.ttl
-                        and (csum < 0 or (csum and hs.csum_max))):
+                        and (csum < 0 or (csum and hs.csum_run >= CSUM_RUN))):
                     opp = conn.s2c if from_client else conn.c2s
                     obase = opp.base
                     if not flags & TH_ACK or obase is None:
@@ -381,17 +393,28 @@ class FlowTable:
             conn.born_packets += 1
         # Checksum (a segment the receiver would drop is no data) and hop
         # limit (a decoy sent to expire before the server).
-        if payload and csum >= 0:
-            if csum == 0:
-                verify = self.verify
-                # "auto": only once the direction's data showed valid
-                # checksums, and not a segment larger than any of those (a
-                # capture host's GRO/TSO super-segment, summed by the NIC).
-                if verify == "on" or (verify == "auto" and len(payload) <= hs.csum_max):
-                    self._flag(conn, from_client, "tcp_bad_checksum")
-                    return
-            elif len(payload) > hs.csum_max:
+        if csum > 0:
+            if hs.csum_run < CSUM_RUN:
+                hs.csum_run += 1
+            if len(payload) > hs.csum_max:
                 hs.csum_max = len(payload)
+        elif csum == 0:
+            verify = self.verify
+            # "auto": only once the direction showed valid checksums (twice
+            # in a row: one in 65,536 wrong ones is right by chance), and
+            # not a segment larger than a full one (a capture host's GRO/TSO
+            # super-segment, whose checksum the NIC had).
+            if payload and (verify == "on" or (verify == "auto" and hs.csum_run >= CSUM_RUN
+                                               and len(payload) <= max(hs.csum_max, FULL_SEGMENT))):
+                # A receiver drops it: aside, until a valid copy replaces it
+                # or the bytes must be given up (see HalfStream.aside).
+                if hs.base is None:
+                    hs.start(seq)
+                hs.put_aside(seq, payload, now, ack if flags & TH_ACK else None)
+                self.waiting.add(conn)
+                return
+            if hs.csum_run < CSUM_RUN:
+                hs.csum_run = 0
         if payload:
             # The reference is the direction's first data segment, not its
             # handshake: a SYN proxy or a load balancer often answers the
@@ -611,7 +634,7 @@ class FlowTable:
         for old, hs in ((conn.c2s, fresh.c2s), (conn.s2c, fresh.s2c)):
             if old.base is not None:
                 hs.start((old.base + old.next) & MASK32)
-            hs.ttl, hs.csum_max = old.ttl, old.csum_max
+            hs.ttl, hs.csum_max, hs.csum_run = old.ttl, old.csum_max, old.csum_run
         fresh.early = None
         self._key(fresh)
         self.lru[fresh] = None

@@ -59,7 +59,8 @@ class HalfStream:
     __slots__ = (
         "base", "next", "pending", "pending_bytes", "wait_since", "fin_at",
         "recent_start", "recent", "gap_timeout_s", "max_buffer_bytes",
-        "anomalies", "missed_bytes", "closed", "high", "conflicts", "acked", "ttl", "csum_max",
+        "anomalies", "missed_bytes", "closed", "high", "conflicts", "acked", "ttl", "csum_run", "csum_max",
+        "aside", "aside_bytes",
     )
 
     def __init__(self, gap_timeout_s: float, max_buffer_bytes: int) -> None:
@@ -84,11 +85,19 @@ class HalfStream:
         self.closed = False
         # Kept here for the flow table's checks of this direction: the last
         # acknowledgement number the peer sent for it (32-bit), the hop
-        # limit its packets started with, and the largest payload seen with
-        # a valid checksum (0: none yet).
+        # limit its data started with, the valid checksums seen in a row
+        # (up to flows.CSUM_RUN) and the largest payload with a valid one.
         self.acked: int | None = None
         self.ttl: int | None = None
+        self.csum_run = 0
         self.csum_max = 0
+        # Data whose segment had a bad checksum ((start, bytes, ts, ack),
+        # sorted): a receiver drops it, so it waits aside; a valid copy of
+        # those bytes replaces it, and only if none comes before the bytes
+        # must be given up (the receiver acknowledged them, the wait is
+        # over) is it used instead of a gap (tcp_bad_checksum either way).
+        self.aside: list[tuple[int, bytes, float, int | None]] = []
+        self.aside_bytes = 0
 
     def start(self, seq: int) -> None:
         self.base = seq & MASK32
@@ -141,9 +150,24 @@ class HalfStream:
         if end > self.high:
             self.high = end
 
+    def put_aside(self, seq: int, payload: bytes, now: float, ack: int | None) -> None:
+        """A data segment with a bad checksum (see ``aside``)."""
+        start = self.rel(seq)
+        if self.closed or not payload or start + len(payload) <= self.next:
+            return
+        insort(self.aside, (start, payload, now, ack), key=_start)
+        self.aside_bytes += len(payload)
+        while self.aside_bytes > self.max_buffer_bytes:
+            dropped = self.aside.pop(0)
+            self.aside_bytes -= len(dropped[1])
+        if start + len(payload) > self.high:
+            self.high = start + len(payload)
+
     def feed(self, seq: int, payload: bytes, now: float, ack: int | None = None) -> list:
         if self.closed or not payload:
             return []
+        if self.aside:
+            self._replace_aside(self.rel(seq), len(payload))
         if not self.pending and seq == ((self.base + self.next) & MASK32):
             # The common case: in order, nothing buffered.  No allocation
             # beyond the one-element list.
@@ -205,6 +229,14 @@ class HalfStream:
             self._skip_hole(out)
             if self.pending:
                 self.wait_since = now
+        if self.aside and not self.pending:
+            # Data aside (a bad checksum) waits like a hole, then is used.
+            if self.wait_since is None:
+                self.wait_since = now
+            elif now - self.wait_since >= self.gap_timeout_s:
+                last = self.aside[-1]
+                self._gap(out, last[0] + len(last[1]) - self.next)
+                self.wait_since = None
         return out
 
     def skip_to(self, rel: int) -> list:
@@ -223,6 +255,10 @@ class HalfStream:
         out: list = []
         while self.pending:
             self._skip_hole(out)
+        if self.aside:
+            # Nothing valid came for what waited aside: it is all there is.
+            last = self.aside[-1]
+            self._gap(out, last[0] + len(last[1]) - self.next)
         self.closed = True
         return out
 
@@ -302,11 +338,62 @@ class HalfStream:
         self.wait_since = None
 
     def _gap(self, out: list, n: int) -> None:
+        """``n`` bytes from ``next`` will not come: what waits aside for them
+        (a bad checksum) is used, the rest is a gap."""
+        while n > 0 and self.aside:
+            start, b, ts, ack = self.aside[0]
+            end = start + len(b)
+            if end <= self.next:
+                self.aside.pop(0)
+                self.aside_bytes -= len(b)
+                continue
+            if start > self.next:
+                if start - self.next >= n:
+                    break
+                self._lost(out, start - self.next)
+                n -= start - self.next
+                continue
+            take = b[self.next - start : self.next - start + n]
+            out.append((take, ts, ack))
+            self.recent_start, self.recent = self.next, take
+            self.next += len(take)
+            n -= len(take)
+            if "tcp_bad_checksum" not in self.anomalies:
+                self.anomalies.append("tcp_bad_checksum")
+            if self.next >= end:
+                self.aside.pop(0)
+                self.aside_bytes -= len(b)
+        if n > 0:
+            self._lost(out, n)
+
+    def _lost(self, out: list, n: int) -> None:
         out.append(n)
         self.next += n
         self.missed_bytes += n
         if "tcp_gap" not in self.anomalies:
             self.anomalies.append("tcp_gap")
+
+    def _replace_aside(self, start: int, length: int) -> None:
+        """A valid copy of [start, start+length) came: what waited aside for
+        those bytes (a chaff segment, or a corrupted copy) is dropped."""
+        end = start + length
+        keep = []
+        hit = False
+        for s, b, ts, ack in self.aside:
+            e = s + len(b)
+            if e <= start or s >= end:
+                keep.append((s, b, ts, ack))
+                continue
+            hit = True
+            if s < start:
+                keep.append((s, b[: start - s], ts, ack))
+            if e > end:
+                keep.append((end, b[end - s :], ts, ack))
+        if hit:
+            self.aside = keep
+            self.aside_bytes = sum(len(x[1]) for x in keep)
+            if "tcp_bad_checksum" not in self.anomalies:
+                self.anomalies.append("tcp_bad_checksum")
 
     def _skip_hole(self, out: list) -> None:
         """Declare the hole before the first buffered segment lost."""

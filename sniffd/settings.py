@@ -60,9 +60,10 @@ class Settings:
 
     # --- TCP (config section [tcp]) ---
     # TCP checksums: "on" drops every data segment with a bad one (a
-    # receiver would), "off" checks none, "auto" checks a direction's data
-    # only once its data showed valid checksums, and never a segment larger
-    # than those: a capture taken on a host that offloads checksums records
+    # receiver would), "off" checks none, "auto" checks a direction only
+    # once two of its packets in a row showed valid checksums (one wrong
+    # checksum in 65,536 is right by chance), and never a segment larger
+    # than a full one: a capture taken on a host that offloads checksums records
     # wrong ones on every packet it sends, and one that merges segments
     # (GRO) records super-segments whose checksum the NIC checked; those
     # transactions are real (tcp_bad_checksum).

@@ -236,13 +236,17 @@ class HttpSession:
             return done
         self.pairing.done = []
         freed = 0
+        busy = (self.req.msg, self.resp.msg)
         for txn in done:
             for msg in (txn.request, txn.response):
                 if msg is not None:
                     # Break the message <-> transaction cycle: the records
                     # stage needs neither link, and a cycle would wait for
-                    # the garbage collector.
-                    msg.txn = None
+                    # the garbage collector.  A message still being read (a
+                    # request whose response came first) keeps its link
+                    # until it ends (end_message).
+                    if msg is not busy[0] and msg is not busy[1]:
+                        msg.txn = None
                     if not msg.released:
                         freed += msg.mem
                         msg.released = True
@@ -338,6 +342,9 @@ class HttpSession:
 
     def end_message(self, reader: MessageReader, msg: Message, how: str) -> None:
         txn = msg.txn
+        if txn.depth:
+            msg.txn = None  # its transaction was already written (see take)
+            return
         if reader.is_request:
             if how == "complete" and (msg.method == "CONNECT" or "upgrade" in msg.headers):
                 if self.mode is Mode.HTTP:
