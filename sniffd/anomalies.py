@@ -31,7 +31,7 @@ ANOMALIES: dict[str, str] = {
     "tcp_syn_data": "A SYN (or SYN-ACK) carried data that the peer did not acknowledge (no TCP Fast Open); it was dropped, as Linux drops it.",
     "tcp_urgent_data": "A segment carried urgent data (URG); the bytes are logged in line, but a receiver may have taken the urgent byte out of band.",
     "ip_ttl_changed": "A data segment's TTL / hop limit is far (more than 8) from the one its direction's data started with: a decoy meant to expire before the receiver, or a route change.",
-    "tcp_bad_checksum": "A segment with a wrong TCP checksum was dropped (verify_checksums on, or auto once its direction showed a valid checksum), as the receiver drops it.",
+    "tcp_bad_checksum": "A data segment had a wrong TCP checksum; a receiver drops it, so its bytes waited aside: replaced by a valid copy, or used when they had to be given up (acknowledged by the receiver, gap timeout, end of connection).",
     # --- HTTP ---
     "http_parse_error": "A start line could not be parsed (neither a request nor a status line, with a header section after it); the message still took its place in the pairing, its record keeps the line in start_line.",
     "http_resync": "Bytes were skipped to find this request or status line: junk, the rest of a message that could not be framed, or the start of a mid-stream connection.",
