@@ -388,7 +388,7 @@ class FlowTable:
                 # checksums, and not a segment larger than any of those (a
                 # capture host's GRO/TSO super-segment, summed by the NIC).
                 if verify == "on" or (verify == "auto" and len(payload) <= hs.csum_max):
-                    self._flag(conn, from_client, "tcp_bad_checksum")
+                    self._flag_at(conn, from_client, seq, "tcp_bad_checksum")
                     return
             elif len(payload) > hs.csum_max:
                 hs.csum_max = len(payload)
@@ -400,7 +400,7 @@ class FlowTable:
             if ref is None:
                 hs.ttl = ttl
             elif ttl != ref and (ttl - ref > TTL_SLACK or ref - ttl > TTL_SLACK):
-                self._flag(conn, from_client, "ip_ttl_changed")
+                self._flag_at(conn, from_client, seq, "ip_ttl_changed")
         if flags & TH_SYN:
             self._syn(conn, from_client, seq, ack, flags, payload, now)
             return
@@ -417,7 +417,7 @@ class FlowTable:
         if hs.base is None:
             hs.start(seq)  # settled without a base for it: its first segment
         if flags & TH_URG and payload:
-            self._flag(conn, from_client, "tcp_urgent_data")
+            self._flag_at(conn, from_client, seq, "tcp_urgent_data")
         if payload or lost:
             # Only a segment that itself acknowledges undelivered data waits;
             # one that does not goes to the half-stream even if earlier ones
@@ -622,6 +622,18 @@ class FlowTable:
         direction carries (or its next one)."""
         self._count(name)
         conn.http.note(from_client, (name,))
+
+    def _flag_at(self, conn: Connection, from_client: bool, seq: int, name: str) -> None:
+        """A decoy's anomaly (a data segment at ``seq``): on the message whose
+        bytes it carries.  A copy of bytes already delivered goes on the message
+        that holds them, or on no record when that one was written (counted
+        only), never on the next one, which it did not touch."""
+        hs = conn.c2s if from_client else conn.s2c
+        if hs.base is None or hs.rel(seq) >= hs.next:
+            self._flag(conn, from_client, name)  # new bytes: the message they go to
+            return
+        self._count(name)
+        conn.http.note_at(from_client, hs.rel(seq), (name,))
 
     def note_flow(self, src: bytes, dst: bytes, sport: int, dport: int, ctx, names) -> None:
         """An earlier stage saw something about this connection (an IP

@@ -420,6 +420,37 @@ def ttl_1_decoy_before_a_request_is_kept_as_the_first_copy_and_flagged(k: Conn):
     ]
 
 
+def ttl_1_decoy_after_a_request_is_flagged_on_that_request(k: Conn):
+    """The same decoy after the real bytes: /admin is logged, and the decoy's two
+    anomalies go on /admin, whose bytes it copies, never on /three."""
+    _ttl_decoy(k, decoy_first=False)
+    return [
+        k.record(10, "/one", 1),
+        k.record(20, "/admin", 2, "ip_ttl_changed", "tcp_overlap_conflict"),
+        k.record(30, "/three", 3),
+    ]
+
+
+def ttl_1_decoy_as_the_first_data_segment_sets_the_reference(k: Conn):
+    """The decoy is the direction's first data segment, so its TTL (1) is the
+    reference (flows.py: "the direction's first data segment"): the real copy
+    (TTL 64) is flagged on /index, whose bytes it copies, and so is /two, whose TTL
+    is 63 from that reference.  (A decoy that opens the connection makes every
+    later record carry ip_ttl_changed: the rule as written.)"""
+    k.handshake()
+    (real,) = k.c.client_data(request(b"/admin"))
+    k.at(10, replace(real.with_payload(request(b"/index")), ttl=1))
+    k.at(11, real)
+    k.at(15, *k.c.server_data(RESPONSE))
+    k.at(16, k.c.client_ack())
+    k.exchange(20, b"/two")
+    k.close(40)
+    return [
+        k.record(10, "/index", 1, "ip_ttl_changed", "tcp_overlap_conflict"),
+        k.record(20, "/two", 2, "ip_ttl_changed"),
+    ]
+
+
 # --------------------------------------------------------- bad checksums
 
 
@@ -449,6 +480,11 @@ def bad_checksum_chaff_before_a_request_is_dropped(k: Conn):
         k.record(21, "/admin", 2, "tcp_bad_checksum", duration=4.0),
         k.record(30, "/three", 3),
     ]
+
+
+def bad_checksum_chaff_after_a_request_is_flagged_on_that_request(k: Conn):
+    _chaff(k, chaff_first=False)
+    return [k.record(10, "/first", 1), k.record(20, "/admin", 2, "tcp_bad_checksum"), k.record(30, "/three", 3)]
 
 
 def bad_checksum_chaff_with_checks_off_is_the_first_copy(k: Conn):
@@ -666,7 +702,12 @@ CASES = [
     Case(data_in_a_syn_the_syn_ack_acknowledges_is_the_request, tshark="the server took the SYN's data: /tfo"),
     Case(data_in_a_syn_ack_is_dropped, tshark="the server got /one (the SYN-ACK's data was an answer)"),
     Case(ttl_1_decoy_before_a_request_is_kept_as_the_first_copy_and_flagged),
+    Case(ttl_1_decoy_after_a_request_is_flagged_on_that_request,
+         tshark="the server got /admin; the decoy expired on the way"),
+    Case(ttl_1_decoy_as_the_first_data_segment_sets_the_reference),
     Case(bad_checksum_chaff_before_a_request_is_dropped),
+    Case(bad_checksum_chaff_after_a_request_is_flagged_on_that_request,
+         tshark="the server got /admin and dropped the chaff"),
     Case(bad_checksum_chaff_with_checks_off_is_the_first_copy, config='verify_checksums = "off"'),
     Case(bad_checksum_chaff_with_checks_on_is_dropped, config='verify_checksums = "on"'),
     Case(bad_checksums_on_every_client_packet_are_offload_and_taken, stats={},
@@ -701,6 +742,8 @@ NOT_COMPARED = {
         "the server dropped the SYN's data and got /real, but tshark dissects a SYN's data whatever the SYN-ACK "
         "acknowledges (it lists /decoy)",
     "ttl_1_decoy_before_a_request_is_kept_as_the_first_copy_and_flagged":
+        "sniffd keeps the first copy, /index, which expired before the server (flagged): not the receiver's view",
+    "ttl_1_decoy_as_the_first_data_segment_sets_the_reference":
         "sniffd keeps the first copy, /index, which expired before the server (flagged): not the receiver's view",
     "bad_checksum_chaff_before_a_request_is_dropped":
         "the server dropped the chaff and got /admin, so does sniffd, but tshark dissects a segment whatever its "

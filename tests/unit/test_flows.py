@@ -489,6 +489,21 @@ def ttl_reference_is_the_first_data_segment_not_the_handshake():
     return s, {}
 
 
+def ttl_decoy_copying_a_request_is_flagged_on_it():
+    """The real /b, then a TTL-1 copy of its bytes with others: both anomalies on
+    /b, none on /c."""
+    s = Steps()
+    s.handshake()
+    s.exchange(0.01, "/a", out=[T("GET /a", 200, 1, 0.01)])
+    (b,) = s.c.client_data(request("/b"))
+    s.at(0.02, b, replace(b.with_payload(request("/x")), ttl=1))
+    s.at(0.025, *s.c.server_data(ANSWER),
+         out=[T("GET /b", 200, 2, 0.02, ("ip_ttl_changed", "tcp_overlap_conflict"))])  # fmt: skip
+    s.at(0.026, s.c.client_ack())
+    s.exchange(0.03, "/c", out=[T("GET /c", 200, 3, 0.03)])
+    return s, {"ip_ttl_changed": 1, "tcp_overlap_conflict": 1}
+
+
 def urgent_data_is_flagged():
     s = Steps()
     s.handshake()
@@ -549,6 +564,19 @@ def bad_checksum_is_taken_under_off():
     s, _b = _chaff(valid_before=True, chaff_len=A_LEN)
     s.at(0.025, *s.c.server_data(ANSWER), out=[T("GET /xxxx", 200, 2, 0.02, ("tcp_overlap_conflict",))])
     return s, {"tcp_overlap_conflict": 1}
+
+
+def bad_checksum_copy_of_a_written_request_goes_on_no_record():
+    """/a is answered and written; then a copy of its bytes with others and a
+    wrong checksum: dropped and counted, on no record (not on /b)."""
+    s = Steps()
+    s.handshake()
+    (a,) = s.c.client_data(request("/a"))
+    s.at(0.01, a)
+    s.at(0.015, *s.c.server_data(ANSWER), out=[T("GET /a", 200, 1, 0.01)])
+    s.at(0.016, replace(a.with_payload(request("/x")), bad_checksum=True))
+    s.exchange(0.02, "/b", out=[T("GET /b", 200, 2, 0.02)])
+    return s, {"tcp_bad_checksum": 1}
 
 
 def fragment_overlap_noted_by_the_ip_stage_goes_on_the_next_request():
@@ -625,12 +653,14 @@ CASES = [
     Case(ttl_9_below_the_reference_is_flagged),
     Case(ttl_9_above_the_reference_is_flagged),
     Case(ttl_reference_is_the_first_data_segment_not_the_handshake),
+    Case(ttl_decoy_copying_a_request_is_flagged_on_it),
     Case(urgent_data_is_flagged),
     Case(bad_checksum_after_a_valid_one_is_dropped_under_auto),
     Case(bad_checksum_larger_than_any_valid_one_is_taken_under_auto),
     Case(bad_checksum_before_any_valid_one_is_taken_under_auto),
     Case(bad_checksum_is_dropped_under_on, Settings(verify_checksums="on")),
     Case(bad_checksum_is_taken_under_off, Settings(verify_checksums="off")),
+    Case(bad_checksum_copy_of_a_written_request_goes_on_no_record),
     Case(fragment_overlap_noted_by_the_ip_stage_goes_on_the_next_request),
     Case(answer_captured_before_its_request_waits_for_it),
     Case(force_gives_up_first_the_wait_that_no_held_segment_can_end),
