@@ -21,7 +21,9 @@ What a receiving stack would accept decides, never the first packet alone
   the base, and the roles.  When the wait ends without one, each direction
   starts at the lowest sequence number seen for it (or the lowest the peer
   acknowledged), and only then is the connection mid-stream.  A SYN-ACK
-  alone gives both bases (its ack is the client's ISN + 1).
+  alone gives both bases (its ack is the client's ISN + 1).  An RST
+  answering a SYN that nothing followed is judged at once, by its ACK, as
+  the SYN's sender judges it (a refused connection ends there).
 * **Control segments.**  An RST ends the connection only when its sequence
   number lies where the receiver would accept it (between what was
   delivered and what the sender was seen to send or the receiver
@@ -366,8 +368,9 @@ class FlowTable:
     def _segment(self, conn: Connection, from_client: bool, seq: int, ack: int, flags: int,
                  payload: bytes, lost: int, ttl: int, csum: int, now: float) -> None:
         hs = conn.c2s if from_client else conn.s2c
-        if conn.early is not None and not flags & TH_SYN and (
-                hs.base is None or (flags & TH_ACK and (conn.s2c if from_client else conn.c2s).base is None)):
+        opp = conn.s2c if from_client else conn.c2s
+        if (conn.early is not None and not flags & TH_SYN and (hs.base is None or (flags & TH_ACK and opp.base is None))
+                and not self._refusal(conn, from_client, flags)):
             # Young, and this direction's ISN is not known yet, or the
             # other's (which its ACK must be read against): aside.
             conn.early.append((from_client, (seq, ack, flags, payload, lost, ttl, csum, now)))
@@ -404,7 +407,6 @@ class FlowTable:
         if flags & TH_SYN:
             self._syn(conn, from_client, seq, ack, flags, payload, now)
             return
-        opp = conn.s2c if from_client else conn.c2s
         if flags & TH_ACK:
             opp.acked = ack
         if flags & TH_RST:
@@ -472,6 +474,18 @@ class FlowTable:
             return None
         opp = conn.s2c if from_client else conn.c2s
         return None if opp.base is None else opp.rel(ack)
+
+    @staticmethod
+    def _refusal(conn: Connection, from_client: bool, flags: int) -> bool:
+        """Is this an RST from a side whose ISN is not known, answering a SYN
+        its sender sent nothing after?  The SYN's sender (in SYN-SENT) judges
+        it at once, by its ACK alone (RFC 9293 section 3.10.7.3): it need not
+        wait aside, so a refused connection ends at once (a retry on the same
+        port is a new connection) and one that is not refused stays."""
+        if not flags & TH_RST:
+            return False
+        hs, opp = (conn.c2s, conn.s2c) if from_client else (conn.s2c, conn.c2s)
+        return hs.base is None and opp.base is not None and all(fc == from_client for fc, _item in conn.early)
 
     @staticmethod
     def _rst_acceptable(hs: HalfStream, opp: HalfStream, seq: int, ack: int, flags: int) -> bool:

@@ -250,6 +250,13 @@ def rst_ack_refusing_a_syn_gives_no_record_then_a_retry_two_seconds_later_is_log
     return _refused(k, 2000)
 
 
+def rst_ack_refusing_a_syn_gives_no_record_then_an_immediate_retry_is_logged(k: Conn):
+    """The retry comes while the refused connection is still young (its server
+    side never sent a SYN-ACK): the refusal still ended it, so the new SYN is a new
+    connection, not a SYN ignored on an open one."""
+    return _refused(k, 3)
+
+
 # --------------------------------------------------------------------- SYN
 
 
@@ -687,6 +694,8 @@ CASES = [
          tshark="the server answered /two and /three: it got them"),
     Case(answer_after_an_accepted_rst_is_logged_and_flagged, tshark="the server got and answered the three requests"),
     Case(rst_ack_refusing_a_syn_gives_no_record_then_a_retry_two_seconds_later_is_logged, stats={},
+         tshark="the server got only the retry's /one"),
+    Case(rst_ack_refusing_a_syn_gives_no_record_then_an_immediate_retry_is_logged, stats={},
          tshark="the server got only the retry's /one"),
     Case(syn_with_another_isn_on_an_open_connection_is_ignored),
     Case(syn_answered_by_a_syn_ack_ends_the_old_connection_as_reused,

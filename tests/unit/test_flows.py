@@ -340,6 +340,23 @@ def rst_ack_acknowledging_the_syn_refuses_the_connection():
     return _refused(0, accepted=True)
 
 
+def rst_ack_not_acknowledging_the_syn_is_ignored():
+    return _refused(1000, accepted=False)
+
+
+def refused_connection_retried_at_once_is_a_new_connection():
+    """The refusal ends the young connection at once: a SYN with another ISN a
+    millisecond later starts a new one (no tcp_syn_ignored)."""
+    s = Steps()
+    syn = s.c.syn()
+    s.at(0.0, syn)
+    s.at(0.001, craft.Segment(*SERVER, *CLIENT, 0, syn.next_seq, RST | ACK))
+    s.c = TcpConversation(CLIENT, SERVER, client_isn=5_000_000, server_isn=7_000_000)
+    s.handshake(0.002)
+    s.exchange(0.01, "/a", out=[T("GET /a", 200, 1, 0.01)])
+    return s, {}
+
+
 def data_after_an_accepted_rst_is_logged_and_flagged():
     s = Steps()
     s.handshake()
@@ -638,6 +655,8 @@ CASES = [
     Case(rst_one_past_what_the_peer_acknowledged_is_ignored),
     Case(rst_at_an_acknowledgement_a_window_past_what_was_sent_is_accepted),
     Case(rst_ack_acknowledging_the_syn_refuses_the_connection),
+    Case(rst_ack_not_acknowledging_the_syn_is_ignored),
+    Case(refused_connection_retried_at_once_is_a_new_connection),
     Case(data_after_an_accepted_rst_is_logged_and_flagged),
     Case(fin_one_before_the_next_byte_is_ignored),
     Case(fin_at_the_next_byte_ends_the_direction),
