@@ -27,7 +27,8 @@ What a receiving stack would accept decides, never the first packet alone
 * **Control segments.**  An RST ends the connection only when its sequence
   number lies where the receiver would accept it (between what was
   delivered and what the sender was seen to send or the receiver
-  acknowledged; ``tcp_rst_ignored`` otherwise); data after an accepted RST
+  acknowledged, at most ``FIN_WINDOW`` past what it sent;
+  ``tcp_rst_ignored`` otherwise); data after an accepted RST
   is logged, flagged ``tcp_data_after_rst``.  A SYN with another ISN on an
   open connection is ignored (``tcp_syn_ignored``) unless the server answers
   it with a SYN-ACK (then the old connection was gone: ``reused``).  A FIN
@@ -57,7 +58,7 @@ from sniffd.budget import CONN_COST, SEGMENT_COST, SESSION_COST, Meter
 from sniffd.causal import CausalHold
 from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment, ctx_key, ctx_reversed
 from sniffd.http import HttpSession, Transaction
-from sniffd.reassembly import MASK32, HalfStream
+from sniffd.reassembly import FIN_WINDOW, MASK32, HalfStream
 from sniffd.settings import Settings
 
 TH_URG = 0x20
@@ -499,7 +500,11 @@ class FlowTable:
         r = hs.rel(seq)
         top = hs.high
         if hs.acked is not None:
-            top = max(top, hs.rel(hs.acked))
+            # Bytes the capture lost may have been acknowledged, but not more
+            # than a window past what the sender was seen to send: a receiver
+            # drops an ACK of bytes never sent (RFC 9293 section 3.10.7.4), so
+            # a blind attacker's ACK must not open the window for its RST.
+            top = max(top, min(hs.rel(hs.acked), hs.high + FIN_WINDOW))
         if hs.fin_at is not None:
             top = max(top, hs.fin_at + 1)
         return min(hs.next, top) <= r <= top

@@ -176,6 +176,23 @@ def rst_with_a_random_sequence_number_inside_a_request_is_ignored(k: Conn):
     return [k.record(10, "/one", 1), k.record(20, "/two", 2), k.record(30, "/three", 3, "tcp_rst_ignored")]
 
 
+def rst_after_a_forged_ack_of_unsent_bytes_is_ignored(k: Conn):
+    """Two blind packets: an ACK "from the client" of server bytes 2**30 past
+    anything sent, then an RST "from the server" at that number.  The client
+    drops such an ACK (RFC 9293), so it widens no window: the RST is ignored."""
+    k.handshake()
+    k.exchange(10, b"/one")
+    k.at(20, *k.c.client_data(request(b"/two")))
+    far = k.next_seq("server") + (1 << 30)
+    k.at(21, replace(k.c.client_ack(), ack=far % craft.SEQ_MOD))
+    k.at(22, k.forged("server", RST | ACK, far))
+    k.at(25, *k.c.server_data(RESPONSE))
+    k.at(26, k.c.client_ack())
+    k.exchange(30, b"/three")
+    k.close(40)
+    return [k.record(10, "/one", 1), k.record(20, "/two", 2, "tcp_rst_ignored"), k.record(30, "/three", 3)]
+
+
 def rst_at_the_next_byte_from_the_server_ends_the_connection(k: Conn):
     """An RST at exactly the server's next sequence number: accepted, /two is
     written unanswered with end_reason rst."""
@@ -687,6 +704,8 @@ CASES = [
          tshark="the client ignores the RST; the server got the three requests"),
     Case(rst_with_a_random_sequence_number_inside_a_request_is_ignored,
          tshark="the server ignores the RST and gets the three requests"),
+    Case(rst_after_a_forged_ack_of_unsent_bytes_is_ignored,
+         tshark="the client drops the ACK and ignores the RST; the server got the three requests"),
     Case(rst_at_the_next_byte_from_the_server_ends_the_connection, stats={"response_missing": 1},
          tshark="the server got /one and /two, then reset"),
     Case(rst_at_the_next_byte_from_the_client_ends_the_connection, tshark="the server got /one and /two"),

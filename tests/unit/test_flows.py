@@ -325,6 +325,14 @@ def rst_at_an_acknowledgement_a_window_past_what_was_sent_is_accepted():
     return _rst_acked(FIN_WINDOW, FIN_WINDOW, accepted=True)
 
 
+def rst_at_an_acknowledgement_further_than_a_window_is_ignored():
+    return _rst_acked(FIN_WINDOW + 1, FIN_WINDOW + 1, accepted=False)
+
+
+def rst_at_a_random_acknowledgement_is_ignored():
+    return _rst_acked(0x40000000, 0x40000000, accepted=False)
+
+
 def _refused(ack_extra: int, accepted: bool):
     """A SYN, then an RST|ACK from the server, which never sent a SYN-ACK: it must
     acknowledge the SYN (RFC 9293, SYN-SENT: the client drops any other)."""
@@ -654,6 +662,8 @@ CASES = [
     Case(rst_at_exactly_what_the_peer_acknowledged_is_accepted),
     Case(rst_one_past_what_the_peer_acknowledged_is_ignored),
     Case(rst_at_an_acknowledgement_a_window_past_what_was_sent_is_accepted),
+    Case(rst_at_an_acknowledgement_further_than_a_window_is_ignored),
+    Case(rst_at_a_random_acknowledgement_is_ignored),
     Case(rst_ack_acknowledging_the_syn_refuses_the_connection),
     Case(rst_ack_not_acknowledging_the_syn_is_ignored),
     Case(refused_connection_retried_at_once_is_a_new_connection),
