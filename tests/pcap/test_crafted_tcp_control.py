@@ -310,6 +310,32 @@ def syn_answered_by_a_syn_ack_ends_the_old_connection_as_reused(k: Conn):
     ]
 
 
+def syn_and_syn_ack_forged_by_a_blind_attacker_do_not_end_the_connection(k: Conn):
+    """Between exchanges, a SYN "from the client" with a new ISN X and a SYN-ACK
+    "from the server" acknowledging X + 1: two blind packets.  The client, whose
+    connection is open, answers the SYN-ACK with a challenge ACK and goes on with
+    its own numbers (RFC 5961 section 4), as the capture shows: no segment of the
+    new incarnation ever comes.  One SYN-ACK must not decide the connection's
+    fate (STYLE.md, "Trust the wire"): /two and /three are logged, the forged
+    pair flagged on /two (both directions carry nothing when it comes)."""
+    k.handshake()
+    k.exchange(10, b"/one")
+    k.at(15, craft.Segment(*k.client, *SERVER, 0x5EED0000, 0, SYN))
+    k.at(16, craft.Segment(*SERVER, *k.client, 0x77777777, 0x5EED0001, SYN | ACK))
+    k.at(17, k.c.client_ack())  # the challenge ACK
+    k.exchange(20, b"/two")
+    k.exchange(30, b"/three")
+    k.close(40)
+    return [k.record(10, "/one", 1), k.record(20, "/two", 2, "tcp_syn_ignored"), k.record(30, "/three", 3)]
+
+
+def syn_answered_by_a_syn_ack_is_counted_nowhere_as_ignored(k: Conn):
+    """The same capture, read alone: the run's counters have no tcp_syn_ignored
+    either, since the SYN was not ignored ("ignored ... unless the server answers
+    it", flows.py)."""
+    return syn_answered_by_a_syn_ack_ends_the_old_connection_as_reused(k)
+
+
 def syn_ack_with_another_isn_on_an_open_connection_is_ignored(k: Conn):
     """While /two waits, a SYN-ACK with another ISN "from the server": on /two."""
     k.handshake()
@@ -719,6 +745,9 @@ CASES = [
     Case(syn_with_another_isn_on_an_open_connection_is_ignored),
     Case(syn_answered_by_a_syn_ack_ends_the_old_connection_as_reused,
          tshark="the server got /one and /two, then /again on the new connection"),
+    Case(syn_answered_by_a_syn_ack_is_counted_nowhere_as_ignored, stats={"response_missing": 1},
+         tshark="the server got /one and /two, then /again on the new connection"),
+    Case(syn_and_syn_ack_forged_by_a_blind_attacker_do_not_end_the_connection),
     Case(syn_ack_with_another_isn_on_an_open_connection_is_ignored,
          tshark="the client ignores the SYN-ACK; the server got both requests"),
     Case(fin_from_the_server_before_its_delivered_bytes_is_ignored, tshark="the server got the four requests"),
@@ -763,6 +792,8 @@ NOT_COMPARED = {
     "syn_with_another_isn_on_an_open_connection_is_ignored":
         "the server ignores the SYN and gets the three requests, but tshark takes the SYN for a new connection "
         "and dissects nothing after it (it lists /one only)",
+    "syn_and_syn_ack_forged_by_a_blind_attacker_do_not_end_the_connection":
+        "as for a SYN with another ISN: tshark takes it for a new connection",
     "fin_from_the_client_far_ahead_is_ignored":
         "the server ignores the FIN and gets the four requests, but tshark ends the client's stream at a FIN "
         "wherever its sequence number (it lists /one and /two only)",

@@ -436,6 +436,22 @@ def syn_retransmitted_with_the_same_isn_is_nothing():
     return s, {}
 
 
+def syn_answered_by_a_syn_ack_means_reused():
+    """/a waits; a SYN with another ISN, and the server's SYN-ACK acknowledges it:
+    the old connection is written (reused) and the new one is logged from
+    trans_depth 1.  The SYN was not ignored: nothing counts it."""
+    s = Steps()
+    s.handshake()
+    s.at(0.01, *s.c.client_data(request("/a")))
+    s.c = TcpConversation(CLIENT, SERVER, client_isn=0x12345678, server_isn=0x23456789)
+    syn, syn_ack, ack = s.c.handshake()
+    s.at(0.5, syn)
+    s.at(0.501, syn_ack, out=[T("GET /a", None, 1, 0.01, ("response_missing",), "reused")])
+    s.at(0.502, ack)
+    s.exchange(0.51, "/b", out=[T("GET /b", 200, 1, 0.51)])
+    return s, {}
+
+
 def syn_ack_not_acknowledging_the_new_syn_is_ignored():
     """After the SYN with another ISN, a SYN-ACK with another ISN that does not
     acknowledge it: ignored too (on /a, which waits for its answer)."""
@@ -627,6 +643,16 @@ def answer_captured_before_its_request_waits_for_it():
     return s, {}
 
 
+def answer_to_a_lost_request_waits_gap_timeout_then_the_request_is_lost():
+    s = Steps()
+    s.handshake()
+    s.c.client_data(request("/a"))  # never captured
+    s.at(0.5, *s.c.server_data(ANSWER))
+    s.expire(10.499)
+    s.expire(10.5, out=[T(None, 200, 1, 0.5, ("request_missing", "tcp_gap"))])
+    return s, {"tcp_gap": 1}
+
+
 def force_gives_up_first_the_wait_that_no_held_segment_can_end():
     """/1's answer is lost.  /2 (acknowledging that answer) waits for it; /2's
     answer (acknowledging /2) waits for /2.  Giving up /2's wait declares /1's
@@ -674,6 +700,7 @@ CASES = [
     Case(fin_one_past_the_window_is_ignored),
     Case(syn_with_another_isn_is_ignored),
     Case(syn_retransmitted_with_the_same_isn_is_nothing),
+    Case(syn_answered_by_a_syn_ack_means_reused),
     Case(syn_ack_not_acknowledging_the_new_syn_is_ignored),
     Case(syn_data_without_fast_open_is_dropped),
     Case(syn_data_with_fast_open_is_the_request),
@@ -692,6 +719,7 @@ CASES = [
     Case(bad_checksum_copy_of_a_written_request_goes_on_no_record),
     Case(fragment_overlap_noted_by_the_ip_stage_goes_on_the_next_request),
     Case(answer_captured_before_its_request_waits_for_it),
+    Case(answer_to_a_lost_request_waits_gap_timeout_then_the_request_is_lost),
     Case(force_gives_up_first_the_wait_that_no_held_segment_can_end),
 ]
 
