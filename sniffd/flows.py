@@ -21,11 +21,14 @@ What a receiving stack would accept decides, never the first packet alone
   the base, and the roles.  When the wait ends without one, each direction
   starts at the lowest sequence number seen for it (or the lowest the peer
   acknowledged), and only then is the connection mid-stream.  A SYN-ACK
-  alone gives both bases (its ack is the client's ISN + 1).
+  alone gives both bases (its ack is the client's ISN + 1).  An RST
+  answering a SYN that nothing followed is judged at once, by its ACK, as
+  the SYN's sender judges it (a refused connection ends there).
 * **Control segments.**  An RST ends the connection only when its sequence
   number lies where the receiver would accept it (between what was
   delivered and what the sender was seen to send or the receiver
-  acknowledged; ``tcp_rst_ignored`` otherwise); data after an accepted RST
+  acknowledged, at most ``FIN_WINDOW`` past what it sent;
+  ``tcp_rst_ignored`` otherwise); data after an accepted RST
   is logged, flagged ``tcp_data_after_rst``.  A SYN with another ISN on an
   open connection is ignored (``tcp_syn_ignored``) unless the server answers
   it with a SYN-ACK (then the old connection was gone: ``reused``).  A FIN
@@ -55,7 +58,7 @@ from sniffd.budget import CONN_COST, SEGMENT_COST, SESSION_COST, Meter
 from sniffd.causal import CausalHold
 from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment, ctx_key, ctx_reversed
 from sniffd.http import HttpSession, Transaction
-from sniffd.reassembly import MASK32, HalfStream
+from sniffd.reassembly import FIN_WINDOW, MASK32, HalfStream
 from sniffd.settings import Settings
 
 TH_URG = 0x20
@@ -95,7 +98,7 @@ class Connection:
         "client", "server", "c2s", "s2c", "last_seen", "touched", "closed", "hold", "keys", "cid",
         "client_rec", "server_rec", "rst", "syn_isn", "server_isn", "releasing", "_http", "_settings", "midstream",
         "meter", "bodies", "accounted", "began", "_order", "ctx", "encap_rec", "early", "early_bytes",
-        "born_packets", "new_syn", "syn_data", "after_rst",
+        "born_packets", "new_syn", "doubt", "syn_data", "after_rst",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
@@ -141,6 +144,11 @@ class Connection:
         self.born_packets = 0
         # A SYN with another ISN while the connection is open: (isn, time).
         self.new_syn: tuple[int, float] | None = None
+        # Whether that SYN was ignored is not decided yet: True until the
+        # next segment (unless it is the SYN-ACK that takes it); after such
+        # a SYN-ACK, (its ISN,) until a segment shows which incarnation
+        # goes on.  Segments take the general path meanwhile.
+        self.doubt: bool | tuple[int] | None = None
         # The payload of the client's SYN, until the SYN-ACK says whether
         # the server took it (TCP Fast Open): (payload, time).
         self.syn_data: tuple[bytes, float] | None = None
@@ -240,7 +248,7 @@ class FlowTable:
                 # A pure ACK on a settled connection: nothing to deliver, it
                 # never waits for causal order; it shows life, and says how
                 # far the peer's stream was received (RST checks).
-                if not conn.closed and conn.early is None:
+                if not conn.closed and conn.early is None and conn.doubt is None:
                     (conn.s2c if from_client else conn.c2s).acked = ack
                     if csum > 0:
                         hs = conn.c2s if from_client else conn.s2c
@@ -251,7 +259,7 @@ class FlowTable:
                         conn.touched = now
                         self.lru.move_to_end(conn)
                     return _NOTHING
-            elif payload and not flags & 0x27 and not lost and conn.early is None:
+            elif payload and not flags & 0x27 and not lost and conn.early is None and conn.doubt is None:
                 # Fast path: data, in order, on an open connection with
                 # nothing buffered or held, acknowledging only what was
                 # delivered, its checksum and hop limit as usual: the bytes
@@ -377,9 +385,12 @@ class FlowTable:
 
     def _segment(self, conn: Connection, from_client: bool, seq: int, ack: int, flags: int,
                  payload: bytes, lost: int, ttl: int, csum: int, now: float) -> None:
+        if conn.doubt is not None:
+            conn = self._judge(conn, from_client, seq, ack, flags, now)
         hs = conn.c2s if from_client else conn.s2c
-        if conn.early is not None and not flags & TH_SYN and (
-                hs.base is None or (flags & TH_ACK and (conn.s2c if from_client else conn.c2s).base is None)):
+        opp = conn.s2c if from_client else conn.c2s
+        if (conn.early is not None and not flags & TH_SYN and (hs.base is None or (flags & TH_ACK and opp.base is None))
+                and not self._refusal(conn, from_client, flags)):
             # Young, and this direction's ISN is not known yet, or the
             # other's (which its ACK must be read against): aside.
             conn.early.append((from_client, (seq, ack, flags, payload, lost, ttl, csum, now)))
@@ -410,6 +421,11 @@ class FlowTable:
                 # or the bytes must be given up (see HalfStream.aside).
                 if hs.base is None:
                     hs.start(seq)
+                if hs.rel(seq) + len(payload) <= hs.next:
+                    # A copy of bytes delivered: nothing to keep, but a decoy
+                    # (or a damaged copy) of the message that holds them.
+                    self._flag_at(conn, from_client, seq, "tcp_bad_checksum")
+                    return
                 hs.put_aside(seq, payload, now, ack if flags & TH_ACK else None)
                 self.waiting.add(conn)
                 return
@@ -423,11 +439,10 @@ class FlowTable:
             if ref is None:
                 hs.ttl = ttl
             elif ttl != ref and (ttl - ref > TTL_SLACK or ref - ttl > TTL_SLACK):
-                self._flag(conn, from_client, "ip_ttl_changed")
+                self._flag_at(conn, from_client, seq, "ip_ttl_changed")
         if flags & TH_SYN:
             self._syn(conn, from_client, seq, ack, flags, payload, now)
             return
-        opp = conn.s2c if from_client else conn.c2s
         if flags & TH_ACK:
             opp.acked = ack
         if flags & TH_RST:
@@ -440,7 +455,7 @@ class FlowTable:
         if hs.base is None:
             hs.start(seq)  # settled without a base for it: its first segment
         if flags & TH_URG and payload:
-            self._flag(conn, from_client, "tcp_urgent_data")
+            self._flag_at(conn, from_client, seq, "tcp_urgent_data")
         if payload or lost:
             # Only a segment that itself acknowledges undelivered data waits;
             # one that does not goes to the half-stream even if earlier ones
@@ -497,6 +512,18 @@ class FlowTable:
         return None if opp.base is None else opp.rel(ack)
 
     @staticmethod
+    def _refusal(conn: Connection, from_client: bool, flags: int) -> bool:
+        """Is this an RST from a side whose ISN is not known, answering a SYN
+        its sender sent nothing after?  The SYN's sender (in SYN-SENT) judges
+        it at once, by its ACK alone (RFC 9293 section 3.10.7.3): it need not
+        wait aside, so a refused connection ends at once (a retry on the same
+        port is a new connection) and one that is not refused stays."""
+        if not flags & TH_RST:
+            return False
+        hs, opp = (conn.c2s, conn.s2c) if from_client else (conn.s2c, conn.c2s)
+        return hs.base is None and opp.base is not None and all(fc == from_client for fc, _item in conn.early)
+
+    @staticmethod
     def _rst_acceptable(hs: HalfStream, opp: HalfStream, seq: int, ack: int, flags: int) -> bool:
         """Would the receiver accept this RST (RFC 5961 section 3)?  Its
         sequence number must lie between what the receiver has and what the
@@ -508,7 +535,11 @@ class FlowTable:
         r = hs.rel(seq)
         top = hs.high
         if hs.acked is not None:
-            top = max(top, hs.rel(hs.acked))
+            # Bytes the capture lost may have been acknowledged, but not more
+            # than a window past what the sender was seen to send: a receiver
+            # drops an ACK of bytes never sent (RFC 9293 section 3.10.7.4), so
+            # a blind attacker's ACK must not open the window for its RST.
+            top = max(top, min(hs.rel(hs.acked), hs.high + FIN_WINDOW))
         if hs.fin_at is not None:
             top = max(top, hs.fin_at + 1)
         return min(hs.next, top) <= r <= top
@@ -535,14 +566,20 @@ class FlowTable:
                     conn.syn_data = (payload, now)
             elif seq != conn.syn_isn:
                 # Another ISN on an open connection: a receiver answers with
-                # a challenge ACK, not a new connection (RFC 5961 section 4).
-                self._flag(conn, True, "tcp_syn_ignored")
-                conn.new_syn = (seq, now)
+                # a challenge ACK, not a new connection (RFC 5961 section 4),
+                # unless the old one was gone (the client reused the port).
+                # The next segment decides (see _judge).
+                if conn.new_syn is None or conn.new_syn[0] != seq:
+                    conn.new_syn = (seq, now)
+                if conn.doubt is None:
+                    conn.doubt = True
         else:
             new = conn.new_syn
             if new is not None and ack == (new[0] + 1) & MASK32 and seq != conn.server_isn:
-                # The server took the new SYN: the old connection was gone.
-                self._reused(conn, new, seq, ack, now)
+                # The server took the new SYN: the old connection was gone,
+                # unless the next segments go on with its numbers (a blind
+                # attacker's SYN and SYN-ACK).
+                conn.doubt = (seq,)
                 return
             if conn.server_isn is None:
                 conn.server_isn = seq
@@ -604,7 +641,34 @@ class FlowTable:
         if not conn.waiting:
             self.waiting.discard(conn)
 
-    def _reused(self, conn: Connection, new: tuple[int, float], seq: int, ack: int, now: float) -> None:
+    def _judge(self, conn: Connection, from_client: bool, seq: int, ack: int, flags: int,
+               now: float) -> Connection:
+        """Decide the doubt a SYN with another ISN left, by the segment that
+        follows it; return the connection that segment belongs to."""
+        doubt = conn.doubt
+        isn = conn.new_syn[0]
+        if flags & TH_SYN:
+            if flags & TH_ACK:
+                if ack == (isn + 1) & MASK32 and (doubt is True or seq == doubt[0]):
+                    return conn  # the SYN-ACK taking it, or its copy
+            elif seq == isn:
+                return conn  # the SYN's copy
+        elif doubt is not True:
+            hs = conn.c2s if from_client else conn.s2c
+            fresh_base = (isn + 1) if from_client else (doubt[0] + 1)
+            if _near(seq, fresh_base) or not (hs.base is not None and _near(seq, hs.base + hs.next)):
+                # The new incarnation's numbers (or not the old one's):
+                # the server did take the SYN.
+                return self._reused(conn, conn.new_syn, doubt[0], now)
+        # The old connection goes on: the SYN (and the SYN-ACK that took it,
+        # sent by the same blind hand) were ignored.
+        conn.doubt = None
+        self._flag(conn, True, "tcp_syn_ignored")
+        if doubt is not True:
+            self._flag(conn, False, "tcp_syn_ignored")
+        return conn
+
+    def _reused(self, conn: Connection, new: tuple[int, float], seq: int, now: float) -> Connection:
         """A SYN-ACK answered the SYN that came on the open connection: the
         client reused the port, the server had forgotten the old one."""
         client, server, ctx = conn.client, conn.server, conn.ctx
@@ -621,6 +685,7 @@ class FlowTable:
         fresh.server_isn = seq
         fresh.s2c.start((seq + 1) & MASK32)
         self._settle(fresh, now)
+        return fresh
 
     def _after_rst(self, conn: Connection, now: float) -> Connection:
         """Data after an accepted RST: the receiver may not have accepted it
@@ -645,6 +710,18 @@ class FlowTable:
         direction carries (or its next one)."""
         self._count(name)
         conn.http.note(from_client, (name,))
+
+    def _flag_at(self, conn: Connection, from_client: bool, seq: int, name: str) -> None:
+        """A decoy's anomaly (a data segment at ``seq``): on the message whose
+        bytes it carries.  A copy of bytes already delivered goes on the message
+        that holds them, or on no record when that one was written (counted
+        only), never on the next one, which it did not touch."""
+        hs = conn.c2s if from_client else conn.s2c
+        if hs.base is None or hs.rel(seq) >= hs.next:
+            self._flag(conn, from_client, name)  # new bytes: the message they go to
+            return
+        self._count(name)
+        conn.http.note_at(from_client, hs.rel(seq), (name,))
 
     def note_flow(self, src: bytes, dst: bytes, sport: int, dport: int, ctx, names) -> None:
         """An earlier stage saw something about this connection (an IP
@@ -845,6 +922,12 @@ class FlowTable:
         it lingers out."""
         if conn.closed:
             return
+        if conn.doubt is not None:
+            if conn.doubt is True:
+                self._flag(conn, True, "tcp_syn_ignored")  # nothing answered it
+            else:
+                why = "reused"  # the SYN-ACK that took the new SYN stands
+            conn.doubt = None
         if conn.early is not None:
             self._settle(conn, now)
             if conn.closed:
@@ -969,6 +1052,12 @@ class FlowTable:
         for conn in list(self.closing):
             self._remove(conn)
         return _in_order(self._take())
+
+
+def _near(seq: int, ref: int) -> bool:
+    """Is ``seq`` within a window (either way) of ``ref``?"""
+    d = (seq - ref) & MASK32
+    return d <= FIN_WINDOW or d >= (1 << 32) - FIN_WINDOW
 
 
 def _in_order(done: list[tuple[Connection, Transaction]]) -> list[tuple[Connection, Transaction]]:

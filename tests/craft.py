@@ -2,7 +2,9 @@
 
 Importable helpers, no tests.  The layers follow the wire:
 
-    TcpConversation -> Segment          TCP, with seq/ack kept right for you
+    TcpConversation -> Segment          TCP, with seq/ack kept right for you; a Segment's
+                                        ttl, urgent pointer (URG) and a wrong checksum
+                                        are set with dataclasses.replace
     ip_packet(segment)  -> bytes        IPv4 or IPv6 (+ extension headers)
     ipv4_fragments / ipv6_fragments     one IP packet -> N fragment packets
     mpls, pppoe_session, gre, erspan2,  encapsulations: the header(s) of one layer
@@ -84,6 +86,7 @@ SYN = dpkt.tcp.TH_SYN
 RST = dpkt.tcp.TH_RST
 PSH = dpkt.tcp.TH_PUSH
 ACK = dpkt.tcp.TH_ACK
+URG = dpkt.tcp.TH_URG
 
 CLIENT_MAC = bytes.fromhex("020000000001")
 SERVER_MAC = bytes.fromhex("020000000002")
@@ -112,7 +115,14 @@ def _checksum(data: bytes) -> int:
 
 @dataclass(frozen=True)
 class Segment:
-    """One TCP segment, addresses included (needed for the checksum)."""
+    """One TCP segment, addresses included (needed for the checksum).
+
+    The fields after ``window`` are for decoys: ``ttl`` is the TTL / hop limit
+    of the IP packet ``ip_packet`` puts it in, ``urgent`` the urgent pointer
+    (set ``URG`` in ``flags`` too), ``bad_checksum`` writes a wrong TCP
+    checksum (the right one with its lowest bit flipped: never the other
+    ones'-complement zero, which would still be right).
+    """
 
     src: str
     sport: int
@@ -123,6 +133,9 @@ class Segment:
     flags: int
     payload: bytes = b""
     window: int = 65535
+    ttl: int = 64
+    urgent: int = 0
+    bad_checksum: bool = False
 
     @property
     def next_seq(self) -> int:
@@ -158,6 +171,7 @@ class Segment:
             ack=self.ack if self.flags & ACK else 0,
             flags=self.flags,
             win=self.window,
+            urp=self.urgent,
             data=self.payload,
         )
         tcp.sum = 0
@@ -166,7 +180,7 @@ class Segment:
             pseudo = struct.pack(">16s16sI3xB", _ip_bytes(self.src), _ip_bytes(self.dst), len(raw), IPPROTO_TCP)
         else:
             pseudo = struct.pack(">4s4sxBH", _ip_bytes(self.src), _ip_bytes(self.dst), IPPROTO_TCP, len(raw))
-        csum = _checksum(pseudo + raw)
+        csum = _checksum(pseudo + raw) ^ (1 if self.bad_checksum else 0)
         return raw[:16] + struct.pack(">H", csum) + raw[18:]
 
 
@@ -214,8 +228,11 @@ class TcpConversation:
         return segs
 
     # -- handshake
-    def syn(self) -> Segment:
-        seg = self._segment("client", SYN)
+    def syn(self, payload: bytes = b"") -> Segment:
+        """The client's SYN; with ``payload``, data the server takes (TCP Fast
+        Open, RFC 7413): the SYN-ACK acknowledges it.  For data the server
+        does not take, ``replace(conv.syn(), payload=...)``."""
+        seg = self._segment("client", SYN, payload)
         return replace(seg, ack=0)
 
     def syn_ack(self) -> Segment:
@@ -347,9 +364,9 @@ def ipv6(
 def ip_packet(seg: Segment, *, ip_id: int = 0, ext_headers: Sequence[ExtHeader] = ()) -> bytes:
     """``seg`` inside an IPv4 or IPv6 packet, chosen by its addresses."""
     if _is_v6(seg.src):
-        return ipv6(seg.src, seg.dst, seg.tcp_bytes(), ext_headers=ext_headers)
+        return ipv6(seg.src, seg.dst, seg.tcp_bytes(), ext_headers=ext_headers, hop_limit=seg.ttl)
     assert not ext_headers, "extension headers are IPv6 only"
-    return ipv4(seg.src, seg.dst, seg.tcp_bytes(), ip_id=ip_id)
+    return ipv4(seg.src, seg.dst, seg.tcp_bytes(), ip_id=ip_id, ttl=seg.ttl)
 
 
 def _fragment_sizes(length: int, count: int) -> list[int]:

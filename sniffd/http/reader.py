@@ -231,6 +231,11 @@ class MessageReader:
                     self.lost_from = self.junk_from
                 else:
                     self.lost_from = base
+            if self.is_request and not (self.midstream and self.good == 0):
+                # Requests may have been in the lost bytes: the pairing knows
+                # now (a response to one may come before the next request
+                # line, or none may come); the resync widens the stretch.
+                self.listener.lost(self, self.lost_from, self.pos)
             self.junk_from = None
             self._set_buf(b"")
             self.state = RESYNC
