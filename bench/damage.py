@@ -78,7 +78,7 @@ for _p in (str(BENCH_DIR), str(REPO_ROOT)):
 
 from tests import httpgen  # noqa: E402
 from transform import C2S, DIRECTION_NAMES, S2C, assign_connections, read_pcap  # noqa: E402
-from verify import _ts_seconds, diff, record_fields, truth_fields  # noqa: E402
+from verify import _ts_seconds, diff, read_records, record_fields, truth_fields  # noqa: E402
 
 _SEQ_MOD = 1 << 32
 
@@ -485,19 +485,6 @@ class DamageVerdict:
                              for o in self.outcomes if o.category != "exact"],
             "extra_records": [self.record_list[i] for i in self.extra],
         }
-
-
-def read_records(path: str | Path) -> tuple[list[dict], int]:
-    records, bad = [], 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                bad += 1
-    return records, bad
 
 
 class Reference:

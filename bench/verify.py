@@ -95,6 +95,20 @@ class Verdict:
                 "unparsable_lines": self.unparsable_lines}
 
 
+def read_records(path) -> tuple[list[dict], int]:
+    """The records of a JSON Lines file, and how many lines did not parse."""
+    records, bad = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                bad += 1
+    return records, bad
+
+
 def verify(truth: list[dict], records_path: str, copies: int = 1) -> Verdict:
     """``copies`` > 1: the capture was replayed that many times with other IP addresses each time
     (``tcpreplay --loop N --unique-ip``), so each transaction must appear that often, and addresses
@@ -102,15 +116,7 @@ def verify(truth: list[dict], records_path: str, copies: int = 1) -> Verdict:
     truth = truth * copies
     ignore_ips = copies > 1
     v = Verdict(truth=len(truth))
-    records = []
-    with open(records_path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                v.unparsable_lines += 1
+    records, v.unparsable_lines = read_records(records_path)
     v.records = len(records)
     want: dict[tuple, list[dict]] = defaultdict(list)
     for t in truth:

@@ -692,10 +692,8 @@ def _mpls(buf: bytes, off: int, ctx, verify: bool):
     if len(buf) <= off:
         return "truncated_frame"
     v = buf[off] >> 4
-    if v == 4:
-        return _ip4(buf, off, ctx, verify)
-    if v == 6:
-        return _ip6(buf, off, ctx, verify)
+    if v == 4 or v == 6:
+        return _ip_any(buf, off, ctx, verify)
     plain = _pw_ethernet_at(buf, off)
     if plain != (v == 0 and _pw_ethernet_at(buf, off + 4)):
         return _ethernet(buf, off if plain else off + 4, ctx, verify)

@@ -7,6 +7,7 @@ this process and in every ``sniffd`` subprocess the tests start.
 
 import base64
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,31 @@ os.environ["SNIFFD_STRICT"] = "1"
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
+    _fail_on_skips(session)
+    _secret_scan(session)
+
+
+def _fail_on_skips(session) -> None:
+    """A skipped test is not a pass: every test needs only what scripts/install
+    sets up, so a skip means the machine or the set-up is wrong, and the run
+    fails (SNIFFD_ALLOW_SKIPS=1 for a developer's partial run).  The one
+    exception: a checkout without ../shared/conformance beside it skips the
+    layers that read Zeek's traces (CI always has them)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or os.environ.get("SNIFFD_ALLOW_SKIPS") == "1":
+        return
+    failed = False
+    for rep in reporter.stats.get("skipped", []):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if "../shared/conformance not present" not in reason:
+            reporter.write_line(f"SKIPPED (a failure here): {rep.nodeid}: {reason}", red=True)
+            failed = True
+    if failed:
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _secret_scan(session) -> None:
     """Scan every JSON-lines file the tests wrote (under pytest's basetemp)
     for the credentials tests/sent_secrets.py lists; one found fails the run."""
     factory = getattr(session.config, "_tmp_path_factory", None)
@@ -48,3 +74,12 @@ def pytest_sessionfinish(session, exitstatus):
             for path, s in found:
                 reporter.write_line(f"SECRET LEAKED: {s!r} in {path}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def sniffd_exe() -> Path:
+    """The sniffd console script installed next to the running interpreter (the venv's)."""
+    path = Path(sys.executable).parent / "sniffd"
+    if not path.exists():
+        pytest.fail(f"{path} does not exist: run scripts/install")
+    return path

@@ -585,19 +585,24 @@ class MessageReader:
             msg.status = status
             msg.reason = reason
         msg.version = version
-        self.msg = msg
-        if self.verdict is not True:
-            self.good += 1
-            self.verdict = True
-        listener = self.listener
-        listener.begin(self, msg)
-        if flags:
-            msg.txn.anomalies.update(flags)
-        if self.state is not HEAD:
+        if not self._opened(msg, flags):
             return True  # the listener stopped this direction
         if fields_end > eol + 1:
             self._fields(msg, data[eol + 1 : fields_end])
         return self._head_read(msg, base + end)
+
+    def _opened(self, msg: Message, flags) -> bool:
+        """``msg``'s start line was read: it is this direction's message, the
+        listener pairs it, ``flags`` go on its transaction.  False if the
+        listener stopped this direction."""
+        self.msg = msg
+        if self.verdict is not True:
+            self.good += 1
+            self.verdict = True
+        self.listener.begin(self, msg)
+        if flags:
+            msg.txn.anomalies.update(flags)
+        return self.state is HEAD
 
     def _whole_head_c(self, done: tuple, base: int, end: int) -> bool:
         """``_whole_head`` with the head parsed by _fields.c's head()."""
@@ -610,13 +615,7 @@ class MessageReader:
             msg.status = first
             msg.reason = second
         msg.version = version
-        self.msg = msg
-        if self.verdict is not True:
-            self.good += 1
-            self.verdict = True
-        listener = self.listener
-        listener.begin(self, msg)
-        if self.state is not HEAD:
+        if not self._opened(msg, ()):
             return True  # the listener stopped this direction
         msg.headers = headers
         msg.header_count = count

@@ -263,22 +263,26 @@ def _chunked_final(codings: list[str]) -> bool:
     return bool(codings) and codings[-1] == "chunked"
 
 
+def _transfer_coded(te: str, cl: str | None, tainted: bool) -> tuple[bool, bool, list[str]]:
+    """(chunked is the final coding, chunked is one of them, flags) for a
+    message with Transfer-Encoding (and maybe Content-Length)."""
+    codings = _codings(te)
+    chunked_final = _chunked_final(codings)
+    flags = [] if chunked_final else [TE_INVALID]
+    if cl is not None:
+        flags.append(TE_AND_CL)
+    if flags or tainted:
+        flags.append(AMBIGUOUS)
+    return chunked_final, "chunked" in codings, flags
+
+
 def request_framing(headers: dict[str, str], odd: set | None) -> tuple[int, int, list[str]]:
     """(kind, length, flags) for a request body (RFC 9112 section 6.3)."""
     te, cl, tainted = framing_fields(headers, odd)
-    flags: list[str] = []
     if te is not None:
-        codings = _codings(te)
-        chunked_final = _chunked_final(codings)
-        if not chunked_final:
-            flags.append(TE_INVALID)
-        if cl is not None:
-            flags.append(TE_AND_CL)
-        if flags or tainted:
-            flags.append(AMBIGUOUS)
-        if chunked_final or "chunked" in codings:
-            return CHUNKED, 0, flags
-        return NONE, 0, flags
+        chunked_final, chunked, flags = _transfer_coded(te, cl, tainted)
+        return (CHUNKED if chunked_final or chunked else NONE), 0, flags
+    flags: list[str] = []
     if cl is not None:
         n = content_length(cl, flags)
         if flags or tainted:
@@ -296,17 +300,10 @@ def response_framing(headers: dict[str, str], odd: set | None, status: int | Non
     if bodiless or (status is not None and (100 <= status < 200 or status == 204 or status == 304)):
         return NONE, 0, []
     te, cl, tainted = framing_fields(headers, odd)
-    flags: list[str] = []
     if te is not None:
-        codings = _codings(te)
-        chunked_final = _chunked_final(codings)
-        if not chunked_final:
-            flags.append(TE_INVALID)
-        if cl is not None:
-            flags.append(TE_AND_CL)
-        if flags or tainted:
-            flags.append(AMBIGUOUS)
-        return (CHUNKED, 0, flags) if chunked_final else (CLOSE, 0, flags)
+        chunked_final, _chunked, flags = _transfer_coded(te, cl, tainted)
+        return (CHUNKED if chunked_final else CLOSE), 0, flags
+    flags: list[str] = []
     if cl is not None:
         n = content_length(cl, flags)
         if flags or tainted:

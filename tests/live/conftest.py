@@ -163,15 +163,6 @@ def http_server():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def sniffd_exe() -> Path:
-    """The sniffd console script installed next to the running interpreter (the venv's)."""
-    path = Path(sys.executable).parent / "sniffd"
-    if not path.exists():
-        pytest.fail(f"{path} does not exist: run scripts/install")
-    return path
-
-
 @dataclass
 class LiveRun:
     """Everything one capture-and-read produced, for assertions and failure messages."""

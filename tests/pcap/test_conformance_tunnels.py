@@ -18,7 +18,7 @@ from pcapcheck import read_records
 CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "zeek"
 
 needs_traces = pytest.mark.skipif(not CONFORMANCE.is_dir(),
-                                  reason=f"Zeek's conformance traces are not at {CONFORMANCE}")
+                                  reason=f"../shared/conformance not present: Zeek's traces are not at {CONFORMANCE}")
 
 TEREDO = {"type": "teredo", "src": "192.168.2.16", "dst": "83.170.1.38"}  # the client and its relay (tshark)
 

@@ -76,14 +76,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return Corpus(out / "corpus.pcap", truth, json.loads((out / "corpus.json").read_text()), ref)
 
 
-@pytest.fixture(scope="session")
-def sniffd_exe() -> Path:
-    path = Path(sys.executable).parent / "sniffd"
-    if not path.exists():
-        pytest.fail(f"{path} does not exist: run scripts/install")
-    return path
-
-
 @dataclass
 class CopyRun:
     pcap: Path
