@@ -201,11 +201,27 @@ class HttpSession:
 
     def take(self) -> list[Transaction]:
         """Finished transactions, oldest first; their memory leaves the
-        meter here, the one place every transaction leaves the session."""
+        meter here, the one place every transaction leaves the session.
+
+        A transaction whose response is over while its request is still
+        being read (a server that answers before the upload ends: 413, 401,
+        an early 200) stays here, and every later one behind it, until the
+        request ends: the rest of the request (its body, trailers, the
+        anomalies a gap or the end of the connection put on it) belongs to
+        that record, and the reader still needs the message's link to its
+        transaction."""
         done = self.pairing.done
         if not done:
             return done
-        self.pairing.done = []
+        reading = self.req.msg
+        if reading is not None and reading.txn is not None and reading.txn.depth:
+            # Finished (depth given) while its request is being read.
+            k = done.index(reading.txn)
+            if k == 0:
+                return []
+            done, self.pairing.done = done[:k], done[k:]
+        else:
+            self.pairing.done = []
         freed = 0
         for txn in done:
             for msg in (txn.request, txn.response):

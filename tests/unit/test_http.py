@@ -461,6 +461,49 @@ CASES = [
             )
         ),
     ),
+    # A server may answer before the request is over (413, 401, an early
+    # error): the record waits for the rest of the request, which is its own.
+    Case(
+        "early_response_then_client_fin_mid_body_is_message_incomplete",
+        [C(b"POST /x HTTP/1.1\r\nHost: example.test\r\nContent-Length: 10\r\n\r\nabc"), S(ok(b"", b"400 Bad Request")),
+         END_C],
+        outcome(
+            txn(
+                1,
+                req("POST", "/x", {"host": "example.test", "content-length": "10"}, body_len=3),
+                ok_resp(0, 400, "Bad Request"),
+                anomalies=["message_incomplete"],
+            )
+        ),
+    ),
+    Case(
+        "early_response_then_gap_in_the_request_body_is_counted_on_its_record",
+        [C(b"POST /x HTTP/1.1\r\nHost: example.test\r\nContent-Length: 10\r\n\r\nabc"),
+         S(ok(b"", b"413 Content Too Large")), *gap(CLIENT, 4), C(b"xyz")],
+        outcome(
+            txn(
+                1,
+                req("POST", "/x", {"host": "example.test", "content-length": "10"}, body_len=6, missed_bytes=4),
+                ok_resp(0, 413, "Content Too Large"),
+                anomalies=["body_gap", "tcp_gap"],
+            )
+        ),
+    ),
+    Case(
+        "early_response_waits_for_the_chunked_request_body_and_trailers",
+        [C(b"POST /up HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),
+         S(ok(b"", b"413 Content Too Large")), C(b"2\r\nde\r\n0\r\nX-Early-Trailer: t\r\nX-Other: \xff\r\n\r\n"),
+         C(get("/next")), S(ok(b"b"))],
+        outcome(
+            txn(
+                1,
+                req("POST", "/up", {"host": "example.test", "transfer-encoding": "chunked", "x-early-trailer": "t",
+                                    "x-other": "\udcff"}, body_len=5),
+                ok_resp(0, 413, "Content Too Large"),
+            ),
+            txn(2, req("GET", "/next"), ok_resp(1)),
+        ),
+    ),
     Case(
         "request_without_response_at_close_is_response_missing",
         [C(get("/a") + get("/b")), S(ok(b"a"))],
