@@ -647,8 +647,15 @@ class MessageReader:
         # Where data goes on: the bytes of ``data`` after the head.
         if b is data:
             nxt_i = end
-        else:
+        elif end >= skip:
             nxt_i = i + (end - skip)
+            self._set_buf(b"")
+        else:
+            # The head ended inside the bytes buffered before ``data``: an
+            # HTTP/0.9 request line is known to end with its line only once
+            # the next line turns out not to be a field, and that line was
+            # buffered.  It and the rest are parsed again from here.
+            data, nxt_i, base = bytes(b[end:]), 0, head_end
             self._set_buf(b"")
         self.line_end = -1
         self.scan = 0

@@ -504,6 +504,17 @@ CASES = [
             txn(2, req("GET", "/next"), ok_resp(1)),
         ),
     ),
+    # HTTP/0.9 (README, *What sniffd accepts*): a request line without a
+    # version ends with its line when the next line is not a field; that
+    # next line may arrive in a later segment than the request line.
+    Case(
+        "http09_request_ends_with_its_line_when_the_next_line_is_not_a_field",
+        [C(b"GET /a\r\nfoo bar\r\n"), S(b"HTTP/1.0 200 OK\r\n\r\nA")],
+        outcome(
+            txn(1, req("GET", "/a", {}, version="0.9"), resp(200, "OK", {}, body_len=1, version="1.0")),
+            txn(2, req("foo", "bar", {}, version="0.9"), None, anomalies=["response_missing"]),
+        ),
+    ),
     Case(
         "request_without_response_at_close_is_response_missing",
         [C(get("/a") + get("/b")), S(ok(b"a"))],
