@@ -317,7 +317,9 @@ def chunk_size(line: bytes) -> int | None:
     if semi >= 0:
         line = line[:semi]
     line = line.strip(_WS)
-    if not line or len(line) > 16:
+    # chunk-size is 1*HEXDIG (RFC 9112 section 7.1): any number of leading
+    # zeros; 16 significant digits is the most 63 bits can need.
+    if not line or len(line.lstrip(b"0")) > 16:
         return None
     try:
         n = int(line, 16)

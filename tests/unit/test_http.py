@@ -516,6 +516,13 @@ CASES = [
         ),
     ),
     Case(
+        "chunk_sizes_may_have_any_number_of_leading_zeros",
+        [C(get("/z")),
+         S(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 20 + b"3\r\nabc\r\n" + b"0" * 20
+           + b"\r\n\r\n")],
+        outcome(txn(1, req("GET", "/z"), resp(200, "OK", {"transfer-encoding": "chunked"}, body_len=3))),
+    ),
+    Case(
         "request_without_response_at_close_is_response_missing",
         [C(get("/a") + get("/b")), S(ok(b"a"))],
         outcome(
