@@ -177,11 +177,10 @@ def status_line(line: bytes):
     code = after[:k]
     reason = after[k:]
     if reason[:1] in (b" ", b"\t"):
+        # One separator; the reason is the rest as sent, since a
+        # reason-phrase may itself begin with SP or HTAB (RFC 9112 section 4),
+        # as the common line above keeps it.
         reason = reason[1:]
-        if reason[:1] in (b" ", b"\t"):
-            reason = reason.lstrip(_WS)
-            if LENIENT not in flags:
-                flags.append(LENIENT)
     if len(code) == 3 and code.isdigit():
         status = int(code)
     else:

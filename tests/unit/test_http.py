@@ -523,6 +523,15 @@ CASES = [
         outcome(txn(1, req("GET", "/z"), resp(200, "OK", {"transfer-encoding": "chunked"}, body_len=3))),
     ),
     Case(
+        "reason_phrase_keeps_leading_whitespace_whatever_the_version",
+        [C(get("/a") + get("/b")),
+         S(b"HTTP/1.1 200  OK\r\nContent-Length: 0\r\n\r\nHTTP/2.0 200 \tOK\r\nContent-Length: 0\r\n\r\n")],
+        outcome(
+            txn(1, req("GET", "/a"), resp(200, " OK", {"content-length": "0"})),
+            txn(2, req("GET", "/b"), resp(200, "\tOK", {"content-length": "0"}, version="2.0")),
+        ),
+    ),
+    Case(
         "request_without_response_at_close_is_response_missing",
         [C(get("/a") + get("/b")), S(ok(b"a"))],
         outcome(
