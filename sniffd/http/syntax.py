@@ -289,8 +289,11 @@ def response_framing(headers: dict[str, str], odd: set | None, status: int | Non
     flags: list[str] = []
     if te is not None:
         codings = _codings(te)
-        chunked_final = bool(codings) and codings[-1] == "chunked" and codings.count("chunked") == 1
-        if not chunked_final:
+        # The final coding decides (RFC 9112 section 6.3): chunked applied
+        # twice, which a sender must not do (section 6.1), is flagged but
+        # still read as chunked, as a client reads it.
+        chunked_final = bool(codings) and codings[-1] == "chunked"
+        if not chunked_final or codings.count("chunked") > 1:
             flags.append(TE_INVALID)
         if cl is not None:
             flags.append(TE_AND_CL)

@@ -532,6 +532,17 @@ CASES = [
         ),
     ),
     Case(
+        "response_chunked_twice_is_flagged_and_read_as_chunked",
+        [C(get("/a") + get("/b")),
+         S(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3\r\nabc\r\n0\r\n\r\n" + ok(b"b"))],
+        outcome(
+            txn(1, req("GET", "/a"), resp(200, "OK", {"transfer-encoding": "chunked, chunked"}, body_len=3),
+                anomalies=["http_ambiguous_framing", "http_te_invalid"]),
+            txn(2, req("GET", "/b"), ok_resp(1)),
+        ),
+    ),
+    Case(
         "request_without_response_at_close_is_response_missing",
         [C(get("/a") + get("/b")), S(ok(b"a"))],
         outcome(
