@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from httpdiff import python_reference
 
 from sniffd.http import HttpSession, Message, Transaction
 
@@ -735,8 +736,17 @@ def byte_at_a_time(steps: list[tuple]) -> list[list[tuple]]:
     return out
 
 
+@pytest.fixture(params=["c", "python"])
+def head_parser(request):
+    """Heads parsed by _fields.c's fast path (as installed), or by the Python
+    reference alone, which must stay exercised (test_http_fields.py holds
+    the two equal)."""
+    with python_reference(request.param == "python"):
+        yield request.param
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_http_session_gives_the_expected_transactions(case: Case) -> None:
+def test_http_session_gives_the_expected_transactions(case: Case, head_parser: str) -> None:
     assert case.expected == run(case.steps)
 
 
