@@ -293,6 +293,7 @@ class Sniffd:
     messages: tuple[list, list]  # the Message objects, as requests / responses
     transactions: list[Transaction]
     loose: list[str]
+    mode: str  # the session's mode at the end ("http", "tunnel", ...)
 
 
 class python_reference:
@@ -335,7 +336,7 @@ def sniffd_messages(client: bytes, server: bytes, steps: list[tuple[bool, int, i
     ended = s.ended
     return Sniffd([seen_of(m) for m, _ in ended[0]], [seen_of(m) for m, _ in ended[1]],
                   ([h for _, h in ended[0]], [h for _, h in ended[1]]),
-                  ([m for m, _ in ended[0]], [m for m, _ in ended[1]]), txns, list(s.loose))
+                  ([m for m, _ in ended[0]], [m for m, _ in ended[1]]), txns, list(s.loose), s.mode.value)
 
 
 # ---------------------------------------------------------------- feeding
