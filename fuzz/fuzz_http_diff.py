@@ -101,6 +101,11 @@ NORMALISED = {
                          "server must not send either, RFC 9110 section 8.6): llhttp reads it; sniffd does not, "
                          "since a 1xx ends with its header section (RFC 9110 section 15.2; README *What sniffd "
                          "accepts*, body framing).  That response and the later ones are not compared.",
+    "connect_without_target": "A CONNECT line without a target: llhttp's authority-form parser takes "
+                              "\"CONNECT \\r\\n\" (an empty target) and \"CONNECT  HTTP/1.1\" (the version as the "
+                              "target, HTTP/0.9); sniffd reads a request line without a target as README *What "
+                              "sniffd accepts* says (uri null, the last word as version, http_start_line_lenient).  "
+                              "Not compared (nothing after a CONNECT is).",
 }
 _CL_MAX = (1 << 63) - 1
 
@@ -131,6 +136,8 @@ def compared(ll: httpdiff.Llhttp, requests: list[Seen] | None) -> list[Seen]:
         for m in ll.messages:
             if _beyond_cl(m):
                 break  # NORMALISED["content_length_2_63"]
+            if m.method == "CONNECT" and m.version == "0.9" and (m.uri == "" or m.uri[:5].upper() == "HTTP/"):
+                break  # NORMALISED["connect_without_target"]
             out.append(m)
             if _upgrade_like(m):
                 break

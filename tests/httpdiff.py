@@ -15,7 +15,8 @@ length of its (de-chunked) body, in sniffd's terms:
   section 5.5: they are not part of the value; llhttp drops the leading ones
   and hands over the trailing ones), bytes decoded as sniffd's records do
   (``syntax.text``).  Trailer fields count as header fields, as sniffd
-  records them (llhttp reports both through ``on_header``).
+  records them (llhttp reports both through ``on_header``).  README *What
+  sniffd accepts* (header section) documents each of these.
 
 llhttp is run by ``llhttp_messages``: fed one byte at a time, so the offset
 of every callback is known (httptools gives no positions), and, optionally,
