@@ -544,6 +544,19 @@ CASES = [
         ),
     ),
     Case(
+        "chunked_request_cut_in_its_trailers_keeps_the_complete_trailer_lines",
+        [C(b"POST /t HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+           b"X-Sum: 1\r\nX-Cut: 2"), END_C, S(ok(b""))],
+        outcome(
+            txn(
+                1,
+                req("POST", "/t", {"host": "example.test", "transfer-encoding": "chunked", "x-sum": "1"}, body_len=3),
+                ok_resp(0),
+                anomalies=["message_incomplete"],
+            )
+        ),
+    ),
+    Case(
         "request_without_response_at_close_is_response_missing",
         [C(get("/a") + get("/b")), S(ok(b"a"))],
         outcome(
