@@ -117,7 +117,7 @@ def _interim_with_body(m: Seen) -> bool:
 
 def _beyond_cl(m: Seen) -> bool:
     for k, v in m.headers:
-        if k == "content-length" and v.isdigit() and int(v) > _CL_MAX:
+        if k == "content-length" and v.isascii() and v.isdigit() and int(v) > _CL_MAX:
             return True
     return False
 

@@ -276,6 +276,11 @@ class HttpSession:
     def framing(self, reader: MessageReader, msg: Message) -> tuple[int, int, bool]:
         txn = msg.txn
         headers = msg.headers
+        if reader.is_request and msg.method == "CONNECT":
+            # A CONNECT request has no content (RFC 9110 section 9.3.6),
+            # whatever framing fields it carries: what follows its head is
+            # the tunnel's, or the next request's if it is refused.
+            return _NO_BODY
         if "transfer-encoding" not in headers and msg.odd is None:
             # The common message: no Transfer-Encoding, no Content-Length or
             # a plain one.  Everything else takes syntax's full rules below.

@@ -394,6 +394,18 @@ CASES = [
         outcome(txn(1, CONNECT_REQ, PROXY_AUTH_RESP), txn(2, req("GET", "/x"), ok_resp(2))),
     ),
     Case(
+        "connect_request_has_no_body_whatever_its_content_length",
+        [
+            C(b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\nContent-Length: 5\r\n\r\n" + get("/x")),
+            S(PROXY_AUTH + ok(b"ok")),
+        ],
+        outcome(
+            txn(1, req("CONNECT", "example.test:443", {"host": "example.test:443", "content-length": "5"}),
+                PROXY_AUTH_RESP),
+            txn(2, req("GET", "/x"), ok_resp(2)),
+        ),
+    ),
+    Case(
         "websocket_upgrade_answered_101_logs_one_transaction_and_ignores_frames",
         [
             C(WS_UPGRADE),
