@@ -51,7 +51,7 @@ ANOMALIES: dict[str, str] = {
     "http_header_invalid": "A header field name is not a token, or has whitespace before its colon (servers must reject it); the field is kept under its trimmed name.",
     "http_obs_fold": "A header value was continued on the next line (obs-fold, RFC 9112 section 5.2); it was unfolded with one space.",
     "http_te_and_cl": "A message has both Transfer-Encoding and Content-Length; chunked framing wins (RFC 9112 section 6.3).",
-    "http_te_invalid": "Transfer-Encoding's final coding is not chunked, or a coding is unknown; a response runs to the close, a request is chunked if chunked is listed, else bodiless.",
+    "http_te_invalid": "Transfer-Encoding's final coding is not chunked, or a coding is unknown; a response runs to the close, a request is chunked if chunked is listed, else bodiless. Or chunked is applied more than once: read as chunked.",
     "http_cl_conflict": "Several Content-Length values differ; the first is used.",
     "http_cl_leading_zeros": "Content-Length has leading zeros; it is read as decimal.",
     "http_cl_invalid": "Content-Length is not a decimal number below 2^63 (a sign, other characters, overflow); a request has no body, a response runs to the close.",

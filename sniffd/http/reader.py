@@ -221,6 +221,8 @@ class MessageReader:
             if msg is not None and st is not IDLE:
                 if st is HEAD:
                     self._partial_fields(msg)
+                elif st is TRAILERS:
+                    self._partial_trailers(msg)
                 msg.missed_bytes += n
                 msg.txn.anomalies.add("message_interrupted")
                 self._end(msg, "gap", base)
@@ -257,6 +259,8 @@ class MessageReader:
         elif msg is not None and st is not IDLE and st is not RESYNC:
             if st is HEAD:
                 self._partial_fields(msg)
+            elif st is TRAILERS:
+                self._partial_trailers(msg)
             msg.txn.anomalies.add("message_incomplete")
             self._end(msg, "incomplete", self.pos)
         if self.good == 0 and self.seen and self.verdict is None:
@@ -838,6 +842,15 @@ class MessageReader:
         if last > self.line_end:
             self._fields(msg, bytes(buf[self.line_end + 1 : last + 1]))
 
+    def _partial_trailers(self, msg: Message) -> None:
+        """A trailer section cut short: keep its complete field lines, as
+        ``_partial_fields`` does for a head (``buf`` holds the section so
+        far from its first byte)."""
+        buf = self.buf
+        last = buf.rfind(b"\n")
+        if last >= 0:
+            self._fields(msg, bytes(buf[: last + 1]))
+
     def _trailers(self, data: bytes, i: int, base: int) -> int:
         """TRAILERS: up to the empty line after the last chunk.  Returns the
         index after it, or -1 when more is needed."""
@@ -858,6 +871,7 @@ class MessageReader:
                 if b is data:
                     self._buffer(data, i)
                 if len(self.buf) > self.max_header_bytes:
+                    self._partial_trailers(self.msg)
                     self._chunk_error(base + len(data))
                     return -1
                 self.scan = max(0, len(b) - s - 2)

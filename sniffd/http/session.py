@@ -230,11 +230,27 @@ class HttpSession:
 
     def take(self) -> list[Transaction]:
         """Finished transactions, oldest first; their memory leaves the
-        meter here, the one place every transaction leaves the session."""
+        meter here, the one place every transaction leaves the session.
+
+        A transaction whose response is over while its request is still
+        being read (a server that answers before the upload ends: 413, 401,
+        an early 200) stays here, and every later one behind it, until the
+        request ends: the rest of the request (its body, trailers, the
+        anomalies a gap or the end of the connection put on it) belongs to
+        that record, and the reader still needs the message's link to its
+        transaction."""
         done = self.pairing.done
         if not done:
             return done
-        self.pairing.done = []
+        reading = self.req.msg
+        if reading is not None and reading.txn is not None and reading.txn.depth:
+            # Finished (depth given) while its request is being read.
+            k = done.index(reading.txn)
+            if k == 0:
+                return []
+            done, self.pairing.done = done[:k], done[k:]
+        else:
+            self.pairing.done = []
         freed = 0
         busy = (self.req.msg, self.resp.msg)
         for txn in done:
@@ -298,6 +314,11 @@ class HttpSession:
     def framing(self, reader: MessageReader, msg: Message) -> tuple[int, int, bool]:
         txn = msg.txn
         headers = msg.headers
+        if reader.is_request and msg.method == "CONNECT":
+            # A CONNECT request has no content (RFC 9110 section 9.3.6),
+            # whatever framing fields it carries: what follows its head is
+            # the tunnel's, or the next request's if it is refused.
+            return _NO_BODY
         if "transfer-encoding" not in headers and msg.odd is None:
             # The common message: no Transfer-Encoding, no Content-Length or
             # a plain one.  Everything else takes syntax's full rules below.

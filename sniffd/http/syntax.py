@@ -178,11 +178,10 @@ def status_line(line: bytes):
     code = after[:k]
     reason = after[k:]
     if reason[:1] in (b" ", b"\t"):
+        # One separator; the reason is the rest as sent, since a
+        # reason-phrase may itself begin with SP or HTAB (RFC 9112 section 4),
+        # as the common line above keeps it.
         reason = reason[1:]
-        if reason[:1] in (b" ", b"\t"):
-            reason = reason.lstrip(_WS)
-            if LENIENT not in flags:
-                flags.append(LENIENT)
     if len(code) == 3 and code.isdigit():
         status = int(code)
     else:
@@ -257,9 +256,7 @@ def _codings(te: str) -> list[str]:
 
 def _chunked_final(codings: list[str]) -> bool:
     """Is the final coding chunked?  That alone frames the body (RFC 9112
-    section 6.3): "chunked, chunked" breaks a sender's rule (section 6.1)
-    but every recipient that reads the final coding ends the message at the
-    same place, so it is framed as chunked, not flagged http_te_invalid."""
+    section 6.3)."""
     return bool(codings) and codings[-1] == "chunked"
 
 
@@ -268,7 +265,10 @@ def _transfer_coded(te: str, cl: str | None, tainted: bool) -> tuple[bool, bool,
     message with Transfer-Encoding (and maybe Content-Length)."""
     codings = _codings(te)
     chunked_final = _chunked_final(codings)
-    flags = [] if chunked_final else [TE_INVALID]
+    # Chunked applied twice breaks a sender's rule (section 6.1) and a
+    # server may reject it (nginx answers 501) where a proxy forwards it:
+    # flagged, and read as chunked, as the final coding says.
+    flags = [] if chunked_final and codings.count("chunked") == 1 else [TE_INVALID]
     if cl is not None:
         flags.append(TE_AND_CL)
     if flags or tainted:

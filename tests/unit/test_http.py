@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from httpdiff import python_reference
 
 from sniffd.http import HttpSession, Message, Transaction
 
@@ -393,6 +394,18 @@ CASES = [
         outcome(txn(1, CONNECT_REQ, PROXY_AUTH_RESP), txn(2, req("GET", "/x"), ok_resp(2))),
     ),
     Case(
+        "connect_request_has_no_body_whatever_its_content_length",
+        [
+            C(b"CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\nContent-Length: 5\r\n\r\n" + get("/x")),
+            S(PROXY_AUTH + ok(b"ok")),
+        ],
+        outcome(
+            txn(1, req("CONNECT", "example.test:443", {"host": "example.test:443", "content-length": "5"}),
+                PROXY_AUTH_RESP),
+            txn(2, req("GET", "/x"), ok_resp(2)),
+        ),
+    ),
+    Case(
         "websocket_upgrade_answered_101_logs_one_transaction_and_ignores_frames",
         [
             C(WS_UPGRADE),
@@ -457,6 +470,100 @@ CASES = [
                 1,
                 req("POST", "/x", {"host": "example.test", "content-length": "10"}, body_len=3),
                 ok_resp(0, 400, "Bad Request"),
+                anomalies=["message_incomplete"],
+            )
+        ),
+    ),
+    # A server may answer before the request is over (413, 401, an early
+    # error): the record waits for the rest of the request, which is its own.
+    Case(
+        "early_response_then_client_fin_mid_body_is_message_incomplete",
+        [C(b"POST /x HTTP/1.1\r\nHost: example.test\r\nContent-Length: 10\r\n\r\nabc"), S(ok(b"", b"400 Bad Request")),
+         END_C],
+        outcome(
+            txn(
+                1,
+                req("POST", "/x", {"host": "example.test", "content-length": "10"}, body_len=3),
+                ok_resp(0, 400, "Bad Request"),
+                anomalies=["message_incomplete"],
+            )
+        ),
+    ),
+    Case(
+        "early_response_then_gap_in_the_request_body_is_counted_on_its_record",
+        [C(b"POST /x HTTP/1.1\r\nHost: example.test\r\nContent-Length: 10\r\n\r\nabc"),
+         S(ok(b"", b"413 Content Too Large")), *gap(CLIENT, 4), C(b"xyz")],
+        outcome(
+            txn(
+                1,
+                req("POST", "/x", {"host": "example.test", "content-length": "10"}, body_len=6, missed_bytes=4),
+                ok_resp(0, 413, "Content Too Large"),
+                anomalies=["body_gap", "tcp_gap"],
+            )
+        ),
+    ),
+    Case(
+        "early_response_waits_for_the_chunked_request_body_and_trailers",
+        [C(b"POST /up HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),
+         S(ok(b"", b"413 Content Too Large")), C(b"2\r\nde\r\n0\r\nX-Early-Trailer: t\r\nX-Other: \xff\r\n\r\n"),
+         C(get("/next")), S(ok(b"b"))],
+        outcome(
+            txn(
+                1,
+                req("POST", "/up", {"host": "example.test", "transfer-encoding": "chunked", "x-early-trailer": "t",
+                                    "x-other": "\udcff"}, body_len=5),
+                ok_resp(0, 413, "Content Too Large"),
+            ),
+            txn(2, req("GET", "/next"), ok_resp(1)),
+        ),
+    ),
+    # HTTP/0.9 (README, *What sniffd accepts*): a request line without a
+    # version ends with its line when the next line is not a field; that
+    # next line may arrive in a later segment than the request line.
+    Case(
+        "http09_request_ends_with_its_line_when_the_next_line_is_not_a_field",
+        [C(b"GET /a\r\nfoo bar\r\n"), S(b"HTTP/1.0 200 OK\r\n\r\nA")],
+        outcome(
+            txn(1, req("GET", "/a", {}, version="0.9"), resp(200, "OK", {}, body_len=1, version="1.0")),
+            txn(2, req("foo", "bar", {}, version="0.9"), None, anomalies=["response_missing"]),
+        ),
+    ),
+    Case(
+        "chunk_sizes_may_have_any_number_of_leading_zeros",
+        [C(get("/z")),
+         S(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 20 + b"3\r\nabc\r\n" + b"0" * 20
+           + b"\r\n\r\n")],
+        outcome(txn(1, req("GET", "/z"), resp(200, "OK", {"transfer-encoding": "chunked"}, body_len=3))),
+    ),
+    Case(
+        "reason_phrase_keeps_leading_whitespace_whatever_the_version",
+        [C(get("/a") + get("/b")),
+         S(b"HTTP/1.1 200  OK\r\nContent-Length: 0\r\n\r\nHTTP/2.0 200 \tOK\r\nContent-Length: 0\r\n\r\n")],
+        outcome(
+            txn(1, req("GET", "/a"), resp(200, " OK", {"content-length": "0"})),
+            txn(2, req("GET", "/b"), resp(200, "\tOK", {"content-length": "0"}, version="2.0")),
+        ),
+    ),
+    Case(
+        "response_chunked_twice_is_flagged_and_read_as_chunked",
+        [C(get("/a") + get("/b")),
+         S(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3\r\nabc\r\n0\r\n\r\n" + ok(b"b"))],
+        outcome(
+            txn(1, req("GET", "/a"), resp(200, "OK", {"transfer-encoding": "chunked, chunked"}, body_len=3),
+                anomalies=["http_ambiguous_framing", "http_te_invalid"]),
+            txn(2, req("GET", "/b"), ok_resp(1)),
+        ),
+    ),
+    Case(
+        "chunked_request_cut_in_its_trailers_keeps_the_complete_trailer_lines",
+        [C(b"POST /t HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+           b"X-Sum: 1\r\nX-Cut: 2"), END_C, S(ok(b""))],
+        outcome(
+            txn(
+                1,
+                req("POST", "/t", {"host": "example.test", "transfer-encoding": "chunked", "x-sum": "1"}, body_len=3),
+                ok_resp(0),
                 anomalies=["message_incomplete"],
             )
         ),
@@ -654,8 +761,17 @@ def byte_at_a_time(steps: list[tuple]) -> list[list[tuple]]:
     return out
 
 
+@pytest.fixture(params=["c", "python"])
+def head_parser(request):
+    """Heads parsed by _fields.c's fast path (as installed), or by the Python
+    reference alone, which must stay exercised (test_http_fields.py holds
+    the two equal)."""
+    with python_reference(request.param == "python"):
+        yield request.param
+
+
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_http_session_gives_the_expected_transactions(case: Case) -> None:
+def test_http_session_gives_the_expected_transactions(case: Case, head_parser: str) -> None:
     assert case.expected == run(case.steps)
 
 
