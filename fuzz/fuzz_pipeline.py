@@ -71,16 +71,10 @@ from sniffd.settings import Settings  # noqa: E402
 
 _META = struct.Struct("=4I")
 # Known bugs to step over while they are being fixed, so the fuzzer can
-# look for others (comma-separated, SNIFFD_FUZZ_IGNORE=buffered,resync_loop):
+# look for others (comma-separated, SNIFFD_FUZZ_IGNORE=buffered,open):
 #   buffered     do not check that no byte is counted buffered after flush
 #   open         do not check that no connection is open after flush
 #   meter        do not check that the HTTP memory meter is back to 0 after flush
-#   resync_loop  give up on an input whose HTTP resynchronisation hands the
-#                same bytes back without progress (an endless loop otherwise)
-#   careful_dup  give up on an input where HttpSession._parse hands back
-#                bytes that are not the rest of its input (careful mode
-#                re-queues bytes after a parse error: duplicated responses,
-#                endless loop)
 #   empty_segment  give up on an input that feeds a HalfStream an empty
 #                payload ahead of the next byte with nothing buffered
 #                (IndexError in HalfStream.feed)
@@ -91,48 +85,15 @@ class KnownBug(Exception):
     """An input hit a bug listed in SNIFFD_FUZZ_IGNORE: not a new finding."""
 
 
-if "resync_loop" in IGNORE:
-    from sniffd.http import HttpSession
-
-    _resync = HttpSession._resync
-
-    def _guarded_resync(self, side, data, skip_matches=0):
-        # Restarting once at the point that just failed is allowed (the
-        # session then skips a byte); four times in a row is a loop.
-        rest = _resync(self, side, data, skip_matches)
-        seen = self.__dict__.setdefault("_fuzz_last_resync", {})
-        key = (side.good, bytes(rest))
-        last, repeats = seen.get(side.is_request, (None, 0))
-        repeats = repeats + 1 if last == key else 0
-        if rest and repeats >= 4:
-            raise KnownBug("resync hands back the same bytes: endless loop")
-        seen[side.is_request] = (key, repeats)
-        return rest
-
-    HttpSession._resync = _guarded_resync
-
-if "careful_dup" in IGNORE:
-    from sniffd.http import HttpSession
-
-    _parse = HttpSession._parse
-
-    def _guarded_parse(self, side, data):
-        rest = _parse(self, side, data)
-        if not bytes(data).endswith(bytes(rest)):
-            raise KnownBug("HttpSession._parse handed back bytes that are not the rest of its input")
-        return rest
-
-    HttpSession._parse = _guarded_parse
-
 if "empty_segment" in IGNORE:
     from sniffd.reassembly import HalfStream
 
     _hs_feed = HalfStream.feed
 
-    def _guarded_feed(self, seq, payload, now):
+    def _guarded_feed(self, seq, payload, now, ack=None):
         if not payload and not self.closed and not self.pending and self.rel(seq) > self.next:
             raise KnownBug("empty payload ahead of next with nothing buffered")
-        return _hs_feed(self, seq, payload, now)
+        return _hs_feed(self, seq, payload, now, ack)
 
     HalfStream.feed = _guarded_feed
 
