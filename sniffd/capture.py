@@ -14,6 +14,7 @@ import select
 import socket
 import struct
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -278,6 +279,32 @@ class LiveCapture:
             return None
         return Batch(buf, meta)
 
+    def discard_until(self, deadline: float) -> int:
+        """Read and throw away every packet the ring holds or is handed until
+        ``deadline`` (time.monotonic()); return how many.
+
+        The kernel hands a TPACKET_V3 block over only when it fills or its
+        retire timer (the read timeout) fires, so a packet taken in just
+        before a reject-all filter was attached appears up to two read
+        timeouts later.  libpcap cannot be trusted to drop it: setting a
+        filter re-filters in userland only the blocks already handed over.
+        """
+        handle = self._handle
+        dropped = 0
+        try:
+            while True:
+                while True:
+                    _buf, meta = handle.next_batch(4096)
+                    if not meta:
+                        break
+                    dropped += len(meta) // _META.size
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return dropped
+                self._poll.poll(max(1, int(remaining * 1000)))
+        except pcapy.PcapError as e:
+            raise CaptureError(f"capture on {self.interface!r} failed: {e}") from None
+
     def stats(self) -> tuple[int, int, int]:
         """(received, dropped by kernel, dropped by interface) from libpcap."""
         return self._handle.stats()
@@ -439,6 +466,14 @@ def open_fanout(interface: str, count: int, *, bpf: str = "", **options) -> tupl
                     group = capture.set_fanout(os.getpid() & 0xFFFF, PACKET_FANOUT_FLAG_DEFRAG)
             else:
                 capture.set_fanout(group, PACKET_FANOUT_FLAG_DEFRAG)
+        # Each socket took in every packet of the interface from its opening
+        # until its reject-all filter was attached, flows of other members
+        # among them; they wait in a block the kernel hands over only at its
+        # retire timeout.  Drop them all before the real filter lets any in.
+        timeout_s = max(c.read_timeout_ms for c in captures) / 1000.0
+        deadline = time.monotonic() + 2 * timeout_s + 0.01
+        for capture in captures:
+            capture.discard_until(deadline)
         for capture in captures:
             capture.set_filter(bpf)
     except BaseException:

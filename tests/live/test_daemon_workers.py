@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -211,6 +212,63 @@ def test_fanout_hash_keeps_both_directions_and_fragments_of_a_flow_on_one_captur
     assert captures_of[raw_flow] == {whole[0][0]}
 
 
+def test_a_group_opened_under_traffic_splits_no_flow():
+    """Packets a capture took in before it joined the group (between opening
+    and its reject-all filter) must never be handed over: they include flows
+    the kernel's hash gives to another member, which would then be split
+    between two captures (seen: a request logged by one worker with
+    response_missing, its response by the other with request_missing).
+    Loopback, 64 UDP flows flooding while the group forms."""
+    from sniffd.capture import open_fanout
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+    senders = []
+    for _ in range(64):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        senders.append(s)
+    ours = {s.getsockname()[1] for s in senders}
+    stop = threading.Event()
+
+    def flood() -> None:
+        while not stop.is_set():
+            for s in senders:
+                s.sendto(b"x", ("127.0.0.1", port))
+            while True:  # keep the receive buffer from filling
+                try:
+                    sink.recv(64, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        time.sleep(0.1)
+        caps, _group = open_fanout("lo", 2, bpf=f"udp dst port {port}", read_timeout_ms=20, buffer_bytes=8 << 20)
+        captures_of: dict[int, set[int]] = {}
+        until = time.monotonic() + 0.3
+        try:
+            while time.monotonic() < until:
+                for k, cap in enumerate(caps):
+                    batch = cap.next_batch(512)
+                    for _ts, frame in batch.frames() if batch is not None else ():
+                        ip = frame[14:]
+                        sport = int.from_bytes(ip[(ip[0] & 15) * 4:][:2], "big")
+                        captures_of.setdefault(sport, set()).add(k)
+        finally:
+            for cap in caps:
+                cap.close()
+    finally:
+        stop.set()
+        flooder.join(5)
+        for s in [sink, *senders]:
+            s.close()
+    assert ours <= set(captures_of), "the captures missed flows"
+    assert {} == {p: ks for p, ks in captures_of.items() if len(ks) != 1}, "a flow was split between captures"
+
+
 # --- the daemon ------------------------------------------------------------------------
 
 
@@ -292,11 +350,12 @@ def test_start_under_traffic_logs_no_transaction_twice(gateway, start_workers, l
     """Captures opened while traffic flows: no packet may reach two workers
     (each capture rejects everything until the whole group is formed)."""
     result: dict = {}
-    spec = {"server": SERVER_IP, "connections": connections(HTTP_PORT, 150, 1, start=1000), "pause_s": 0.005}
+    spec = {"server": SERVER_IP, "connections": connections(HTTP_PORT, 400, 1, start=1000), "pause_s": 0.01}
     client = threading.Thread(target=lambda: result.update(truth=run_client(gateway, spec)))
     client.start()
     time.sleep(0.3)
     daemon = start_workers(f"tcp port {HTTP_PORT}")
+    assert client.is_alive(), "the traffic ended before the captures opened: nothing was tested"
     client.join(60)
     time.sleep(SETTLE_S)
     rc, _ = daemon.stop()
@@ -305,7 +364,9 @@ def test_start_under_traffic_logs_no_transaction_twice(gateway, start_workers, l
     got = Counter(key(r["client"]["port"], r["trans_depth"]) for r in records)
     expected = {key(t["client_port"], t["trans_depth"]) for t in result["truth"]}
     assert records, "nothing logged"
-    assert {} == {k: n for k, n in got.items() if n > 1}, "a transaction was logged twice"
+    twice = {k for k, n in got.items() if n > 1}
+    shown = [r for r in records if key(r["client"]["port"], r["trans_depth"]) in twice]
+    assert not twice, f"a transaction was logged twice: {json.dumps(shown)}"
     assert set() == set(got) - expected
 
 
