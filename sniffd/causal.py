@@ -18,14 +18,21 @@ delivers.  Call order (the flow table's):
 2. After anything was delivered: ``ready(c2s, s2c)`` gives the held items
    that no longer wait, in an order that delivers them correctly; deliver
    each.
-3. When the wait is given up (``gap_timeout_s``, a buffer bound, the end of
-   the connection): ``force(c2s, s2c)`` gives one item and how far the
-   direction it waits for must skip (its relative offset, or None): skip
+3. When waits are given up: ``force(c2s, s2c)`` gives one item and how far
+   the direction it waits for must skip (its relative offset, or None): skip
    that direction there (a gap), deliver the item, then ``ready`` again.
+   The flow table forces one wait at a time, only as far as the reason
+   needs: at ``gap_timeout_s``, until no held segment is that old; over the
+   buffer bound, until half of it is held; at the end of the connection,
+   all.  A segment that waits for bytes still on their way is not given up
+   because an older wait was.
+4. ``settle()`` after a partial release: ``since`` becomes the oldest
+   remaining wait's time.
 
-The one rule behind ``force``: give up first on a segment whose missing data
+The rules behind ``force``: give up first on a segment whose missing data
 is not itself held in the other direction (a request that acknowledges a
-held response must not declare that response lost), oldest first.
+held response must not declare that response lost), then the one that
+declares the fewest bytes lost, then the oldest.
 """
 
 from __future__ import annotations
@@ -95,6 +102,15 @@ class CausalHold:
             self.bytes = 0
         return out
 
+    def oldest(self) -> float | None:
+        """The capture time of the oldest held segment."""
+        times = [item[5] for held in self.held for item in held]
+        return min(times) if times else None
+
+    def settle(self) -> None:
+        """After a partial release: the wait began with the oldest remaining segment."""
+        self.since = self.oldest()
+
     def force(self, c2s, s2c) -> tuple[bool, tuple, int | None]:
         """Give up one wait (see the module docstring): the item to deliver
         now, and the relative offset the direction it waited for must skip
@@ -107,7 +123,8 @@ class CausalHold:
                 # The wait that declares the fewest bytes lost goes first: a
                 # segment that acknowledges less (a reordering tap can put a
                 # later request, acknowledging later responses, first).
-                key = (opp.next in waiting_there, opp.rel(item[1]) if item[2] & TH_ACK else 0, item[5], i)
+                lost = opp.rel(item[1]) - opp.next if item[2] & TH_ACK else 0
+                key = (opp.next in waiting_there, lost, item[5], i)
                 if best is None or key < best[0]:
                     best = (key, fc, i)
         _, fc, i = best

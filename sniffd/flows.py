@@ -469,7 +469,7 @@ class FlowTable:
                 self.waiting.add(conn)
                 if hold.bytes > self.s.max_conn_buffer_bytes:
                     self._count("tcp_buffer_overflow")
-                    self._release(conn, now, force=True)
+                    self._release(conn, now, force=True, keep=self.s.max_conn_buffer_bytes // 2)
                 return
             self._data(conn, from_client, seq, ack, flags, payload, lost, now)
             return
@@ -763,10 +763,13 @@ class FlowTable:
             for txn in h.take():
                 self.out.append((conn, txn))
 
-    def _release(self, conn: Connection, now: float, force: bool = False) -> None:
+    def _release(self, conn: Connection, now: float, force: bool = False, keep: int = 0,
+                 before: float | None = None) -> None:
         """Deliver held segments whose acknowledged data has now arrived;
-        with ``force``, give the waits up one at a time (sniffd.causal).
-        ``conn.releasing`` stops the re-entry that delivery would cause."""
+        with ``force``, give the waits up one at a time (sniffd.causal):
+        all of them, or only until at most ``keep`` bytes are held, or until
+        no held segment was captured before ``before``.  ``conn.releasing``
+        stops the re-entry that delivery would cause."""
         hold = conn.hold
         if hold is None or conn.releasing:
             return
@@ -778,7 +781,9 @@ class FlowTable:
                     self._pop_held(conn, fc, item)
                 if ready:
                     continue
-                if not force or not hold:
+                if not force or not hold or (keep and hold.bytes <= keep):
+                    break
+                if before is not None and hold.oldest() >= before:
                     break
                 fc, item, skip = hold.force(conn.c2s, conn.s2c)
                 if skip is not None:
@@ -789,6 +794,8 @@ class FlowTable:
             conn.releasing = False
         if not hold:
             conn.hold = None
+        elif force:
+            hold.settle()
 
     def _pop_held(self, conn: Connection, from_client: bool, item: tuple) -> None:
         seq, ack, flags, payload, lost, ts = item
@@ -1007,7 +1014,7 @@ class FlowTable:
                         self._check_finished(conn, fc, now)
             hold = conn.hold
             if hold is not None and hold.since is not None and now - hold.since >= self.s.gap_timeout_s:
-                self._release(conn, now, force=True)
+                self._release(conn, now, force=True, before=now - self.s.gap_timeout_s + 1e-9)
             if not conn.waiting:
                 self.waiting.discard(conn)
             self._reaccount(conn)

@@ -54,14 +54,19 @@ _RECENT = 64
 
 class Lost:
     """Client bytes [start, end) lost where requests may have been, and the
-    transport anomalies of that loss (for the responses to those requests)."""
+    transport anomalies of that loss (for the responses to those requests).
+    ``whole``: the stretch began where a message ended and the next request
+    line began right where it ended, so it held at least one request;
+    ``answered``: how many responses were paired to it."""
 
-    __slots__ = ("start", "end", "anomalies")
+    __slots__ = ("start", "end", "anomalies", "whole", "answered")
 
-    def __init__(self, start: int, end: int, anomalies=()) -> None:
+    def __init__(self, start: int, end: int, anomalies=(), whole: bool = False) -> None:
         self.start = start
         self.end = end
         self.anomalies = set(anomalies)
+        self.whole = whole
+        self.answered = 0
 
     def __repr__(self) -> str:  # for test failure messages
         return f"Lost({self.start}, {self.end})"
@@ -83,6 +88,9 @@ class Pairing:
         self.resp_ends: dict[int, int | None] = {0: None}
         # Lost stretches of the server's stream [start, end).
         self.server_lost: list[tuple[int, int]] = []
+        # Starts of those that began where a response ended: a response
+        # began in each (see response()).
+        self.whole_resp_lost: list[int] = []
         # Responses whose request is not decided yet (finished, not written).
         self.held: list[Transaction] = []
         # Interim responses (1xx) seen before their final response when the
@@ -112,24 +120,46 @@ class Pairing:
         self.pending.append(txn)
         return txn
 
-    def lost_requests(self, start: int, end: int, anomalies=()) -> None:
+    def lost_requests(self, start: int, end: int, anomalies=(), whole: bool = False) -> None:
         """The client's bytes [start, end) were lost between or inside
-        requests: requests may have been there."""
+        requests: requests may have been there (``whole``: see Lost)."""
         if end <= start:
             return
         last = self.pending[-1] if self.pending else None
         if last is not None and last.__class__ is Lost and last.end >= start:
             last.end = max(last.end, end)
             last.anomalies.update(anomalies)
+            last.whole = whole
         else:
-            self.pending.append(Lost(start, end, anomalies))
+            self.pending.append(Lost(start, end, anomalies, whole))
             self.lost_count += 1
 
-    def lost_responses(self, start: int, end: int) -> None:
+    def _dropped(self, items, covered: int = 0) -> int:
+        """Lost markers leave the queue with no response paired to them: one
+        that surely held a request still counts one in trans_depth (the
+        requests after it keep their numbers; more than one it may have held
+        cannot be known), unless one of ``covered`` records written unpaired
+        for the same window already took its number.  Returns what is left
+        of ``covered``."""
+        for e in items:
+            if e.__class__ is Lost and e.whole and not e.answered:
+                if covered:
+                    covered -= 1
+                else:
+                    self.finished += 1
+        return covered
+
+    def lost_responses(self, start: int, end: int, whole: bool = False) -> None:
+        """The server's bytes [start, end) were lost (``whole``: from a
+        response's end, so at least one response began in them)."""
         if end > start:
             self.server_lost.append((start, end))
             if len(self.server_lost) > _RECENT:
                 del self.server_lost[0]
+            if whole:
+                self.whole_resp_lost.append(start)
+                if len(self.whole_resp_lost) > _RECENT:
+                    del self.whole_resp_lost[0]
 
     # ----------------------------------------------------------- responses
 
@@ -137,6 +167,10 @@ class Pairing:
         """Pair a response whose status line was just read.  Returns its
         transaction and whether its request is known for certain (if not,
         the caller frames the body without knowing the method)."""
+        lost_whole = 0
+        if self.whole_resp_lost:
+            lost_whole = sum(1 for s in self.whole_resp_lost if s < msg.start_off)
+            self.whole_resp_lost = [s for s in self.whole_resp_lost if s >= msg.start_off]
         self._retire_answered_in_lost(msg)
         if self.held or self.server_lost or self.lost_count:
             self._settle_before(msg)
@@ -158,6 +192,7 @@ class Pairing:
                 # No acknowledgements to go by (segments without ACK, or a
                 # caller that has none): the queue's order is all there is.
                 i = self.pending.index(cand)
+                self._dropped(self.pending[:i])
                 self.pending[:i] = [e for e in self.pending[:i] if e.__class__ is not Lost]
                 self._recount()
                 return self._pair(cand, msg), True
@@ -178,6 +213,13 @@ class Pairing:
         txn = self._orphan(msg, None)
         if lost is not None:
             txn.anomalies |= lost.anomalies
+            lost.answered += 1
+            # Responses began in server bytes lost just before this one, and
+            # no known request waits for them: each answered a request in
+            # the lost client bytes (no record: neither head was seen, but
+            # each takes its number in trans_depth).
+            self.finished += lost_whole
+            lost.answered += lost_whole
         return txn, False
 
     def response_done(self, txn: Transaction, why: str = "complete") -> None:
@@ -362,6 +404,7 @@ class Pairing:
                 # before it (in lost client bytes) was answered in them too.
                 i = self.pending.index(known[1])
                 if any(e.__class__ is Lost for e in self.pending[:i]):
+                    self._dropped(self.pending[:i])
                     self.pending[:i] = [e for e in self.pending[:i] if e.__class__ is not Lost]
                     self._recount()
             self._forget_server_lost(nxt)
@@ -412,6 +455,7 @@ class Pairing:
                 resp_txn.anomalies.add("request_missing")
                 for marker in losts:
                     resp_txn.anomalies |= marker.anomalies
+                    marker.answered += 1
                 resp_txn.held = False
                 self.finish(resp_txn, resp_txn.end_reason)
             elif resp_txn is None:
@@ -429,6 +473,9 @@ class Pairing:
         """The window cannot be decided: write its held responses unpaired,
         flagged, and (at a checkpoint ``msg``) the requests before it, which
         were answered by some of them."""
+        # Each held response is written as a record of its own: its number
+        # may be the one of a lost request of this window.
+        covered = len(self.held)
         for t in self.held:
             t.held = False
             self.finish(t, t.end_reason)
@@ -438,6 +485,8 @@ class Pairing:
             if e.__class__ is Lost:
                 if i >= upto:
                     rest.append(e)
+                else:
+                    covered = self._dropped((e,), covered)
                 continue
             if i < upto and msg is not None and e.response is None:
                 e.anomalies.update(("response_missing", "pairing_uncertain"))

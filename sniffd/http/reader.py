@@ -59,6 +59,8 @@ NON_HTTP_AFTER = 64 * 1024
 HOLD_BYTES = 64 * 1024
 # A chunk-size line longer than this is broken (extensions included).
 MAX_CHUNK_LINE = 4096
+# Lost bytes between messages no longer than this may be blank lines only.
+_BLANK_LINES = 4
 
 _ZEROS = bytes(64 * 1024)
 # A request line inside junk or after a gap: a token (not preceded by
@@ -110,7 +112,7 @@ class MessageReader:
     __slots__ = (
         "is_request", "listener", "state", "buf", "buf_charged", "left", "msg", "pos", "now", "ack",
         "max_header_bytes", "max_header_count", "max_uri_bytes", "meter", "bodies",
-        "head_start", "head_ts", "head_ack", "line_end", "scan", "lost_from", "junk_from", "good", "seen", "verdict",
+        "head_start", "head_ts", "head_ack", "line_end", "scan", "lost_from", "lost_clean", "junk_from", "good", "seen", "verdict",
         "peek_kind", "peek_left", "cr", "filling", "midstream", "held_bytes_dropped",
     )
 
@@ -140,6 +142,8 @@ class MessageReader:
         # RESYNC: offset where a lost stretch began (None: skipping junk),
         # and where the skipped junk began (None: nothing skipped yet).
         self.lost_from: int | None = 0 if midstream else None
+        # Whether the lost stretch began between messages (see pairing.Lost.whole).
+        self.lost_clean = False
         self.junk_from: int | None = None
         self.good = 0  # start lines parsed
         self.seen = 0  # bytes fed
@@ -227,6 +231,7 @@ class MessageReader:
                 msg.txn.anomalies.add("message_interrupted")
                 self._end(msg, "gap", base)
             if self.lost_from is None:
+                self.lost_clean = st is IDLE and msg is None
                 if st is HEAD and msg is None:
                     self.lost_from = self.head_start  # a start line cut short is lost too
                 elif st is RESYNC and self.junk_from is not None:
@@ -1120,7 +1125,10 @@ class MessageReader:
                 if at > start:
                     self.listener.junk(self, at - start, False)
             else:
-                self.listener.lost(self, start, at)
+                # Lost from a message's end, with more than blank lines
+                # up to the next start line: at least one message began in
+                # the lost bytes (the rest of it was skipped).
+                self.listener.lost(self, start, at, self.lost_clean and at - start > _BLANK_LINES)
         elif self.junk_from is not None:
             n, self.junk_from = at - self.junk_from, None
             if n > 0:

@@ -99,6 +99,9 @@ class HttpSession:
         # for the next stretch of client bytes lost between requests.
         self.carry: tuple[set, set] = (set(), set())
         self.lost_names: set[str] = set()
+        # The same for server bytes lost between responses while nothing
+        # waited for one: whose they were is known at the next status line.
+        self.resp_lost_names: set[str] = set()
         # Bytes were skipped before the next message of that direction:
         # 0 no, 1 at a mid-stream pickup, 2 junk (later records say resumed).
         self.resync_pending = [0, 0]
@@ -165,10 +168,11 @@ class HttpSession:
         msg = reader.msg
         txn = msg.txn if msg is not None else None
         if txn is None and not from_client:
-            for e in self.pairing.pending:
-                if e.__class__ is Transaction and e.response is None:
-                    txn = e
-                    break
+            if self._to_unanswered(names):
+                return
+            if "tcp_gap" in names:
+                self.resp_lost_names.update(names)
+                return
         if txn is not None:
             txn.anomalies.update(names)
         elif from_client and "tcp_gap" in names:
@@ -178,6 +182,20 @@ class HttpSession:
             self.lost_names.update(names)
         else:
             self.carry[0 if from_client else 1].update(names)
+
+    def _to_unanswered(self, names) -> bool:
+        """Server bytes answer the queue in order: put ``names`` on the first
+        request without a response, or on a lost stretch of requests none
+        of whose answers came yet (its responses carry its anomalies)."""
+        for e in self.pairing.pending:
+            if e.__class__ is Transaction:
+                if e.response is None:
+                    e.anomalies.update(names)
+                    return True
+            elif not e.answered:
+                e.anomalies.update(names)
+                return True
+        return False
 
     def note_at(self, from_client: bool, offset: int, names) -> None:
         """Put anomalies on the transaction whose message of that direction
@@ -405,12 +423,18 @@ class HttpSession:
             self._to(Event.DECLINED)
             self.req.release()
 
-    def lost(self, reader: MessageReader, start: int, end: int) -> None:
+    def lost(self, reader: MessageReader, start: int, end: int, whole: bool = False) -> None:
         if reader.is_request:
             names, self.lost_names = self.lost_names, set()
-            self.pairing.lost_requests(start, end, names)
+            self.pairing.lost_requests(start, end, names, whole)
         else:
-            self.pairing.lost_responses(start, end)
+            self.pairing.lost_responses(start, end, whole)
+            names, self.resp_lost_names = self.resp_lost_names, set()
+            # Lost from a message's end to the next status line: whole
+            # responses were lost, answering what waits first; else the
+            # next response lost its start.
+            if names and not (whole and self._to_unanswered(names)):
+                self.carry[1].update(names)
 
     def junk(self, reader: MessageReader, n: int, resumed: bool) -> None:
         side = 0 if reader.is_request else 1

@@ -699,6 +699,119 @@ def force_gives_up_first_the_wait_that_no_held_segment_can_end():
     return s, {"tcp_gap": 1}
 
 
+def gap_timeout_gives_up_only_the_waits_that_old():
+    """/1's answer is lost; /2 (acknowledging it) waits from 0.02.  /3's
+    answer is captured at 9.0, long before /3 (a slow tap): at 10.02 the
+    gap timeout gives up /2's wait only; the answer's, 9 s young, waits on
+    and /3 is paired with it when it comes."""
+    s = Steps()
+    s.handshake()
+    s.at(0.01, *s.c.client_data(request("/1")))
+    s.c.server_data(ANSWER)  # never captured
+    (two,) = s.c.client_data(request("/2"))
+    (a2,) = s.c.server_data(ANSWER)
+    (three,) = s.c.client_data(request("/3"))
+    (a3,) = s.c.server_data(ANSWER)
+    s.at(0.02, two)
+    s.at(0.03, a2)
+    s.at(9.0, a3)
+    s.expire(10.019)
+    s.expire(10.02, out=[T("GET /1", None, 1, 0.01, ("response_missing", "tcp_gap"), "gap"), T("GET /2", 200, 2, 0.02)])
+    s.at(10.5, three, out=[T("GET /3", 200, 3, 10.5)])
+    return s, {"tcp_gap": 1}
+
+
+def buffer_overflow_gives_up_waits_only_until_half_the_bound_is_held():
+    """/1's answer is lost; /2, a 6,000-byte POST acknowledging it, is held
+    until the connection's bound (4 KiB) is passed.  Giving up its wait
+    frees enough; the wait of /3's answer (captured before /3) is kept, and
+    /3 is paired with it when it comes."""
+    s = Steps()
+    s.handshake()
+    s.at(0.01, *s.c.client_data(request("/1")))
+    s.c.server_data(ANSWER)  # never captured
+    post = s.c.client_data(b"POST /2 HTTP/1.1\r\nHost: example.test\r\nContent-Length: 6000\r\n\r\n" + b"p" * 6000, [1000] * 6)
+    (a2,) = s.c.server_data(ANSWER)
+    (three,) = s.c.client_data(request("/3"))
+    (a3,) = s.c.server_data(ANSWER)
+    s.at(0.02, a3)
+    s.at(0.03, *post)
+    s.at(0.04, a2, out=[T("GET /1", None, 1, 0.01, ("response_missing", "tcp_gap"), "gap"), T("POST /2", 200, 2, 0.03)])
+    s.at(0.05, three, out=[T("GET /3", 200, 3, 0.05)])
+    return s, {"tcp_gap": 1, "tcp_buffer_overflow": 1}
+
+
+def exchange_lost_both_ways_keeps_its_number():
+    """/2 and its answer are both lost, each exactly between messages: the
+    client's next request line begins where the lost bytes end, so a request
+    was there.  /3 keeps number 3 and carries nothing of the loss."""
+    s = Steps()
+    s.handshake()
+    s.exchange(0.01, "/1", [T("GET /1", 200, 1, 0.01)])
+    s.c.client_data(request("/2"))  # never captured
+    s.c.server_data(ANSWER)  # never captured
+    s.exchange(0.1, "/3", [])
+    s.expire(10.2, out=[T("GET /3", 200, 3, 0.1)])  # the hold gives up the lost bytes
+    return s, {"tcp_gap": 2}
+
+
+def pipelined_pair_lost_in_part_is_numbered_once():
+    """/2 and /3 are pipelined; /2 and its answer are lost.  Which request
+    the one answer seen belongs to is not decided (a 38-byte loss could hold
+    two answers): both are written flagged.  /4 still gets number 4: the
+    answer written alone took the lost request's number."""
+    s = Steps()
+    s.handshake()
+    s.exchange(0.01, "/1", [T("GET /1", 200, 1, 0.01)])
+    s.c.client_data(request("/2"))  # never captured
+    s.at(0.1, *s.c.client_data(request("/3")))
+    s.c.server_data(ANSWER)  # never captured
+    s.at(0.105, *s.c.server_data(ANSWER))
+    s.at(0.106, s.c.client_ack())
+    s.at(0.2, *s.c.client_data(request("/4")))
+    s.at(0.205, *s.c.server_data(ANSWER), out=[])
+    s.at(0.206, s.c.client_ack())
+    s.expire(10.2, out=[
+        T(None, 200, 2, 0.105, ("pairing_uncertain",)),
+        T("GET /3", None, 3, 0.1, ("pairing_uncertain", "response_missing"), "gap"),
+        T("GET /4", 200, 4, 0.2),
+    ])
+    return s, {"tcp_gap": 2}
+
+
+def _batch_lost_with_the_first_answer(answer_two: bytes, sizes: list[int] | None, kept: slice):
+    """/1 answered; /2, /3, /4 sent in one segment that is lost; the start of
+    /2's answer is lost (``kept``: which of its segments were captured); the
+    answers to /3 and /4 are captured, then /5 and its answer."""
+    s = Steps()
+    s.handshake()
+    s.exchange(0.01, "/1", [T("GET /1", 200, 1, 0.01)])
+    s.c.client_data(request("/2") + request("/3") + request("/4"))  # never captured
+    two = s.c.server_data(answer_two, sizes)
+    s.at(0.1, *two[kept])
+    s.at(0.11, *s.c.server_data(ANSWER))
+    s.at(0.12, *s.c.server_data(ANSWER))
+    s.at(0.13, s.c.client_ack())
+    s.exchange(0.2, "/5", [])
+    lost = ("request_missing", "tcp_gap")
+    s.expire(10.2, out=[T(None, 200, 3, 0.11, lost), T(None, 200, 4, 0.12, lost), T("GET /5", 200, 5, 0.2)])
+    return s
+
+
+def answers_to_lost_requests_keep_their_numbers_after_a_lost_answer():
+    """The server bytes lost begin where /1's answer ended: an answer began
+    in them (to /2, whose request is lost too): it takes number 2 without a
+    record, so the two answers seen are 3 and 4, and /5 is 5."""
+    return _batch_lost_with_the_first_answer(ANSWER, None, slice(0, 0)), {"tcp_gap": 2}
+
+
+def an_answer_whose_head_alone_was_lost_still_takes_its_number():
+    """The same with /2's answer 3,000 bytes long and only its first segment
+    lost: the rest of its body is skipped up to the next status line."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + b"b" * 3000
+    return _batch_lost_with_the_first_answer(answer, [1000, 1000], slice(1, None)), {"tcp_gap": 2}
+
+
 # ------------------------------------------------------------------- the table
 
 CASES = [
@@ -751,6 +864,12 @@ CASES = [
     Case(answer_captured_before_its_request_waits_for_it),
     Case(answer_to_a_lost_request_waits_gap_timeout_then_the_request_is_lost),
     Case(force_gives_up_first_the_wait_that_no_held_segment_can_end),
+    Case(gap_timeout_gives_up_only_the_waits_that_old),
+    Case(buffer_overflow_gives_up_waits_only_until_half_the_bound_is_held, Settings(max_conn_buffer_bytes=4096)),
+    Case(exchange_lost_both_ways_keeps_its_number),
+    Case(pipelined_pair_lost_in_part_is_numbered_once),
+    Case(answers_to_lost_requests_keep_their_numbers_after_a_lost_answer),
+    Case(an_answer_whose_head_alone_was_lost_still_takes_its_number),
 ]
 
 
@@ -904,6 +1023,16 @@ FORCES = [
         client=[held(C0 + 60, S0 + 500, 40, 2.0)],
         server=[held(S0, C0 + 100, 10, 1.0)],
         expected=[(False, held(S0, C0 + 100, 10, 1.0), 60), (True, held(C0 + 60, S0 + 500, 40, 2.0), 500)],
+    ),
+    Force(
+        "bytes_lost_are_counted_from_what_each_direction_delivered",
+        # The request acknowledges server bytes to 100 with 95 delivered (5
+        # lost); the answer acknowledges client bytes to 60 with none
+        # delivered (60 lost), though its acknowledgement number is lower.
+        client=[held(C0 + 70, S0 + 100, 10, 2.0)],
+        server=[held(S0 + 200, C0 + 60, 10, 1.0)],
+        delivered=(0, 95),
+        expected=[(True, held(C0 + 70, S0 + 100, 10, 2.0), 100), (False, held(S0 + 200, C0 + 60, 10, 1.0), 60)],
     ),
 ]
 
