@@ -46,7 +46,10 @@ Categories, one per ground-truth transaction (first that applies):
 ``exact``                undamaged, and a record equals the verify.py projection (anomalies [])
 ``damaged_flagged``      damaged; every record holding part of it has an anomaly
 ``damaged_unflagged``    damaged; a record holding part of it has no anomaly
-``damaged_unseen``       damaged, every one of its bytes lost, and no record (nothing to flag)
+``damaged_unseen``       damaged, no record, and nothing left to make one from: every one of
+                         its bytes lost, or the first byte of its request and the first byte
+                         of its response both lost (no request line, no status line; what is
+                         left of it is skipped as the rest of an unknown message)
 ``missing``              no record holds any part of it (and some of it was on the wire)
 ``undamaged_not_exact``  undamaged, records hold it, none is exact
 
@@ -329,6 +332,11 @@ def _overlaps(ranges: list[tuple[int, int]], span: tuple[int, int]) -> bool:
     return any(s < span[1] and span[0] < e for s, e in ranges)
 
 
+def _lost_at(ranges: list[tuple[int, int]], span: tuple[int, int]) -> bool:
+    """Was the first byte of ``span`` lost?"""
+    return span[0] < span[1] and any(s <= span[0] < e for s, e in ranges)
+
+
 def _covered(ranges: list[tuple[int, int]], span: tuple[int, int]) -> bool:
     return span[0] >= span[1] or _subtract([span], ranges) == []
 
@@ -523,7 +531,8 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
         for i, (ex, t) in enumerate(zip(c.exchanges, c.truth)):
             o = Outcome(t, c, ex)
             o.damaged = _overlaps(c.lost[C2S], ex.req) or _overlaps(c.lost[S2C], ex.resp)
-            o.unseen = _covered(c.lost[C2S], ex.req) and _covered(c.lost[S2C], ex.resp)
+            o.unseen = (_covered(c.lost[C2S], ex.req) and _covered(c.lost[S2C], ex.resp)) or (
+                _lost_at(c.lost[C2S], ex.req) and _lost_at(c.lost[S2C], ex.resp))
             o.after_loss = not o.damaged and (any(s < ex.req[0] for s, _ in c.lost[C2S]) or any(s < ex.resp[0] for s, _ in c.lost[S2C]))
             outs.append(o)
             for k in _request_keys(ex.method, ex.uri, ex.host, ex.req_body_len, 0, ex.req_headers):

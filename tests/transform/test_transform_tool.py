@@ -271,6 +271,33 @@ def test_verifier_classifies_damage_from_the_sidecar(corpus, tmp_path):
                                                        and o.exchange.resp[0] > ex.resp[0])
 
 
+def test_verifier_counts_a_transaction_without_start_lines_as_unseen(corpus, tmp_path):
+    """Lose the first byte of a request and of its response: no request line and no status line
+    is left, so no record is expected (damaged_unseen); with the response's first byte kept, a
+    record could say request_missing, so the same absence is ``missing``."""
+    original = frames_of(corpus.pcap)
+    conn = next(c for c in corpus.ref.conns if len(c.exchanges) >= 3 and c.exchanges[1].resp[1] - c.exchanges[1].resp[0] > 3000)
+    ex = conn.exchanges[1]
+
+    def holding(direction: int, offset: int) -> int:
+        base = conn.base[direction]
+        for p in original:  # conn.key is the client's address and port
+            end = (transform.ip_text(p.src), p.sport) if direction == transform.C2S else (transform.ip_text(p.dst), p.dport)
+            if p.is_data and end == conn.key and (p.seq - base) % (1 << 32) <= offset < (p.seq - base) % (1 << 32) + p.payload_len:
+                return p.index
+        raise AssertionError(f"no packet holds offset {offset}")
+
+    req_pkt, resp_pkt = holding(transform.C2S, ex.req[0]), holding(transform.S2C, ex.resp[0])
+    depth = conn.truth[1]["trans_depth"]
+    records = [r for r in ideal_records(corpus)
+               if not (r["client"]["port"] == conn.truth[1]["client_port"] and r["trans_depth"] == depth)]
+    for drop, expected in (((req_pkt, resp_pkt), "damaged_unseen"), ((req_pkt,), "missing")):
+        _, side = make(corpus, tmp_path, [], drop_packets=drop)
+        v = damage.check(corpus.ref, side, records)
+        ours = next(o for o in v.outcomes if o.conn is conn and o.truth["trans_depth"] == depth)
+        assert expected == ours.category, v.summary()
+
+
 def test_sniffd_reads_the_clean_corpus_exactly(corpus, tmp_path, sniffd_exe):
     """The baseline the transformed copies are measured against (issue 10 is only about damaged copies)."""
     out = tmp_path / "clean.jsonl"
