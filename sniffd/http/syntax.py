@@ -276,21 +276,28 @@ def _transfer_coded(te: str, cl: str | None, tainted: bool) -> tuple[bool, bool,
     return chunked_final, "chunked" in codings, flags
 
 
+def _length_framed(cl: str | None, tainted: bool, otherwise: int) -> tuple[int, int, list[str]]:
+    """(kind, length, flags) of a body without Transfer-Encoding: by its
+    Content-Length, else (none, or one that is invalid) ``otherwise``: no
+    body for a request, to the close for a response."""
+    flags: list[str] = []
+    if cl is None:
+        return otherwise, 0, flags
+    n = content_length(cl, flags)
+    if flags or tainted:
+        flags.append(AMBIGUOUS)
+    if n is None:
+        return otherwise, 0, flags
+    return (LENGTH, n, flags) if n else (NONE, 0, flags)
+
+
 def request_framing(headers: dict[str, str], odd: set | None) -> tuple[int, int, list[str]]:
     """(kind, length, flags) for a request body (RFC 9112 section 6.3)."""
     te, cl, tainted = framing_fields(headers, odd)
     if te is not None:
         chunked_final, chunked, flags = _transfer_coded(te, cl, tainted)
         return (CHUNKED if chunked_final or chunked else NONE), 0, flags
-    flags: list[str] = []
-    if cl is not None:
-        n = content_length(cl, flags)
-        if flags or tainted:
-            flags.append(AMBIGUOUS)
-        if n is None:
-            return NONE, 0, flags
-        return (LENGTH, n, flags) if n else (NONE, 0, flags)
-    return NONE, 0, flags
+    return _length_framed(cl, tainted, NONE)
 
 
 def response_framing(headers: dict[str, str], odd: set | None, status: int | None,
@@ -303,15 +310,7 @@ def response_framing(headers: dict[str, str], odd: set | None, status: int | Non
     if te is not None:
         chunked_final, _chunked, flags = _transfer_coded(te, cl, tainted)
         return (CHUNKED if chunked_final else CLOSE), 0, flags
-    flags: list[str] = []
-    if cl is not None:
-        n = content_length(cl, flags)
-        if flags or tainted:
-            flags.append(AMBIGUOUS)
-        if n is None:
-            return CLOSE, 0, flags
-        return (LENGTH, n, flags) if n else (NONE, 0, flags)
-    return CLOSE, 0, flags
+    return _length_framed(cl, tainted, CLOSE)
 
 
 def chunk_size(line: bytes) -> int | None:
