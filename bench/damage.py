@@ -334,7 +334,7 @@ def _overlaps(ranges: list[tuple[int, int]], span: tuple[int, int]) -> bool:
 
 def _lost_at(ranges: list[tuple[int, int]], span: tuple[int, int]) -> bool:
     """Was the first byte of ``span`` lost?"""
-    return span[0] < span[1] and any(s <= span[0] < e for s, e in ranges)
+    return span[0] < span[1] and _overlaps(ranges, (span[0], span[0] + 1))
 
 
 def _covered(ranges: list[tuple[int, int]], span: tuple[int, int]) -> bool:
