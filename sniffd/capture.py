@@ -279,9 +279,9 @@ class LiveCapture:
             return None
         return Batch(buf, meta)
 
-    def discard_until(self, deadline: float) -> int:
+    def discard_until(self, deadline: float) -> None:
         """Read and throw away every packet the ring holds or is handed until
-        ``deadline`` (time.monotonic()); return how many.
+        ``deadline`` (time.monotonic()).
 
         The kernel hands a TPACKET_V3 block over only when it fills or its
         retire timer (the read timeout) fires, so a packet taken in just
@@ -290,17 +290,13 @@ class LiveCapture:
         filter re-filters in userland only the blocks already handed over.
         """
         handle = self._handle
-        dropped = 0
         try:
             while True:
-                while True:
-                    _buf, meta = handle.next_batch(4096)
-                    if not meta:
-                        break
-                    dropped += len(meta) // _META.size
+                while handle.next_batch(4096)[1]:
+                    pass
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return dropped
+                    return
                 self._poll.poll(max(1, int(remaining * 1000)))
         except pcapy.PcapError as e:
             raise CaptureError(f"capture on {self.interface!r} failed: {e}") from None
