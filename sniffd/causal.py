@@ -20,7 +20,8 @@ delivers.  Call order (the flow table's):
    each.
 3. When waits are given up: ``force(c2s, s2c)`` gives one item and how far
    the direction it waits for must skip (its relative offset, or None): skip
-   that direction there (a gap), deliver the item, then ``ready`` again.
+   that direction there (a gap), deliver the item (None: it still waits for
+   bytes held in that direction, which come first), then ``ready`` again.
    The flow table forces one wait at a time, only as far as the reason
    needs: at ``gap_timeout_s``, until no held segment is that old; over the
    buffer bound, until half of it is held; at the end of the connection,
@@ -111,10 +112,12 @@ class CausalHold:
         """After a partial release: the wait began with the oldest remaining segment."""
         self.since = self.oldest()
 
-    def force(self, c2s, s2c) -> tuple[bool, tuple, int | None]:
+    def force(self, c2s, s2c) -> tuple[bool, tuple | None, int | None]:
         """Give up one wait (see the module docstring): the item to deliver
         now, and the relative offset the direction it waited for must skip
-        to (None: it waits for nothing any more)."""
+        to (None: it waits for nothing any more).  When bytes held in that
+        direction begin before what the item acknowledges, the skip stops
+        there and the item (None) stays held: it still waits for them."""
         best = None
         for fc in (True, False):
             opp = s2c if fc else c2s
@@ -128,11 +131,7 @@ class CausalHold:
                 if best is None or key < best[0]:
                     best = (key, fc, i)
         _, fc, i = best
-        item = self.held[fc].pop(i)
-        self.bytes -= len(item[3])
-        if not self:
-            self.since = None
-            self.bytes = 0
+        item = self.held[fc][i]
         opp = s2c if fc else c2s
         skip = None
         if waits(opp, item[2], item[1]):
@@ -141,8 +140,16 @@ class CausalHold:
             skip = opp.rel(item[1])
             if opp.fin_at is not None and skip > opp.fin_at:
                 skip = opp.fin_at
+            full = skip
             for h in self.held[not fc]:
                 start = opp.rel(h[0])
                 if opp.next <= start < skip:
                     skip = start
+            if opp.next < skip < full:
+                return fc, None, skip
+        del self.held[fc][i]
+        self.bytes -= len(item[3])
+        if not self:
+            self.since = None
+            self.bytes = 0
         return fc, item, skip

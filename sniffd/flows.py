@@ -788,8 +788,9 @@ class FlowTable:
                 fc, item, skip = hold.force(conn.c2s, conn.s2c)
                 if skip is not None:
                     opp = conn.s2c if fc else conn.c2s
-                    self._deliver(conn, not fc, opp.skip_to(skip), item[5])
-                self._pop_held(conn, fc, item)
+                    self._deliver(conn, not fc, opp.skip_to(skip), now if item is None else item[5])
+                if item is not None:
+                    self._pop_held(conn, fc, item)
         finally:
             conn.releasing = False
         if not hold:

@@ -88,9 +88,10 @@ class Pairing:
         self.resp_ends: dict[int, int | None] = {0: None}
         # Lost stretches of the server's stream [start, end).
         self.server_lost: list[tuple[int, int]] = []
-        # Starts of those that began where a response ended: a response
-        # began in each (see response()).
-        self.whole_resp_lost: list[int] = []
+        # Starts of those that began where a response ended (a response
+        # began in each) -> whether no response has come after it yet (see
+        # response()); _split_plan reads them too.
+        self.server_whole: dict[int, bool] = {}
         # Responses whose request is not decided yet (finished, not written).
         self.held: list[Transaction] = []
         # Interim responses (1xx) seen before their final response when the
@@ -157,9 +158,9 @@ class Pairing:
             if len(self.server_lost) > _RECENT:
                 del self.server_lost[0]
             if whole:
-                self.whole_resp_lost.append(start)
-                if len(self.whole_resp_lost) > _RECENT:
-                    del self.whole_resp_lost[0]
+                self.server_whole[start] = True
+                if len(self.server_whole) > _RECENT:
+                    del self.server_whole[next(iter(self.server_whole))]
 
     # ----------------------------------------------------------- responses
 
@@ -167,10 +168,9 @@ class Pairing:
         """Pair a response whose status line was just read.  Returns its
         transaction and whether its request is known for certain (if not,
         the caller frames the body without knowing the method)."""
-        lost_whole = 0
-        if self.whole_resp_lost:
-            lost_whole = sum(1 for s in self.whole_resp_lost if s < msg.start_off)
-            self.whole_resp_lost = [s for s in self.whole_resp_lost if s >= msg.start_off]
+        fresh = [s for s, new in self.server_whole.items() if new and s < msg.start_off] if self.server_whole else ()
+        for s in fresh:
+            self.server_whole[s] = False
         self._retire_answered_in_lost(msg)
         if self.held or self.server_lost or self.lost_count:
             self._settle_before(msg)
@@ -218,8 +218,10 @@ class Pairing:
             # no known request waits for them: each answered a request in
             # the lost client bytes (no record: neither head was seen, but
             # each takes its number in trans_depth).
-            self.finished += lost_whole
-            lost.answered += lost_whole
+            self.finished += len(fresh)
+            lost.answered += len(fresh)
+            for s in fresh:
+                del self.server_whole[s]  # counted: not again by _split_plan
         return txn, False
 
     def response_done(self, txn: Transaction, why: str = "complete") -> None:
@@ -272,6 +274,11 @@ class Pairing:
         """The connection is over: write what is held unresolved, and every
         request still waiting (response_missing)."""
         if self.held:
+            # The held responses may be the answers of the requests still
+            # waiting: those say so too.
+            for e in self.pending:
+                if e.__class__ is Transaction and e.response is None:
+                    e.anomalies.add("pairing_uncertain")
             self._unresolved(None)
         for e in self.pending:
             if e.__class__ is Lost:
@@ -377,6 +384,9 @@ class Pairing:
         the answer to it or to anything after it."""
         if req.ack is not None:
             self.server_lost = [s for s in self.server_lost if s[1] > req.ack]
+            if self.server_whole:
+                kept = {start for start, _end in self.server_lost}
+                self.server_whole = {s: new for s, new in self.server_whole.items() if new or s in kept}
 
     def _retire_answered_in_lost(self, msg: Message) -> None:
         """Requests whose response was lost, by the marks: the client sent a
@@ -442,6 +452,8 @@ class Pairing:
                 n_before = sum(1 for t in held if t.response.start_off < start)
                 resps = held[:n_before] + [None] * k + held[n_before:]
                 plan = list(zip(known, resps))
+        elif len(losts) == 1 and before[-1] is losts[0]:
+            plan = self._split_plan(known, losts[0], held, sl)
         if plan is None:
             self._unresolved(msg, upto)
             return
@@ -449,7 +461,11 @@ class Pairing:
         self._recount()
         self.held = [t for t in self.held if t not in held]
         for req_txn, resp_txn in plan:
-            if req_txn is None:
+            if req_txn is None and resp_txn is None:
+                self.finished += 1
+                for marker in losts:
+                    marker.answered += 1
+            elif req_txn is None:
                 # A response to a lost request: written as it is.
                 resp_txn.anomalies.discard("pairing_uncertain")
                 resp_txn.anomalies.add("request_missing")
@@ -467,7 +483,53 @@ class Pairing:
                 req_txn.interim = resp_txn.interim
                 req_txn.anomalies |= resp_txn.anomalies - {"pairing_uncertain", "request_missing"}
                 self.finish(req_txn, resp_txn.end_reason)
+        self._dropped(losts)
         self._forget_server_lost(msg)
+
+    def _split_plan(self, known: list, lost: Lost, held: list, sl: list) -> list | None:
+        """The checkpoint's window: requests ``known``, then client bytes
+        ``lost``; responses ``held`` and server stretches ``sl`` lost.
+        A response acknowledging no lost client byte (``first``) answers a
+        known request.  In server order, known requests take the first
+        responses: where stretches lie among the ``first`` responses, the
+        count must come out exact (a stretch lost from a response's end held
+        one response start, any other none); after the last of them, each
+        remaining known request's answer was in a stretch lost from a
+        response's end.  The ``later`` responses answer lost requests.
+        Returns the plan (see _checkpoint; ``(None, None)``: a lost request
+        answered in lost bytes, a number without a record), or None when
+        the marks do not settle it."""
+        n = 0
+        for t in held:
+            ack = t.response.ack
+            if ack is None or ack > lost.start:
+                break
+            n += 1
+        first, later = held[:n], held[n:]
+        if later and any(end > later[0].response.start_off for _start, end in sl):
+            return None  # server bytes lost among the later responses
+        if sl and any("100-continue" in str((t.request.headers or {}).get("expect", "")).lower() for t in known):
+            return None  # a stretch may have held only a 100 Continue
+        edge = first[-1].response.start_off if first else -1
+        among = [start for start, _end in sl if start < edge]
+        after = sum(1 for start, _end in sl if start > edge and start in self.server_whole)
+        k = len(known)
+        if among:
+            whole = [start for start in among if start in self.server_whole]
+            if len(first) + len(whole) != k:
+                return None
+            order = sorted([(t.response.start_off, t) for t in first] + [(start, None) for start in whole],
+                           key=lambda x: x[0])
+            answers = [t for _o, t in order]
+        elif len(first) <= k:
+            answers = first
+        else:
+            return None
+        rest = k - len(answers)
+        if rest > after:
+            return None  # a later response may answer a known request
+        plan = list(zip(known, answers + [None] * rest))
+        return plan + [(None, None)] * (after - rest) + [(None, t) for t in later]
 
     def _unresolved(self, msg: Message | None, upto: int = 0) -> None:
         """The window cannot be decided: write its held responses unpaired,

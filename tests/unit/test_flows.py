@@ -812,6 +812,74 @@ def an_answer_whose_head_alone_was_lost_still_takes_its_number():
     return _batch_lost_with_the_first_answer(answer, [1000, 1000], slice(1, None)), {"tcp_gap": 2}
 
 
+def a_wait_stopped_by_bytes_held_opposite_does_not_deliver_early():
+    """/2 and its 2,000-byte answer are lost.  /3 waits for that answer;
+    /3's answer waits for /2 and /3.  Giving up the answer's wait (it
+    declares fewer bytes lost) may only skip the client's stream to where /3
+    is held; the answer must still wait for /3, which goes first once its
+    own wait is given up.  (Delivered at once, the answer was written
+    request_missing and every later answer paired one request late.)"""
+    s = Steps()
+    s.handshake()
+    s.exchange(0.01, "/1", [T("GET /1", 200, 1, 0.01)])
+    s.c.client_data(request("/2"))  # never captured
+    s.c.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 1962\r\n\r\n" + b"a" * 1962)  # never captured
+    (three,) = s.c.client_data(request("/3"))
+    (a3,) = s.c.server_data(ANSWER)
+    s.at(0.1, three)
+    s.at(0.105, a3)
+    s.expire(10.2, out=[T("GET /3", 200, 3, 0.1)])
+    s.exchange(10.3, "/4", [T("GET /4", 200, 4, 10.3)])
+    return s, {"tcp_gap": 2}
+
+
+def pipelined_answers_before_a_lost_batch_are_paired_by_their_acks():
+    """/a /b /c pipelined, /a's answer lost; then /d /e pipelined and lost,
+    their answers captured.  The answers to /b and /c acknowledge no lost
+    client byte, so with the one answer lost (from the start of the server's
+    stream) they are exactly the answers to /a /b /c: paired; the two
+    answers acknowledging the lost batch answer its requests."""
+    s = Steps()
+    s.handshake()
+    s.at(0.01, *s.c.client_data(request("/a") + request("/b") + request("/c")))
+    s.c.server_data(ANSWER)  # never captured
+    s.at(0.02, *s.c.server_data(ANSWER))
+    s.at(0.03, *s.c.server_data(ANSWER))
+    s.c.client_data(request("/d") + request("/e"))  # never captured
+    s.at(0.05, *s.c.server_data(ANSWER))
+    s.at(0.06, *s.c.server_data(ANSWER))
+    s.exchange(0.1, "/f", [])
+    lost = ("request_missing", "tcp_gap")
+    s.expire(10.2, out=[
+        T("GET /a", None, 1, 0.01, ("response_missing", "tcp_gap"), "gap"),
+        T("GET /b", 200, 2, 0.01),
+        T("GET /c", 200, 3, 0.01),
+        T(None, 200, 4, 0.05, lost),
+        T(None, 200, 5, 0.06, lost),
+        T("GET /f", 200, 6, 0.1),
+    ])
+    return s, {"tcp_gap": 2}
+
+
+def window_left_undecided_at_the_close_flags_its_requests_too():
+    """As pipelined_pair_lost_in_part_is_numbered_once, but the connection
+    ends before a later request settles the window: the answer is written
+    unpaired, and /3, which it may answer, says so too."""
+    s = Steps()
+    s.handshake()
+    s.exchange(0.01, "/1", [T("GET /1", 200, 1, 0.01)])
+    s.c.client_data(request("/2"))  # never captured
+    s.at(0.1, *s.c.client_data(request("/3")))
+    s.c.server_data(ANSWER)  # never captured
+    s.at(0.105, *s.c.server_data(ANSWER))
+    s.at(0.106, s.c.client_ack())
+    s.close_all(1.0, out=[
+        T(None, 200, 2, 0.105, ("pairing_uncertain",)),
+        T("GET /3", None, 3, 0.1, ("pairing_uncertain", "response_missing"), "end_of_input"),
+    ])
+    return s, {"tcp_gap": 2}
+
+
 # ------------------------------------------------------------------- the table
 
 CASES = [
@@ -870,6 +938,9 @@ CASES = [
     Case(pipelined_pair_lost_in_part_is_numbered_once),
     Case(answers_to_lost_requests_keep_their_numbers_after_a_lost_answer),
     Case(an_answer_whose_head_alone_was_lost_still_takes_its_number),
+    Case(a_wait_stopped_by_bytes_held_opposite_does_not_deliver_early),
+    Case(pipelined_answers_before_a_lost_batch_are_paired_by_their_acks),
+    Case(window_left_undecided_at_the_close_flags_its_requests_too),
 ]
 
 
@@ -1017,12 +1088,24 @@ FORCES = [
     ),
     Force(
         "a_skip_stops_where_bytes_held_in_the_other_direction_begin",
-        # The answer acknowledges client bytes up to 100; client bytes from 60
-        # are held (waiting for server bytes never seen): the answer's wait
-        # declares only 0..60 lost, then the held client bytes' wait goes.
+        # The answer (server 600) acknowledges client bytes up to 100; client
+        # bytes from 60 are held, waiting for server bytes 0..500 never seen:
+        # the answer's wait declares only 0..60 lost and the answer stays
+        # held (it still waits for 60..100); then the held client bytes' wait
+        # goes, and the answer follows them.
+        client=[held(C0 + 60, S0 + 500, 40, 2.0)],
+        server=[held(S0 + 600, C0 + 100, 10, 1.0)],
+        expected=[(False, None, 60), (True, held(C0 + 60, S0 + 500, 40, 2.0), 500), (False, held(S0 + 600, C0 + 100, 10, 1.0), READY)],
+    ),
+    Force(
+        "marks_that_contradict_each_other_deliver_the_smaller_wait_first",
+        # As above with the answer at server 0, inside the bytes the held
+        # client bytes acknowledge: each waits for the other (marks no real
+        # capture gives).  The skip stops at 60; then nothing can be skipped
+        # for the answer, which goes, and the client bytes after it.
         client=[held(C0 + 60, S0 + 500, 40, 2.0)],
         server=[held(S0, C0 + 100, 10, 1.0)],
-        expected=[(False, held(S0, C0 + 100, 10, 1.0), 60), (True, held(C0 + 60, S0 + 500, 40, 2.0), 500)],
+        expected=[(False, None, 60), (False, held(S0, C0 + 100, 10, 1.0), 60), (True, held(C0 + 60, S0 + 500, 40, 2.0), 500)],
     ),
     Force(
         "bytes_lost_are_counted_from_what_each_direction_delivered",
@@ -1040,8 +1123,8 @@ FORCES = [
 @pytest.mark.parametrize("case", FORCES, ids=[f.name for f in FORCES])
 def test_causal_force_order(case: Force) -> None:
     """CausalHold as FlowTable._release drives it: deliver what is ready, else
-    force one wait (the direction it names skips there, then the item is
-    delivered), until nothing is held."""
+    force one wait (the direction it names skips there, then the item, if
+    one is given, is delivered), until nothing is held."""
     c2s, s2c = stream(C0, case.delivered[0]), stream(S0, case.delivered[1])
     hold = CausalHold()
     for fc, items in ((True, case.client), (False, case.server)):
@@ -1056,5 +1139,40 @@ def test_causal_force_order(case: Force) -> None:
             mine, other = (c2s, s2c) if fc else (s2c, c2s)
             if skip not in (None, READY):
                 other.skip_to(skip)
-            mine.feed(item[0], item[3], item[5])
+            if item is not None:
+                mine.feed(item[0], item[3], item[5])
     assert case.expected == got
+
+
+# ------------------------------------------------- pairing: the split window
+
+
+def _txn(start: int, ack: int, *, request: bool, headers: dict | None = None):
+    from sniffd.http.message import Message, Transaction
+
+    msg = Message(0.0, start, ack)
+    msg.headers = headers or {}
+    txn = Transaction()
+    if request:
+        txn.request = msg
+    else:
+        txn.response = msg
+    return txn
+
+
+@pytest.mark.parametrize("expect", [None, "100-continue"])
+def test_split_plan_does_not_count_a_lost_stretch_that_may_be_a_100_continue(expect):
+    """A PUT, then lost client bytes; the server's bytes from the end of the
+    last response were lost (one start at least), then a 201 acknowledging
+    the lost client bytes.  Without Expect the stretch answered the PUT and
+    the 201 a lost request; with Expect: 100-continue the stretch may have
+    held only the 100 Continue, so the window is not settled."""
+    from sniffd.http.pairing import Lost, Pairing
+
+    p = Pairing()
+    put = _txn(1000, 600, request=True, headers={"expect": expect} if expect else {})
+    lost = Lost(2000, 3000, whole=False)
+    answer = _txn(625, 3700, request=False)
+    p.lost_responses(600, 625, whole=True)
+    plan = p._split_plan([put], lost, [answer], [(600, 625)])
+    assert ([(put, None), (None, answer)] if expect is None else None) == plan
