@@ -565,6 +565,10 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
     claimed_req: dict[int, set] = defaultdict(set)
     claimed_resp: dict[int, set] = defaultdict(set)
 
+    def seen(cands: list[int], outs: list, direction: int) -> list[int]:
+        kept = [i for i in cands if not _covered(outs[i].conn.lost[direction], outs[i].exchange.req if direction == C2S else outs[i].exchange.resp)]
+        return kept or cands
+
     def pick(cands: list[int], claimed: set) -> int:
         for i in cands:
             if i not in claimed:
@@ -590,6 +594,10 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
                                                                        resp.get("missed_bytes"), [i.get("status") for i in resp.get("interim") or []],
                                                                        resp.get("headers")))
         outs = outcome_of[id(c)]
+        # Among identical messages, one whose every byte was lost cannot be
+        # in a record: prefer those the capture still has.
+        rq, rq_pair = seen(rq, outs, C2S), seen(rq_pair, outs, C2S)
+        rs, rs_pair = seen(rs, outs, S2C), seen(rs_pair, outs, S2C)
         held: list[int] = []
         if rq and rs:
             # Paired right when some transaction fits both halves; prefer the finest fit.

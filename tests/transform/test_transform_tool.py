@@ -298,6 +298,41 @@ def test_verifier_counts_a_transaction_without_start_lines_as_unseen(corpus, tmp
         assert expected == ours.category, v.summary()
 
 
+def test_verifier_gives_a_record_the_identical_message_the_capture_still_has(corpus, tmp_path):
+    """Two identical answers on one connection (204, no body); the first is lost whole, and the
+    second's request too: the record holding the second answer alone is the second's, not the
+    first's (a record cannot hold bytes the capture lost)."""
+    original = frames_of(corpus.pcap)
+
+    def holding(conn, direction: int, offset: int) -> int:
+        base = conn.base[direction]
+        for p in original:  # conn.key is the client's address and port
+            end = (transform.ip_text(p.src), p.sport) if direction == transform.C2S else (transform.ip_text(p.dst), p.dport)
+            if p.is_data and end == conn.key and (p.seq - base) % (1 << 32) <= offset < (p.seq - base) % (1 << 32) + p.payload_len:
+                return p.index
+        raise AssertionError(f"no packet holds offset {offset}")
+
+    def same(a, b) -> bool:
+        return (a.status, a.resp_body_len, a.interim) == (b.status, b.resp_body_len, b.interim) == (204, 0, [])
+
+    conn, i, j = next((c, i, j) for c in corpus.ref.conns for i in range(len(c.exchanges)) for j in range(i + 1, len(c.exchanges))
+                      if same(c.exchanges[i], c.exchanges[j]))
+    first, second = conn.exchanges[i], conn.exchanges[j]
+    drop = (holding(conn, transform.S2C, first.resp[0]), holding(conn, transform.C2S, second.req[0]))
+    _, side = make(corpus, tmp_path, [], drop_packets=drop)
+    port = conn.truth[0]["client_port"]
+    records = ideal_records(corpus)
+    for r in records:
+        if r["client"]["port"] == port and r["trans_depth"] == conn.truth[i]["trans_depth"]:
+            r["response"], r["anomalies"] = None, ["response_missing", "tcp_gap"]
+        if r["client"]["port"] == port and r["trans_depth"] == conn.truth[j]["trans_depth"]:
+            r["request"], r["anomalies"] = None, ["request_missing", "tcp_gap"]
+    v = damage.check(corpus.ref, side, records)
+    ours = {o.truth["trans_depth"]: o.category for o in v.outcomes if o.conn is conn and o.truth["trans_depth"] in
+            (conn.truth[i]["trans_depth"], conn.truth[j]["trans_depth"])}
+    assert {conn.truth[i]["trans_depth"]: "damaged_flagged", conn.truth[j]["trans_depth"]: "damaged_flagged"} == ours, v.summary()
+
+
 def test_sniffd_reads_the_clean_corpus_exactly(corpus, tmp_path, sniffd_exe):
     """The baseline the transformed copies are measured against (issue 10 is only about damaged copies)."""
     out = tmp_path / "clean.jsonl"
