@@ -333,6 +333,43 @@ def test_verifier_gives_a_record_the_identical_message_the_capture_still_has(cor
     assert {conn.truth[i]["trans_depth"]: "damaged_flagged", conn.truth[j]["trans_depth"]: "damaged_flagged"} == ours, v.summary()
 
 
+def test_verifier_allows_undecided_windows_only_when_flagged(corpus, tmp_path):
+    """ok_unless_undecided: a transaction written as two records, both pairing_uncertain, is
+    'unpaired'; a later one on that connection differing in trans_depth alone is 'renumbered';
+    without the flag neither is excused."""
+    original = frames_of(corpus.pcap)
+    lossy = next(c for c in corpus.ref.conns if len(c.exchanges) >= 3)
+    base = lossy.base[transform.S2C]
+    ex = lossy.exchanges[1]
+    target = next(p for p in original if p.is_data and (transform.ip_text(p.dst), p.dport) == lossy.key
+                  and (p.seq - base) % (1 << 32) <= ex.resp[0] < (p.seq - base) % (1 << 32) + p.payload_len)
+    _, side = make(corpus, tmp_path, [], drop_packets=(target.index,))
+    clean = damage.check(corpus.ref, side, ideal_records(corpus))
+    damaged = {(o.truth["client_port"], o.truth["trans_depth"]) for o in clean.outcomes if o.damaged}
+    other = next(c for c in corpus.ref.conns if len(c.exchanges) >= 3 and c is not lossy)
+    port = other.truth[0]["client_port"]
+
+    def records(flag: bool) -> list[dict]:
+        out = []
+        for r in ideal_records(corpus):
+            if (r["client"]["port"], r["trans_depth"]) in damaged:
+                r["anomalies"], r["response"] = ["tcp_gap"], None
+            if r["client"]["port"] == port and r["trans_depth"] == 1:
+                names = ["pairing_uncertain"] if flag else []
+                out.append(dict(r, response=None, anomalies=names + ["response_missing"]))
+                out.append(dict(r, request=None, anomalies=names + ["request_missing"], trans_depth=2))
+                continue
+            if r["client"]["port"] == port:
+                r = dict(r, trans_depth=r["trans_depth"] + 1)
+            out.append(r)
+        return out
+
+    v = damage.check(corpus.ref, side, records(True))
+    assert (False, True, 1, len(other.exchanges) - 1) == (v.ok, v.ok_unless_undecided, v.unpaired, v.renumbered), v.summary()
+    v = damage.check(corpus.ref, side, records(False))
+    assert (False, False, 0, 0) == (v.ok, v.ok_unless_undecided, v.unpaired, v.renumbered), v.summary()
+
+
 def test_sniffd_reads_the_clean_corpus_exactly(corpus, tmp_path, sniffd_exe):
     """The baseline the transformed copies are measured against (issue 10 is only about damaged copies)."""
     out = tmp_path / "clean.jsonl"
