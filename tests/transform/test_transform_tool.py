@@ -35,6 +35,16 @@ def make(corpus, tmp_path: Path, transforms: list[str], seed: int = 1, **params)
     return frames_of(out), side
 
 
+def packet_holding(original: list, conn, direction: int, offset: int) -> int:
+    """The input index of the data packet of ``conn`` that holds stream ``offset`` of ``direction``."""
+    base = conn.base[direction]
+    for p in original:  # conn.key is the client's address and port
+        end = (transform.ip_text(p.src), p.sport) if direction == transform.C2S else (transform.ip_text(p.dst), p.dport)
+        if p.is_data and end == conn.key and (p.seq - base) % (1 << 32) <= offset < (p.seq - base) % (1 << 32) + p.payload_len:
+            return p.index
+    raise AssertionError(f"no packet holds offset {offset}")
+
+
 def test_same_seed_same_bytes_other_seed_other_bytes(corpus, tmp_path):
     a = tmp_path / "a.pcap"
     b = tmp_path / "b.pcap"
@@ -251,10 +261,7 @@ def test_verifier_classifies_damage_from_the_sidecar(corpus, tmp_path):
     original = frames_of(corpus.pcap)
     conn = next(c for c in corpus.ref.conns if len(c.exchanges) >= 3)
     ex = conn.exchanges[1]
-    base = conn.base[transform.S2C]
-    target = next(p for p in original if p.is_data and (transform.ip_text(p.dst), p.dport) == conn.key
-                  and (p.seq - base) % (1 << 32) <= ex.resp[0] < (p.seq - base) % (1 << 32) + p.payload_len)
-    _, side = make(corpus, tmp_path, [], drop_packets=(target.index,))
+    _, side = make(corpus, tmp_path, [], drop_packets=(packet_holding(original, conn, transform.S2C, ex.resp[0]),))
     v = damage.check(corpus.ref, side, records)
     damaged = [o for o in v.outcomes if o.damaged]
     assert conn.truth[1]["trans_depth"] in [o.truth["trans_depth"] for o in damaged if o.conn is conn]
@@ -278,16 +285,8 @@ def test_verifier_counts_a_transaction_without_start_lines_as_unseen(corpus, tmp
     original = frames_of(corpus.pcap)
     conn = next(c for c in corpus.ref.conns if len(c.exchanges) >= 3 and c.exchanges[1].resp[1] - c.exchanges[1].resp[0] > 3000)
     ex = conn.exchanges[1]
-
-    def holding(direction: int, offset: int) -> int:
-        base = conn.base[direction]
-        for p in original:  # conn.key is the client's address and port
-            end = (transform.ip_text(p.src), p.sport) if direction == transform.C2S else (transform.ip_text(p.dst), p.dport)
-            if p.is_data and end == conn.key and (p.seq - base) % (1 << 32) <= offset < (p.seq - base) % (1 << 32) + p.payload_len:
-                return p.index
-        raise AssertionError(f"no packet holds offset {offset}")
-
-    req_pkt, resp_pkt = holding(transform.C2S, ex.req[0]), holding(transform.S2C, ex.resp[0])
+    req_pkt = packet_holding(original, conn, transform.C2S, ex.req[0])
+    resp_pkt = packet_holding(original, conn, transform.S2C, ex.resp[0])
     depth = conn.truth[1]["trans_depth"]
     records = [r for r in ideal_records(corpus)
                if not (r["client"]["port"] == conn.truth[1]["client_port"] and r["trans_depth"] == depth)]
@@ -304,21 +303,13 @@ def test_verifier_gives_a_record_the_identical_message_the_capture_still_has(cor
     first's (a record cannot hold bytes the capture lost)."""
     original = frames_of(corpus.pcap)
 
-    def holding(conn, direction: int, offset: int) -> int:
-        base = conn.base[direction]
-        for p in original:  # conn.key is the client's address and port
-            end = (transform.ip_text(p.src), p.sport) if direction == transform.C2S else (transform.ip_text(p.dst), p.dport)
-            if p.is_data and end == conn.key and (p.seq - base) % (1 << 32) <= offset < (p.seq - base) % (1 << 32) + p.payload_len:
-                return p.index
-        raise AssertionError(f"no packet holds offset {offset}")
-
     def same(a, b) -> bool:
         return (a.status, a.resp_body_len, a.interim) == (b.status, b.resp_body_len, b.interim) == (204, 0, [])
 
     conn, i, j = next((c, i, j) for c in corpus.ref.conns for i in range(len(c.exchanges)) for j in range(i + 1, len(c.exchanges))
                       if same(c.exchanges[i], c.exchanges[j]))
     first, second = conn.exchanges[i], conn.exchanges[j]
-    drop = (holding(conn, transform.S2C, first.resp[0]), holding(conn, transform.C2S, second.req[0]))
+    drop = (packet_holding(original, conn, transform.S2C, first.resp[0]), packet_holding(original, conn, transform.C2S, second.req[0]))
     _, side = make(corpus, tmp_path, [], drop_packets=drop)
     port = conn.truth[0]["client_port"]
     records = ideal_records(corpus)
@@ -339,11 +330,8 @@ def test_verifier_allows_undecided_windows_only_when_flagged(corpus, tmp_path):
     without the flag neither is excused."""
     original = frames_of(corpus.pcap)
     lossy = next(c for c in corpus.ref.conns if len(c.exchanges) >= 3)
-    base = lossy.base[transform.S2C]
     ex = lossy.exchanges[1]
-    target = next(p for p in original if p.is_data and (transform.ip_text(p.dst), p.dport) == lossy.key
-                  and (p.seq - base) % (1 << 32) <= ex.resp[0] < (p.seq - base) % (1 << 32) + p.payload_len)
-    _, side = make(corpus, tmp_path, [], drop_packets=(target.index,))
+    _, side = make(corpus, tmp_path, [], drop_packets=(packet_holding(original, lossy, transform.S2C, ex.resp[0]),))
     clean = damage.check(corpus.ref, side, ideal_records(corpus))
     damaged = {(o.truth["client_port"], o.truth["trans_depth"]) for o in clean.outcomes if o.damaged}
     other = next(c for c in corpus.ref.conns if len(c.exchanges) >= 3 and c is not lossy)

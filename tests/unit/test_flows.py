@@ -755,11 +755,8 @@ def exchange_lost_both_ways_keeps_its_number():
     return s, {"tcp_gap": 2}
 
 
-def pipelined_pair_lost_in_part_is_numbered_once():
-    """/2 and /3 are pipelined; /2 and its answer are lost.  Which request
-    the one answer seen belongs to is not decided (a 38-byte loss could hold
-    two answers): both are written flagged.  /4 still gets number 4: the
-    answer written alone took the lost request's number."""
+def _pipelined_pair_lost_in_part() -> Steps:
+    """/1 answered; /2 and /3 pipelined; /2 and its answer lost, /3's answer captured."""
     s = Steps()
     s.handshake()
     s.exchange(0.01, "/1", [T("GET /1", 200, 1, 0.01)])
@@ -768,6 +765,15 @@ def pipelined_pair_lost_in_part_is_numbered_once():
     s.c.server_data(ANSWER)  # never captured
     s.at(0.105, *s.c.server_data(ANSWER))
     s.at(0.106, s.c.client_ack())
+    return s
+
+
+def pipelined_pair_lost_in_part_is_numbered_once():
+    """/2 and /3 are pipelined; /2 and its answer are lost.  Which request
+    the one answer seen belongs to is not decided (a 38-byte loss could hold
+    two answers): both are written flagged.  /4 still gets number 4: the
+    answer written alone took the lost request's number."""
+    s = _pipelined_pair_lost_in_part()
     s.at(0.2, *s.c.client_data(request("/4")))
     s.at(0.205, *s.c.server_data(ANSWER), out=[])
     s.at(0.206, s.c.client_ack())
@@ -865,14 +871,7 @@ def window_left_undecided_at_the_close_flags_its_requests_too():
     """As pipelined_pair_lost_in_part_is_numbered_once, but the connection
     ends before a later request settles the window: the answer is written
     unpaired, and /3, which it may answer, says so too."""
-    s = Steps()
-    s.handshake()
-    s.exchange(0.01, "/1", [T("GET /1", 200, 1, 0.01)])
-    s.c.client_data(request("/2"))  # never captured
-    s.at(0.1, *s.c.client_data(request("/3")))
-    s.c.server_data(ANSWER)  # never captured
-    s.at(0.105, *s.c.server_data(ANSWER))
-    s.at(0.106, s.c.client_ack())
+    s = _pipelined_pair_lost_in_part()
     s.close_all(1.0, out=[
         T(None, 200, 2, 0.105, ("pairing_uncertain",)),
         T("GET /3", None, 3, 0.1, ("pairing_uncertain", "response_missing"), "end_of_input"),
