@@ -25,9 +25,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import grp
+import math
 import os
 import pwd
 import tomllib
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,25 +51,41 @@ class Key:
     type: type
     default: Any
     # Returns an error text ("must be ...") or None when the value is fine.
+    # Every number's check is a Range (enforced below SCHEMA): no key takes
+    # any number at all.
     check: Callable[[Any], str | None] | None = None
 
 
-def _between(low: float, high: float) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if not low <= value <= high:
-            return f"must be between {low:g} and {high:g}, got {value!r}"
-        return None
-
-    return check
+def _num(x: float) -> str:
+    """A range end as the operator would write it: 262144, 0.01, 1099511627776."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-def _at_least(low: float) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if value < low:
-            return f"must be at least {low:g}, got {value!r}"
-        return None
+@dataclass(frozen=True, slots=True)
+class Range:
+    """The numbers a key accepts: ``low`` to ``high``, both included, and
+    also 0 when ``off`` (0 then means "turned off")."""
 
-    return check
+    low: float
+    high: float
+    off: bool = False
+
+    def __call__(self, value: Any) -> str | None:
+        if self.low <= value <= self.high or (self.off and value == 0):
+            return None
+        zero = "0 (off) or " if self.off else ""
+        shown = repr(value)
+        if len(shown) > 24:  # a 400-digit integer: its size says enough
+            shown = f"{shown[:12]}... ({len(shown)} digits)"
+        return f"must be {zero}between {_num(self.low)} and {_num(self.high)}, got {shown}"
+
+    def describe(self) -> str:
+        """The range as the README and config/sniffd.toml write it: ``64..262144``."""
+        return ("0 (off) or " if self.off else "") + f"{_num(self.low)}..{_num(self.high)}"
+
+
+def _between(low: float, high: float, *, off: bool = False) -> Range:
+    return Range(low, high, off)
 
 
 def _one_of(*choices: str) -> Callable[[Any], str | None]:
@@ -79,22 +97,97 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
     return check
 
 
-def _positive(value: Any) -> str | None:
-    return f"must be greater than 0, got {value!r}" if not value > 0 else None
+def _controls(value: str, allowed: str = "") -> str | None:
+    """An error when ``value`` holds a control character (Unicode category
+    Cc: NUL, C0, DEL, C1) other than those in ``allowed``.  A NUL cannot
+    reach a system call (a C string ends there) and no other control
+    character belongs in a name, a path or a filter."""
+    for c in value:
+        if c not in allowed and unicodedata.category(c) == "Cc":
+            return f"must not contain control characters ({c!r}), got {value!r}"
+    return None
+
+
+# Linux's PATH_MAX is 4096 bytes with the terminating NUL, NAME_MAX 255: a
+# longer path or name is refused by every system call (ENAMETOOLONG).
+PATH_MAX_BYTES = 4095
+NAME_MAX_BYTES = 255
+# IFNAMSIZ is 16 with the terminating NUL (<linux/if.h>).
+IFNAME_MAX_BYTES = 15
+
+
+def _text(value: str) -> str | None:
+    """Any string key: no control characters."""
+    return _controls(value)
+
+
+def _multiline_text(value: str) -> str | None:
+    """A string that may be written over several lines (a BPF expression, a
+    hex key): tab, LF and CR are white space there; no other control."""
+    return _controls(value, "\t\n\r")
+
+
+def _path(value: str) -> str | None:
+    """A file path ("" allowed: the key's own check says if it may be empty)."""
+    problem = _controls(value)
+    if problem:
+        return problem
+    size = len(os.fsencode(value))
+    if size > PATH_MAX_BYTES:
+        return f"must be a path of at most {PATH_MAX_BYTES} bytes (PATH_MAX), got {size}"
+    longest = max(len(os.fsencode(part)) for part in value.split("/"))
+    if longest > NAME_MAX_BYTES:
+        return f"must be a path whose names are at most {NAME_MAX_BYTES} bytes (NAME_MAX), got one of {longest}"
+    return None
+
+
+def _output_path(value: str) -> str | None:
+    return "must not be empty" if not value else _path(value)
+
+
+def _interface(value: str) -> str | None:
+    """A name the kernel accepts for an interface (net/core/dev.c
+    dev_valid_name): 1 to 15 bytes, not "." or "..", no "/", ":" or white
+    space; and no other control character."""
+    problem = _controls(value)
+    if problem:
+        return problem
+    size = len(os.fsencode(value))
+    if not 1 <= size <= IFNAME_MAX_BYTES:
+        return f"must be an interface name of 1 to {IFNAME_MAX_BYTES} bytes (IFNAMSIZ), got {value!r}"
+    if value in (".", "..") or any(c in "/:" or c.isspace() for c in value):
+        return f"must be an interface name (no '/', ':' or white space), got {value!r}"
+    return None
 
 
 def _names(value: Any) -> str | None:
+    for v in value:
+        problem = _controls(v)
+        if problem:
+            return problem
     bad = [v for v in value if not v.strip()]
     return "names must not be empty" if bad else None
 
 
+# RFC 9110 section 5.1: a field name is a token (section 5.6.2).
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _header_names(value: Any) -> str | None:
+    problem = _names(value)
+    if problem:
+        return problem
+    bad = [v for v in value if not set(v) <= _TCHAR]
+    return f"expected header field names (RFC 9110 token characters), got {bad[0]!r}" if bad else None
+
+
 def _media_types(value: Any) -> str | None:
-    bad = [v for v in value if v.count("/") != 1 or not all(v.split("/"))]
+    for v in value:
+        problem = _controls(v)
+        if problem:
+            return problem
+    bad = [v for v in value if v.count("/") != 1 or not all(v.split("/")) or any(c.isspace() for c in v)]
     return f"expected media types such as 'text/*' or 'application/json', got {bad[0]!r}" if bad else None
-
-
-def _non_empty(value: Any) -> str | None:
-    return "must not be empty" if not value else None
 
 
 # Settings fields configured outside [limits], by section; settings.py groups
@@ -107,6 +200,64 @@ SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {
 
 # Settings' annotations (strings under `from __future__ import annotations`).
 _ANNOTATION_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool, "str": str, "tuple[str, ...]": tuple}
+
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+HOUR_S, DAY_S, WEEK_S = 3600, 86400, 7 * 86400
+
+# The range of every number among the Settings fields ([limits] and
+# [bodies]); settings.py gives the reason for each default, these the
+# reasons for each end.  None of them may be 0: a zero timeout or bound
+# would turn it into "drop everything".
+SETTINGS_RANGES: dict[str, Range] = {
+    # Housekeeping runs once per second of packet time (pipeline.
+    # EXPIRE_EVERY_S), so a shorter idle timeout cannot act sooner.  A week:
+    # keep-alive servers close after 5-120 s, TCP keepalive probes after 2 h;
+    # a connection silent for a week is gone.
+    "idle_timeout_s": _between(1, WEEK_S),
+    # 10 ms: below it the reordering of the capture path itself (NIC
+    # queues, GRO) would be declared gaps.  An hour: Linux gives up
+    # retransmitting after ~15 min (tcp_retries2), so a hole older than
+    # that is never filled.
+    "gap_timeout_s": _between(0.01, HOUR_S),
+    # 10 M: at ~2 KiB each when idle, 20 GiB, past any memory budget a
+    # gateway gives sniffd; the table could never be that full.
+    "max_connections": _between(1, 10_000_000),
+    # At least one full-size segment (1460 bytes) must fit.  1 GiB is the
+    # largest TCP window (RFC 7323 section 2.3): a receiver never accepts
+    # more out of order than that.
+    "max_conn_buffer_bytes": _between(2 * KiB, GiB),
+    "max_total_buffer_bytes": _between(2 * KiB, TiB),
+    # Housekeeping once a second (as above); RFC 791 bounds the reassembly
+    # timer by the largest TTL, 255 s: no fragment is older than that.
+    "frag_timeout_s": _between(1, 255),
+    # A million datagrams in reassembly at once is beyond any link (Linux
+    # holds 4 MiB of fragments per namespace by default).
+    "max_frag_datagrams": _between(1, 1_000_000),
+    # A 65,535-byte IPv4 datagram in 8-byte fragments has 8192 of them.
+    "max_frags_per_datagram": _between(1, 8192),
+    # 64 Ki requests waiting on one connection is a flood, not pipelining.
+    "max_pending_requests": _between(1, 65536),
+    # 1 KiB: real requests (cookies, user agents) need more.  16 MiB is far
+    # past any server's limit (nginx 32 KiB, Apache 8 KiB a line).
+    "max_header_bytes": _between(KiB, 16 * MiB),
+    # Apache refuses more than 100 fields, nginx's buffers hold about 500
+    # short ones; 65536 is past anything a server takes.
+    "max_header_count": _between(1, 65536),
+    # 64 bytes keeps a path worth reading; 16 MiB: no server takes one
+    # that long (nginx and Apache refuse beyond 8 KiB).
+    "max_uri_bytes": _between(64, 16 * MiB),
+    # 1 MiB: one connection at the default bounds (two 256 KiB reassembly
+    # buffers and a 64 KiB header section) must fit, or the budget sheds
+    # what every other bound allows.  1 TiB: past any machine sniffd runs
+    # on (its unit has MemoryMax=1G); beyond, the number bounds nothing.
+    "memory_budget_mb": _between(1, 1024 * 1024),
+    # 64 MiB of one body in one record is a file transfer, not an API
+    # payload; each record holds its body in memory and on one line.
+    "max_body_bytes": _between(1, 64 * MiB),
+    # The decompression-bomb cap: 256 MiB of one body is a quarter of the
+    # unit's MemoryMax.
+    "max_decoded_bytes": _between(1, 256 * MiB),
+}
 
 
 def _settings_schema(section: str) -> dict[str, Key]:
@@ -122,31 +273,45 @@ def _settings_schema(section: str) -> dict[str, Key]:
         if typ is None:
             raise TypeError(f"sniffd.settings.Settings.{f.name}: type {annotation!r} has no config mapping in sniffd/config.py")
         check = None
-        if typ is int:
-            # Every bound must be positive: a zero timeout or buffer would
-            # turn a bound into "drop everything".
-            check = _at_least(1)
-        elif typ is float:
-            check = _positive
+        if typ in (int, float):
+            check = SETTINGS_RANGES.get(f.name)
+            if check is None:
+                raise TypeError(f"sniffd.settings.Settings.{f.name}: a number needs a range in sniffd/config.py SETTINGS_RANGES")
         elif typ is tuple:
-            check = _media_types if f.name == "body_content_types" else _names
+            check = {"body_content_types": _media_types, "redact_headers": _header_names}.get(f.name, _names)
         elif f.name == "verify_checksums":
             check = _one_of("auto", "on", "off")
+        elif f.name == "redact_key":
+            check = _multiline_text
+        elif f.name == "redact_key_file":
+            check = _path
+        elif typ is str:
+            check = _text
         keys[f.name] = Key(typ, f.default, check)
     return keys
 
 
 # The defaults here are the documented ones; config/sniffd.toml gives the reason
-# for each next to the key.
+# for each next to the key, and the reason for each range end is given here.
 SCHEMA: dict[str, dict[str, Key]] = {
     "capture": {
-        "interface": Key(str, "eth0", _non_empty),
-        "bpf_filter": Key(str, "tcp port 80 or tcp port 8080"),
+        "interface": Key(str, "eth0", _interface),
+        "bpf_filter": Key(str, "tcp port 80 or tcp port 8080", _multiline_text),
+        # 64 bytes hold the Ethernet, IP and TCP headers of a segment (with
+        # some options); 262144 is libpcap's largest (MAXIMUM_SNAPLEN).
         "snaplen": Key(int, 262144, _between(64, 262144)),
         "promiscuous": Key(bool, True),
-        "buffer_bytes": Key(int, 32 * 1024 * 1024, _between(65536, 2**31 - 1)),
+        # Below 64 KiB the ring holds only a few full frames; the kernel
+        # takes the size as an int (setsockopt PACKET_RX_RING).
+        "buffer_bytes": Key(int, 32 * MiB, _between(64 * KiB, 2**31 - 1)),
+        # 1 ms to 1 s: records must reach the file within a second, and a
+        # read timeout of 0 would mean "wait forever" to libpcap.
         "read_timeout_ms": Key(int, 200, _between(1, 1000)),
+        # 65536 packets is ~100 MiB of full frames in one batch, far past
+        # the point where a larger batch saves any per-call cost.
         "batch_size": Key(int, 512, _between(1, 65536)),
+        # The queue bounds memory (queue_batches * batch_size frames); 65536
+        # batches of one packet each are still bounded.
         "queue_batches": Key(int, 64, _between(1, 65536)),
         # Capture processes in one PACKET_FANOUT group; 1 = today's single
         # process.  64 is far above the cores of any gateway sniffd runs on
@@ -158,8 +323,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "privacy": _settings_schema("privacy"),
     "bodies": _settings_schema("bodies"),
     "output": {
-        "path": Key(str, "/var/log/sniffd/http.jsonl", _non_empty),
-        "rotate_bytes": Key(int, 100 * 1024 * 1024, _at_least(0)),
+        "path": Key(str, "/var/log/sniffd/http.jsonl", _output_path),
+        # 0 turns rotation off.  4 KiB: smaller, rotation would make a file
+        # of every record or two and keep_files would drop them at once.
+        # 1 TiB: a file that size defeats the point of rotating.
+        "rotate_bytes": Key(int, 100 * MiB, _between(4 * KiB, TiB, off=True)),
         "keep_files": Key(int, 10, _between(1, 10000)),
         "flush_interval_s": Key(float, 1.0, _between(0.01, 1.0)),
     },
@@ -168,13 +336,25 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "format": Key(str, "json", _one_of(*LOG_FORMATS)),
     },
     "privileges": {
-        "user": Key(str, "sniffd"),
-        "group": Key(str, ""),
+        "user": Key(str, "sniffd", _text),
+        "group": Key(str, "", _text),
     },
     "stats": {
-        "interval_s": Key(float, 60.0, _between(0, 86400)),
+        # 0 turns the stats events off.  At least a second apart, or they
+        # would be most of the log; at most a day apart.
+        "interval_s": Key(float, 60.0, _between(1, DAY_S, off=True)),
     },
 }
+
+
+def _every_number_has_a_range() -> None:
+    for section, keys in SCHEMA.items():
+        for name, key in keys.items():
+            if key.type in (int, float) and not isinstance(key.check, Range):
+                raise TypeError(f"sniffd/config.py: [{section}] {name} is a number without a Range")
+
+
+_every_number_has_a_range()
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", tuple: "an array of strings"}
 
@@ -270,7 +450,12 @@ def _show(value: Any) -> str:
 
 
 def coerce(where: str, key: Key, value: Any) -> Any:
-    """Check ``value`` against ``key``; return it (ints widened to float where a number is wanted)."""
+    """Check ``value`` against ``key``; return it (ints widened to float where a number is wanted).
+
+    An integer key takes no float, not even 65535.0 (TOML writes integers
+    without a point; a float there is a slip worth naming).  A number key
+    takes no nan or inf (TOML has both): checked before the range, as nan
+    compares false with everything."""
     ok = False
     if key.type is bool:
         ok = isinstance(value, bool)
@@ -278,8 +463,8 @@ def coerce(where: str, key: Key, value: Any) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif key.type is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok:
-            value = float(value)
+        if ok and isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
     elif key.type is str:
         ok = isinstance(value, str)
     elif key.type is tuple:
@@ -292,7 +477,8 @@ def coerce(where: str, key: Key, value: Any) -> Any:
         problem = key.check(value)
         if problem:
             raise ConfigError(f"{where}: {problem}")
-    return value
+    # Widened only once in range: float() of a 400-digit integer overflows.
+    return float(value) if key.type is float else value
 
 
 def _suggest(name: str, choices: list[str]) -> str:
@@ -343,6 +529,8 @@ def load(path: str) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: not UTF-8 ({e.reason})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     return parse(data, path)
 
 

@@ -56,7 +56,7 @@ BAD_FILES = [
     ("wrong_type_bool", "[capture]\npromiscuous = 'yes'\n", [], "[capture] promiscuous: expected true or false, got 'yes'"),
     ("wrong_type_float", "[limits]\nidle_timeout_s = '5m'\n", [], "[limits] idle_timeout_s: expected a number, got '5m'"),
     ("out_of_range", "[capture]\nsnaplen = 10\n", [], "[capture] snaplen: must be between 64 and 262144, got 10"),
-    ("zero_limit", "[limits]\nmax_connections = 0\n", [], "[limits] max_connections: must be at least 1, got 0"),
+    ("zero_limit", "[limits]\nmax_connections = 0\n", [], "[limits] max_connections: must be between 1 and 10000000, got 0"),
     ("bad_choice", "[log]\nformat = 'xml'\n", [], "[log] format: must be one of json, console, got 'xml'"),
     (
         "invalid_bpf",
@@ -77,6 +77,34 @@ BAD_FILES = [
     ("short_redact_key", "[privacy]\nredact_key = 'abcd'\n", [], "[privacy] redact_key: the key must be at least 16 bytes (32 hex digits), got 2"),
     ("non_hex_redact_key", "[privacy]\nredact_key = 'not hex'\n", [], "[privacy] redact_key: the key must be hex digits"),
     ("missing_key_file", "[privacy]\nredact_key_file = '/nonexistent/redact.key'\n", [], "[privacy] redact_key_file: cannot read /nonexistent/redact.key: No such file or directory"),
+    # NUL bytes and other control characters in strings and paths (a NUL
+    # used to pass `check` and crash `run` with a traceback)
+    ("nul_in_output_path", '[output]\npath = "/tmp/a\\u0000b"\n', [], "[output] path: must not contain control characters ('\\x00'), got '/tmp/a\\x00b'"),
+    ("nul_in_key_file", '[privacy]\nredact_key_file = "/etc/k\\u0000"\n', [], "[privacy] redact_key_file: must not contain control characters ('\\x00')"),
+    ("nul_in_filter", '[capture]\nbpf_filter = "tcp\\u0000 port 80"\n', [], "[capture] bpf_filter: must not contain control characters ('\\x00')"),
+    ("nul_in_user", '[privileges]\nuser = "root\\u0000"\n', ["--user-from-file"], "[privileges] user: must not contain control characters ('\\x00')"),
+    ("nul_in_group", '[privileges]\ngroup = "\\u0000"\n', [], "[privileges] group: must not contain control characters ('\\x00')"),
+    ("nul_in_redact_key", '[privacy]\nredact_key = "00\\u0000"\n', [], "[privacy] redact_key: must not contain control characters ('\\x00')"),
+    ("nul_in_param_name", '[privacy]\nredact_params = ["a\\u0000"]\n', [], "[privacy] redact_params: must not contain control characters ('\\x00')"),
+    ("newline_in_interface", '[capture]\ninterface = "eth\\n0"\n', [], "[capture] interface: must not contain control characters ('\\n'), got 'eth\\n0'"),
+    ("escape_in_output_path", '[output]\npath = "/tmp/\\u001b[2Jx"\n', [], "[output] path: must not contain control characters ('\\x1b')"),
+    ("interface_too_long", "[capture]\ninterface = 'abcdefghijklmnop'\n", [], "[capture] interface: must be an interface name of 1 to 15 bytes (IFNAMSIZ), got 'abcdefghijklmnop'"),
+    ("interface_with_slash", "[capture]\ninterface = '../lo'\n", [], "[capture] interface: must be an interface name (no '/', ':' or white space), got '../lo'"),
+    ("path_name_too_long", f"[output]\npath = '/tmp/{'x' * 256}'\n", [], "[output] path: must be a path whose names are at most 255 bytes (NAME_MAX), got one of 256"),
+    ("header_name_not_a_token", "[privacy]\nredact_headers = ['x api key']\n", [], "[privacy] redact_headers: expected header field names (RFC 9110 token characters), got 'x api key'"),
+    # numbers: not finite, out of range, a float for an integer
+    ("inf_timeout", "[limits]\ngap_timeout_s = inf\n", [], "[limits] gap_timeout_s: must be a finite number, got inf"),
+    ("nan_timeout", "[limits]\nidle_timeout_s = nan\n", [], "[limits] idle_timeout_s: must be a finite number, got nan"),
+    ("minus_inf_interval", "[stats]\ninterval_s = -inf\n", [], "[stats] interval_s: must be a finite number, got -inf"),
+    ("huge_budget", "[limits]\nmemory_budget_mb = 1e300\n", [], "[limits] memory_budget_mb: must be between 1 and 1048576, got 1e+300"),
+    ("tiny_budget", "[limits]\nmemory_budget_mb = 1e-300\n", [], "[limits] memory_budget_mb: must be between 1 and 1048576, got 1e-300"),
+    ("giant_integer_for_a_number", f"[limits]\nmemory_budget_mb = 1{'0' * 400}\n", [], "[limits] memory_budget_mb: must be between 1 and 1048576, got 100000000000... (401 digits)"),
+    ("week_and_more_idle", "[limits]\nidle_timeout_s = 604801\n", [], "[limits] idle_timeout_s: must be between 1 and 604800, got 604801"),
+    ("negative_count", "[limits]\nmax_frags_per_datagram = -1\n", [], "[limits] max_frags_per_datagram: must be between 1 and 8192, got -1"),
+    ("float_for_integer", "[limits]\nmax_connections = 1e5\n", [], "[limits] max_connections: expected an integer, got 100000.0"),
+    ("body_cap_too_large", "[bodies]\nmax_decoded_bytes = 1073741824\n", [], "[bodies] max_decoded_bytes: must be between 1 and 268435456, got 1073741824"),
+    ("rotation_too_small", "[output]\nrotate_bytes = 10\n", [], "[output] rotate_bytes: must be 0 (off) or between 4096 and 1099511627776, got 10"),
+    ("stats_too_often", "[stats]\ninterval_s = 0.001\n", [], "[stats] interval_s: must be 0 (off) or between 1 and 86400, got 0.001"),
 ]
 
 
@@ -103,6 +131,25 @@ def test_bad_config_gives_one_line_naming_the_key_and_exit_2(tmp_path, out_dir, 
     assert lines[0].startswith(f"sniffd: error: {path}: {expected}"), lines[0]
     assert "" == proc.stdout
     assert [] == list(out_dir.iterdir()), "nothing may be written before the config is valid"
+
+
+# `sniffd read -c` takes [limits], [tcp], [privacy] and [bodies] from the file
+# and checks all of it, the same way.
+READ_BAD_FILES = [c for c in BAD_FILES if c[0] in (
+    "nul_in_output_path", "inf_timeout", "huge_budget", "tiny_budget", "giant_integer_for_a_number",
+    "float_for_integer", "nul_in_key_file", "unknown_key", "body_cap_too_large")]
+
+
+@pytest.mark.parametrize("name,text,case_flags,expected", READ_BAD_FILES, ids=[c[0] for c in READ_BAD_FILES])
+def test_read_with_a_bad_config_gives_one_line_naming_the_key_and_exit_2(tmp_path, out_dir, name, text, case_flags, expected):
+    path = write_config(tmp_path, text)
+    proc = run_cli("read", "-c", str(path), str(REPO / "captures" / "sample.pcap"), "-o", str(out_dir / "records.jsonl"))
+    lines = proc.stderr.splitlines()
+    assert 2 == proc.returncode, proc.stderr
+    assert 1 == len(lines), proc.stderr
+    assert lines[0].startswith(f"sniffd: error: {path}: {expected}"), lines[0]
+    assert "" == proc.stdout
+    assert [] == list(out_dir.iterdir())
 
 
 BAD_FLAGS = [
@@ -207,3 +254,71 @@ def test_redact_key_comes_from_hex_or_a_key_file(tmp_path):
     assert b"\xab" * 16 == cfg.redact_key()
     assert configmod.parse({}, "x.toml").redact_key() is None
     assert configmod.parse({"privacy": {"redact": False, "redact_key": "zz"}}, "x.toml").redact_key() is None
+
+
+# --- every key's bounds, in process ------------------------------------------
+
+NUMBER_KEYS = [(s, k, key) for s, keys in configmod.SCHEMA.items() for k, key in keys.items() if key.type in (int, float)]
+TEXT_KEYS = [(s, k, key) for s, keys in configmod.SCHEMA.items() for k, key in keys.items() if key.type in (str, tuple)]
+
+
+def parse_one(section: str, name: str, value) -> configmod.Config:
+    return configmod.parse({section: {name: value}}, "x.toml")
+
+
+def refused(section: str, name: str, value) -> str:
+    """The ConfigError message for ``value``, checked to be one line naming the file and key."""
+    with pytest.raises(configmod.ConfigError) as e:
+        parse_one(section, name, value)
+    message = str(e.value)
+    assert 1 == len(message.splitlines()), message
+    assert message.startswith(f"x.toml: [{section}] {name}: "), message
+    return message
+
+
+@pytest.mark.parametrize("section,name,key", NUMBER_KEYS, ids=[f"{s}.{k}" for s, k, _ in NUMBER_KEYS])
+def test_every_number_key_takes_both_ends_of_its_range_and_nothing_beyond(section, name, key):
+    """Every number has a Range (config.py refuses to load otherwise); its
+    ends are accepted, one step past either end, nan and inf are not."""
+    r = key.check
+    assert isinstance(r, configmod.Range)
+    assert r.low > 0 and r.low <= key.default <= r.high or (r.off and key.default == 0)
+    ends = [r.low, r.high] + ([0] if r.off else [])
+    for end in ends:
+        value = int(end) if key.type is int else float(end)
+        assert value == parse_one(section, name, value).get(section, name)
+    step = 1 if key.type is int else r.low / 2
+    below = r.low - step if not (r.off and r.low - step == 0) else -step
+    beyond = [below, r.high + step, r.high * 2 if r.high else 1]
+    if key.type is float:
+        beyond += [float("nan"), float("inf"), float("-inf"), 10**400]
+    else:
+        beyond += [-(10**400), 10**400, float(r.low)]  # an integer key takes no float
+    for value in beyond:
+        refused(section, name, int(value) if key.type is int and isinstance(value, int) else value)
+
+
+@pytest.mark.parametrize("section,name,key", TEXT_KEYS, ids=[f"{s}.{k}" for s, k, _ in TEXT_KEYS])
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x7f", "\x85"], ids=["nul", "esc", "del", "c1-nel"])
+def test_every_string_key_refuses_nul_and_control_characters(section, name, key, char):
+    value = f"a{char}b"
+    refused(section, name, (value,) if key.type is tuple else value)
+
+
+def test_defaults_pass_their_own_checks():
+    for section, keys in configmod.SCHEMA.items():
+        for name, key in keys.items():
+            assert key.default == configmod.coerce(f"[{section}] {name}", key, key.default)
+
+
+def test_interface_names_follow_the_kernel_rules():
+    for good in ("lo", "eth0", "any", "enp0s31f6", "a" * 15, "br-lan.10", "wlan0@x"):
+        assert good == parse_one("capture", "interface", good).get("capture", "interface")
+    for bad in ("", "a" * 16, ".", "..", "a/b", "eth0:1", "eth 0", "eth\t0"):
+        refused("capture", "interface", bad)
+
+
+def test_filter_and_key_may_span_lines():
+    text = "tcp port 80\n\tor tcp port 8080\r\n"
+    assert text == parse_one("capture", "bpf_filter", text).get("capture", "bpf_filter")
+    refused("capture", "bpf_filter", "tcp\x0bport 80")
