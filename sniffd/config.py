@@ -330,6 +330,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "rotate_bytes": Key(int, 100 * MiB, _between(4 * KiB, TiB, off=True)),
         "keep_files": Key(int, 10, _between(1, 10000)),
         "flush_interval_s": Key(float, 1.0, _between(0.01, 1.0)),
+        # Records held in memory while the output is blocked (disk full, log
+        # directory gone): 64 MiB is about a minute of a busy gateway's
+        # records; 4 GiB is past what a service with MemoryMax=1G can hold.
+        "backlog_mb": Key(float, 64.0, _between(0.001, 4096)),
     },
     "log": {
         "level": Key(str, "info", _one_of(*LOG_LEVELS)),

@@ -398,6 +398,7 @@ def open_sink(cfg: Config) -> JsonLinesSink:
         rotate_bytes=out["rotate_bytes"],
         keep_files=out["keep_files"],
         flush_interval_s=out["flush_interval_s"],
+        backlog_bytes=int(out["backlog_mb"] * 1024 * 1024),
         on_event=_sink_event,
     )
     try:
@@ -408,10 +409,27 @@ def open_sink(cfg: Config) -> JsonLinesSink:
 
 
 def _sink_event(event: str, **fields: object) -> None:
-    if event.startswith("output_"):
+    # output_resumed ends a fault: news, not an error.
+    if event.startswith("output_") and event != "output_resumed":
         log.error(event, **fields)
     else:
         log.info(event, **fields)
+
+
+def _output_stats(sink: Any) -> dict[str, Any]:
+    """The output's counters for the stats and shutdown events."""
+    if sink is None:
+        return {"records_written": 0, "records_lost": 0, "records_held": 0, "rotations": 0, "reopens": 0,
+                "write_errors": 0, "output_state": "ok"}
+    return {
+        "records_written": sink.records_written,  # whole lines that reached the file
+        "records_lost": sink.records_lost,  # could not be written (backlog full, or held at exit)
+        "records_held": sink.records_held,  # waiting in memory (many only while blocked)
+        "rotations": sink.rotations,
+        "reopens": sink.reopens,
+        "write_errors": sink.write_errors,
+        "output_state": sink.state,
+    }
 
 
 # --- the daemon ----------------------------------------------------------------
@@ -707,9 +725,7 @@ class Daemon:
             "fragments_held": p.get("fragments_held", 0),
             "non_tcp_packets": p.get("non_tcp_packets", 0),
             "records": p.get("records", 0),
-            "records_written": sink.records_written if sink else 0,
-            "records_lost": sink.records_lost if sink else 0,
-            "rotations": sink.rotations if sink else 0,
+            **_output_stats(sink),
             "anomalies": dict(sorted(p.get("anomalies", {}).items())),
             "workers": 1,
         }
@@ -798,8 +814,13 @@ class PipeSink:
     are dropped and counted, as with a slow disk.
     """
 
+    # The output counters the stats read (the parent's sink has the real ones).
     rotations = 0
     records_lost = 0
+    records_held = 0
+    reopens = 0
+    write_errors = 0
+    state = "ok"
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -1280,9 +1301,7 @@ class Supervisor:
                         "open_connections", "buffered_bytes", "fragments_held", "non_tcp_packets", "records")
         }
         out.update(
-            records_written=sink.records_written if sink else 0,
-            records_lost=sink.records_lost if sink else 0,
-            rotations=sink.rotations if sink else 0,
+            **_output_stats(sink),
             anomalies=dict(sorted(anomalies.items())),
             workers=self.count,
             per_worker=[

@@ -5,8 +5,8 @@ The field names and their order are the log format operators depend on; the
 README documents every one.  ``dumps`` escapes everything outside ASCII
 (``ensure_ascii``), so a record is always one line of valid JSON whatever the
 wire carried: a header value cannot contain a raw newline or quote that ends
-the record early, and bytes that were not UTF-8 appear as ``\\udcXX`` escapes
-(see ``http._text``).
+the record early, and bytes that were not UTF-8 appear as ``\\xNN`` (with a
+backslash that was sent doubled; see ``wire_text``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import hashlib
 import ipaddress
 import itertools
 import json
+import re
 import struct
 import time
 
@@ -199,23 +200,82 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
 _encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
 _orjson = orjson.dumps
 
+# Bytes that were not UTF-8 reach here as lone surrogates U+DC80..U+DCFF (one
+# per byte, http.syntax.text); a backslash sent on the wire is itself escaped
+# so that the two cannot be confused.
+_WIRE_ESCAPES = re.compile("[\\\\\udc80-\udcff]")
+
+
+def _wire_escape(m: re.Match) -> str:
+    c = m.group()
+    return "\\\\" if c == "\\" else f"\\x{ord(c) - 0xDC00:02x}"
+
+
+def wire_text(value: str) -> str:
+    """A wire string as it is written: every byte that was not UTF-8 as the four
+    characters ``\\xNN`` (NN its hex value) and every backslash that was sent as
+    two backslashes, so the text is valid Unicode for every strict JSON parser
+    and still gives back the exact bytes (``unescape_wire_text``)."""
+    return _WIRE_ESCAPES.sub(_wire_escape, value)
+
+
+_UNESCAPES = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def unescape_wire_text(value: str) -> bytes:
+    """The bytes a written wire string stands for (the inverse of ``wire_text``)."""
+    out = bytearray()
+    pos = 0
+    for m in _UNESCAPES.finditer(value):
+        out += value[pos : m.start()].encode("utf-8")
+        esc = m.group(1)
+        out += b"\\" if esc == "\\" else bytes([int(esc[1:], 16)])
+        pos = m.end()
+    out += value[pos:].encode("utf-8")
+    return bytes(out)
+
+
+def _escaped(value):
+    """``value`` with ``wire_text`` applied to every string (and dict key) in it,
+    except inside a captured ``body``, which says its own encoding."""
+    if type(value) is str:
+        return wire_text(value)
+    if type(value) is dict:
+        return {wire_text(k): (v if k == "body" else _escaped(v)) for k, v in value.items()}
+    if type(value) is list:
+        return [_escaped(v) for v in value]
+    return value
+
 
 def dumps(record: dict) -> str:
-    """One record as one line of JSON (no trailing newline).
+    """One record as one line of JSON (no trailing newline), ASCII only.
+
+    Strings from the wire go through ``wire_text``: bytes that were not UTF-8
+    become ``\\xNN`` and a backslash that was sent becomes two, so every record
+    is valid for strict parsers (orjson, serde_json, jq), and lossless.  The
+    common record has neither and is written as is.
 
     orjson writes a record ~4x faster than the json module, and for the
     common record, all ASCII, byte for byte the same text (compact
     separators, the same short escapes, the same shortest float repr for
     the only float, ``duration_ms``: a millisecond count rounded to 3
     decimals, printed without exponent by both below 1e16).  It cannot
-    escape non-ASCII (``ensure_ascii``), escapes no DEL (0x7f) and refuses
-    lone surrogates (how bytes that were not UTF-8 are kept): such records,
-    rare, are written by the json module, so the output never depends on
-    which encoder ran (tests/unit/test_records.py compares both)."""
+    escape non-ASCII (``ensure_ascii``) and escapes no DEL (0x7f): such
+    records, rare, are written by the json module, so the output never
+    depends on which encoder ran (tests/unit/test_records.py compares both).
+    orjson refuses lone surrogates (bytes that were not UTF-8), and an
+    escaped backslash in its output is a backslash from the wire: both send
+    the record through ``_escaped`` first."""
     try:
         out = _orjson(record)
-    except orjson.JSONEncodeError:
-        return _encode(record)
+        if b"\\\\" in out:
+            raise ValueError("a backslash from the wire")
+    except (orjson.JSONEncodeError, ValueError):
+        record = _escaped(record)
+        try:
+            out = _orjson(record)
+        except orjson.JSONEncodeError:
+            return _encode(record)  # a surrogate not from the wire: never raise
     if out.isascii() and b"\x7f" not in out:
         return out.decode("ascii")
     return _encode(record)

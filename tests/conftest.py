@@ -19,6 +19,7 @@ os.environ["SNIFFD_STRICT"] = "1"
 def pytest_sessionfinish(session, exitstatus):
     _fail_on_skips(session)
     _secret_scan(session)
+    _strict_json_scan(session)
 
 
 def _fail_on_skips(session) -> None:
@@ -73,6 +74,47 @@ def _secret_scan(session) -> None:
         if reporter is not None:
             for path, s in found:
                 reporter.write_line(f"SECRET LEAKED: {s!r} in {path}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _strict_json_scan(session) -> None:
+    """Every line of every JSON-lines file the tests wrote (under pytest's
+    basetemp) must parse with orjson, which is strict (it rejects the lone
+    surrogate escapes a lenient parser such as Python's json accepts), and
+    with Python's json; one that does not fails the run.  Files the tests
+    wrote as input on purpose (torn or hostile lines) end in ``.input.jsonl``."""
+    import json
+
+    import orjson
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        base = factory.getbasetemp()
+    except Exception:
+        return
+    bad = []
+    files = lines = 0
+    for path in Path(base).rglob("*.jsonl"):
+        if not path.is_file() or path.name.endswith(".input.jsonl"):
+            continue
+        files += 1
+        with open(path, "rb") as f:
+            for n, line in enumerate(f, 1):
+                lines += 1
+                try:
+                    orjson.loads(line)
+                    json.loads(line.decode("utf-8"))
+                except ValueError as e:
+                    bad.append(f"{path}:{n}: {e}: {line[:120]!r}")
+                    break
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"strict JSON scan: {lines} lines in {files} JSON-lines files, {len(bad)} files with an invalid line")
+        for b in bad:
+            reporter.write_line(f"NOT STRICT JSON: {b}", red=True)
+    if bad:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

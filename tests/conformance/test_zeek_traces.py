@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
+import orjson
 import pytest
 
 from sniffd.anomalies import ANOMALIES
@@ -176,7 +177,7 @@ def test_sniffd_writes_the_expected_records(name, sniffd_runs):
     proc, out = sniffd_runs[name].result()
     assert 0 == proc.returncode, f"sniffd exited {proc.returncode}\nstderr:\n{proc.stderr}"
     with open(out, encoding="utf-8") as f:
-        actual = [project(json.loads(line)) for line in f if line.strip()]
+        actual = [project(orjson.loads(line)) for line in f if line.strip()]  # strict: what shippers parse
     expected = [{k: v for k, v in r.items() if k != "zeek_row"} for r in _expected(name)["records"]]
     assert _sorted(expected) == _sorted(actual), "\n" + _describe(expected, actual)
 

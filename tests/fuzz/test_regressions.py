@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,7 @@ def test_fuzz_capture_is_read_cleanly_by_sniffd_read(pcap: Path, tmp_path: Path)
         pytest.fail(f"sniffd read {pcap.name} still running after {TIMEOUT_S} s (endless loop?)")
     assert "Traceback" not in proc.stderr, proc.stderr
     assert 0 == proc.returncode, proc.stderr
-    recs = [json.loads(line) for line in out.read_text(encoding="ascii").splitlines()]
+    recs = [orjson.loads(line) for line in out.read_text(encoding="ascii").splitlines()]  # strict
     expect = pcap.with_suffix(".expect.json")
     if expect.exists():
         expected = json.loads(expect.read_text())["records"]

@@ -8,7 +8,6 @@ cannot hide a bug in another.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
 
 # tests/ has no __init__.py, so pytest puts tests/live (not the repository root)
@@ -207,7 +207,7 @@ def capture_and_read(tmp_path: Path, http_server: httpgen.HttpGenServer, sniffd_
         )
         assert 0 == proc.returncode, f"sniffd read exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
         lines = [line for line in out.read_text(encoding="utf-8").split("\n") if line]
-        records = [json.loads(line) for line in lines]
+        records = [orjson.loads(line) for line in lines]  # strict: what shippers parse
         return LiveRun(truth, records, pcap, counters, proc.stderr)
 
     return run

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-import json
 import struct
 import subprocess
 import sys
 from pathlib import Path
+
+import orjson
 
 from sniffd.anomalies import ANOMALIES
 
@@ -34,7 +35,7 @@ def run_sniffd(*args: str | Path, timeout: float = 60) -> subprocess.CompletedPr
 
 def load_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [orjson.loads(line) for line in f if line.strip()]  # strict: what shippers parse
 
 
 def read_records(pcap: Path, *extra: str) -> list[dict]:

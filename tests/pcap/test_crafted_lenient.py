@@ -314,8 +314,19 @@ CASES = [
     ),
     Case(
         "bytes_above_0x80_in_the_target_are_kept_without_anomaly",
+        # Valid UTF-8 (é) is text; the lone byte 0xe9 is not UTF-8 and is
+        # written \xe9 (README, "Encoding").
         [C(b"GET /caf\xc3\xa9/\xe9 HTTP/1.1\r\nHost: example.test\r\n\r\n"), S(ok(b"h"))],
-        [rec(req("GET", "/caf\u00e9/\udce9"), ok_resp(1))],
+        [rec(req("GET", "/caf\u00e9/\\xe9"), ok_resp(1))],
+    ),
+    Case(
+        "bytes_not_utf8_and_backslashes_are_written_unambiguously",
+        # A backslash sent is doubled, so the four characters \x80 sent as
+        # text never read like the byte 0x80.
+        [C(b"GET /a\\x80/\x80\\ HTTP/1.1\r\nHost: example.test\r\nX-Raw: \xff\xfe ok\\\r\n\r\n"),
+         S(ok(b"u"))],
+        [rec(req("GET", "/a\\\\x80/\\x80\\\\", headers={"host": "example.test", "x-raw": "\\xff\\xfe ok\\\\"}),
+             ok_resp(1))],
     ),
     Case(
         "several_spaces_and_tabs_between_request_line_parts",

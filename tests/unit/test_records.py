@@ -6,7 +6,9 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 import json
+import subprocess
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -193,7 +195,9 @@ def record_with_header(value: str) -> dict:
 def test_records_dumps_is_one_line_with_every_special_character_escaped() -> None:
     value = 'a"b\\c\nd\re\tf\u00e9\u2028\udcff'
     line = records.dumps({"v": value, "n": None, "k": [1, 2.5]})
-    assert ('{"v":"a\\"b\\\\c\\nd\\re\\tf\\u00e9\\u2028\\udcff","n":null,"k":[1,2.5]}', True) == (
+    # The backslash sent is doubled, the byte 0xff (not UTF-8) is \xff: both
+    # then escaped once more by JSON.
+    assert ('{"v":"a\\"b\\\\\\\\c\\nd\\re\\tf\\u00e9\\u2028\\\\xff","n":null,"k":[1,2.5]}', True) == (
         line,
         line.isascii(),
     )
@@ -213,13 +217,34 @@ def test_records_dumps_header_value_cannot_start_a_second_record(value: str) -> 
 # dumps writes with orjson when the result is what the json module writes
 # (ensure_ascii, compact) and falls back to the json module otherwise: the
 # output must never depend on which one ran.
-REFERENCE = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
+_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
+
+
+def _wire_reference(value):
+    """Written by hand from the README: a wire string's bytes (surrogateescape),
+    backslash doubled, every byte that is not UTF-8 as \\xNN (Python's own
+    backslashreplace decoding); a captured body as it is."""
+    if isinstance(value, str):
+        b = value.encode("utf-8", "surrogateescape")
+        return b.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_wire_reference(k): (v if k == "body" else _wire_reference(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wire_reference(v) for v in value]
+    return value
+
+
+def REFERENCE(record: dict) -> str:
+    return _JSON(_wire_reference(record))
+
 
 _leaf = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**63), 2**64),
-    st.text(),  # any code point, lone surrogates (undecodable bytes) included
+    # any code point but surrogates, and the lone surrogates that stand for
+    # undecodable bytes (U+DC80..U+DCFF, all the decoder makes)
+    st.text(st.one_of(st.characters(blacklist_categories=("Cs",)), st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF))),
     st.text(alphabet=st.characters(max_codepoint=0x7F)),
     st.sampled_from(["\x7f", "a\x7fb", "\udcff", "\u2028", "\x00", "é"]),
     # duration_ms: milliseconds rounded to 3 decimals, up to 2**32 s.
@@ -247,3 +272,25 @@ def test_records_dumps_writes_every_record_of_the_test_captures_as_the_json_modu
     cap = OfflineCapture(str(path), "")
     recs = [r for b in cap.batches() for r in p.feed_batch(cap.linktype, b)] + p.flush()
     assert [REFERENCE(r) for r in recs] == [records.dumps(r) for r in recs]
+
+
+@given(st.binary(max_size=64))
+@settings(max_examples=300, deadline=None)
+def test_records_wire_bytes_come_back_exactly_from_a_strict_parser(raw: bytes) -> None:
+    """Any bytes from the wire: the line parses with orjson and strict json, and
+    the value unescaped (README, "Encoding") is the bytes that were sent."""
+    from sniffd.http.syntax import text
+
+    line = records.dumps({"request": {"uri": text(raw), "headers": {text(raw): text(raw)}}})
+    strict = orjson.loads(line)
+    assert strict == json.loads(line)
+    (name, value), = strict["request"]["headers"].items()
+    assert [raw, raw, raw] == [records.unescape_wire_text(v) for v in (strict["request"]["uri"], name, value)]
+
+
+def test_records_lines_with_bytes_not_utf8_are_accepted_by_jq(tmp_path: Path) -> None:
+    from sniffd.http.syntax import text
+
+    rec = {"request": {"uri": text(b"/a\x80\\b\xff"), "headers": {"x": text(b"\xed\xa0\x80")}}}
+    out = subprocess.run(["jq", "-c", ".request"], input=records.dumps(rec) + "\n", capture_output=True, text=True, check=True)
+    assert '{"uri":"/a\\\\x80\\\\\\\\b\\\\xff","headers":{"x":"\\\\xed\\\\xa0\\\\x80"}}\n' == out.stdout
