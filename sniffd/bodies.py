@@ -44,11 +44,14 @@ Call order, per message::
   When the data was cut by a cap, an incomplete UTF-8 sequence at the cut (at
   most 3 bytes) is dropped from the text.
 - ``redacted``: secrets were replaced (``Redactor.json_text`` for JSON bodies,
-  ``application/json`` and ``*/*+json``; ``Redactor.form`` for form bodies),
-  or withheld: a JSON or form body that could not be decoded cannot be searched
-  for secrets, so its data is not kept (``data`` and ``encoding`` None).
-  Other text (HTML, XML, JavaScript, plain text) is kept as sent: it may hold
-  secrets too (SOAP WS-Security passwords, say); capture it knowingly.
+  ``application/json`` and ``*/*+json``; ``Redactor.form`` for form bodies;
+  ``Redactor.xml_text`` for XML bodies, ``application/xml``, ``text/xml`` and
+  ``*/*+xml``: SOAP WS-Security passwords and the like), or withheld: a JSON,
+  form or XML body that could not be decoded cannot be searched for secrets,
+  so its data is not kept (``data`` and ``encoding`` None); nor is an XML body
+  with NUL bytes (UTF-16 or UTF-32, which the scan cannot read).
+  Other text (HTML, JavaScript, plain text) is kept as sent: it may hold
+  secrets too; capture it knowingly.
 
 Invalid JSON (a body cut by ``max_body_bytes``, or just broken) is kept and
 still redacted: ``Redactor.json_text`` scans the text for member names rather
@@ -266,8 +269,8 @@ class BodyCapture:
     ``max_decoded_bytes``: hard cap on the decompressed size.
     ``content_types``: media type patterns captured (``fnmatch`` style:
     ``text/*``, ``application/*+json``; any case).  ``redactor``: applied to
-    JSON and form bodies; None keeps bodies as sent (only where no credential
-    can appear).  ``json_keys``: JSON member names redacted at any depth
+    JSON, form and XML bodies; None keeps bodies as sent (only where no
+    credential can appear).  ``json_keys``: JSON member names redacted at any depth
     (default: the redactor's ``params``).
 
     Bad configuration raises ``ValueError`` naming the argument; a brotli
@@ -319,6 +322,8 @@ class BodyCapture:
             kind = "json"
         elif media == "application/x-www-form-urlencoded":
             kind = "form"
+        elif media in ("application/xml", "text/xml") or media.endswith("+xml"):
+            kind = "xml"  # SOAP 1.1 is text/xml, SOAP 1.2 application/soap+xml
         else:
             kind = "other"
         return BodyBuffer(self, kind, _content_coding(_header(headers, "content-encoding")))
@@ -424,7 +429,7 @@ class BodyBuffer:
         data = box.pop()
         red = self._cap.redactor
         decoded = value["decoded"]
-        if red is not None and self._kind in ("json", "form"):
+        if red is not None and self._kind in ("json", "form", "xml"):
             if not decoded:
                 value["redacted"] = True  # withheld: secrets cannot be found in undecoded bytes
                 return
@@ -433,14 +438,22 @@ class BodyBuffer:
                 value["redacted"] = new != data
                 data = new
             else:
+                keys = self._cap.json_keys
+                redact = (lambda t: red.json_text(t, keys)) if self._kind == "json" else red.xml_text
                 text = _text(data, cut)
                 if text is not None:
                     del data
-                    text, value["redacted"] = red.json_text(text, self._cap.json_keys)
+                    text, value["redacted"] = redact(text)
                     value["encoding"], value["data"] = "utf-8", text
                     return
+                if self._kind == "xml" and b"\x00" in data:
+                    # UTF-16 or UTF-32 XML (XML 1.0 section 4.3.3 allows any
+                    # declared encoding): the ASCII scan cannot find its
+                    # secrets, so it is withheld like undecodable data.
+                    value["redacted"] = True
+                    return
                 # Not UTF-8: redact on the surrogateescape form, keep as base64.
-                text, changed = red.json_text(data.decode("utf-8", "surrogateescape"), self._cap.json_keys)
+                text, changed = redact(data.decode("utf-8", "surrogateescape"))
                 if changed:
                     data = text.encode("utf-8", "surrogateescape")
                 del text

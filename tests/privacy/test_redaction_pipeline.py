@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import craft
+import pytest
 import sent_secrets as S
 from craft import TcpConversation
 
@@ -141,3 +142,55 @@ def test_gzip_bomb_body_costs_only_max_decoded_bytes(tmp_path):
     body = rec["response"]["body"]
     assert ("gzip", True, True, 65536) == (body["content_encoding"], body["decoded"], body["decoded_truncated"],
                                            len(body["data"]))
+
+
+# ------------------------------------------------------------ issue 11: the shapes default redaction missed
+
+
+def test_every_secret_shape_is_redacted_through_a_capture(tmp_path):
+    """sent_secrets.SHAPES (a second Set-Cookie cookie with a PHP name, URLs in
+    Referer/Location/Content-Location/Refresh/Link, path and ";" parameters,
+    names containing secret words, CAS and SAML, API-key headers, WebSocket
+    bearer subprotocols, WS-Security in XML, a CONNECT userinfo) on one
+    connection, with default redaction and body capture: every field as
+    expected, and no secret anywhere in the log."""
+    pcap = tmp_path / "shapes.pcap"
+    conversation(pcap, [(req, resp) for _, req, resp, _ in S.SHAPES] + [S.TUNNEL_BYTES])
+    records = read(tmp_path, pcap, BODIES)
+    assert len(S.SHAPES) == len(records)
+    expected, actual = S.expected_and_actual(records, tok)
+    assert expected == actual
+    text = (tmp_path / "out.jsonl").read_text()
+    assert [] == [s for s in S.ALL if s in text]
+
+
+# records.py builds connect_tunnel.target and start_line; until it passes them
+# through Redactor.connect_target and Redactor.start_line these two fail, and
+# their secrets stay out of the scan (sent_secrets.PENDING).  Strict: once
+# they pass, drop the marks and move PENDING into ALL.
+PENDING_RECORDS_WIRING = pytest.mark.xfail(
+    strict=True, reason="records.py does not yet call Redactor.connect_target / Redactor.start_line")
+
+
+@PENDING_RECORDS_WIRING
+def test_connect_tunnel_target_has_its_userinfo_redacted(tmp_path):
+    """A tunnel that carries HTTP: each inner record names the CONNECT target."""
+    pcap = tmp_path / "tunnel.pcap"
+    conversation(pcap, [
+        (f"CONNECT u:{S.CONNECT_TUNNEL_PASSWORD}@origin.example:80 HTTP/1.1\r\nHost: origin.example:80\r\n\r\n".encode(),
+         b"HTTP/1.1 200 Connection established\r\n\r\n"),
+        (b"GET /inner HTTP/1.1\r\nHost: origin.example\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"),
+    ])
+    connect, inner = read(tmp_path, pcap, PRIVACY)
+    target = f"u:{tok(S.CONNECT_TUNNEL_PASSWORD)}@origin.example:80"
+    assert (target, target) == (connect["request"]["uri"], inner["connect_tunnel"]["target"])
+
+
+@PENDING_RECORDS_WIRING
+def test_start_line_kept_raw_has_its_url_redacted(tmp_path):
+    """A request line sniffd cannot parse is kept in start_line (http_parse_error)."""
+    pcap = tmp_path / "startline.pcap"
+    conversation(pcap, [(f"/login?user=bob&password={S.START_LINE_PASSWORD} GET\r\nHost: h\r\n\r\n".encode(),
+                         b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")])
+    (rec,) = read(tmp_path, pcap, PRIVACY)
+    assert f"/login?user=bob&password={tok(S.START_LINE_PASSWORD)} GET" == rec["request"]["start_line"]

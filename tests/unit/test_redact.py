@@ -59,7 +59,12 @@ def test_bad_key_raises_naming_it(key):
 
 
 def test_default_sets():
-    assert frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"}) == DEFAULT_HEADERS
+    assert frozenset({
+        "authorization", "proxy-authorization", "cookie", "set-cookie", "cookie2", "set-cookie2",
+        "referer", "location", "content-location", "refresh", "link", "sec-websocket-protocol",
+        "x-api-key", "api-key", "apikey", "x-auth-token", "x-access-token", "x-amz-security-token",
+        "x-csrf-token", "x-xsrf-token", "x-csrftoken", "x-amzn-oidc-accesstoken", "x-amzn-oidc-data",
+    }) == DEFAULT_HEADERS  # fmt: skip
     assert {"password", "token", "access_token", "api_key", "key", "sig", "code", "session"} <= DEFAULT_PARAMS
 
 
@@ -134,6 +139,45 @@ HEADER_CASES = [
         {"set-cookie": f"list={tok('a,b')}; Path=/"},
     ),
     ("set_cookie_empty_value_kept", {"set-cookie": "gone=; Max-Age=0"}, {"set-cookie": "gone=; Max-Age=0"}),
+    # A second cookie whose name is no RFC 6265 token (PHP's user[sid]) after attributes.
+    (
+        "set_cookie_php_array_name_after_attributes",
+        {"set-cookie": "a=1; Path=/; HttpOnly, user[sid]=SECRET"},
+        {"set-cookie": f"a={tok('1')}; Path=/; HttpOnly, user[sid]={tok('SECRET')}"},
+    ),
+    (
+        "set_cookie_php_array_name_after_expires_date",
+        {"set-cookie": "a=1; Expires=Wed, 21 Oct 2026 07:28:00 GMT, user[sid]=S2; Path=/"},
+        {"set-cookie": f"a={tok('1')}; Expires=Wed, 21 Oct 2026 07:28:00 GMT, user[sid]={tok('S2')}; Path=/"},
+    ),
+    (
+        "set_cookie_three_cookies_odd_names",
+        {"set-cookie": "a=1; Secure, cart[items]=2; HttpOnly, my cookie=3; Path=/"},
+        {"set-cookie": f"a={tok('1')}; Secure, cart[items]={tok('2')}; HttpOnly, my cookie={tok('3')}; Path=/"},
+    ),
+    (
+        "set_cookie_nameless_cookie_after_attributes",
+        {"set-cookie": "a=1; HttpOnly, SECRETVALUE; Path=/"},
+        {"set-cookie": f"a={tok('1')}; HttpOnly, {tok('SECRETVALUE')}; Path=/"},
+    ),
+    (
+        "set_cookie_comma_in_an_attribute_ends_it",
+        {"set-cookie": "a=1; Path=/x, y"},
+        {"set-cookie": f"a={tok('1')}; Path=/x, {tok('y')}"},
+    ),
+    ("set_cookie2", {"set-cookie2": 'a="1"; Version="1"'}, {"set-cookie2": f'a={tok(chr(34) + "1" + chr(34))}; Version="1"'}),
+    ("cookie2", {"cookie2": "b=2"}, {"cookie2": f"b={tok('2')}"}),
+    # API keys and auth tokens by default, tokenised whole.
+    (
+        "api_key_and_auth_token_headers",
+        {"x-api-key": "k-123", "x-auth-token": "t-456", "api-key": "a", "x-access-token": "b"},
+        {"x-api-key": tok("k-123"), "x-auth-token": tok("t-456"), "api-key": tok("a"), "x-access-token": tok("b")},
+    ),
+    (
+        "csrf_token_headers",
+        {"x-csrf-token": "c1", "x-xsrf-token": "c2", "x-csrftoken": "c3"},
+        {"x-csrf-token": tok("c1"), "x-xsrf-token": tok("c2"), "x-csrftoken": tok("c3")},
+    ),
     (
         "other_headers_untouched_order_kept",
         {"host": "h", "authorization": "Bearer t", "accept": "*/*"},
@@ -152,6 +196,175 @@ def test_headers(name, given, expected):
     out, names = R.headers(given)
     assert expected == out
     assert [k for k in given if k.lower() in DEFAULT_HEADERS] == names
+
+
+# Headers whose rule redacts only what is secret inside them: (name, headers
+# in, headers out, names listed).
+PARTIAL_HEADER_CASES = [
+    (
+        "referer_query_token_and_password",
+        {"referer": "https://a.example/p?q=shoes&token=T1&password=P1"},
+        {"referer": f"https://a.example/p?q=shoes&token={tok('T1')}&password={tok('P1')}"},
+        ["referer"],
+    ),
+    (
+        "location_fragment_access_token_oauth_implicit",
+        {"location": "https://app.example/cb#access_token=AT1&state=S&expires_in=3600"},
+        {"location": f"https://app.example/cb#access_token={tok('AT1')}&state=S&expires_in=3600"},
+        ["location"],
+    ),
+    (
+        "location_query_code_oauth_authorization_code",
+        {"location": "https://app.example/cb?code=C1&state=S"},
+        {"location": f"https://app.example/cb?code={tok('C1')}&state=S"},
+        ["location"],
+    ),
+    (
+        "location_relative_with_path_param",
+        {"location": "/app;jsessionid=J1?next=/"},
+        {"location": f"/app;jsessionid={tok('J1')}?next=/"},
+        ["location"],
+    ),
+    (
+        "content_location",
+        {"content-location": "/r/1?sig=S1&v=2"},
+        {"content-location": f"/r/1?sig={tok('S1')}&v=2"},
+        ["content-location"],
+    ),
+    (
+        "refresh_url",
+        {"refresh": "0; url=https://app.example/cb?code=C2&state=S"},
+        {"refresh": f"0; url=https://app.example/cb?code={tok('C2')}&state=S"},
+        ["refresh"],
+    ),
+    (
+        "refresh_quoted_url_without_space",
+        {"refresh": "5;URL='/next?password=P2'"},
+        {"refresh": f"5;URL='/next?password={tok('P2')}'"},
+        ["refresh"],
+    ),
+    ("refresh_delay_only", {"refresh": "30"}, {"refresh": "30"}, []),
+    (
+        "link_pagination_urls",
+        {"link": '<https://api.example/x?page=2&access_token=A1>; rel="next", <https://api.example/x?page=9>; rel="last"'},
+        {"link": f'<https://api.example/x?page=2&access_token={tok("A1")}>; rel="next", <https://api.example/x?page=9>; rel="last"'},
+        ["link"],
+    ),
+    (
+        "url_without_secrets_unchanged_and_not_listed",
+        {"referer": "https://a.example/search?q=a;b&page=2#top", "location": "/x"},
+        {"referer": "https://a.example/search?q=a;b&page=2#top", "location": "/x"},
+        [],
+    ),
+    (
+        "proxy_copy_of_the_uri_by_its_name",
+        {"x-original-url": "/p?token=T3", "x-forwarded-uri": "/q?password=P3", "x-envoy-original-path": "/r?x=1"},
+        {"x-original-url": f"/p?token={tok('T3')}", "x-forwarded-uri": f"/q?password={tok('P3')}",
+         "x-envoy-original-path": "/r?x=1"},
+        ["x-original-url", "x-forwarded-uri"],
+    ),
+    # Bearer tokens as WebSocket subprotocols.
+    (
+        "websocket_protocol_kubernetes_bearer",
+        {"sec-websocket-protocol": "base64.binary.k8s.io, base64url.bearer.authorization.k8s.io.azhzLXRva2VuLTE"},
+        {"sec-websocket-protocol": f"base64.binary.k8s.io, base64url.bearer.authorization.k8s.io.{tok('k8s-token-1')}"},
+        ["sec-websocket-protocol"],
+    ),
+    (
+        "websocket_protocol_authorization_bearer_jwt",
+        {"sec-websocket-protocol": "graphql-ws, authorization.bearer.eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"},
+        {"sec-websocket-protocol": f"graphql-ws, authorization.bearer.{tok('eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln')}"},
+        ["sec-websocket-protocol"],
+    ),
+    (
+        "websocket_protocol_appsync_header",
+        {"sec-websocket-protocol": "graphql-ws, header-eyJob3N0IjoiYSJ9"},
+        {"sec-websocket-protocol": f"graphql-ws, header-{tok('eyJob3N0IjoiYSJ9')}"},
+        ["sec-websocket-protocol"],
+    ),
+    (
+        "websocket_protocol_token_after_its_name",
+        {"sec-websocket-protocol": "access_token, s3cr3t-ws"},
+        {"sec-websocket-protocol": f"access_token, {tok('s3cr3t-ws')}"},
+        ["sec-websocket-protocol"],
+    ),
+    (
+        "websocket_protocol_bare_jwt",
+        {"sec-websocket-protocol": "eyJhbGciOiJub25lIn0.eyJhIjoxfQ."},
+        {"sec-websocket-protocol": tok("eyJhbGciOiJub25lIn0.eyJhIjoxfQ.")},
+        ["sec-websocket-protocol"],
+    ),
+    (
+        "websocket_protocol_plain_names_unchanged",
+        {"sec-websocket-protocol": "chat, superchat, v4.channel.k8s.io", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="},
+        {"sec-websocket-protocol": "chat, superchat, v4.channel.k8s.io", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="},
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize("name,given,expected,listed", PARTIAL_HEADER_CASES, ids=[c[0] for c in PARTIAL_HEADER_CASES])
+def test_headers_partial_rules(name, given, expected, listed):
+    assert (expected, listed) == R.headers(given, True)
+
+
+def test_kubernetes_websocket_token_hashes_like_the_bearer_header():
+    """The subprotocol carries base64url(token): decoded, it gives the token's own hash."""
+    ws = R.headers({"sec-websocket-protocol": "base64url.bearer.authorization.k8s.io.azhzLXRva2VuLTE"})[0]
+    auth = R.headers({"authorization": "Bearer k8s-token-1"})[0]
+    assert auth["authorization"].split()[1] == ws["sec-websocket-protocol"].rsplit(".", 1)[1]
+
+
+# Header names secret by their words (sniffd.redact.secret_by_words), not on a
+# list: (headers in, headers out, names listed).
+WORD_HEADER_CASES = [
+    (
+        {"x-vault-token": "v", "private-token": "g", "x-goog-api-key": "k", "ocp-apim-subscription-key": "s"},
+        {"x-vault-token": tok("v"), "private-token": tok("g"), "x-goog-api-key": tok("k"),
+         "ocp-apim-subscription-key": tok("s")},
+        ["x-vault-token", "private-token", "x-goog-api-key", "ocp-apim-subscription-key"],
+    ),
+    (
+        {"x-forwarded-authorization": "Bearer f1", "x-session-id": "s1", "cf-access-client-secret": "c1"},
+        {"x-forwarded-authorization": "Bearer " + tok("f1"), "x-session-id": tok("s1"), "cf-access-client-secret": tok("c1")},
+        ["x-forwarded-authorization", "x-session-id", "cf-access-client-secret"],
+    ),
+    (
+        # Not secret: a public nonce, cache tags, a CORS flag, a key's id.
+        {"sec-websocket-key": "n", "surrogate-key": "t1 t2", "access-control-allow-credentials": "true",
+         "x-amz-server-side-encryption-aws-kms-key-id": "arn", "keep-alive": "timeout=5", "x-request-id": "r"},
+        {"sec-websocket-key": "n", "surrogate-key": "t1 t2", "access-control-allow-credentials": "true",
+         "x-amz-server-side-encryption-aws-kms-key-id": "arn", "keep-alive": "timeout=5", "x-request-id": "r"},
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize("given,expected,listed", WORD_HEADER_CASES)
+def test_headers_secret_by_name_words(given, expected, listed):
+    assert (expected, listed) == R.headers(given, True)
+
+
+def test_headers_word_rules_off():
+    r = Redactor(KEY, match_words=False)
+    assert ({"x-vault-token": "v", "x-original-url": "/p?token=t"}, []) == r.headers(
+        {"x-vault-token": "v", "x-original-url": "/p?token=t"})
+
+
+def test_headers_plain_section_returned_as_is_also_the_second_time():
+    """The memo of plain names must not change the answer."""
+    h = {"host": "h", "user-agent": "u", "Accept": "*/*"}
+    assert (h, []) == R.headers(h)
+    assert R.headers(h)[0] is h
+    assert ({"host": "h", "Cookie": "a=" + tok("1")}, ["Cookie"]) == R.headers({"host": "h", "Cookie": "a=1"})
+
+
+def test_headers_name_memo_is_bounded_and_still_answers():
+    r = Redactor(KEY)
+    for i in range(5000):
+        r.headers({f"x-n{i}": "v"})
+    assert len(r._header_rules) <= 4096 and len(r._plain_headers) <= 4096
+    assert ({"x-n1": "v", "x-api-key": tok("k")}, ["x-api-key"]) == r.headers({"x-n1": "v", "x-api-key": "k"})
 
 
 def test_headers_does_not_modify_its_argument():
@@ -194,7 +407,11 @@ URI_CASES = [
     ("empty_value_left_empty", "/a?token=&password=&x=1", None),
     ("empty_pairs_kept", "/a?&&token=t&&", f"/a?&&token={tok('t')}&&"),
     ("value_containing_equals", "/a?sig=abc==", f"/a?sig={tok('abc==')}"),
-    ("semicolon_is_not_a_separator", "/a?x=1;token=t", None),
+    # ";" separates parameters too (issue 11): servers that split there see a token.
+    ("semicolon_separates_parameters", "/a?x=1;token=t", f"/a?x=1;token={tok('t')}"),
+    ("semicolon_separated_password", "/a?a=1;password=P", f"/a?a=1;password={tok('P')}"),
+    ("secret_value_runs_to_the_ampersand", "/a?password=p;q&x=1", f"/a?password={tok('p;q')}&x=1"),
+    ("semicolon_without_secret_unchanged", "/a?x=1;y=2", None),
     ("repeated_param_each_redacted", "/a?key=1&key=2", f"/a?key={tok('1')}&key={tok('2')}"),
     ("bracketed_form_names", "/a?user[password]=p&pass[]=q", f"/a?user[password]={tok('p')}&pass[]={tok('q')}"),
     (
@@ -216,6 +433,39 @@ URI_CASES = [
         f"/o?X-Amz-Signature={tok('abcd')}&X-Amz-Date=1",
     ),
     ("surrogate_escaped_value", "/a?token=\udcff\udcfe&x=\udc80", "/a?token=" + tok(b"\xff\xfe") + "&x=\udc80"),
+    # Path parameters (RFC 3986 section 3.3; servlet URL rewriting).
+    ("path_param_jsessionid", "/app/cart;jsessionid=0A1B2C?item=3", f"/app/cart;jsessionid={tok('0A1B2C')}?item=3"),
+    ("path_param_in_a_middle_segment", "/a;jsessionid=X/b;v=1/c", f"/a;jsessionid={tok('X')}/b;v=1/c"),
+    ("path_param_after_another", "/a;v=1;JSESSIONID=X", f"/a;v=1;JSESSIONID={tok('X')}"),
+    ("path_param_value_runs_to_the_segment_end", "/a;jsessionid=X;v=1/b", f"/a;jsessionid={tok('X;v=1')}/b"),
+    ("path_param_percent_decoded", "/a;sid=%41B", f"/a;sid={tok('AB')}"),
+    ("path_params_without_secret_unchanged", "/a;v=1/b;type=a?x=1", None),
+    ("path_param_in_absolute_form", "http://h/a;jsessionid=X?y=1", f"http://h/a;jsessionid={tok('X')}?y=1"),
+    # Single sign-on: CAS tickets, SAML messages (HTTP-Redirect binding) and artifacts.
+    (
+        "cas_service_ticket",
+        "/cas/serviceValidate?service=https%3A%2F%2Fapp.example%2F&ticket=ST-1-abc-cas",
+        f"/cas/serviceValidate?service=https%3A%2F%2Fapp.example%2F&ticket={tok('ST-1-abc-cas')}",
+    ),
+    (
+        "cas_proxy_granting_ticket_callback",
+        "/pgtCallback?pgtIou=PGTIOU-1-x&pgtId=PGT-1-y",
+        f"/pgtCallback?pgtIou={tok('PGTIOU-1-x')}&pgtId={tok('PGT-1-y')}",
+    ),
+    (
+        "saml_request_and_signature",
+        "/sso?SAMLRequest=fZJNb%2B&RelayState=r1&SigAlg=rsa-sha256&Signature=c2ln",
+        f"/sso?SAMLRequest={tok('fZJNb+')}&RelayState=r1&SigAlg=rsa-sha256&Signature={tok('c2ln')}",
+    ),
+    ("saml_response", "/acs?SAMLResponse=PHNhbWxw", f"/acs?SAMLResponse={tok('PHNhbWxw')}"),
+    ("saml_artifact", "/acs?SAMLart=AAQAAM", f"/acs?SAMLart={tok('AAQAAM')}"),
+    # The userinfo of an authority, wherever a URI has one.
+    ("connect_authority_userinfo_password", "proxyuser:pa55@origin.example:443", f"proxyuser:{tok('pa55')}@origin.example:443"),
+    ("connect_authority_userinfo_without_password", "ghp_abc@origin.example:443", f"{tok('ghp_abc')}@origin.example:443"),
+    ("network_path_userinfo", "//bob:pw@h/p?x=1", f"//bob:{tok('pw')}@h/p?x=1"),
+    ("at_sign_in_origin_form_is_not_userinfo", "/u/bob@example.test/x", None),
+    ("at_sign_in_query_is_not_userinfo", "/a?email=bob@example.test", None),
+    ("fragment_semicolon_parameters", "/cb#state=s;access_token=t", f"/cb#state=s;access_token={tok('t')}"),
 ]
 
 
@@ -227,9 +477,27 @@ def test_uri(name, given, expected):
         assert (expected, True) == R.uri(given)
 
 
-def test_uri_params_configured_set():
-    r = Redactor(KEY, params=frozenset({"Ssn"}))
+def test_uri_params_configured_set_without_word_rules_is_the_whole_set():
+    r = Redactor(KEY, params=frozenset({"Ssn"}), match_words=False)
     assert (f"/a?ssn={tok('1')}&password=p", True) == r.uri("/a?ssn=1&password=p")
+
+
+def test_uri_params_configured_set_keeps_the_word_rules():
+    r = Redactor(KEY, params=frozenset({"Ssn"}))
+    assert (f"/a?ssn={tok('1')}&password={tok('p')}&key_id=k", True) == r.uri("/a?ssn=1&password=p&key_id=k")
+
+
+def test_connect_target_redacts_the_userinfo_password():
+    """records' connect_tunnel.target is the CONNECT request's target."""
+    assert (f"u:{tok('p')}@h.example:443", "h.example:443", None, "") == (
+        R.connect_target("u:p@h.example:443"), R.connect_target("h.example:443"), R.connect_target(None),
+        R.connect_target(""))
+
+
+def test_start_line_kept_raw_has_its_url_redacted():
+    """A start line that could not be parsed is kept in start_line."""
+    assert (f"GE\x01T /login?user=a&password={tok('pw')} HTTP/1.1", "junk line without url") == (
+        R.start_line("GE\x01T /login?user=a&password=pw HTTP/1.1"), R.start_line("junk line without url"))
 
 
 # ------------------------------------------------------------------ form bodies
@@ -396,15 +664,36 @@ def test_redact_uri_shape_memo_is_bounded_and_still_answers() -> None:
     assert ("/p?n1=v&pwd=" + tok("s"), True) == r.uri("/p?n1=v&pwd=s")
 
 
-_NAME = st.sampled_from(["x", "token", "Access-Token", "pass%77ord", "user[password]", "a+b", "", "seed", "key"])
-_VALUE = st.sampled_from(["", "1", "s3cr3t", "a=b", "%41", "+"])
+_NAME = st.sampled_from(["x", "token", "Access-Token", "pass%77ord", "user[password]", "a+b", "", "seed", "key",
+                         "user_pass", "keyword", "page_token", "country_code"])
+_VALUE = st.sampled_from(["", "1", "s3cr3t", "a=b", "%41", "+", "a;b"])
 
 
 @settings(max_examples=300, deadline=None)
-@given(pairs=st.lists(st.tuples(_NAME, st.sampled_from(["=", ""]), _VALUE), max_size=5), path=st.sampled_from(["/", "/a/b", ""]))
+@given(pairs=st.lists(st.tuples(_NAME, st.sampled_from(["=", ""]), _VALUE, st.sampled_from(["&", ";"])), max_size=5),
+       path=st.sampled_from(["/", "/a/b", "", "/a;v=1"]))
 def test_redact_uri_agrees_with_reading_every_pair(pairs, path) -> None:
-    query = "&".join(n + eq + (v if eq else "") for n, eq, v in pairs)
+    query = "".join((sep if i else "") + n + eq + (v if eq else "") for i, (n, eq, v, sep) in enumerate(pairs))
     r = Redactor(KEY)
     expected_query, changed = r._pairs(query, lambda s: s.encode(), r._params_norm)
     assert (path + "?" + expected_query, changed) == r.uri(path + "?" + query)
     assert (path + "?" + expected_query, changed) == r.uri(path + "?" + query)  # from the memo
+
+
+def test_readme_redaction_section_lists_every_default():
+    """Operators read the README, not the code: every default header, name
+    and word the rules use is written there."""
+    from pathlib import Path
+
+    from sniffd import redact
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Redaction (on by default)\n", 1)[1].split("\n## ", 1)[0]
+    words = set(section.lower().replace("`", " ").replace(",", " ").split())
+    missing = sorted(
+        n for n in (DEFAULT_HEADERS | DEFAULT_PARAMS | redact.NOT_SECRET_HEADERS | redact.URL_HEADER_WORDS
+                    | set(redact.SECRET_STEMS) | redact.SECRET_WORDS | redact.SECRET_LAST_WORDS)
+        if n not in words
+    )
+    phrases = sorted(" ".join(p) for p in redact.SECRET_LAST_PHRASES if "`" + " ".join(p) + "`" not in section)
+    assert ([], []) == (missing, phrases)
