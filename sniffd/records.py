@@ -109,7 +109,8 @@ def _request(m: Message, p: Privacy) -> dict:
         "body_truncated": m.body_truncated,
     }
     if m.start_line is not None:
-        rec = _after(rec, "version", "start_line", m.start_line)
+        line = m.start_line if p.redactor is None else p.redactor.start_line(m.start_line)
+        rec = _after(rec, "version", "start_line", line)
     if p.bodies:
         _body(m, rec)
     return rec
@@ -128,7 +129,8 @@ def _response(m: Message, interim: list[tuple[int, str]], p: Privacy) -> dict:
         "interim": [{"status": s, "reason": r} for s, r in interim],
     }
     if m.start_line is not None:
-        rec = _after(rec, "version", "start_line", m.start_line)
+        line = m.start_line if p.redactor is None else p.redactor.start_line(m.start_line)
+        rec = _after(rec, "version", "start_line", line)
     if p.bodies:
         _body(m, rec)
     return rec
@@ -193,7 +195,8 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
     if txn.connect is not None:
         last = "tunnel" if encap is not None and "tunnel" in encap else (
             "vlan" if encap is not None and "vlan" in encap else "server")
-        rec = _after(rec, last, "connect_tunnel", {"target": txn.connect[0], "trans_depth": txn.connect[1]})
+        target = txn.connect[0] if privacy.redactor is None else privacy.redactor.connect_target(txn.connect[0])
+        rec = _after(rec, last, "connect_tunnel", {"target": target, "trans_depth": txn.connect[1]})
     return rec
 
 

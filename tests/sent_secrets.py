@@ -51,18 +51,18 @@ K8S_TOKEN = "k8s-bearer-t0ken-6b2f"
 K8S_TOKEN_B64URL = base64.urlsafe_b64encode(K8S_TOKEN.encode()).decode().rstrip("=")
 WSSE_PASSWORD = "wsse-passw0rd-4d3e4b"
 
+# connect_tunnel.target and a raw start_line (records.py passes them through
+# Redactor.connect_target and Redactor.start_line)
+CONNECT_TUNNEL_PASSWORD = "c0nnect-tunnel-pa55-1b7e"
+START_LINE_PASSWORD = "start-line-passw0rd-8f2a"
+
 ALL = [BEARER, BASIC_USERPASS, COOKIE_SESSION, SET_COOKIE_SESSION, QUERY_PASSWORD, FORM_PASSWORD, JSON_TOKEN,
        PROXY_AUTH, SET_COOKIE_PHP_SID, SET_COOKIE_NAMELESS, REFERER_TOKEN, REFERER_PASSWORD, LOCATION_ACCESS_TOKEN,
        LOCATION_CODE, CONTENT_LOCATION_SIG, REFRESH_CODE, LINK_ACCESS_TOKEN, PATH_JSESSIONID, SEMICOLON_PASSWORD,
        USER_PASSWORD, LOGIN_DOT_PASSWORD, PRIVATE_TOKEN, OAUTH_TOKEN, CAMEL_PASSWORD, CAS_TICKET, SAML_REQUEST,
-       SAML_RESPONSE, X_API_KEY, X_AUTH_TOKEN, CONNECT_PASSWORD, WS_JWT, K8S_TOKEN, K8S_TOKEN_B64URL, WSSE_PASSWORD]
+       SAML_RESPONSE, X_API_KEY, X_AUTH_TOKEN, CONNECT_PASSWORD, WS_JWT, K8S_TOKEN, K8S_TOKEN_B64URL, WSSE_PASSWORD,
+       CONNECT_TUNNEL_PASSWORD, START_LINE_PASSWORD]
 
-# Sent by tests that wait for records.py to redact connect_tunnel.target and
-# start_line (Redactor.connect_target / Redactor.start_line).  Move them into
-# ALL when those tests stop being expected to fail.
-CONNECT_TUNNEL_PASSWORD = "c0nnect-tunnel-pa55-1b7e"
-START_LINE_PASSWORD = "start-line-passw0rd-8f2a"
-PENDING = [CONNECT_TUNNEL_PASSWORD, START_LINE_PASSWORD]
 
 WSSE_BODY = (
     '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header>'

@@ -164,15 +164,6 @@ def test_every_secret_shape_is_redacted_through_a_capture(tmp_path):
     assert [] == [s for s in S.ALL if s in text]
 
 
-# records.py builds connect_tunnel.target and start_line; until it passes them
-# through Redactor.connect_target and Redactor.start_line these two fail, and
-# their secrets stay out of the scan (sent_secrets.PENDING).  Strict: once
-# they pass, drop the marks and move PENDING into ALL.
-PENDING_RECORDS_WIRING = pytest.mark.xfail(
-    strict=True, reason="records.py does not yet call Redactor.connect_target / Redactor.start_line")
-
-
-@PENDING_RECORDS_WIRING
 def test_connect_tunnel_target_has_its_userinfo_redacted(tmp_path):
     """A tunnel that carries HTTP: each inner record names the CONNECT target."""
     pcap = tmp_path / "tunnel.pcap"
@@ -186,7 +177,6 @@ def test_connect_tunnel_target_has_its_userinfo_redacted(tmp_path):
     assert (target, target) == (connect["request"]["uri"], inner["connect_tunnel"]["target"])
 
 
-@PENDING_RECORDS_WIRING
 def test_start_line_kept_raw_has_its_url_redacted(tmp_path):
     """A request line sniffd cannot parse is kept in start_line (http_parse_error)."""
     pcap = tmp_path / "startline.pcap"
