@@ -207,7 +207,10 @@ HOUR_S, DAY_S, WEEK_S = 3600, 86400, 7 * 86400
 # The range of every number among the Settings fields ([limits] and
 # [bodies]); settings.py gives the reason for each default, these the
 # reasons for each end.  None of them may be 0: a zero timeout or bound
-# would turn it into "drop everything".
+# would turn it into "drop everything".  The low ends are where a bound
+# still does what it says (at it, something is dropped or flushed and
+# counted); the fuzzer runs sniffd near them (fuzz/fuzzinput.py TIGHT,
+# captures/fuzz/*.toml: `sniffd read -c` must take those).
 SETTINGS_RANGES: dict[str, Range] = {
     # Housekeeping runs once per second of packet time (pipeline.
     # EXPIRE_EVERY_S), so a shorter idle timeout cannot act sooner.  A week:
@@ -222,35 +225,36 @@ SETTINGS_RANGES: dict[str, Range] = {
     # 10 M: at ~2 KiB each when idle, 20 GiB, past any memory budget a
     # gateway gives sniffd; the table could never be that full.
     "max_connections": _between(1, 10_000_000),
-    # At least one full-size segment (1460 bytes) must fit.  1 GiB is the
-    # largest TCP window (RFC 7323 section 2.3): a receiver never accepts
-    # more out of order than that.
-    "max_conn_buffer_bytes": _between(2 * KiB, GiB),
-    "max_total_buffer_bytes": _between(2 * KiB, TiB),
+    # Any positive size works (a segment that does not fit is dropped and
+    # counted, tcp_buffer_overflow).  1 GiB is the largest TCP window (RFC
+    # 7323 section 2.3): a receiver never accepts more out of order.
+    "max_conn_buffer_bytes": _between(1, GiB),
+    "max_total_buffer_bytes": _between(1, TiB),
     # Housekeeping once a second (as above); RFC 791 bounds the reassembly
     # timer by the largest TTL, 255 s: no fragment is older than that.
     "frag_timeout_s": _between(1, 255),
     # A million datagrams in reassembly at once is beyond any link (Linux
     # holds 4 MiB of fragments per namespace by default).
     "max_frag_datagrams": _between(1, 1_000_000),
-    # A 65,535-byte IPv4 datagram in 8-byte fragments has 8192 of them.
-    "max_frags_per_datagram": _between(1, 8192),
+    # A fragmented datagram has at least two fragments; a 65,535-byte
+    # IPv4 datagram in 8-byte fragments has 8192.
+    "max_frags_per_datagram": _between(2, 8192),
     # 64 Ki requests waiting on one connection is a flood, not pipelining.
     "max_pending_requests": _between(1, 65536),
-    # 1 KiB: real requests (cookies, user agents) need more.  16 MiB is far
-    # past any server's limit (nginx 32 KiB, Apache 8 KiB a line).
-    "max_header_bytes": _between(KiB, 16 * MiB),
+    # 16 bytes: the shortest request line ("GET / HTTP/1.1" CRLF).  16 MiB
+    # is far past any server's limit (nginx 32 KiB, Apache 8 KiB a line).
+    "max_header_bytes": _between(16, 16 * MiB),
     # Apache refuses more than 100 fields, nginx's buffers hold about 500
     # short ones; 65536 is past anything a server takes.
     "max_header_count": _between(1, 65536),
-    # 64 bytes keeps a path worth reading; 16 MiB: no server takes one
+    # The shortest target, "/", is one byte; 16 MiB: no server takes one
     # that long (nginx and Apache refuse beyond 8 KiB).
-    "max_uri_bytes": _between(64, 16 * MiB),
-    # 1 MiB: one connection at the default bounds (two 256 KiB reassembly
-    # buffers and a 64 KiB header section) must fit, or the budget sheds
-    # what every other bound allows.  1 TiB: past any machine sniffd runs
-    # on (its unit has MemoryMax=1G); beyond, the number bounds nothing.
-    "memory_budget_mb": _between(1, 1024 * 1024),
+    "max_uri_bytes": _between(1, 16 * MiB),
+    # 0.01 MiB (10 KiB): a few connections' table entries (~2 KiB each);
+    # below, every connection is shed as it starts and nothing is logged
+    # (1e-300 was accepted: a budget of 0 bytes).  1 TiB: past any machine
+    # sniffd runs on (its unit has MemoryMax=1G); beyond, it bounds nothing.
+    "memory_budget_mb": _between(0.01, 1024 * 1024),
     # 64 MiB of one body in one record is a file transfer, not an API
     # payload; each record holds its body in memory and on one line.
     "max_body_bytes": _between(1, 64 * MiB),

@@ -96,11 +96,11 @@ BAD_FILES = [
     ("inf_timeout", "[limits]\ngap_timeout_s = inf\n", [], "[limits] gap_timeout_s: must be a finite number, got inf"),
     ("nan_timeout", "[limits]\nidle_timeout_s = nan\n", [], "[limits] idle_timeout_s: must be a finite number, got nan"),
     ("minus_inf_interval", "[stats]\ninterval_s = -inf\n", [], "[stats] interval_s: must be a finite number, got -inf"),
-    ("huge_budget", "[limits]\nmemory_budget_mb = 1e300\n", [], "[limits] memory_budget_mb: must be between 1 and 1048576, got 1e+300"),
-    ("tiny_budget", "[limits]\nmemory_budget_mb = 1e-300\n", [], "[limits] memory_budget_mb: must be between 1 and 1048576, got 1e-300"),
-    ("giant_integer_for_a_number", f"[limits]\nmemory_budget_mb = 1{'0' * 400}\n", [], "[limits] memory_budget_mb: must be between 1 and 1048576, got 100000000000... (401 digits)"),
+    ("huge_budget", "[limits]\nmemory_budget_mb = 1e300\n", [], "[limits] memory_budget_mb: must be between 0.01 and 1048576, got 1e+300"),
+    ("tiny_budget", "[limits]\nmemory_budget_mb = 1e-300\n", [], "[limits] memory_budget_mb: must be between 0.01 and 1048576, got 1e-300"),
+    ("giant_integer_for_a_number", f"[limits]\nmemory_budget_mb = 1{'0' * 400}\n", [], "[limits] memory_budget_mb: must be between 0.01 and 1048576, got 100000000000... (401 digits)"),
     ("week_and_more_idle", "[limits]\nidle_timeout_s = 604801\n", [], "[limits] idle_timeout_s: must be between 1 and 604800, got 604801"),
-    ("negative_count", "[limits]\nmax_frags_per_datagram = -1\n", [], "[limits] max_frags_per_datagram: must be between 1 and 8192, got -1"),
+    ("negative_count", "[limits]\nmax_frags_per_datagram = -1\n", [], "[limits] max_frags_per_datagram: must be between 2 and 8192, got -1"),
     ("float_for_integer", "[limits]\nmax_connections = 1e5\n", [], "[limits] max_connections: expected an integer, got 100000.0"),
     ("body_cap_too_large", "[bodies]\nmax_decoded_bytes = 1073741824\n", [], "[bodies] max_decoded_bytes: must be between 1 and 268435456, got 1073741824"),
     ("rotation_too_small", "[output]\nrotate_bytes = 10\n", [], "[output] rotate_bytes: must be 0 (off) or between 4096 and 1099511627776, got 10"),
@@ -322,3 +322,43 @@ def test_filter_and_key_may_span_lines():
     text = "tcp port 80\n\tor tcp port 8080\r\n"
     assert text == parse_one("capture", "bpf_filter", text).get("capture", "bpf_filter")
     refused("capture", "bpf_filter", "tcp\x0bport 80")
+
+
+def test_readme_configuration_reference_gives_every_key_its_default_and_range():
+    """One table row per number key (a key listed with others has the
+    row to itself), with its default and its Range as Range.describe()
+    writes it; every other key appears in a row of its section."""
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("### Configuration reference"):]
+    table = table[: table.index("\n\n", table.index("| section | key |"))]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4:
+            rows.setdefault(cells[0], []).append(cells)
+    missing = []
+    for section, keys in configmod.SCHEMA.items():
+        for name, key in keys.items():
+            mine = [r for r in rows.get(section, []) if f"`{name}`" in r[1]]
+            if not mine:
+                missing.append(f"[{section}] {name}: no row")
+            elif key.type in (int, float):
+                (row,) = mine
+                if row[1] != f"`{name}`" or not row[3].endswith(f"({key.check.describe()})"):
+                    missing.append(f"[{section}] {name}: row {row} lacks ({key.check.describe()})")
+                elif configmod._show(key.default) != row[2].strip("`") and repr(key.default) != row[2].strip("`"):
+                    missing.append(f"[{section}] {name}: default {row[2]} is not {key.default!r}")
+    assert [] == missing
+
+
+def test_the_fuzzers_tight_bounds_are_accepted():
+    """`sniffd read -c` replays fuzz crashes with the fuzzer's tight bounds
+    (captures/fuzz/*.toml, fuzz/fuzzinput.py TIGHT): the ranges must take them."""
+    sys.path.insert(0, str(REPO / "fuzz"))
+    try:
+        import fuzzinput
+    finally:
+        sys.path.remove(str(REPO / "fuzz"))
+    configmod.parse(tomllib.loads(fuzzinput.tight_toml()), "TIGHT")
+    for path in sorted((REPO / "captures" / "fuzz").glob("*.toml")):
+        configmod.load(str(path))
