@@ -1,10 +1,11 @@
-/* sniffd._batch: decode.decode_batch in C.
+/* sniffd._batch: decode.decode_batch in C (and the capture file walks,
+ * pcap_records and pcapng_epbs, below).
  *
  * One call per capture batch (pcapy-ng next_batch: a buffer of frames and
  * a meta buffer of (sec, usec, offset, caplen) native uint32 quadruples).
- * It runs the pipeline's clock over the batch (packet time, sec + usec *
- * 1e-6 as Python computes it, never backwards; housekeeping due every
- * `every` seconds of it) and returns
+ * It runs the pipeline's clock over the batch (packet time, (epoch + sec)
+ * + usec * 1e-6 as Python computes it, never backwards; housekeeping due
+ * every `every` seconds of it) and returns
  *
  *   (items, now, next_expire, frame_no, backwards)
  *
@@ -242,13 +243,16 @@ append_item(PyObject *out, double now, PyObject *seg, Py_ssize_t caplen, long lo
 static PyObject *
 decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9 && nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every[, verify])");
+    if (nargs < 9 || nargs > 11) {
+        PyErr_SetString(PyExc_TypeError, "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every[, verify[, epoch]])");
         return NULL;
     }
-    int verify = nargs == 10 ? PyObject_IsTrue(args[9]) : 0;
+    int verify = nargs >= 10 ? PyObject_IsTrue(args[9]) : 0;
     if (verify < 0)
         return NULL;
+    /* Seconds added to every meta sec (capture.Batch.epoch): a uint32 of
+     * seconds ends in 2106. */
+    long long epoch = nargs == 11 ? PyLong_AsLongLong(args[10]) : 0;
     Py_ssize_t link = PyLong_AsSsize_t(args[2]);
     long k = PyLong_AsLong(args[3]);
     long nshards = PyLong_AsLong(args[4]);
@@ -285,9 +289,10 @@ decode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < n; i++) {
         uint32_t q[4];
         memcpy(q, m + 4 * i, sizeof q); /* meta need not be aligned */
-        /* Python's sec + usec * 1e-6, operation for operation. */
+        /* Python's (epoch + sec) + usec * 1e-6, operation for operation
+         * (the sum is exact: an integer below 2**53). */
         volatile double frac = (double)q[1] * 1e-6;
-        double ts = (double)q[0] + frac;
+        double ts = (double)(epoch + (long long)q[0]) + frac;
         Py_ssize_t off = q[2], caplen = q[3];
         frame_no++;
         /* The clock: packet time, never backwards (Pipeline.feed). */
@@ -405,11 +410,133 @@ pcap_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(Nni)", meta, pos, stop);
 }
 
+/* pcapng_epbs(buf, pos, n, swapped, interfaces, snapshot, epoch)
+ *     -> (meta, pos, stop, epoch)
+ *
+ * The common case of sniffd.pcapng's walk: up to n Enhanced Packet Blocks
+ * in a row from pos in buf (a chunk of a pcapng file), each whole and
+ * sound, as meta entries (uint32 seconds - epoch, microseconds, offset of
+ * the packet data in buf, caplen).  interfaces: per interface of the
+ * section, native (uint64 time stamp units per second, int64 if_tsoffset
+ * seconds); snapshot: the largest caplen; epoch: the batch's (the multiple
+ * of 2**32 below its seconds), -1 before its first packet.  stop 0: n
+ * packets, or the next one's epoch differs (it starts the next batch);
+ * stop 1: the next block is for the Python walk to read (any other block
+ * type, a block not whole in buf, anything odd about it), which also says
+ * what is wrong.  sniffd.pcapng.pcapng_epbs_py is the reference. */
+#define PCAPNG_EPB 6u
+#define PCAPNG_MAX_BLOCK (16u * 1024 * 1024)
+#define TS_END 253402300800LL /* 10000-01-01T00:00:00Z */
+
+static inline uint32_t
+rd32(const unsigned char *p, int swapped)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return swapped ? __builtin_bswap32(v) : v;
+}
+
+static PyObject *
+pcapng_epbs(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "pcapng_epbs(buf, pos, n, swapped, interfaces, snapshot, epoch)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t n = PyLong_AsSsize_t(args[2]);
+    int swapped = PyObject_IsTrue(args[3]);
+    Py_ssize_t snapshot = PyLong_AsSsize_t(args[5]);
+    long long epoch = PyLong_AsLongLong(args[6]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (pos < 0 || n < 0 || n > PY_SSIZE_T_MAX / 16) {
+        PyErr_SetString(PyExc_ValueError, "pos and n must not be negative (nor n absurd)");
+        return NULL;
+    }
+    Py_buffer buf, ifs;
+    if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[4], &ifs, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    PyObject *meta = PyBytes_FromStringAndSize(NULL, 16 * n);
+    if (meta == NULL) {
+        PyBuffer_Release(&ifs);
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    uint32_t *out = (uint32_t *)PyBytes_AS_STRING(meta);
+    const unsigned char *b = (const unsigned char *)buf.buf;
+    Py_ssize_t nifs = ifs.len / 16;
+    Py_ssize_t got = 0;
+    int stop = 0;
+    while (got < n) {
+        if (pos + 28 > buf.len || rd32(b + pos, swapped) != PCAPNG_EPB) {
+            stop = 1;
+            break;
+        }
+        uint32_t blen = rd32(b + pos + 4, swapped);
+        if (blen < 32 || (blen & 3) || blen > PCAPNG_MAX_BLOCK || pos + (Py_ssize_t)blen > buf.len
+            || rd32(b + pos + blen - 4, swapped) != blen) {
+            stop = 1;
+            break;
+        }
+        uint32_t iface = rd32(b + pos + 8, swapped);
+        uint64_t t = ((uint64_t)rd32(b + pos + 12, swapped) << 32) | rd32(b + pos + 16, swapped);
+        uint32_t caplen = rd32(b + pos + 20, swapped);
+        if ((Py_ssize_t)iface >= nifs || (Py_ssize_t)caplen > snapshot || 28 + (Py_ssize_t)caplen > (Py_ssize_t)blen - 4) {
+            stop = 1;
+            break;
+        }
+        uint64_t units;
+        int64_t offset;
+        memcpy(&units, (const char *)ifs.buf + 16 * iface, 8);
+        memcpy(&offset, (const char *)ifs.buf + 16 * iface + 8, 8);
+        if (units == 0) {
+            stop = 1;
+            break;
+        }
+        __int128 sec = (__int128)(t / units) + offset;
+        if (sec < 0 || sec >= TS_END) {
+            stop = 1;
+            break;
+        }
+        uint32_t usec = (uint32_t)((unsigned __int128)(t % units) * 1000000u / units);
+        long long low = (long long)(sec & 0xFFFFFFFF);
+        long long e = (long long)sec - low;
+        if (e != epoch) {
+            if (epoch != -1)
+                break; /* stop 0: the next batch starts here */
+            epoch = e;
+        }
+        if (pos + 28 > (Py_ssize_t)UINT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "buffer too large for 32-bit offsets");
+            Py_DECREF(meta);
+            PyBuffer_Release(&ifs);
+            PyBuffer_Release(&buf);
+            return NULL;
+        }
+        uint32_t q[4] = {(uint32_t)low, usec, (uint32_t)(pos + 28), caplen};
+        memcpy(out + 4 * got, q, sizeof q);
+        pos += blen;
+        got++;
+    }
+    PyBuffer_Release(&ifs);
+    PyBuffer_Release(&buf);
+    if (got < n && _PyBytes_Resize(&meta, 16 * got) < 0)
+        return NULL;
+    return Py_BuildValue("(NniL)", meta, pos, stop, epoch);
+}
+
 static PyMethodDef methods[] = {
     {"pcap_records", (PyCFunction)(void (*)(void))pcap_records, METH_FASTCALL,
      "pcap_records(buf, pos, n, swapped, nano, max_caplen) -> (meta, pos, stop)"},
+    {"pcapng_epbs", (PyCFunction)(void (*)(void))pcapng_epbs, METH_FASTCALL,
+     "pcapng_epbs(buf, pos, n, swapped, interfaces, snapshot, epoch) -> (meta, pos, stop, epoch)"},
     {"decode_batch", (PyCFunction)(void (*)(void))decode_batch, METH_FASTCALL,
-     "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every[, verify]) -> (items, now, next_expire, frame_no, backwards)"},
+     "decode_batch(buf, meta, link, k, n, now, next_expire, frame_no, every[, verify[, epoch]]) -> (items, now, next_expire, frame_no, backwards)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import pcapy
 
+from sniffd import pcapng
+
 # One batch = one C call.  512 packets amortise the call overhead well while
 # keeping a batch small (<1 MiB at full-size frames) for the live queue.
 DEFAULT_BATCH_SIZE = 512
@@ -33,18 +35,24 @@ class CaptureError(Exception):
 
 @dataclass(slots=True)
 class Batch:
-    """Packets of one ``next_batch`` call: ``buf[offset:offset+caplen]`` each."""
+    """Packets of one ``next_batch`` call: ``buf[offset:offset+caplen]`` each.
+
+    ``meta`` holds uint32 seconds, which end on 2106-02-07; a file's packets
+    after that (pcapng has 64-bit time stamps) come in batches whose
+    ``epoch``, the multiple of 2**32 below their seconds, is added to each
+    entry's.  0 for everything else (live capture, classic pcap)."""
 
     buf: bytes
     meta: bytes
+    epoch: int = 0
 
     def __len__(self) -> int:
         return len(self.meta) // 16
 
     def frames(self) -> Iterator[tuple[float, bytes]]:
-        buf = self.buf
+        buf, epoch = self.buf, self.epoch
         for sec, usec, off, caplen in _META.iter_unpack(self.meta):
-            yield sec + usec * 1e-6, buf[off : off + caplen]
+            yield (epoch + sec) + usec * 1e-6, buf[off : off + caplen]
 
 
 def _compile_check(linktype: int, snaplen: int, bpf: str) -> None:
@@ -55,7 +63,16 @@ def _compile_check(linktype: int, snaplen: int, bpf: str) -> None:
 
 
 class OfflineCapture:
-    """A saved capture (pcap or pcapng), optionally filtered by BPF in libpcap."""
+    """A saved capture (pcap or pcapng), optionally filtered by BPF in libpcap.
+
+    libpcap opens every file (so it judges what is a capture file, and its
+    link type) and reads it when a filter is given.  Without one, sniffd
+    walks the records itself: classic pcap in C (pcap_records), handing any
+    odd record back to libpcap; pcapng in Python (sniffd.pcapng), to the
+    end, since pcapy-ng's next_batch cuts pcapng's 64-bit time stamps to
+    32-bit seconds.  A filtered pcapng read goes through libpcap one record
+    at a time, whose time stamps keep their 64 bits.
+    """
 
     def __init__(self, path: str, bpf: str = "") -> None:
         self.path = path
@@ -83,6 +100,10 @@ class OfflineCapture:
         # stored, read without a filter: records are walked in C straight
         # from the file (see _walk); anything else is read by libpcap.
         self._walk_as = _plain_pcap(head) if not bpf and self.linktype in _WALKED_LINKTYPES else None
+        self._pcapng = head[:4] == pcapng.MAGIC
+        # pcapng without a filter: walked here (_walk_pcapng), except the
+        # link types whose frames libpcap rewrites.
+        self._walk_pcapng_file = self._pcapng and not bpf and self.linktype not in _REWRITTEN_LINKTYPES
 
     def _setfilter(self, reader) -> None:
         try:
@@ -93,6 +114,13 @@ class OfflineCapture:
     def batches(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[Batch]:
         reader = self._reader
         done = 0
+        if self._walk_pcapng_file:
+            yield from self._walk_pcapng(batch_size)
+            return
+        if self._pcapng:
+            # next_batch would cut the seconds to 32 bits.
+            yield from self._by_record(reader, batch_size)
+            return
         if self._walk_as is not None:
             done, finished = yield from self._walk(batch_size)
             if finished:
@@ -143,26 +171,72 @@ class OfflineCapture:
                     return done, False
                 at += pos  # re-read the record that did not fit, from the file
 
+    def _walk_pcapng(self, batch_size: int) -> Iterator[Batch]:
+        """Batches of a pcapng file walked by sniffd.pcapng, from chunks of
+        the file; a block cut by a chunk's end is re-read from the file.
+        Sets ``truncated`` where the file ends inside a block or breaks."""
+        walk = pcapng.PcapngWalk()
+        at = 0  # file offset of the next block
+        with open(self.path, "rb", buffering=0) as f:
+            while True:
+                f.seek(at)
+                want = max(_CHUNK, walk.need)
+                chunk = f.read(want)
+                pos, stop = 0, 0
+                while stop == 0:
+                    meta, pos, stop, epoch = walk.walk(chunk, pos, batch_size)
+                    if meta:
+                        yield Batch(chunk, meta, epoch)
+                if stop == 2:
+                    self.truncated = walk.problem
+                    return
+                if len(chunk) < want:  # the file ends in this chunk
+                    left = len(chunk) - pos
+                    if left:
+                        # libpcap's words: it reads a block's 8-byte header,
+                        # then the rest (a section header's byte-order magic
+                        # first: 4 bytes).
+                        tried, got = (8, left) if left < 8 else (max(walk.need - 8, 4), left - 8)
+                        self.truncated = f"truncated pcapng dump file; tried to read {tried} bytes, only got {got}"
+                    return
+                at += pos
+
+    def _by_record(self, reader, batch_size: int) -> Iterator[Batch]:
+        """Batches from libpcap one record at a time (``next``, whose
+        seconds are 64 bits wide, where next_batch's are 32); a new batch
+        for each epoch (see Batch).  Sets ``truncated`` on libpcap's error,
+        or at a time stamp a record has no time for."""
+        bufs, metas, off, epoch = [], [], 0, 0
+        while True:
+            try:
+                hdr, data = reader.next()
+            except pcapy.PcapError as e:
+                self.truncated = str(e)
+                break
+            if hdr is None:
+                break
+            sec, usec = hdr.getts()
+            if not 0 <= sec < pcapng.TS_END:
+                self.truncated = pcapng.ts_problem(sec)
+                break
+            low = sec & 0xFFFFFFFF
+            if metas and (sec - low != epoch or len(metas) == batch_size):
+                yield Batch(b"".join(bufs), b"".join(metas), epoch)
+                bufs, metas, off = [], [], 0
+            epoch = sec - low
+            bufs.append(data)
+            metas.append(_META.pack(low, usec, off, len(data)))
+            off += len(data)
+        if metas:
+            yield Batch(b"".join(bufs), b"".join(metas), epoch)
+
     def _tail(self, skip: int) -> Iterator[Batch]:
         reader = pcapy.open_offline(self.path)
         if self.bpf:
             self._setfilter(reader)
         for _ in range(skip):
             reader.next()
-        bufs, metas, off = [], [], 0
-        while True:
-            try:
-                hdr, data = reader.next()
-            except pcapy.PcapError:
-                break
-            if hdr is None:
-                break
-            sec, usec = hdr.getts()
-            bufs.append(data)
-            metas.append(_META.pack(sec, usec, off, len(data)))
-            off += len(data)
-        if bufs:
-            yield Batch(b"".join(bufs), b"".join(metas))
+        yield from self._by_record(reader, DEFAULT_BATCH_SIZE)
 
 
 class LiveCapture:
@@ -312,6 +386,9 @@ class LiveCapture:
 # Read by OfflineCapture._walk: link types whose frames libpcap does not
 # rewrite (it does for some, e.g. USB and NFLOG pseudo-headers).
 _WALKED_LINKTYPES = frozenset((1, 113))  # Ethernet, Linux cooked v1
+# Link types whose pseudo-headers libpcap swaps to the host's byte order
+# (swap_pseudo_headers): pcapng files of these are read by libpcap.
+_REWRITTEN_LINKTYPES = frozenset((189, 220, 239))  # USB Linux, USB Linux mmapped, NFLOG
 _CHUNK = 1 << 20  # > the largest record (max_caplen + 16); 1 MiB measured faster than 4
 _MAX_SNAPLEN = 262144  # libpcap's max_snaplen_for_dlt for these link types
 

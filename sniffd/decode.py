@@ -903,11 +903,15 @@ _ETHERTYPE_IP4_TCP = struct.Struct("!HBxH2xHBB2x4s4sHHIIBB").unpack_from
 
 
 def decode_batch_py(buf: bytes, meta: bytes, link: int, k: int, n: int, now: float, next_expire: float,
-                    frame_no: int, every: float, verify: bool = False) -> tuple[list[tuple], float, float, int, int]:
+                    frame_no: int, every: float, verify: bool = False,
+                    epoch: int = 0) -> tuple[list[tuple], float, float, int, int]:
     """One capture batch (pcapy-ng next_batch: ``buf`` and ``meta`` of
     (sec, usec, offset, caplen) native uint32s), decoded and clocked.
+    ``epoch`` (capture.Batch.epoch) is added to every ``sec``: a uint32 of
+    seconds ends in 2106.
 
-    The clock is the pipeline's: packet time (``sec + usec * 1e-6``), never
+    The clock is the pipeline's: packet time (``(epoch + sec) + usec *
+    1e-6``), never
     backwards (a frame earlier than ``now`` is counted in ``backwards`` and
     taken at ``now``), housekeeping due whenever it reaches ``next_expire``
     (then due again ``every`` seconds later; ``next_expire`` 0: not yet
@@ -932,7 +936,7 @@ def decode_batch_py(buf: bytes, meta: bytes, link: int, k: int, n: int, now: flo
     backwards = 0
     size = len(buf)
     for sec, usec, off, caplen in _META_ITER(meta):
-        ts = sec + usec * 1e-6
+        ts = (epoch + sec) + usec * 1e-6
         frame_no += 1
         if ts >= now:
             now = ts

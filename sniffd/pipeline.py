@@ -27,7 +27,7 @@ from sniffd.redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
 from sniffd.settings import Settings
 
 # A batch of one frame (Pipeline.feed): what feed_batch reads of capture.Batch.
-_OneFrame = namedtuple("_OneFrame", "buf meta")
+_OneFrame = namedtuple("_OneFrame", "buf meta epoch")
 _META_ONE = struct.Struct("=4I").pack
 
 # Housekeeping (gap and idle timeouts) runs once per second of packet time:
@@ -106,7 +106,8 @@ class Pipeline:
         usec = round((ts - sec) * 1_000_000)
         if usec >= 1_000_000:
             sec, usec = sec + 1, usec - 1_000_000
-        return self.feed_batch(linktype, _OneFrame(frame, _META_ONE(sec, usec, 0, len(frame))), (wirelen,))
+        epoch = sec - (sec & 0xFFFFFFFF)  # meta holds the low 32 bits (capture.Batch.epoch)
+        return self.feed_batch(linktype, _OneFrame(frame, _META_ONE(sec - epoch, usec, 0, len(frame)), epoch), (wirelen,))
 
     def feed_batch(self, linktype: int, batch, wirelens: tuple | None = None) -> list[dict]:
         """All frames of one capture batch (``capture.Batch``); ``wirelens``,
@@ -133,7 +134,7 @@ class Pipeline:
         link = LINK_HEADER.get(linktype, 0) if decode is decode_frame else 0
         items, end_now, self._next_expire, self.frame_no, backwards = decode_batch(
             buf, batch.meta, link, mine, nshards, self.now if self.now is not None else float("-inf"),
-            self._next_expire, self.frame_no, EXPIRE_EVERY_S, verify)
+            self._next_expire, self.frame_no, EXPIRE_EVERY_S, verify, batch.epoch)
         if backwards and self._counts_frames:
             self.counts["timestamp_backwards"] = self.counts.get("timestamp_backwards", 0) + backwards
         count = 0

@@ -135,8 +135,8 @@ def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard
         for batch in cap.batches():
             emit(feed_batch(linktype, batch))
         if cap.truncated and warn:
-            print(f"sniffd: warning: {cap.path}: capture file is truncated ({cap.truncated}); "
-                  "records up to the cut were written", file=sys.stderr)
+            print(f"sniffd: warning: {cap.path}: capture file is truncated or damaged ({cap.truncated}); "
+                  "records up to that point were written", file=sys.stderr)
     emit(pipeline.flush("end_of_input"))
     return pipeline.stats
 

@@ -361,15 +361,33 @@ def test_record_longer_than_the_snaplen_is_left_to_libpcap(tmp_path) -> None:
     assert walked.truncated == plain.truncated
 
 
-def test_pcapng_and_filtered_reads_are_left_to_libpcap(tmp_path) -> None:
+def test_filtered_reads_are_left_to_libpcap_and_pcapng_is_walked_by_sniffd_pcapng(tmp_path) -> None:
+    """The classic walk reads unfiltered classic pcap; an unfiltered pcapng
+    is walked by sniffd.pcapng (tests/pcap/test_pcapng.py), a filtered one
+    read by libpcap a record at a time."""
     conv = craft.TcpConversation()
     path = tmp_path / "n.pcapng"
     craft.capture(path, [(1.0, s) for s in conv.handshake()], fmt="pcapng")
-    assert OfflineCapture(str(path), "")._walk_as is None
+    assert (None, True) == (OfflineCapture(str(path), "")._walk_as, OfflineCapture(str(path), "")._walk_pcapng_file)
+    assert (None, False) == (OfflineCapture(str(path), "tcp")._walk_as, OfflineCapture(str(path), "tcp")._walk_pcapng_file)
     path = tmp_path / "p.pcap"
     craft.capture(path, [(1.0, s) for s in conv.handshake()])
     assert OfflineCapture(str(path), "tcp")._walk_as is None
     assert OfflineCapture(str(path), "")._walk_as is not None
+    assert not OfflineCapture(str(path), "")._walk_pcapng_file
+
+
+@needs_c
+@pytest.mark.parametrize("epoch", [0, 2**32, 2**34], ids=["epoch-0", "epoch-2^32", "epoch-2^34"])
+def test_decode_batch_adds_the_epoch_in_c_and_python_alike(epoch) -> None:
+    """capture.Batch.epoch: seconds past 2106 (a uint32 of them ends there)."""
+    f = frame_variants(DLT_EN10MB)[0]
+    buf, meta = pack([(0, 1, f), (5, 250000, f), (4294967295, 999999, f)])
+    args = (buf, meta, 14, 0, 1, INF, 0.0, 0, 1.0, False, epoch)
+    py = decode_batch_py(*args)
+    assert decode_batch_c(*args) == py
+    expected = [(epoch + 0) + 1 * 1e-6, (epoch + 5) + 250000 * 1e-6, (epoch + 4294967295) + 999999 * 1e-6]
+    assert expected == [now for now, seg, _caplen, _no in py[0] if seg is not None]
 
 
 @needs_c
