@@ -76,8 +76,12 @@ def entry() -> None:
     Every other command exits normally."""
     rc = main()
     if _read_done:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if not stream.closed:  # stdout is closed after a write error (readfile)
+                    stream.flush()
+            except OSError:
+                pass
         os._exit(rc)
     sys.exit(rc)
 

@@ -41,6 +41,20 @@ def _err(msg: str) -> None:
     print(f"sniffd: error: {msg}", file=sys.stderr)
 
 
+def _discard(out, tmp: str | None) -> None:
+    """Give up the output: close it (what is still buffered is dropped) and
+    remove the temporary file, if any."""
+    try:
+        out.close()
+    except OSError:
+        pass
+    if tmp is not None:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
 def _open_all(paths: list[str], bpf: str) -> list[OfflineCapture]:
     captures = []
     for path in paths:
@@ -85,10 +99,20 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
         else:
             totals = _run_parallel(paths, bpf, settings, out.write, workers, redact_key)
         out.flush()
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            if tmp is not None:
+                _discard(out, tmp)
+            raise
+        # Disk full, or a device that refuses (e.g. /dev/full): one line, and
+        # no output file (the temporary one is removed; stdout is closed so
+        # nothing more is tried at exit).
+        _discard(out, tmp)
+        _err(f"{'stdout' if tmp is None else output}: cannot write: {e.strerror or e}")
+        return EXIT_BAD_INPUT
     except BaseException:
         if tmp is not None:
-            out.close()
-            os.unlink(tmp)
+            _discard(out, tmp)
         raise
     if totals is None:
         if tmp is not None:
