@@ -42,15 +42,22 @@ def _fail_on_skips(session) -> None:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+def _basetemp(session):
+    """pytest's basetemp for this run, or None when the run made none."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return None
+    try:
+        return factory.getbasetemp()
+    except Exception:
+        return None
+
+
 def _secret_scan(session) -> None:
     """Scan every JSON-lines file the tests wrote (under pytest's basetemp)
     for the credentials tests/sent_secrets.py lists; one found fails the run."""
-    factory = getattr(session.config, "_tmp_path_factory", None)
-    if factory is None:
-        return
-    try:
-        base = factory.getbasetemp()
-    except Exception:
+    base = _basetemp(session)
+    if base is None:
         return
     import importlib.util
     spec = importlib.util.spec_from_file_location("sent_secrets", Path(__file__).with_name("sent_secrets.py"))
@@ -87,12 +94,8 @@ def _strict_json_scan(session) -> None:
 
     import orjson
 
-    factory = getattr(session.config, "_tmp_path_factory", None)
-    if factory is None:
-        return
-    try:
-        base = factory.getbasetemp()
-    except Exception:
+    base = _basetemp(session)
+    if base is None:
         return
     bad = []
     files = lines = 0

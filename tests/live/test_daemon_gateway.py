@@ -543,17 +543,26 @@ def assert_records_are_the_client_s(truth: list[dict], records: list[dict]) -> N
 
 @pytest.fixture
 def tiny_log_fs(log_dir, sniffd_user):
-    """The log directory on a 512 KiB tmpfs, owned by the sniffd user."""
+    """The log directory on a 512 KiB tmpfs, owned by the sniffd user, with a
+    filler file that leaves ~70 KiB: about a third of 300 records."""
     run("mount", "-t", "tmpfs", "-o", "size=512k,mode=0750", "tmpfs", str(log_dir))
     os.chown(log_dir, sniffd_user.pw_uid, sniffd_user.pw_gid)
+    (log_dir / "filler").write_bytes(b"\0" * 440 * 1024)
     yield log_dir
     run("umount", "-l", str(log_dir), check=False)
 
 
+def free_space_and_stop(daemon: Daemon, log_dir: Path) -> None:
+    """Delete the filler; the output resumes by itself; stop sniffd (exit 0)."""
+    (log_dir / "filler").unlink()
+    assert wait_for(lambda: daemon.named("output_resumed"), 10), daemon.stderr()
+    time.sleep(SETTLE_S)
+    rc, _ = daemon.stop()
+    assert 0 == rc, daemon.stderr()
+
+
 def test_disk_full_blocks_without_a_torn_record_and_resumes_when_space_is_freed(gateway, start_sniffd, tiny_log_fs):
     log_dir = tiny_log_fs
-    filler = log_dir / "filler"
-    filler.write_bytes(b"\0" * 440 * 1024)  # leaves ~70 KiB: about a third of the records
     out = log_dir / "http.jsonl"
     daemon = start_sniffd(f"tcp port {HTTP_PORT}")
     spec = {"server": SERVER_IP, "connections": connections(HTTP_PORT, 100, 3), "pause_s": 0.01}
@@ -569,11 +578,7 @@ def test_disk_full_blocks_without_a_torn_record_and_resumes_when_space_is_freed(
     stats = wait_for(lambda: [e for e in daemon.named("stats") if e["output_state"] == "blocked" and e["records_held"] > 0], 5)
     assert stats, daemon.stderr()
     assert len(read_records([out])) == stats[-1]["records_written"]
-    filler.unlink()
-    assert wait_for(lambda: daemon.named("output_resumed"), 10), daemon.stderr()
-    time.sleep(SETTLE_S)
-    rc, _ = daemon.stop()
-    assert 0 == rc, daemon.stderr()
+    free_space_and_stop(daemon, log_dir)
 
     records = read_records([out])
     assert 300 == len(truth)
@@ -587,18 +592,12 @@ def test_disk_full_blocks_without_a_torn_record_and_resumes_when_space_is_freed(
 def test_disk_full_beyond_the_backlog_counts_every_record_lost(gateway, start_sniffd, tiny_log_fs):
     """A backlog too small for the outage: on disk + records_lost = what the client did, exactly."""
     log_dir = tiny_log_fs
-    filler = log_dir / "filler"
-    filler.write_bytes(b"\0" * 440 * 1024)
     out = log_dir / "http.jsonl"
     daemon = start_sniffd(f"tcp port {HTTP_PORT}", {"backlog_mb": 0.02})
     spec = {"server": SERVER_IP, "connections": connections(HTTP_PORT, 100, 3), "pause_s": 0.01}
     truth = run_client(gateway, spec)
     assert wait_for(lambda: [e for e in daemon.named("stats") if e["records_lost"] > 0], 10), daemon.stderr()
-    filler.unlink()
-    assert wait_for(lambda: daemon.named("output_resumed"), 10), daemon.stderr()
-    time.sleep(SETTLE_S)
-    rc, _ = daemon.stop()
-    assert 0 == rc, daemon.stderr()
+    free_space_and_stop(daemon, log_dir)
 
     records = read_records([out])
     summary = shutdown_summary(daemon)
