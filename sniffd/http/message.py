@@ -56,7 +56,8 @@ class Message:
 
 
 class Transaction:
-    __slots__ = ("request", "response", "interim", "depth", "anomalies", "end_reason", "connect", "held")
+    __slots__ = ("request", "response", "interim", "depth", "anomalies", "end_reason", "connect", "held",
+                 "stream_id", "h2_error", "pushed_by", "grpc")
 
     def __init__(self) -> None:
         self.request: Message | None = None
@@ -75,6 +76,16 @@ class Transaction:
         # Finished, but held back by the pairing until the acknowledgements
         # decide which request it answers (see sniffd.http.pairing).
         self.held = False
+        # HTTP/2 (sniffd.http2) only, None on HTTP/1: the stream id; the
+        # RFC 9113 section 7 error code name of the RST_STREAM or GOAWAY
+        # that ended the stream (or of a GOAWAY with an error while it was
+        # open); for a server push, the stream whose response promised it;
+        # gRPC's outcome, (grpc-status as int or None, grpc-message
+        # percent-decoded or None), when the response sent grpc-status.
+        self.stream_id: int | None = None
+        self.h2_error: str | None = None
+        self.pushed_by: int | None = None
+        self.grpc: tuple[int | None, str | None] | None = None
 
     @property
     def ts(self) -> float:

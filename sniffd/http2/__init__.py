@@ -1,0 +1,24 @@
+"""The HTTP/2 in clear (h2c) stage: one connection's two byte streams ->
+one ``Transaction`` per stream, the same values the HTTP/1 stage gives the
+records stage (``sniffd.http.message``).  Sans-I/O.
+
+Modules, one job each, in the order data flows:
+
+* ``frames``: the preface and frames on the wire, one direction's
+  incremental splitter (``FrameReader``), payload layouts;
+* ``decoder``: one direction's HPACK state around python-hyper's ``hpack``
+  (``HeaderDecoder``), and what breaks it;
+* ``fields``: a decoded header section -> Message fields (pseudo-headers,
+  cookies, malformed sections, gRPC status);
+* ``streams``: one stream's request and response sides (``Stream``, ``Side``,
+  ``TRANSITIONS``) -> its Transaction;
+* ``connection``: the stage's interface (``H2Connection``): frames to
+  streams, SETTINGS, GOAWAY, gaps, bounds;
+* ``anomalies``: the names this stage adds (``H2_ANOMALIES``).
+"""
+
+from sniffd.http2.anomalies import H2_ANOMALIES
+from sniffd.http2.connection import H2Connection
+from sniffd.http2.frames import PREFACE, looks_like_h2_preface
+
+__all__ = ["H2_ANOMALIES", "H2Connection", "PREFACE", "looks_like_h2_preface"]
