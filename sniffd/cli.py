@@ -92,8 +92,12 @@ _read_done = False
 def main(argv: list[str] | None = None) -> int:
     # sniffd keeps many long-lived container objects (connections, open
     # messages): at the default thresholds the cyclic GC walks them every
-    # 700 allocations, ~8% of 'sniffd read' time.  Collect less often; the
-    # cycles (session <-> its two sides) are still collected.
+    # 700 allocations, 5% of 'sniffd read' time on the bench corpus and a
+    # third of a flood's.  Collect less often: it can, because nothing it
+    # drops per connection is a cycle (sessions call back through a weak
+    # proxy), so evicted sessions are freed at once, not at the rare full
+    # collection (issue 11: they piled up to 977 MB).  gc.freeze() gained
+    # nothing measurable.
     gc.set_threshold(50_000, 20, 100)
     if argv is None:
         argv = sys.argv[1:]

@@ -177,8 +177,8 @@ class Connection:
                 # Parsing resumes at the next start line, but this is no
                 # pickup: every record says what it is instead.
                 h.pairing.midstream = False
-                h.sticky.add("tcp_data_after_rst")
-            self.meter.sessions += 1
+                h.sticky = h.sticky | {"tcp_data_after_rst"}
+            self.meter.open_session()
         return h
 
     @property

@@ -44,6 +44,7 @@ connection's order.
 
 from __future__ import annotations
 
+from sniffd.budget import RESP_END_COST
 from sniffd.http.message import Message, Transaction
 
 # How many recent response ends (and stretches of lost server bytes) are
@@ -73,9 +74,11 @@ class Lost:
 
 
 class Pairing:
-    def __init__(self, max_pending: int = 100, midstream: bool = False) -> None:
+    def __init__(self, max_pending: int = 100, midstream: bool = False, meter=None) -> None:
         self.max_pending = max_pending
         self.midstream = midstream
+        # The memory budget's sniffd.budget.Meter (None: not counted).
+        self.meter = meter
         # Requests awaiting their response (Transactions) and Lost markers,
         # oldest first.  A transaction whose response is being read stays
         # here until the response is over.
@@ -85,6 +88,9 @@ class Pairing:
         self.done: list[Transaction] = []
         self.finished = 0  # transactions finished: the next trans_depth - 1
         # Complete responses: end offset -> the ack of their first segment.
+        # The _RECENT last; each entry past the first is charged to the
+        # meter (RESP_END_COST): a keep-alive connection's grow to 64, ~6 KiB
+        # more than one that made a single exchange.
         self.resp_ends: dict[int, int | None] = {0: None}
         # Lost stretches of the server's stream [start, end).
         self.server_lost: list[tuple[int, int]] = []
@@ -229,9 +235,13 @@ class Pairing:
         while its request is undecided."""
         msg = txn.response
         if msg is not None and msg.end_off is not None and msg.complete:
-            self.resp_ends[msg.end_off] = msg.ack
-            if len(self.resp_ends) > _RECENT:
-                del self.resp_ends[next(iter(self.resp_ends))]
+            ends = self.resp_ends
+            if msg.end_off not in ends:
+                if len(ends) >= _RECENT:
+                    del ends[next(iter(ends))]
+                elif self.meter is not None:
+                    self.meter.add(RESP_END_COST)
+            ends[msg.end_off] = msg.ack
         if txn.held:
             self.held.append(txn)
             if len(self.held) > self.max_pending:
@@ -290,6 +300,11 @@ class Pairing:
             self.finish(e, why)
         self.pending = []
         self.lost_count = 0
+        # No response comes any more: the ends leave the meter (the first,
+        # {0: None}, is part of SESSION_COST).
+        if self.meter is not None:
+            self.meter.http_bytes -= (len(self.resp_ends) - 1) * RESP_END_COST
+        self.resp_ends = {0: None}
 
     # ------------------------------------------------------------ the rules
 

@@ -127,7 +127,11 @@ class MessageReader:
         self.bodies = bodies
         self.midstream = midstream
         self.state = RESYNC if midstream else IDLE
-        self.buf = bytearray()  # HEAD / CHUNK_SIZE / TRAILERS / PEEK / RESYNC / HELD bytes
+        # HEAD / CHUNK_SIZE / TRAILERS / PEEK / RESYNC / HELD bytes: a
+        # bytearray while it holds some, the shared b"" while empty (most of
+        # the time; an empty bytearray per direction was 112 bytes of every
+        # idle session).  Sites that grow it in place check it is non-empty.
+        self.buf = b""
         self.buf_charged = 0  # len(buf) as last charged to the meter
         self.left = 0  # BODY / CHUNK_DATA: bytes to go
         self.msg: Message | None = None
@@ -176,7 +180,38 @@ class MessageReader:
             return
         if st is OFF:
             return
+        if n + len(self.buf) > self.max_header_bytes and st is not BODY and st is not CHUNK_DATA \
+                and st is not BODY_CLOSE:
+            self._run_parts(data, base)
+            return
         self._run(data, 0, base)
+
+    def _run_parts(self, data: bytes, base: int) -> None:
+        """``_run`` for a chunk that could take an unfinished head (or trailer
+        section) past max_header_bytes: parsed in parts no longer than what
+        the head may still hold plus one byte, so the bound ends the head
+        before more is held, and each part is parsed as if it had come on
+        its own (the result is the same: the reader gives the same records
+        however the stream is cut).  A chunk is one segment's payload
+        (~1.4 KiB) nearly always, but a reassembled run, an IP datagram or
+        a GRO super-segment can be 64-256 KiB, and the whole of it used to
+        be copied into the head's buffer before the bound was checked."""
+        n = len(data)
+        i = 0
+        limit = self.max_header_bytes + 1
+        while i < n:
+            st = self.state
+            if st is OFF:
+                break
+            if st is BODY or st is CHUNK_DATA or st is BODY_CLOSE:
+                k = n
+            else:
+                k = min(n, i + max(1, limit - (len(self.buf) if st is HEAD or st is TRAILERS else 0)))
+            # What has been fed so far ends here (release() reads it).
+            self.pos = base + k
+            self._run(data[i:k] if i or k < n else data, 0, base + i)
+            i = k
+        self.pos = base + n
 
     def gap(self, n: int) -> None:
         """``n`` bytes of this direction were lost (Zeek's Undelivered policy:
@@ -455,8 +490,7 @@ class MessageReader:
             elif st is HELD:
                 room = HOLD_BYTES - len(self.buf)
                 if room > 0:
-                    self.buf += data[i:i + room]
-                    self._charge()
+                    self._buffer(data[i:i + room], 0)
                 self.held_bytes_dropped += max(0, n - i - room)
                 self.listener.held_data(self)
                 return
@@ -1084,6 +1118,7 @@ class MessageReader:
         if buf:
             origin = base + i - len(buf)
             buf += data[i:]
+            self._charge()
             b = buf
             s = 0
         else:
@@ -1185,7 +1220,7 @@ class MessageReader:
         self._charge()
 
     def _set_buf(self, value) -> None:
-        self.buf = bytearray(value)
+        self.buf = bytearray(value) if value else b""
         self._charge()
 
     def _charge(self) -> None:

@@ -510,3 +510,73 @@ def streamed_exchange(conv: Conversation, ex: Exchange, t0_us: int, interval_us:
         frames += spaced([seg, conv.client_ack()], t, step_us)
     frames += spaced(conv.close(), t + interval_us, step_us)
     return frames
+
+
+def unterminated_headers(conns: int, line_bytes: int, mss: int = MSS) -> tuple[Iterator[bytes], int]:
+    """``conns`` connections that complete the handshake and then each send
+    a request whose header line runs ``line_bytes`` bytes (below
+    max_header_bytes) and never ends: no CRLF, no FIN, no response.  All
+    handshakes first, then the line's segments round-robin over the
+    connections, so every connection's unfinished head grows at once.
+    Returns a generator of the frames (the capture is hundreds of MB: it is
+    never held whole; every connection's filler segments are the same
+    bytes, only the 54-byte headers are packed per frame) and their count."""
+    convs = [Conversation(flood_client(i), LEGIT_SERVER, client_isn=i * 7919, server_isn=i * 104729)
+             for i in range(conns)]
+    heads = [f"GET /unterminated/{i} HTTP/1.1\r\nHost: flood.test\r\nX-Slow: ".encode() for i in range(conns)]
+    # Every line is padded to the same length: segment k>0 of every
+    # connection is the same bytes.
+    width = max(map(len, heads))
+    lines = [h + b"s" * (width - len(h)) for h in heads]
+    filler = b"s" * (line_bytes - width)
+    rest = [filler[k:k + mss] for k in range(max(0, mss - width), len(filler), mss)]
+    first = [ln + filler[:mss - width] for ln in lines]
+
+    def frames() -> Iterator[bytes]:
+        for c in convs:
+            yield from c.handshake()
+        for c, seg in zip(convs, first):
+            yield from c.client_data(seg, mss)
+        for seg in rest:
+            for c in convs:
+                yield c._frame(True, ACK | PSH, seg)
+
+    return frames(), conns * (3 + 1 + len(rest))
+
+
+IDLE_REQUEST = (b"GET /idle/%d HTTP/1.1\r\nHost: flood.test\r\nUser-Agent: floodgen\r\n"
+                b"Accept: */*\r\n\r\n")
+IDLE_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+                 b"Cache-Control: no-store\r\n\r\nok")
+
+
+def idle_connections(n: int) -> Iterator[bytes]:
+    """``n`` keep-alive connections, one after the other, that each make one
+    request (GET /idle/<i>), get its 200 and then stay open and silent: no
+    FIN, no further segment.  Five frames a connection (handshake, request,
+    response), packed directly (``syn_flood``'s way: a million frames in a
+    couple of seconds)."""
+    sip, sport = ip(LEGIT_SERVER[0]), LEGIT_SERVER[1]
+    base = int(ipaddress.IPv4Address("100.64.0.0"))
+    pack = _HEADERS.pack
+    to_bytes = int.to_bytes
+    resp = IDLE_RESPONSE
+    rlen = len(resp)
+    for i in range(n):
+        cip = to_bytes(base + i // 50_000, 4, "big")
+        cport = 10_000 + i % 50_000
+        c = (i * 2_654_435_761) & 0xFFFFFFFF
+        s = (i * 40_503 + 12_345) & 0xFFFFFFFF
+        c1, s1 = (c + 1) & 0xFFFFFFFF, (s + 1) & 0xFFFFFFFF
+        req = IDLE_REQUEST % i
+        c2 = (c1 + len(req)) & 0xFFFFFFFF
+        yield pack(_MAC_B, _MAC_A, 0x0800, 0x45, 0, 40, 0, 0x4000, 64, 6, 0, cip, sip,
+                   cport, sport, c, 0, 0x50, SYN, 65535, 0, 0)
+        yield pack(_MAC_B, _MAC_A, 0x0800, 0x45, 0, 40, 0, 0x4000, 64, 6, 0, sip, cip,
+                   sport, cport, s, c1, 0x50, SYN | ACK, 65535, 0, 0)
+        yield pack(_MAC_B, _MAC_A, 0x0800, 0x45, 0, 40, 0, 0x4000, 64, 6, 0, cip, sip,
+                   cport, sport, c1, s1, 0x50, ACK, 65535, 0, 0)
+        yield pack(_MAC_B, _MAC_A, 0x0800, 0x45, 0, 40 + len(req), 0, 0x4000, 64, 6, 0, cip, sip,
+                   cport, sport, c1, s1, 0x50, ACK | PSH, 65535, 0, 0) + req
+        yield pack(_MAC_B, _MAC_A, 0x0800, 0x45, 0, 40 + rlen, 0, 0x4000, 64, 6, 0, sip, cip,
+                   sport, cport, s1, c2, 0x50, ACK | PSH, 65535, 0, 0) + resp

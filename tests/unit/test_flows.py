@@ -16,7 +16,9 @@ floats from 0.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -1175,3 +1177,87 @@ def test_split_plan_does_not_count_a_lost_stretch_that_may_be_a_100_continue(exp
     p.lost_responses(600, 625, whole=True)
     plan = p._split_plan([put], lost, [answer], [(600, 625)])
     assert ([(put, None), (None, answer)] if expect is None else None) == plan
+
+
+# ------------------------------------------------ memory: nothing left behind
+
+WS_UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+# What a connection may hold when it is evicted, expired or closed: its
+# segments after the handshake.
+SHAPES: list[Callable[[TcpConversation], list[craft.Segment]]] = [
+    # an exchange, then idle (keep-alive)
+    lambda c: c.client_data(request("/idle")) + c.server_data(ANSWER),
+    # a request never answered
+    lambda c: c.client_data(request("/unanswered")),
+    # a head half read
+    lambda c: c.client_data(b"GET /half HTTP/1.1\r\nHost: example.test\r\nX-Long: " + b"x" * 3000),
+    # a body half read, and an answer before its end
+    lambda c: c.client_data(b"POST /up HTTP/1.1\r\nContent-Length: 100000\r\n\r\n" + b"u" * 2000)
+    + c.server_data(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"),
+    # an exchange closed by FIN both ways (lingers, then leaves)
+    lambda c: c.client_data(request("/fin")) + c.server_data(ANSWER) + c.close(),
+    # a chunked answer cut inside a chunk
+    lambda c: c.client_data(request("/chunked"))
+    + c.server_data(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"c" * 100),
+    # a WebSocket upgrade, then a frame
+    lambda c: c.client_data(WS_UPGRADE)
+    + c.server_data(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi"),
+    # a segment after a hole (buffered for reassembly)
+    lambda c: c.client_data(request("/a") + request("/b"), [40])[1:],
+    # reset by the server after a request
+    lambda c: c.client_data(request("/rst")) + [c.server_rst()],
+]
+
+
+def test_connections_closed_evicted_or_expired_leave_no_cycle(monkeypatch) -> None:
+    """300 connections in nine shapes (idle, request unanswered, head or body
+    half read, FIN, chunked, upgraded, out of order, reset) through a flow
+    table whose budget and max_connections hold a few dozen: evicted by the budget and by
+    max_connections, expired idle, closed at the end.  With the cyclic GC
+    off, each HTTP session is freed the moment its connection leaves the
+    table, and nothing is left for the GC to collect.  (Sessions were
+    session <-> reader cycles: 200,000 idle connections evicted at the
+    default budget peaked at 977 MB, the GC run too rarely to free them.)"""
+    made: list[weakref.ref] = []
+
+    class Tracked(HttpSession):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+
+    monkeypatch.setattr(flows, "HttpSession", Tracked)
+    settings = replace(Settings(), memory_budget_mb=0.2, max_connections=25, idle_timeout_s=5.0)
+    gc.collect()
+    gc.disable()
+    try:
+        table = FlowTable(settings)
+        written = 0
+        now = 0.0
+        for i in range(300):
+            c = TcpConversation(("10.0.0.1", 20000 + i), SERVER, client_isn=i * 7919, server_isn=i * 104729)
+            segs = c.handshake() + SHAPES[i % len(SHAPES)](c)
+            for seg in segs:
+                now += 0.001
+                written += len(table.feed(wire(seg), now))
+            if i == 200:
+                written += len(table.expire(now + settings.idle_timeout_s + 1))  # all idle so far
+                now += settings.idle_timeout_s + 1
+
+        def live() -> set:
+            return {c._http for c in list(table.lru) + list(table.closing) if c._http is not None}
+
+        # Sessions alive are exactly those of connections still in the table.
+        assert (len(live()), 0) == (sum(r() is not None for r in made), gc.collect())
+        written += len(table.close_all(None, now + 1))
+        alive = sum(r() is not None for r in made)
+        counts = dict(table.counts)
+        leftover = gc.collect()
+    finally:
+        gc.enable()
+    assert (0, 0) == (alive, leftover)
+    # Every way out was taken.
+    assert {"conn_evicted", "memory_evicted", "idle_timeout"} <= set(counts), counts
+    assert len(made) >= 300 and written > 100
