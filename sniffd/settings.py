@@ -44,8 +44,9 @@ class Settings:
     # Header section bytes and count for one message: llhttp's and nginx's
     # defaults sit at 8-80 KiB; 64 KiB fits real cookies, bounds hostile ones.
     # A message whose header section grows past it is ended (header_limit)
-    # and the parser resynchronises: httptools buffers a header value
-    # whole, so this is also what bounds a 10 MB header line.
+    # and the reader resynchronises: an unfinished header section is held
+    # (and charged to the memory budget) up to this many bytes and never
+    # more, so this is also what bounds a 10 MB header line.
     max_header_bytes: int = 64 * 1024
     max_header_count: int = 256
     # Longest request target kept in a record; longer ones are cut

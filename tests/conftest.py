@@ -53,6 +53,16 @@ def _basetemp(session):
         return None
 
 
+def _files(base, wanted):
+    """Regular files under ``base`` whose name ``wanted`` accepts; a directory
+    that disappears during the walk is skipped (os.walk ignores the error)."""
+    for root, _dirs, names in os.walk(base):
+        for name in names:
+            path = Path(root, name)
+            if wanted(name) and path.is_file():
+                yield path
+
+
 def _secret_scan(session) -> None:
     """Scan every JSON-lines file the tests wrote (under pytest's basetemp)
     for the credentials tests/sent_secrets.py lists; one found fails the run."""
@@ -68,11 +78,12 @@ def _secret_scan(session) -> None:
         forms += [s, base64.b64encode(s.encode()).decode()]
     found = []
     scanned = 0
-    for path in Path(base).rglob("*"):
-        if not path.is_file() or not (path.suffix in (".jsonl", ".log") or ".jsonl" in path.name):
-            continue
+    for path in _files(base, lambda name: name.endswith((".jsonl", ".log")) or ".jsonl" in name):
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            continue  # removed meanwhile (another pytest run's cleanup)
         scanned += 1
-        text = path.read_text(errors="replace")
         found += [(str(path), s) for s in forms if s in text]
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
@@ -99,11 +110,13 @@ def _strict_json_scan(session) -> None:
         return
     bad = []
     files = lines = 0
-    for path in Path(base).rglob("*.jsonl"):
-        if not path.is_file() or path.name.endswith(".input.jsonl"):
-            continue
+    for path in _files(base, lambda name: name.endswith(".jsonl") and not name.endswith(".input.jsonl")):
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            continue  # removed meanwhile (another pytest run's cleanup)
         files += 1
-        with open(path, "rb") as f:
+        with f:
             for n, line in enumerate(f, 1):
                 lines += 1
                 try:
