@@ -1,0 +1,91 @@
+"""The server certificate's summary for the ``tls`` record (pure; X.509 parsed by ``cryptography``).
+
+One job: ``first_certificate(body)`` cuts the first certificate out of a TLS
+<= 1.2 Certificate message (RFC 5246 section 7.4.2), and ``certificate_summary(der)``
+turns it into the record's ``server_cert`` object.  X.509 is never parsed by
+hand: ``cryptography`` (pyca, backed by Rust's asn1 parser) does it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+from cryptography import x509
+
+
+def first_certificate(body: bytes) -> tuple[bytes | None, bool]:
+    """(DER of the first certificate, complete) from a Certificate message body::
+
+        opaque ASN.1Cert<1..2^24-1>;
+        struct { ASN.1Cert certificate_list<0..2^24-1>; } Certificate;
+
+    ``body`` may be only the first bytes of a message that was too long to keep;
+    ``complete`` is False when the first certificate is not all in it, or the
+    message framing is broken.  An empty list gives (None, True).
+    """
+    if len(body) < 3:
+        return None, False
+    list_len = int.from_bytes(body[0:3], "big")
+    if list_len == 0:
+        return None, len(body) == 3
+    if len(body) < 6:
+        return None, False
+    cert_len = int.from_bytes(body[3:6], "big")
+    if cert_len == 0 or cert_len + 3 > list_len or 6 + cert_len > len(body):
+        return None, False
+    return body[6 : 6 + cert_len], True
+
+
+def _rfc3339(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def serial_hex(n: int) -> str:
+    """A serial number as upper-case hex with an even number of digits, the way
+    ``openssl x509 -serial`` prints it (a negative one, which RFC 5280 section
+    4.1.2.2 forbids but some CAs issued, with a leading "-")."""
+    sign = "-" if n < 0 else ""
+    digits = f"{abs(n):X}"
+    if len(digits) % 2:
+        digits = "0" + digits
+    return sign + digits
+
+
+def certificate_summary(der: bytes) -> tuple[dict, bool]:
+    """(``server_cert`` object, parsed) for one DER certificate.
+
+    Keys: ``subject``, ``issuer`` (RFC 4514 strings), ``serial`` (``serial_hex``),
+    ``not_before``, ``not_after`` (RFC 3339 UTC, seconds), ``dns_names`` (the
+    subjectAltName dNSName entries, in order; [] without the extension),
+    ``sha256`` (lower-case hex of the DER, as a certificate's fingerprint).
+    When ``cryptography`` cannot parse the certificate (or its SAN extension),
+    the fields it could not read are None (``dns_names`` []) and ``parsed`` is
+    False; ``sha256`` is always there.
+    """
+    summary: dict = {
+        "subject": None,
+        "issuer": None,
+        "serial": None,
+        "not_before": None,
+        "not_after": None,
+        "dns_names": [],
+        "sha256": hashlib.sha256(der).hexdigest(),
+    }
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        summary["subject"] = cert.subject.rfc4514_string()
+        summary["issuer"] = cert.issuer.rfc4514_string()
+        summary["serial"] = serial_hex(cert.serial_number)
+        summary["not_before"] = _rfc3339(cert.not_valid_before_utc)
+        summary["not_after"] = _rfc3339(cert.not_valid_after_utc)
+    except Exception:  # noqa: BLE001 - any parse failure of wire bytes is an anomaly, not a crash
+        return summary, False
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return summary, True
+    except Exception:  # noqa: BLE001 - a malformed extension (or a duplicate one)
+        return summary, False
+    summary["dns_names"] = san.value.get_values_for_type(x509.DNSName)
+    return summary, True
