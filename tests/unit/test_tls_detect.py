@@ -63,3 +63,11 @@ def test_sslv2_lookalikes_are_rejected():
         good[:1] + bytes([good[1] + 1]) + good[2:]: False,  # lengths do not add up
     }
     assert cases == {data: looks_like_sslv2_client_hello(data) for data in cases}
+
+
+def test_client_hello_found_after_a_starttls_exchange():
+    """SMTP (RFC 3207): the only offset in the client's stream where a hello starts is right after STARTTLS."""
+    prefix = b"EHLO client.test\r\nSTARTTLS\r\n"
+    stream = prefix + ONE_RECORD
+    assert [len(prefix)] == [i for i in range(len(stream)) if looks_like_tls_client_hello(stream[i:])]
+    assert [] == [i for i in range(len(stream)) if looks_like_sslv2_client_hello(stream[i:])]
