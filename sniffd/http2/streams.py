@@ -239,6 +239,13 @@ class Stream:
             self.sides[side] = CUT
             if self.why is None:
                 self.why = why
+            msg = self._message(side)
+            if msg is not None and state is OPEN and self.decoded[side] and not msg.missed_bytes \
+                    and F.content_length(msg.headers) == msg.body_len:
+                # All the content its Content-Length announced came; only
+                # END_STREAM is missing (curl resets a stream with
+                # STREAM_CLOSED as soon as it has that much): complete.
+                msg.complete = True
 
     def _complete(self, side: int, msg: Message) -> None:
         msg.complete = True

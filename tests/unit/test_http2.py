@@ -816,3 +816,14 @@ def test_bodies_are_captured_as_for_http1_and_can_be_dropped():
     assert (None, True, {"memory_bodies_dropped", "response_missing"}) == \
         (got[0].request.body, got[0].request.body_truncated, got[0].anomalies)
     assert 0 == conn.mem
+
+
+def test_reset_after_the_whole_content_length_leaves_the_message_complete():
+    """curl resets a stream (STREAM_CLOSED) once Content-Length's worth of body came."""
+    steps = [(True, CLIENT_START + headers(1, GET_ROOT, end_stream=True)),
+             (False, SERVER_START + headers(1, resp_block(200, ("content-length", "5"))) + data(1, b"hello")),
+             (True, rst(1, 5)),
+             (False, data(1, b"", end_stream=True))]
+    _, got = run(steps)
+    assert ("rst_stream", "STREAM_CLOSED", True, 5, set()) == \
+        (got[0].end_reason, got[0].h2_error, got[0].response.complete, got[0].response.body_len, got[0].anomalies)
