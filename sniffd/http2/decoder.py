@@ -13,9 +13,10 @@ table it knows is wrong.
 Call order::
 
     dec = HeaderDecoder(max_header_list_bytes)
-    dec.announce(n)          # the receiver's SETTINGS_HEADER_TABLE_SIZE
-    fields = dec.decode(block)   # [(name, value)] as bytes, or None: broken
-    dec.lose(name)           # a block was lost: broken from now on
+    dec.announce(n)                    # the receiver's SETTINGS_HEADER_TABLE_SIZE
+    fields, anomaly = dec.decode(block)  # [(name, value)] as bytes (None: not
+                                       # decoded), and what was wrong or odd
+    dec.lose(name)                     # a block was lost: broken from now on
 
 Never raises on wire bytes.
 """

@@ -156,6 +156,11 @@ class Stream:
             if end_stream:
                 self._complete(side, msg)
             return
+        if fields is None and state is OPEN and not end_stream:
+            # Undecoded: the section the side was opened with may have been
+            # an interim (1xx) response and this the final one; no rule is
+            # known broken.
+            return
         if not self._step(side, HEADERS_END if end_stream else HEADERS):
             return
         msg = self._message(side)

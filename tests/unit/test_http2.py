@@ -827,3 +827,13 @@ def test_reset_after_the_whole_content_length_leaves_the_message_complete():
     _, got = run(steps)
     assert ("rst_stream", "STREAM_CLOSED", True, 5, set()) == \
         (got[0].end_reason, got[0].h2_error, got[0].response.complete, got[0].response.body_len, got[0].anomalies)
+
+
+def test_undecoded_interim_then_final_response_is_not_a_protocol_error():
+    steps = [(True, CLIENT_START + headers(1, GET_ROOT, end_stream=True)),
+             (False, SERVER_START + headers(1, b"\xbe")  # index 62 of an empty table: broken from here
+              + headers(1, resp_block(103)) + headers(1, resp_block(200)) + data(1, b"ok", end_stream=True))]
+    _, got = run(steps)
+    assert ("complete", {"http2_hpack_error", "http2_hpack_desync"}, None, 2, True) == \
+        (got[0].end_reason, got[0].anomalies, got[0].response.status, got[0].response.body_len,
+         got[0].response.complete)
