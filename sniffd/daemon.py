@@ -1292,7 +1292,9 @@ class Supervisor:
                 if key == "anomalies":
                     for name, n in value.items():
                         anomalies[name] = anomalies.get(name, 0) + n
-                elif key != "workers":
+                elif type(value) is int and key != "workers":
+                    # Counters only: a worker's output fields (output_state)
+                    # are its pipe's; the parent's sink has the real ones.
                     total[key] = total.get(key, 0) + value
         sink = self.sink
         out = {
