@@ -168,9 +168,9 @@ def check_record_line(rec: dict, shape: dict) -> None:
     assert "\n" not in line and "\r" not in line
     back = json.loads(line)
     keys = list(back)
-    assert ("ts", "anomalies") == (keys[0], keys[-1])
+    assert ("kind", "ts", "anomalies") == (keys[0], keys[1], keys[-1])
     # vlan and tunnel, right after server, only on encapsulated connections.
-    assert keys[3:3 + len(ENCAP_KEYS & set(keys))] == [k for k in ("vlan", "tunnel") if k in keys]
+    assert keys[4:4 + len(ENCAP_KEYS & set(keys))] == [k for k in ("vlan", "tunnel") if k in keys]
     plain = [k for k in keys if k not in ENCAP_KEYS]
     assert shape.setdefault("record", plain) == plain
     if "vlan" in back:

@@ -81,6 +81,7 @@ SAMPLE_REQ_HEADERS = {"host": "www.example.com", "user-agent": "curl/8.5.0", "ac
 
 SAMPLE_EXPECTED = [
     {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.003000Z",
         "client": SAMPLE_CLIENT,
         "server": SAMPLE_SERVER,
@@ -111,6 +112,7 @@ SAMPLE_EXPECTED = [
         "anomalies": [],
     },
     {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.040000Z",
         "client": SAMPLE_CLIENT,
         "server": SAMPLE_SERVER,
@@ -141,6 +143,7 @@ SAMPLE_EXPECTED = [
         "anomalies": [],
     },
     {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.080000Z",
         "client": SAMPLE_CLIENT,
         "server": SAMPLE_SERVER,
@@ -202,6 +205,7 @@ PIPE_CID = "1:stcdXPr5WOa50x59kdet+n5/dN0="
 
 def _pipe_record(method, uri, headers, body_len, duration_ms, depth):
     return {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.002000Z",
         "client": PIPE_CLIENT,
         "server": SAMPLE_SERVER,
@@ -268,6 +272,7 @@ V6_CID = "1:uknjq+sk3JtIIE+pM1N7XDbA1tk="
 
 VLAN_IPV6_EXPECTED = [
     {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.001000Z",
         "client": V6_CLIENT,
         "server": V6_SERVER,
@@ -299,6 +304,7 @@ VLAN_IPV6_EXPECTED = [
         "anomalies": [],
     },
     {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.010000Z",
         "client": V6_CLIENT,
         "server": V6_SERVER,

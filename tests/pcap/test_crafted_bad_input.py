@@ -28,6 +28,7 @@ def get(conv, uri, start_ms):
 def record(ts, uri, client, server=SERVER, trans_depth=1):
     """The record of one ``get()`` exchange, by hand."""
     return {
+        "kind": "http",
         "ts": ts,
         "client": {"ip": client[0], "port": client[1]},
         "server": {"ip": server[0], "port": server[1]},
@@ -136,6 +137,7 @@ def test_frame_cut_by_snaplen_marks_the_record_and_counts_lost_body(tmp_path):
     (got,) = read_records(pcap)
     got_anomalies = set(got.pop("anomalies"))
     assert {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.003000Z",
         "client": {"ip": "10.0.0.1", "port": 40000},
         "server": {"ip": "10.0.0.2", "port": 80},

@@ -33,6 +33,7 @@ def fragmented_exchange(conv, fragment, order):
 
 def expected(client_ip, server_ip):
     return {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.003000Z",
         "client": {"ip": client_ip, "port": 40000},
         "server": {"ip": server_ip, "port": 80},

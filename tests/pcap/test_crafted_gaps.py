@@ -32,6 +32,7 @@ def test_gap_inside_content_length_body_is_counted_in_missed_bytes(tmp_path):
     craft.capture(pcap, packets)
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             "client": {"ip": "10.0.0.1", "port": 40000},
             "server": {"ip": "10.0.0.2", "port": 80},
@@ -62,6 +63,7 @@ def test_gap_inside_content_length_body_is_counted_in_missed_bytes(tmp_path):
             "anomalies": anomalies("body_gap", "tcp_gap"),
         },
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.020000Z",
             "client": {"ip": "10.0.0.1", "port": 40000},
             "server": {"ip": "10.0.0.2", "port": 80},
@@ -121,6 +123,7 @@ def test_gap_in_request_headers_interrupts_only_that_request(tmp_path):
     full_headers = {"host": "example.test", "user-agent": "craft/1.0"}
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             "client": {"ip": "10.0.0.1", "port": 40000},
             "server": {"ip": "10.0.0.2", "port": 80},
@@ -151,6 +154,7 @@ def test_gap_in_request_headers_interrupts_only_that_request(tmp_path):
             "anomalies": [],
         },
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.020000Z",
             "client": {"ip": "10.0.0.1", "port": 40000},
             "server": {"ip": "10.0.0.2", "port": 80},
@@ -181,6 +185,7 @@ def test_gap_in_request_headers_interrupts_only_that_request(tmp_path):
             "anomalies": anomalies("message_interrupted", "tcp_gap"),
         },
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.030000Z",
             "client": {"ip": "10.0.0.1", "port": 40000},
             "server": {"ip": "10.0.0.2", "port": 80},

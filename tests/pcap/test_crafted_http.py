@@ -44,6 +44,7 @@ def test_pipelined_get_head_get_pair_each_response_with_its_request(tmp_path):
 
     def rec(method, uri, length, body_len, duration_ms, depth):
         return {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **ENDS,
             "request": {
@@ -100,6 +101,7 @@ def test_100_continue_is_kept_as_interim_of_one_record(tmp_path):
     craft.capture(pcap, packets)
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **ENDS,
             "request": {
@@ -153,6 +155,7 @@ def test_connect_answered_200_carrying_plain_http_is_parsed_and_named(tmp_path):
     craft.capture(pcap, packets)
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **ENDS,
             "request": {
@@ -182,6 +185,7 @@ def test_connect_answered_200_carrying_plain_http_is_parsed_and_named(tmp_path):
             "anomalies": [],
         },
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.011000Z",
             **ENDS,
             "connect_tunnel": {"target": "example.test:80", "trans_depth": 1},
@@ -241,6 +245,7 @@ def test_websocket_upgrade_101_logs_one_record_and_ignores_frames(tmp_path):
     craft.capture(pcap, packets)
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **ENDS,
             "request": {
@@ -298,6 +303,7 @@ def test_close_delimited_response_body_ends_at_server_fin(tmp_path):
     craft.capture(pcap, packets)
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **ENDS,
             "request": {
@@ -352,6 +358,7 @@ def test_chunked_request_and_response_bodies_are_measured_dechunked(tmp_path):
     craft.capture(pcap, packets)
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **ENDS,
             "request": {
@@ -399,6 +406,7 @@ def test_request_without_response_before_fin_is_logged_with_response_null(tmp_pa
     craft.capture(pcap, packets)
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **ENDS,
             "request": {
@@ -442,6 +450,7 @@ def test_non_http_bytes_on_port_80_give_no_record_and_later_connection_is_logged
     craft.capture(pcap, packets)
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.103000Z",
             "client": {"ip": "10.0.0.1", "port": 40001},
             "server": {"ip": "10.0.0.2", "port": 80},

@@ -147,7 +147,7 @@ TEAPOT_RESP = ok_resp(15, 418, "I'm a teapot")
 
 
 def rec(request, response, depth=1, anomaly_names=(), end_reason="complete", tunnel=None) -> dict:
-    r = {"request": request, "response": response}
+    r = {"kind": "http", "request": request, "response": response}
     if tunnel is not None:
         r = {"connect_tunnel": {"target": tunnel[0], "trans_depth": tunnel[1]}, **r}
     r.update(trans_depth=depth, end_reason=end_reason, anomalies=anomalies(*anomaly_names))
@@ -1033,6 +1033,7 @@ def test_http09_exchange_whole_record(tmp_path):
     craft.capture(pcap, packets)
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **ENDS,
             "request": {
@@ -1082,6 +1083,7 @@ def test_unparseable_request_line_whole_record_keeps_its_place(tmp_path):
     base = {**ENDS}
     assert [
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **base,
             "request": {
@@ -1112,6 +1114,7 @@ def test_unparseable_request_line_whole_record_keeps_its_place(tmp_path):
             "anomalies": ["http_parse_error"],
         },
         {
+            "kind": "http",
             "ts": "2026-11-21T10:42:05.003000Z",
             **base,
             "request": {

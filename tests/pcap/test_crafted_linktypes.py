@@ -38,6 +38,7 @@ def exchange(client=("10.0.0.1", 40000), server=("10.0.0.2", 80)):
 
 
 EXPECTED_V4 = {
+    "kind": "http",
     "ts": "2026-11-21T10:42:05.003000Z",
     "client": {"ip": "10.0.0.1", "port": 40000},
     "server": {"ip": "10.0.0.2", "port": 80},

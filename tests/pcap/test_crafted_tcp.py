@@ -21,6 +21,7 @@ def record(ts, duration_ms, *, uri="/reassembly", trans_depth=1, anomaly_names=(
            end_reason="complete"):
     """The record for REQUEST (with ``uri``) answered by RESPONSE, fields given by hand."""
     return {
+        "kind": "http",
         "ts": ts,
         "client": {"ip": client[0], "port": client[1]},
         "server": {"ip": "10.0.0.2", "port": 80},

@@ -106,6 +106,7 @@ class Conn:
         request, the answer came at ``t_answer``), answered by ``answer`` (None:
         no response)."""
         return {
+            "kind": "http",
             "ts": ts(t if uri is not None else t_answer),
             "client": {"ip": "10.0.0.1", "port": self.port},
             "server": {"ip": "10.0.0.2", "port": 80},

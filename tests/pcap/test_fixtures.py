@@ -14,7 +14,7 @@ from pcapcheck import community_id, load_jsonl, read_records
 REPO = Path(__file__).resolve().parent.parent.parent
 CAPTURES = REPO / "captures"
 RECORD_KEYS = [
-    "ts", "client", "server", "vlan", "tunnel", "request", "response", "duration_ms", "trans_depth", "community_id",
+    "kind", "ts", "client", "server", "vlan", "tunnel", "request", "response", "duration_ms", "trans_depth", "community_id",
     "end_reason", "anomalies",
 ]  # fmt: skip
 OPTIONAL_KEYS = {"vlan", "tunnel"}  # written only for encapsulated traffic

@@ -143,6 +143,7 @@ def test_flows_flush_at_end_of_input_writes_the_open_transaction() -> None:
         [],
         [
             {
+                "kind": "http",
                 "ts": "2026-11-21T10:42:05.003000Z",
                 **ENDS,
                 "request": {
@@ -191,6 +192,7 @@ def test_flows_flush_at_shutdown_marks_open_transactions_cut_by_shutdown() -> No
         [("/a", [])],
         [
             {
+                "kind": "http",
                 "ts": "2026-11-21T10:42:05.006000Z",
                 **ENDS,
                 "request": {

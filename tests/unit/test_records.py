@@ -119,6 +119,7 @@ def test_records_build_gives_the_contract_fields_in_order() -> None:
     )
     rec = records.build(txn, CLIENT, SERVER, CID)
     expected = {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.100000Z",
         "client": CLIENT,
         "server": SERVER,
@@ -160,6 +161,7 @@ def test_records_build_request_without_response_has_null_response_and_duration()
     (txn,) = transactions([(True, b"GET / HTTP/1.1\r\n\r\n", T0)])
     rec = records.build(txn, CLIENT, SERVER, CID)
     assert {
+        "kind": "http",
         "ts": "2026-11-21T10:42:05.000000Z",
         "client": CLIENT,
         "server": SERVER,
