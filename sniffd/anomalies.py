@@ -68,3 +68,8 @@ ANOMALIES: dict[str, str] = {
     "internal_error": "A bug in sniffd was hit while processing a packet; that connection's state was discarded and processing went on. Please report it with the capture.",
     "cut_by_shutdown": "sniffd was stopped while this transaction was open; it was written as it stood.",
 }
+
+# --- TLS (sniffd.tls, where the names and meanings are written) ---
+from sniffd.tls.anomalies import TLS_ANOMALIES  # noqa: E402
+
+ANOMALIES.update(TLS_ANOMALIES)

@@ -1,14 +1,17 @@
 """Flow table (stateful, sans-I/O): TCP segments in, finished transactions out.
 
 All per-connection state lives in one ``Connection``: two ``HalfStream``s,
-the causal-order hold and the ``HttpSession``.  One thread owns the table;
-nothing here locks.
+the causal-order hold and the session: an ``HttpSession``, or a
+``sniffd.tls.TlsFlow`` when the client's stream begins with a TLS ClientHello,
+on any port (``FlowTable._choose``; both take the same calls, so no rule
+here is written twice).  One thread owns the table; nothing here locks.
 
 Call order: ``feed(segment, now)`` per decoded segment, ``expire(now)`` as
 time advances (at least once a second of packet time), ``close_all(reason,
 now)`` at the end; ``note_flow(...)`` for what an earlier stage saw about a
 connection (an IP fragment overlap).  Each returns ``[(connection,
-transaction), ...]`` for the records stage, plus anomalies counted in
+transaction), ...]`` (a ``sniffd.tls.TlsRecord`` in place of the transaction
+for a TLS connection) for the records stage, plus anomalies counted in
 ``self.counts``.
 
 What a receiving stack would accept decides, never the first packet alone
@@ -60,6 +63,7 @@ from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment, ctx_key, ctx_
 from sniffd.http import HttpSession, Transaction
 from sniffd.reassembly import FIN_WINDOW, MASK32, HalfStream
 from sniffd.settings import Settings
+from sniffd.tls import TlsFlow, looks_like_sslv2_client_hello, looks_like_tls_client_hello
 
 TH_URG = 0x20
 
@@ -98,7 +102,7 @@ class Connection:
         "client", "server", "c2s", "s2c", "last_seen", "touched", "closed", "hold", "keys", "cid",
         "client_rec", "server_rec", "rst", "syn_isn", "server_isn", "releasing", "_http", "_settings", "midstream",
         "meter", "bodies", "accounted", "began", "_order", "ctx", "encap_rec", "early", "early_bytes",
-        "born_packets", "new_syn", "doubt", "syn_data", "after_rst",
+        "born_packets", "new_syn", "doubt", "syn_data", "after_rst", "chosen",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
@@ -107,10 +111,15 @@ class Connection:
         self.server = server
         self.c2s = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
         self.s2c = HalfStream(s.gap_timeout_s, s.max_conn_buffer_bytes)
-        # The HTTP session is made when the first payload byte is delivered:
-        # a SYN flood's half-open connections cost about a quarter of a
+        # The session is made when the first payload byte is delivered (its
+        # protocol chosen from those bytes, FlowTable._choose): a SYN
+        # flood's half-open connections cost about a quarter of a
         # connection that carries data.
-        self._http: HttpSession | None = None
+        self._http: HttpSession | TlsFlow | None = None
+        # Whether the session's protocol was chosen from the first payload
+        # (FlowTable._choose); a session made before that (a note on a
+        # connection that carried nothing yet) is HTTP until then.
+        self.chosen = False
         self._settings = s
         self.midstream = midstream
         self.meter = meter
@@ -217,6 +226,9 @@ class FlowTable:
         self.buffered = 0
         self.counts: dict[str, int] = {}
         self.out: list[tuple[Connection, Transaction]] = []
+        # TLS connections whose record is not written yet (expire() gives
+        # them their early record: sniffd.tls.flow).
+        self.tls_open: set[Connection] = set()
         self.meter = Meter()
         self.budget = int(settings.memory_budget_mb * 1024 * 1024)
         # Until the first estimate, HTTP state alone may not pass the budget.
@@ -233,6 +245,38 @@ class FlowTable:
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
+
+    def _choose(self, conn: Connection, from_client: bool, data) -> HttpSession | TlsFlow:
+        """The session for ``conn``, chosen from its first payload bytes
+        (``data``, which the caller is about to deliver): a TLS session when
+        the client's stream begins with a ClientHello (TLS records or the
+        SSL 2.0 format), on any port; HTTP otherwise.  Decided once, by what
+        the first delivered bytes say: the server speaking first, a gap at
+        the start, or a first client segment too short to tell (fewer than
+        the 11 bytes a hello's record header and start take; real stacks
+        send the hello's first record in one segment) mean HTTP, as before.
+        A session made earlier by a note, that has seen no byte, gives its
+        anomalies to the TLS session."""
+        conn.chosen = True
+        h = conn._http
+        # The first byte rules most streams out at once: a TLS record starts
+        # with 22 (handshake), an SSL 2.0 hello with its high bit set, an
+        # HTTP request with a letter.
+        first = data[0] if from_client and data else 0
+        if (first == 22 and looks_like_tls_client_hello(data)) or (first & 0x80 and looks_like_sslv2_client_hello(data)):
+            names: set[str] = set()
+            if h is not None:
+                if h.req.pos or h.resp.pos:
+                    return h  # bytes were delivered before: not the start of the stream
+                names.update(*h.carry, h.lost_names, h.resp_lost_names, h.sticky)
+            elif conn.after_rst:
+                names.add("tcp_data_after_rst")
+            t = conn._http = TlsFlow(self.meter, names)
+            if h is None:
+                self.meter.open_session()
+            self.tls_open.add(conn)
+            return t
+        return conn.http if h is None else h
 
     # -------------------------------------------------------------- feed
 
@@ -287,8 +331,8 @@ class FlowTable:
                             self.lru.move_to_end(conn)
                         hs.advance(payload)
                         h = conn._http
-                        if h is None:
-                            h = conn.http
+                        if h is None or not conn.chosen:
+                            h = self._choose(conn, from_client, payload)
                         h.feed_data(from_client, payload, now, mark)
                         if h.pairing.done:
                             for txn in h.take():
@@ -755,7 +799,12 @@ class FlowTable:
                 if c.__class__ is tuple:
                     raw = c[2]
                     chunks[i] = (c[0], c[1], None if raw is None or opp.base is None else opp.rel(raw))
-            conn.http.feed(from_client, chunks, now, mark)
+            h = conn._http
+            if h is None or not conn.chosen:
+                first = chunks[0]
+                h = self._choose(conn, from_client, first[0] if first.__class__ is tuple else
+                                 (b"" if first.__class__ is int else first))
+            h.feed(from_client, chunks, now, mark)
             if conn.hold is not None:
                 self._release(conn, now)
         h = conn._http
@@ -980,6 +1029,7 @@ class FlowTable:
         self.closing.pop(conn, None)
         self.waiting.discard(conn)
         self.young.discard(conn)
+        self.tls_open.discard(conn)
 
     def discard(self, seg: Segment) -> None:
         """Forget the connection of ``seg`` without flushing it (its state
@@ -1043,6 +1093,16 @@ class FlowTable:
                 self._count(reason)
             self._close(conn, reason, now, "idle")
             self._remove(conn)
+        # Long-lived TLS connections get their record once their handshake
+        # is well over (sniffd.tls.flow: EARLY_RECORD_S).
+        if self.tls_open:
+            for conn in list(self.tls_open):
+                t = conn._http
+                t.tick(now)
+                if t.written:
+                    self.tls_open.discard(conn)
+                    for rec in t.take():
+                        self.out.append((conn, rec))
         # Bodies are kept again once memory is well under the budget.
         if not self.meter.keep_bodies and self.estimate() < self.budget // 2:
             self.meter.keep_bodies = True

@@ -1,7 +1,7 @@
 """The pipeline: the one module that wires every processing stage together.
 
     frame --decode--> segment | fragment --fragments--> datagram --decode-->
-    segment --flows (reassembly + http)--> transactions --records--> dicts
+    segment --flows (reassembly + http | tls)--> transactions | TLS records --records--> dicts
 
 Sans-I/O: ``feed``/``expire``/``flush`` take values and return record dicts;
 the caller (``readfile`` offline, ``daemon`` live) owns capture and sink.
@@ -25,6 +25,7 @@ from sniffd.fragments import Defragmenter
 from sniffd.http import Transaction
 from sniffd.redact import DEFAULT_HEADERS, DEFAULT_PARAMS, Redactor
 from sniffd.settings import Settings
+from sniffd.tls import TlsRecord
 
 # A batch of one frame (Pipeline.feed): what feed_batch reads of capture.Batch.
 _OneFrame = namedtuple("_OneFrame", "buf meta epoch")
@@ -275,6 +276,14 @@ class Pipeline:
                 conn.client_rec = {"ip": records.ip_text(cip), "port": cport}
                 conn.server_rec = {"ip": records.ip_text(sip), "port": sport}
                 conn.encap_rec = records.encapsulation(conn.ctx)
+            if txn.__class__ is TlsRecord:
+                rec = records.build_tls(txn, conn.client_rec, conn.server_rec, conn.cid, conn.encap_rec)
+                for name in rec["anomalies"]:
+                    self._count_record_anomaly(name)
+                out.append(rec)
+                if keys is not None:
+                    keys.append(self._emit_at + conn.order)
+                continue
             if txn.request is None and txn.response is None:
                 continue
             rec = records.build(txn, conn.client_rec, conn.server_rec, conn.cid, self.privacy, conn.encap_rec)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 
-from cryptography import x509
-
 
 def first_certificate(body: bytes) -> tuple[bytes | None, bool]:
     """(DER of the first certificate, complete) from a Certificate message body::
@@ -72,6 +70,12 @@ def certificate_summary(der: bytes) -> tuple[dict, bool]:
         "dns_names": [],
         "sha256": hashlib.sha256(der).hexdigest(),
     }
+    # Imported at the first certificate, not with the module: the flow table
+    # imports sniffd.tls, and loading cryptography (~60 ms, ~6,500 objects the
+    # cyclic GC then walks) would slow every run that sees no TLS 1.2
+    # certificate (the HTTP bench by ~5%).
+    from cryptography import x509
+
     try:
         cert = x509.load_der_x509_certificate(der)
         summary["subject"] = cert.subject.rfc4514_string()

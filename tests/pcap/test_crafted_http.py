@@ -429,8 +429,11 @@ def test_request_without_response_before_fin_is_logged_with_response_null(tmp_pa
     ] == read_records(pcap)
 
 
-def test_non_http_bytes_on_port_80_give_no_record_and_later_connection_is_logged(tmp_path):
-    """A TLS ClientHello-like burst and an alert on port 80, closed; then a normal GET."""
+def test_non_http_bytes_on_port_80_give_no_http_record_and_later_connection_is_logged(tmp_path):
+    """A TLS ClientHello-like burst and an alert on port 80, closed; then a normal GET.
+    The burst starts like a ClientHello, so it is read as TLS (on any port): a TLS record
+    that says the hello could not be parsed (its extensions block runs past its end) and
+    the server's fatal alert; no HTTP record."""
     junk = TcpConversation(CLIENT, SERVER)
     ok = TcpConversation(("10.0.0.1", 40001), SERVER, client_isn=5_000_000, server_isn=6_000_000)
     hello = b"\x16\x03\x01\x00\x45\x01\x00\x00\x41\x03\x03" + bytes(range(32))
@@ -449,6 +452,22 @@ def test_non_http_bytes_on_port_80_give_no_record_and_later_connection_is_logged
     pcap = tmp_path / "garbage.pcap"
     craft.capture(pcap, packets)
     assert [
+        {
+            "kind": "tls",
+            "ts": "2026-11-21T10:42:05.003000Z",
+            **ENDS,
+            "tls": {
+                "version": None, "negotiated": False, "cipher": None, "sni": None, "alpn_offered": [], "alpn": None,
+                "resumed": None, "established": False, "hello_retry": False,
+                "alerts": [{"from": "server", "level": "fatal", "description": "protocol_version"}],
+                "ja3": None, "ja3s": None, "ja4": None, "ja4s": None, "server_cert": None,
+                "client_bytes": len(hello), "server_bytes": 7,
+            },
+            "duration_ms": 3.0,
+            "community_id": CID,
+            "end_reason": "fin",
+            "anomalies": ["tls_bad_hello"],
+        },
         {
             "kind": "http",
             "ts": "2026-11-21T10:42:05.103000Z",

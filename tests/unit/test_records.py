@@ -222,15 +222,17 @@ def test_records_dumps_header_value_cannot_start_a_second_record(value: str) -> 
 _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
 
 
-def _wire_reference(value):
+def _wire_reference(value, keep="body"):
     """Written by hand from the README: a wire string's bytes (surrogateescape),
     backslash doubled, every byte that is not UTF-8 as \\xNN (Python's own
-    backslashreplace decoding); a captured body as it is."""
+    backslashreplace decoding); a captured body, and a TLS record's
+    ``tls.server_cert`` (made by the X.509 library, not wire text), as they are."""
     if isinstance(value, str):
         b = value.encode("utf-8", "surrogateescape")
         return b.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
     if isinstance(value, dict):
-        return {_wire_reference(k): (v if k == "body" else _wire_reference(v)) for k, v in value.items()}
+        return {_wire_reference(k): (v if k == keep else _wire_reference(v, "server_cert" if k == "tls" else "body"))
+                for k, v in value.items()}
     if isinstance(value, list):
         return [_wire_reference(v) for v in value]
     return value
