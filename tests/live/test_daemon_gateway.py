@@ -644,3 +644,72 @@ def test_log_directory_removed_under_traffic_loses_nothing_silently(gateway, sta
     summary = shutdown_summary(daemon)
     assert (450, 0) == (summary["records_written"], summary["records_lost"])
     assert ["removed"] == [e["reason"] for e in daemon.named("reopened")]
+
+
+# --- TLS -------------------------------------------------------------------------------
+
+TLS_PORT = 8443  # no HTTP server here: only a ClientHello can make it a TLS record
+TLS_SNI = "tls.gateway.test"
+TLS_SERVER = r"""
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((sys.argv[1], int(sys.argv[2])))
+srv.listen(8)
+print("listening", flush=True)
+while True:
+    conn, _ = srv.accept()
+    try:
+        tls = ctx.wrap_socket(conn, server_side=True)
+        tls.sendall(tls.recv(100))
+        tls.close()
+    except (OSError, ssl.SSLError):
+        conn.close()
+"""
+TLS_CLIENT = r"""
+import json, socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+raw = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+tls = ctx.wrap_socket(raw, server_hostname=sys.argv[3])
+tls.sendall(b"ping")
+assert tls.recv(100) == b"ping"
+out = {"client_port": tls.getsockname()[1], "version": tls.version(), "cipher": tls.cipher()[0]}
+tls.close()
+print(json.dumps(out))
+"""
+
+
+def test_tls_connection_through_the_gateway_gets_one_tls_record(gateway, start_sniffd, log_dir, tmp_path):
+    """A TLS 1.3 exchange (python ssl both ends) on a port the filter lets through: one
+    kind "tls" record, with what the client says it negotiated."""
+    cert, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", str(key_file), "-out", str(cert), "-days", "1", "-subj", f"/CN={TLS_SNI}")
+    gateway.start(gateway.server, [PYTHON, "-c", TLS_SERVER, SERVER_IP, str(TLS_PORT), str(cert), str(key_file)], "listening")
+    daemon = start_sniffd(f"tcp port {HTTP_PORT} or tcp port {TLS_PORT}")
+    proc = subprocess.run(in_ns(gateway.client, PYTHON, "-c", TLS_CLIENT, SERVER_IP, str(TLS_PORT), TLS_SNI),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, f"client failed: {proc.stderr}"
+    truth = json.loads(proc.stdout)
+    out = log_dir / "http.jsonl"
+    assert wait_for(lambda: out.exists() and read_records([out]), RECORD_LATENCY_S + 3), daemon.stderr()
+    time.sleep(SETTLE_S)
+    records = read_records([out])
+    assert [
+        {"kind": "tls", "client": {"ip": CLIENT_IP, "port": truth["client_port"]}, "server": {"ip": SERVER_IP, "port": TLS_PORT},
+         "version": truth["version"], "cipher": truth["cipher"], "sni": TLS_SNI, "alpn_offered": ["h2", "http/1.1"],
+         "established": True, "end_reason": "fin", "anomalies": []}
+    ] == [
+        {"kind": r["kind"], "client": r["client"], "server": r["server"], "version": r["tls"]["version"],
+         "cipher": r["tls"]["cipher"], "sni": r["tls"]["sni"], "alpn_offered": r["tls"]["alpn_offered"],
+         "established": r["tls"]["established"], "end_reason": r["end_reason"], "anomalies": r["anomalies"]}
+        for r in records
+    ]
+    rc, _ = daemon.stop()
+    assert 0 == rc, daemon.stderr()
