@@ -445,17 +445,26 @@ class FrameReader:
 # ---------------------------------------------------------------- payloads
 
 
+def _unpadded(flags: int, payload: bytes) -> tuple[int, int] | None:
+    """(start, end) of a HEADERS / PUSH_PROMISE payload without its padding
+    (RFC 9113 sections 6.2 and 6.6: Pad Length byte first, padding last);
+    ``end`` may be below ``start`` when the padding does not fit, which the
+    callers treat as an error.  None: PADDED with no Pad Length byte."""
+    if not flags & PADDED:
+        return 0, len(payload)
+    if not payload:
+        return None
+    return 1, len(payload) - payload[0]
+
+
 def headers_fragment(flags: int, payload: bytes) -> bytes | None:
     """A HEADERS payload (RFC 9113 section 6.2) -> its field block fragment,
     without padding and priority; None when the padding or priority do not
     fit in the payload (a PROTOCOL_ERROR / FRAME_SIZE_ERROR)."""
-    start = 0
-    end = len(payload)
-    if flags & PADDED:
-        if not payload:
-            return None
-        end -= payload[0]
-        start = 1
+    span = _unpadded(flags, payload)
+    if span is None:
+        return None
+    start, end = span
     if flags & PRIORITY_FLAG:
         start += 5
     if start > end:
@@ -466,13 +475,10 @@ def headers_fragment(flags: int, payload: bytes) -> bytes | None:
 def push_promise_fields(flags: int, payload: bytes) -> tuple[int, bytes] | None:
     """A PUSH_PROMISE payload (RFC 9113 section 6.6) -> (promised stream id,
     field block fragment); None when it does not fit."""
-    start = 0
-    end = len(payload)
-    if flags & PADDED:
-        if not payload:
-            return None
-        end -= payload[0]
-        start = 1
+    span = _unpadded(flags, payload)
+    if span is None:
+        return None
+    start, end = span
     if start + 4 > end:
         return None
     promised = int.from_bytes(payload[start : start + 4], "big") & 0x7FFFFFFF

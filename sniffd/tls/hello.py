@@ -116,6 +116,14 @@ def _vector(b: bytes, pos: int, len_bytes: int) -> tuple[bytes, int]:
     return b[end:stop], stop
 
 
+def _whole_vector(b: bytes, len_bytes: int) -> bytes:
+    """An extension body that is exactly one vector (``_vector`` at 0, nothing after)."""
+    v, end = _vector(b, 0, len_bytes)
+    if end != len(b):
+        raise _Malformed
+    return v
+
+
 def _u16_list(b: bytes) -> list[int]:
     if len(b) % 2:
         raise _Malformed
@@ -185,25 +193,13 @@ def _client_extension(hello: ClientHello, etype: int, data: bytes) -> None:
     elif etype == EXT_ALPN:
         hello.alpn = _protocol_names(data)
     elif etype == EXT_SUPPORTED_VERSIONS:
-        versions, end = _vector(data, 0, 1)
-        if end != len(data):
-            raise _Malformed
-        hello.supported_versions = _u16_list(versions)
+        hello.supported_versions = _u16_list(_whole_vector(data, 1))
     elif etype == EXT_SUPPORTED_GROUPS:
-        groups, end = _vector(data, 0, 2)
-        if end != len(data):
-            raise _Malformed
-        hello.supported_groups = _u16_list(groups)
+        hello.supported_groups = _u16_list(_whole_vector(data, 2))
     elif etype == EXT_EC_POINT_FORMATS:
-        formats, end = _vector(data, 0, 1)
-        if end != len(data):
-            raise _Malformed
-        hello.ec_point_formats = list(formats)
+        hello.ec_point_formats = list(_whole_vector(data, 1))
     elif etype == EXT_SIGNATURE_ALGORITHMS:
-        algs, end = _vector(data, 0, 2)
-        if end != len(data):
-            raise _Malformed
-        hello.signature_algorithms = _u16_list(algs)
+        hello.signature_algorithms = _u16_list(_whole_vector(data, 2))
 
 
 def parse_client_hello(body: bytes) -> ClientHello | None:
