@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import craft
-import pytest
 import sent_secrets as S
 from craft import TcpConversation
 
