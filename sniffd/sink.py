@@ -187,11 +187,13 @@ class JsonLinesSink:
             if self._oldest_pending is None:
                 now = self._clock() if now is None else now
                 self._oldest_pending = now
-        if self._pending_bytes >= WRITE_CHUNK_BYTES:
-            if self._blocked_since is None:
-                self.flush()
-            elif self._pending_bytes > self.backlog_bytes:
+        if self._blocked_since is not None:
+            # Blocked: hold no more than the backlog, whatever its size
+            # (it may be smaller than a write chunk).
+            if self._pending_bytes > self.backlog_bytes:
                 self._drop_newest()
+        elif self._pending_bytes >= WRITE_CHUNK_BYTES:
+            self.flush()
 
     def maybe_flush(self, now: float | None = None) -> None:
         """Write the buffer if its oldest line has waited flush_interval_s; act on a

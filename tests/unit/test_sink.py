@@ -381,3 +381,21 @@ def test_sink_close_while_blocked_counts_the_held_lines_lost(tmp_path: Path):
     sink.close()
     assert (0, 2) == (sink.records_written, sink.records_lost)
     assert [2] == [f["records_lost"] for f in events.named("output_lost_at_exit")]
+
+
+def test_sink_backlog_bound_holds_between_retries(tmp_path: Path):
+    """While blocked, add() alone keeps the held lines within backlog_bytes,
+    even when the backlog is smaller than a write chunk."""
+    top = tmp_path / "top"
+    (top / "log").mkdir(parents=True)
+    clock = FakeClock()
+    sink = JsonLinesSink(str(top / "log" / "http.jsonl"), clock=clock, backlog_bytes=2_000).open()
+    shutil.rmtree(top)
+    sink.add([line(0)])
+    sink.flush()  # blocked now: the directory cannot be made again
+    assert "blocked" == sink.state
+    for i in range(1, 200):
+        sink.add([line(i)])  # no flush, no retry due: the clock stands still
+        assert sink._pending_bytes <= 2_000
+    assert 200 == sink.records_held + sink.records_lost
+    sink.close()
