@@ -393,6 +393,11 @@ class DamageVerdict:
     counts: Counter = field(default_factory=Counter)
     unpaired: int = 0  # undamaged_not_exact whose every record says pairing_uncertain
     renumbered: int = 0  # undamaged_not_exact, exact but for trans_depth, after records written unpaired
+    # undamaged_not_exact, exact but for a trans_depth lower by no more than
+    # the uncountable: after runs of whole transactions lost together (no
+    # start line of either side left), each run counted as one by the logger
+    # where it held several (nothing in the capture says how many).
+    uncounted: int = 0
     damaged: int = 0
     after_loss: int = 0
     after_loss_exact: int = 0
@@ -436,13 +441,16 @@ class DamageVerdict:
         ``pairing_uncertain`` (issue 10's fallback where the marks cannot
         decide) and none pairs it with another's; and one after such records
         on its connection may differ in trans_depth alone (each record
-        written unpaired takes a number)."""
+        written unpaired takes a number); and one after a run of k whole
+        transactions lost together (damaged_unseen, one after another) may
+        have a trans_depth up to k - 1 too low (``uncounted``: the lost
+        stretch held at least one message, how many more no capture says)."""
         if self.ok:
             return True
         c = self.counts
         missed = [name for name, ok, _ in self.targets() if not ok]
         return (missed == ["every undamaged transaction exact"]
-                and c["exact"] + self.unpaired + self.renumbered == self.truth - self.damaged)
+                and c["exact"] + self.unpaired + self.renumbered + self.uncounted == self.truth - self.damaged)
 
     def summary(self) -> str:
         """One line, in the words of issue 10: "A of N transactions exact and B mispaired; ..."."""
@@ -456,7 +464,8 @@ class DamageVerdict:
                      f"{self.after_loss_exact:,} of the {self.after_loss:,} undamaged transactions that follow a loss on their "
                      f"connection exact")
         text += (f"; {c['undamaged_not_exact']:,} undamaged not exact ({self.unpaired:,} written unpaired, pairing_uncertain; "
-                 f"{self.renumbered:,} only renumbered after those), "
+                 f"{self.renumbered:,} only renumbered after those; {self.uncounted:,} numbered lower after runs of whole "
+                 f"transactions lost together), "
                  f"{c['missing']:,} missing, {len(self.extra):,} extra records "
                  f"({self.extra_unflagged:,} unflagged); {self.records:,} records")
         if self.unparsable_lines:
@@ -654,6 +663,19 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
             if len(held) == 1 and o.exact_record is None and not o.damaged and record_fields(r) == truth_fields(o.truth):
                 o.exact_record = n
 
+    # Per transaction, how many transactions before it on its connection no
+    # logger can count: in each run of consecutive unseen transactions, all
+    # but one.
+    uncountable: dict[int, int] = {}
+    for c in conns:
+        hidden = run = 0
+        for o in outcome_of[id(c)]:
+            uncountable[id(o)] = hidden + max(0, run - 1)
+            if o.damaged and o.unseen:
+                run += 1
+            else:
+                hidden, run = hidden + max(0, run - 1), 0
+
     for o in v.outcomes:
         if o.mispaired_with:
             o.category = "mispaired"
@@ -675,6 +697,9 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
             elif (len(recs) == 1 and first_unpaired.get(id(o.conn), len(records)) < o.records[0]
                   and dict(record_fields(recs[0]), trans_depth=0) == dict(truth_fields(o.truth), trans_depth=0)):
                 v.renumbered += 1
+            elif len(recs) == 1 and dict(record_fields(recs[0]), trans_depth=0) == dict(truth_fields(o.truth), trans_depth=0) \
+                    and 0 < o.truth["trans_depth"] - (recs[0].get("trans_depth") or 0) <= uncountable[id(o)]:
+                v.uncounted += 1
         else:
             o.category = "missing"
         v.counts[o.category] += 1
