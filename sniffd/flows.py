@@ -61,9 +61,11 @@ from sniffd.budget import CONN_COST, SEGMENT_COST, SESSION_COST, Meter
 from sniffd.causal import CausalHold
 from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment, ctx_key, ctx_reversed
 from sniffd.http import HttpSession, Transaction
+from sniffd.http.session import Handover
 from sniffd.reassembly import FIN_WINDOW, MASK32, HalfStream
 from sniffd.settings import Settings
 from sniffd.tls import TlsFlow, looks_like_sslv2_client_hello, looks_like_tls_client_hello
+from sniffd.tls.starttls import TlsWatch, looks_like_other_protocol
 
 TH_URG = 0x20
 
@@ -264,19 +266,44 @@ class FlowTable:
         # HTTP request with a letter.
         first = data[0] if from_client and data else 0
         if (first == 22 and looks_like_tls_client_hello(data)) or (first & 0x80 and looks_like_sslv2_client_hello(data)):
-            names: set[str] = set()
-            if h is not None:
-                if h.req.pos or h.resp.pos:
-                    return h  # bytes were delivered before: not the start of the stream
-                names.update(*h.carry, h.lost_names, h.resp_lost_names, h.sticky)
-            elif conn.after_rst:
-                names.add("tcp_data_after_rst")
-            t = conn._http = TlsFlow(self.meter, names)
-            if h is None:
-                self.meter.open_session()
-            self.tls_open.add(conn)
-            return t
-        return conn.http if h is None else h
+            tls = True
+        elif data and not conn.midstream and not conn.after_rst and looks_like_other_protocol(data, from_client):
+            # Not HTTP from its first byte (the server greets, or the client
+            # opens with another protocol's message): watched for STARTTLS.
+            tls = False
+        else:
+            return conn.http if h is None else h
+        names: set[str] = set()
+        if h is not None:
+            if h.req.pos or h.resp.pos:
+                return h  # bytes were delivered before: not the start of the stream
+            names.update(*h.carry, h.lost_names, h.resp_lost_names, h.sticky)
+        elif conn.after_rst:
+            names.add("tcp_data_after_rst")
+        t = conn._http = TlsFlow(self.meter, names) if tls else TlsWatch(self.meter, None, names)
+        if h is None:
+            self.meter.open_session()
+        self.tls_open.add(conn)
+        return t
+
+    def _hand_over(self, conn: Connection, h: HttpSession, handover: Handover, now: float) -> None:
+        """The HTTP session gave the connection up (``Handover``): a
+        ``TlsWatch`` takes its place, fed what the session held and was fed
+        after the switch; what it counted for the stats is counted now."""
+        for name in h.loose:
+            self._count(name)
+        h.loose = []
+        w = conn._http = TlsWatch(self.meter, handover.protocol, h.sticky, count_non_http=False)
+        self.tls_open.add(conn)
+        for from_client, data, ts in handover.chunks:
+            w.feed_data(from_client, data, ts)
+
+    def _collect(self, conn: Connection, h, now: float) -> None:
+        """The session's finished records to ``out``; a hand-over acted on."""
+        for txn in h.take():
+            self.out.append((conn, txn))
+        if h.handover is not None and conn._http is h:
+            self._hand_over(conn, h, h.handover, now)
 
     # -------------------------------------------------------------- feed
 
@@ -335,8 +362,7 @@ class FlowTable:
                             h = self._choose(conn, from_client, payload)
                         h.feed_data(from_client, payload, now, mark)
                         if h.pairing.done:
-                            for txn in h.take():
-                                self.out.append((conn, txn))
+                            self._collect(conn, h, now)
                         if self.meter.over:
                             self.enforce(now)
                         if self.out:
@@ -809,8 +835,7 @@ class FlowTable:
                 self._release(conn, now)
         h = conn._http
         if h is not None and h.pairing.done:
-            for txn in h.take():
-                self.out.append((conn, txn))
+            self._collect(conn, h, now)
 
     def _release(self, conn: Connection, now: float, force: bool = False, keep: int = 0,
                  before: float | None = None) -> None:
@@ -1006,6 +1031,12 @@ class FlowTable:
         if h is not None:
             h.close(reason, now, why)
             self._deliver(conn, True, [], now)
+            if conn._http is not h:
+                # Handed over as it closed (a stream found not to be HTTP at
+                # its end): close what took its place.
+                h = conn._http
+                h.close(reason, now, why)
+                self._deliver(conn, True, [], now)
             for name in h.loose:
                 self._count(name)
             h.loose = []

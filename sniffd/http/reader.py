@@ -179,6 +179,7 @@ class MessageReader:
                 self.listener.keep_body(self, msg, data)
             return
         if st is OFF:
+            self.listener.off_data(self, data)
             return
         if n + len(self.buf) > self.max_header_bytes and st is not BODY and st is not CHUNK_DATA \
                 and st is not BODY_CLOSE:
@@ -494,7 +495,8 @@ class MessageReader:
                 self.held_bytes_dropped += max(0, n - i - room)
                 self.listener.held_data(self)
                 return
-            else:  # OFF
+            else:  # OFF: switched off by what came before in this chunk
+                self.listener.off_data(self, data[i:])
                 return
 
     # ----------------------------------------------------------- messages

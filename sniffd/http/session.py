@@ -83,6 +83,24 @@ _REQUEST_START = re.compile(rb"[\r\n]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]")
 _TOKEN_PREFIX = re.compile(rb"[\r\n]*[!#$%&'*+\-.^_`|~0-9A-Za-z]*\Z")
 
 
+class Handover:
+    """Left in ``pairing.done`` (after the transactions finished before it)
+    when the session gives the connection up to another protocol: a CONNECT
+    tunnel that carries something else, a 101 switch, a stream that never
+    looked like HTTP; ``HttpSession.handover`` is set too, and ``take()``
+    never returns the marker.  The flow table puts a ``sniffd.tls.starttls.TlsWatch``
+    in the session's place and feeds it ``chunks``: ``(from_client, bytes,
+    ts)`` the session held or was fed after the switch, in order, so no byte
+    of what follows is lost.  ``protocol``: ``"http"`` for a switch HTTP
+    asked for, None when the stream was not HTTP (the watch names it)."""
+
+    __slots__ = ("protocol", "chunks")
+
+    def __init__(self, protocol: str | None) -> None:
+        self.protocol = protocol
+        self.chunks: list[tuple[bool, bytes, float]] = []
+
+
 class HttpSession:
     def __init__(self, max_pending_requests: int = 100, max_header_bytes: int = 65536,
                  max_header_count: int = 256, midstream: bool = False, max_uri_bytes: int = 8192,
@@ -131,6 +149,8 @@ class HttpSession:
         # Anomalies every transaction of this session carries (the flow
         # table's: data sent after an accepted RST).
         self.sticky: frozenset[str] = _NO_NAMES
+        # Set when the connection is handed over to another protocol's reader.
+        self.handover: Handover | None = None
 
     # ---------------------------------------------------------- public
 
@@ -156,6 +176,9 @@ class HttpSession:
         reader = self.req if from_client else self.resp
         for c in chunks:
             if reader.state is OFF:
+                if self.handover is not None:
+                    self._hand(from_client, c, now)
+                    continue
                 return
             cls = c.__class__
             if cls is int:
@@ -277,6 +300,12 @@ class HttpSession:
         done = self.pairing.done
         if not done:
             return done
+        if self.handover is not None:
+            # Its marker only made ``pairing.done`` say "look here"; the flow
+            # table reads ``handover`` itself.
+            done = self.pairing.done = [t for t in done if t.__class__ is not Handover]
+            if not done:
+                return done
         reading = self.req.msg
         if reading is not None and reading.txn is not None and reading.txn.depth:
             # Finished (depth given) while its request is being read.
@@ -550,11 +579,38 @@ class HttpSession:
         self.req.release()
 
     def _switch(self, event: Event) -> None:
-        """Another protocol from here on: parse nothing more."""
+        """Another protocol from here on: parse nothing more; hand what
+        follows (and what was held) over (``Handover``)."""
         self._to(event)
+        self._hand_over("http")
         self.req.off()
         self.resp.off()
         self.loose.append("http_upgrade")
+
+    def _hand_over(self, protocol: str | None) -> None:
+        h = self.handover = Handover(protocol)
+        for from_client, reader in ((True, self.req), (False, self.resp)):
+            held = reader.held()
+            if held:
+                h.chunks.append((from_client, held, self.now))
+        self.pairing.done.append(h)
+
+    def _hand(self, from_client: bool, chunk, now: float) -> None:
+        """A chunk fed after the hand-over: it belongs to what comes next."""
+        h = self.handover
+        cls = chunk.__class__
+        if cls is tuple:
+            h.chunks.append((from_client, chunk[0], chunk[1]))
+        elif cls is not int:
+            h.chunks.append((from_client, chunk, now))
+        # A gap after the switch: the next protocol's reader starts at the
+        # next byte it is given (TlsWatch looks for a hello at a segment start).
+
+    def off_data(self, reader: MessageReader, data) -> None:
+        """Bytes a reader was given after it was switched off (the rest of
+        the chunk that switched it, or a later one)."""
+        if self.handover is not None and data:
+            self.handover.chunks.append((reader.is_request, bytes(data), reader.now))
 
     def _check_non_http(self) -> None:
         """Neither direction ever looked like HTTP: give the connection up."""
@@ -574,5 +630,6 @@ class HttpSession:
         self.loose.append("non_http")
         if self.mode in (Mode.HTTP, Mode.UPGRADING):
             self._to(Event.NOT_HTTP)
+        self._hand_over(None)
         self.req.off()
         self.resp.off()

@@ -73,9 +73,12 @@ class _Done:
 class TlsFlow:
     """The flow table's session for a TLS connection; see the module docstring."""
 
-    __slots__ = ("session", "pairing", "loose", "anomalies", "meter", "charged", "last_ts", "done_at", "written")
+    __slots__ = ("session", "pairing", "loose", "anomalies", "meter", "charged", "last_ts", "done_at", "written", "starttls")
 
-    def __init__(self, meter: Meter | None = None, anomalies=()) -> None:
+    # Never hands the connection over (the flow table asks every session).
+    handover = None
+
+    def __init__(self, meter: Meter | None = None, anomalies=(), starttls: str | None = None) -> None:
         self.session = TlsSession()
         self.pairing = _Done()
         self.loose: list[str] = []  # for the stats only (HttpSession's contract): none here
@@ -87,6 +90,9 @@ class TlsFlow:
         self.last_ts: float | None = None  # time of the last byte either way
         self.done_at: float | None = None  # when the handshake was over (session.done)
         self.written = False
+        # The cleartext protocol before the hello (sniffd.tls.starttls), None
+        # when the client's stream began with it.
+        self.starttls = starttls
 
     # --- what the flow table calls -----------------------------------------------
 
@@ -175,4 +181,6 @@ class TlsFlow:
             self.charged = 0
         first = s.first_ts if s.first_ts is not None else end
         duration = round(max(0.0, end - first) * 1000.0, 3)
-        self.pairing.done.append(TlsRecord(first, s.result(), duration, end_reason, self.anomalies | s.anomalies))
+        tls = s.result()
+        tls["starttls"] = self.starttls
+        self.pairing.done.append(TlsRecord(first, tls, duration, end_reason, self.anomalies | s.anomalies))

@@ -461,7 +461,7 @@ def test_non_http_bytes_on_port_80_give_no_http_record_and_later_connection_is_l
                 "resumed": None, "established": False, "hello_retry": False,
                 "alerts": [{"from": "server", "level": "fatal", "description": "protocol_version"}],
                 "ja3": None, "ja3s": None, "ja4": None, "ja4s": None, "server_cert": None,
-                "client_bytes": len(hello), "server_bytes": 7,
+                "client_bytes": len(hello), "server_bytes": 7, "starttls": None,
             },
             "duration_ms": 3.0,
             "community_id": CID,

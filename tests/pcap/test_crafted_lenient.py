@@ -154,6 +154,15 @@ def rec(request, response, depth=1, anomaly_names=(), end_reason="complete", tun
     return r
 
 
+def tls_rec(starttls, client_bytes, server_bytes, anomaly_names, end_reason="fin") -> dict:
+    """The TLS record of a connection whose hello could not be parsed: nothing negotiated."""
+    return {"kind": "tls", "tls": {
+        "version": None, "negotiated": False, "cipher": None, "sni": None, "alpn_offered": [], "alpn": None,
+        "resumed": None, "established": False, "hello_retry": False, "alerts": [], "ja3": None, "ja3s": None,
+        "ja4": None, "ja4s": None, "server_cert": None, "client_bytes": client_bytes, "server_bytes": server_bytes,
+        "starttls": starttls}, "end_reason": end_reason, "anomalies": sorted(anomaly_names)}
+
+
 AMBIG = "http_ambiguous_framing"
 
 
@@ -901,7 +910,15 @@ CASES = [
             S(ok(b"not parsed")),
         ],
         [rec(req("CONNECT", "example.test:443", headers={"host": "example.test:443"}),
-             resp(200, "Connection Established"), 1, ["http_upgrade"])],
+             resp(200, "Connection Established"), 1, ["http_upgrade"]),
+         # The tunnel's TLS gets its record (issue 12).  The hello's record
+         # says 69 bytes and its handshake 65: the GET's first 24 bytes fill
+         # them, so the hello runs out inside "GE.." (extensions length
+         # 0x4745: tls_bad_hello) and the next "record" starts mid-line
+         # (tls_bad_record); the server's 4-byte "handshake" declares
+         # 0x626364 bytes it never sends (tls_truncated_handshake).
+         tls_rec("http", len(TLS_HELLO) + len(get("/not-parsed")), 9 + len(ok(b"not parsed")),
+                 ["tls_bad_hello", "tls_bad_record", "tls_truncated_handshake"])],
     ),
     Case(
         "connect_with_a_space_in_the_target_where_the_server_speaks_first",

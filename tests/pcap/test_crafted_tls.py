@@ -48,6 +48,7 @@ CLIENT_HELLO = T.record(22, CH13, version=0x0301)
 SERVER_FLIGHT = T.record(22, SH13) + T.CCS + T.app_data(900) + T.app_data(60)
 CLIENT_FINISH = T.CCS + T.app_data(60)
 TLS13_BASE = {
+    "starttls": None,  # the client's stream began with the hello
     "version": "TLSv1.3",
     "negotiated": True,
     "cipher": "TLS_AES_256_GCM_SHA384",

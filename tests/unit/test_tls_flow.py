@@ -16,6 +16,7 @@ from sniffd.http import HttpSession
 from sniffd.settings import Settings
 from sniffd.tls import TlsFlow, TlsRecord
 from sniffd.tls.flow import EARLY_RECORD_S
+from sniffd.tls.starttls import TlsWatch
 
 import tlscraft as T
 
@@ -70,17 +71,54 @@ def test_client_hello_first_makes_a_tls_session_and_its_partial_hello_is_in_the_
     assert 2000.0 == rec.duration_ms  # to its last byte: the end of input is not the connection's
 
 
-def test_server_speaking_first_or_other_client_bytes_keep_http():
-    for who in ("server", "client"):
-        table = FlowTable(Settings())
-        c = TcpConversation(CLIENT, SERVER)
-        feed(table, c.handshake(), 0.0)
-        if who == "server":
-            feed(table, c.server_data(b"220 smtp ready\r\n"), 1.0)
-            feed(table, c.client_data(CH), 2.0)  # a hello later in the stream is not looked for (yet)
-        else:
-            feed(table, c.client_data(b"\x16\x03\x01\x00\x05hello"), 1.0)
-        assert HttpSession is type(session(table)), who
+def test_a_client_opening_with_bytes_that_are_not_a_hello_keeps_http():
+    table = FlowTable(Settings())
+    c = TcpConversation(CLIENT, SERVER)
+    feed(table, c.handshake(), 0.0)
+    feed(table, c.client_data(b"\x16\x03\x01\x00\x05hello"), 1.0)  # a record too short for a hello
+    assert HttpSession is type(session(table))
+
+
+def test_server_speaking_first_is_watched_and_a_later_hello_gets_a_starttls_record():
+    """SMTP: the server greets (no HTTP server speaks first), the client asks for
+    STARTTLS, then sends its hello: one TLS record, from the hello on, naming smtp."""
+    table = FlowTable(Settings())
+    c = TcpConversation(CLIENT, SERVER)
+    feed(table, c.handshake(), 0.0)
+    greeting, go = b"220 smtp ready\r\n", b"220 2.0.0 go ahead\r\n"
+    feed(table, c.server_data(greeting), 1.0)
+    assert TlsWatch is type(session(table))
+    feed(table, c.client_data(b"STARTTLS\r\n"), 1.1)
+    feed(table, c.server_data(go), 1.2)
+    assert [] == feed(table, c.client_data(CH), 2.0)
+    feed(table, c.server_data(SERVER_FLIGHT), 2.5)
+    feed(table, c.client_data(CLIENT_FINISH), 3.0)
+    (item,) = table.close_all(None, 10.0)
+    rec = item[1]
+    assert (TlsRecord, 2.0, "smtp", True, set()) == (
+        type(rec), rec.ts, rec.tls["starttls"], rec.tls["established"], rec.anomalies)
+    assert (len(CH) + len(CLIENT_FINISH), len(SERVER_FLIGHT)) == (rec.tls["client_bytes"], rec.tls["server_bytes"])
+    assert 0 == table.counts.get("non_http", 0)
+
+
+def test_server_speaking_first_without_tls_is_counted_non_http_and_gives_no_record():
+    table = FlowTable(Settings())
+    c = TcpConversation(CLIENT, SERVER)
+    feed(table, c.handshake(), 0.0)
+    feed(table, c.server_data(b"+OK POP3 ready\r\n"), 1.0)
+    feed(table, c.client_data(b"USER a\r\n"), 1.1)
+    feed(table, c.server_data(b"+OK\r\n"), 1.2)
+    assert [] == table.close_all(None, 10.0)
+    assert 1 == table.counts.get("non_http", 0)
+
+
+def test_a_server_whose_first_bytes_are_a_status_line_keeps_http():
+    """The request was lost whole: its response still starts with HTTP/."""
+    table = FlowTable(Settings())
+    c = TcpConversation(CLIENT, SERVER)
+    feed(table, c.handshake(), 0.0)
+    feed(table, c.server_data(b"HTTP/1.1 204 No Content\r\n\r\n"), 1.0)
+    assert HttpSession is type(session(table))
 
 
 def test_handshake_cut_by_eviction_is_written_evicted():
