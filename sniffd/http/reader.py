@@ -112,7 +112,7 @@ class MessageReader:
     __slots__ = (
         "is_request", "listener", "state", "buf", "buf_charged", "left", "msg", "pos", "now", "ack",
         "max_header_bytes", "max_header_count", "max_uri_bytes", "meter", "bodies",
-        "head_start", "head_ts", "head_ack", "line_end", "scan", "lost_from", "lost_clean", "junk_from", "good", "seen", "verdict",
+        "head_start", "head_ts", "head_ack", "line_end", "scan", "lost_from", "lost_clean", "junk_from", "good", "v1", "seen", "verdict",
         "peek_kind", "peek_left", "cr", "filling", "midstream", "held_bytes_dropped",
     )
 
@@ -150,6 +150,7 @@ class MessageReader:
         self.lost_clean = False
         self.junk_from: int | None = None
         self.good = 0  # start lines parsed
+        self.v1 = False  # an HTTP/1.x start line was parsed (not only HTTP/0.9 guesses)
         self.seen = 0  # bytes fed
         # Did this direction look like HTTP?  None: not known yet.
         self.verdict: bool | None = None
@@ -394,6 +395,9 @@ class MessageReader:
                 if c == 10 or c == 13:
                     i += 1  # empty lines before a message (RFC 9112 section 2.2)
                     continue
+                if c == 22 and self.is_request and not self.v1 and self.good and _NOT_HTTP_START.match(data, i) \
+                        and self.listener.tls_after_09(self):
+                    continue  # switched off: the rest is handed over (below)
                 if self.verdict is None and self.good == 0 and _NOT_HTTP_START.match(data, i):
                     self.verdict = False
                     self.listener.not_http(self)
@@ -563,6 +567,8 @@ class MessageReader:
             msg.version = version
             self.good += 1
             self.verdict = True
+            if version != "0.9":
+                self.v1 = True
             self.listener.begin(self, msg)
             if flags:
                 msg.txn.anomalies.update(flags)

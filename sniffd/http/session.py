@@ -509,6 +509,33 @@ class HttpSession:
     def not_http(self, reader: MessageReader) -> None:
         self._check_non_http()
 
+    def tls_after_09(self, reader: MessageReader) -> bool:
+        """The client's next message starts like a TLS record, and nothing on
+        the connection was HTTP/1.x: what looked like HTTP/0.9 was another
+        protocol's cleartext before STARTTLS (an HTTP/0.9 connection carries
+        one request, and the server closes it after the answer: RFC 1945
+        section 1.3), so those guesses are dropped, not written, and the
+        connection is handed over (``Handover``)."""
+        if self.resp.v1 or self.mode is not Mode.HTTP:
+            return False
+        p = self.pairing
+        freed = 0
+        for txn in p.pending + p.held + p.done:
+            if txn.__class__ is Transaction:
+                for msg in (txn.request, txn.response):
+                    if msg is not None and not msg.released:
+                        freed += msg.mem
+                        msg.released = True
+        self.meter.http_bytes -= freed
+        p.pending, p.held, p.done = [], [], []
+        self.non_http = True
+        self.loose.append("non_http")
+        self._to(Event.NOT_HTTP)
+        self._hand_over(None)
+        self.req.off()
+        self.resp.off()
+        return True
+
     def expects_09(self, reader: MessageReader) -> bool:
         """Is the next response an answer to an HTTP/0.9 request?"""
         for e in self.pairing.pending:

@@ -136,7 +136,7 @@ class TlsWatch:
     """The flow table's session for a connection that is not HTTP; see the module docstring."""
 
     __slots__ = ("meter", "pairing", "loose", "protocol", "heads", "tls", "scanned", "pending", "pending_ts",
-                 "sticky", "given_up", "count_non_http")
+                 "sticky", "given_up", "count_non_http", "turn", "upgrade", "lost", "after_gap", "gap_names")
 
     # Never hands the connection over (the flow table asks every session).
     handover = None
@@ -156,9 +156,20 @@ class TlsWatch:
         self.pending_ts = 0.0
         self.sticky = frozenset(sticky)  # anomalies every record of the connection carries
         self.given_up = False  # SCAN_BYTES passed with no hello
-        # Count the connection non_http at its end when no TLS came (not when
-        # the HTTP session that handed it over counted it already).
-        self.count_non_http = count_non_http and protocol is None
+        # Count the connection non_http at its end when no TLS came.
+        self.count_non_http = count_non_http
+        # The server sent bytes since the client's last segment (it answered:
+        # the client's next segment may be its hello); the client's last
+        # segment ended with an upgrade command or a MySQL SSLRequest.
+        self.turn = True
+        self.upgrade = False
+        # Client bytes lost since the server last spoke, the client bytes that
+        # came after them ((bytes, ts), at most SCAN_BYTES) and the anomalies
+        # noted on them: if the server's next segment is a ServerHello, the
+        # lost bytes held the hello's start (see ``_server``).
+        self.lost = 0
+        self.after_gap: list[tuple[bytes, float]] = []
+        self.gap_names: set[str] = set()
 
     # --- what the flow table calls -----------------------------------------------
 
@@ -188,14 +199,18 @@ class TlsWatch:
             t.feed_data(from_client, data, now)
             return
         if not from_client:
-            self._head(1, data)
+            self._server(data, now)
             return
         if self.given_up or not data:
             return
+        if self.lost:
+            if sum(len(d) for d, _ in self.after_gap) < SCAN_BYTES:
+                self.after_gap.append((data, now))
         if self.pending:
             data = self.pending + data
             now = self.pending_ts
             self.pending = b""
+            self.turn = True  # the pending start is looked at again
         else:
             self._head(0, data)
         self.scanned += len(data)
@@ -211,11 +226,17 @@ class TlsWatch:
             t.feed(from_client, (nbytes,), t.last_ts or 0.0)
         elif from_client:
             self.pending = b""
+            self.upgrade = False
+            self.turn = False  # what follows a loss is not known to start anything
             self.scanned += nbytes
+            self.lost += nbytes
+            self.after_gap = []
 
     def note(self, from_client: bool, names) -> None:
         if self.tls is not None:
             self.tls.note(from_client, names)
+        elif from_client and "tcp_gap" in names:
+            self.gap_names.update(names)
 
     def note_at(self, from_client: bool, offset: int, names) -> None:
         if self.tls is not None:
@@ -249,14 +270,35 @@ class TlsWatch:
         if len(h) < HEAD_BYTES:
             self.heads[side] = h + data[:HEAD_BYTES - len(h)]
 
+    def _server(self, data: bytes, now: float) -> None:
+        """Server bytes before TLS: the client may speak next.  A ServerHello
+        at the start of a segment after client bytes were lost: the lost
+        bytes held the client's hello (its start at least), so TLS begins
+        there, flagged by the loss (the hello's fields stay unknown)."""
+        self._head(1, data)
+        if self.lost and len(data) >= 6 and data[0] == 22 and data[1] == 3 and data[5] == 2:
+            t = self._begin(self.after_gap[0][1] if self.after_gap else now, self.gap_names)
+            t.feed(True, (self.lost,), now)
+            for d, ts in self.after_gap:
+                t.feed_data(True, d, ts)
+            t.feed_data(False, data, now)
+            self.after_gap = []
+            return
+        self.turn = True
+        self.lost = 0
+        self.after_gap = []
+        self.gap_names = set()
+
     def _find(self, data: bytes, now: float) -> int | None:
         """Where in this client segment a hello begins (see the module
         docstring), or None; a start too short to decide is kept pending."""
-        starts = [0]
+        starts = [0] if self.turn or self.upgrade else []
+        self.turn = False
         n = _mysql_ssl_request(data)
         if n:
             starts.append(n)
         starts += [m.end() for m in _UPGRADE_LINE.finditer(data)]
+        self.upgrade = bool(starts) and starts[-1] == len(data) and starts[-1] > 0
         for at in starts:
             if at >= len(data) or data[at] != 0x16:
                 continue
@@ -271,10 +313,13 @@ class TlsWatch:
         return None
 
     def _start(self, data: bytes, now: float) -> None:
+        self._begin(now, ()).feed_data(True, data, now)
+
+    def _begin(self, now: float, names) -> TlsFlow:
         proto = self.protocol or protocol_name(self.heads[0], self.heads[1])
-        t = self.tls = TlsFlow(self.meter, self.sticky, starttls=proto)
+        t = self.tls = TlsFlow(self.meter, self.sticky.union(names), starttls=proto)
         t.pairing = self.pairing
-        t.feed_data(True, data, now)
+        return t
 
 
 class _Done:

@@ -177,9 +177,49 @@ def test_sniffd_writes_the_expected_records(name, sniffd_runs):
     proc, out = sniffd_runs[name].result()
     assert 0 == proc.returncode, f"sniffd exited {proc.returncode}\nstderr:\n{proc.stderr}"
     with open(out, encoding="utf-8") as f:
-        actual = [project(orjson.loads(line)) for line in f if line.strip()]  # strict: what shippers parse
+        records = [orjson.loads(line) for line in f if line.strip()]  # strict: what shippers parse
+    assert {"http", "tls"} >= {r["kind"] for r in records}
+    actual = [project(r) for r in records if r["kind"] == "http"]  # TLS records: test_tls_records_agree_with_tshark
     expected = [{k: v for k, v in r.items() if k != "zeek_row"} for r in _expected(name)["records"]]
     assert _sorted(expected) == _sorted(actual), "\n" + _describe(expected, actual)
+
+
+def tshark_hellos(trace: Path, options: list[str]) -> dict[int, dict]:
+    """{client port: what tshark's TLS dissector read from the hellos of that connection}: the
+    ClientHello's server name and JA3, the ServerHello's JA3S and cipher suite (tshark 4.0
+    follows TLS through CONNECT tunnels and on its registered ports)."""
+    out = subprocess.run(
+        [shutil.which("tshark"), "-n", *options, "-r", str(trace), "-Y", "tls.handshake.type == 1 || tls.handshake.type == 2",
+         "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "tls.handshake.type", "-e",
+         "tls.handshake.extensions_server_name", "-e", "tls.handshake.ja3", "-e", "tls.handshake.ja3s",
+         "-e", "tls.handshake.ciphersuite"], capture_output=True, text=True, timeout=60, check=True).stdout
+    found: dict[int, dict] = {}
+    for line in out.splitlines():
+        sport, dport, types, sni, ja3, ja3s, suites = line.split("\t")
+        if types.split(",")[0] == "1":
+            found.setdefault(int(sport), {}).update(sni=sni or None, ja3=ja3)
+        else:
+            found.setdefault(int(dport), {}).update(ja3s=ja3s, cipher=int(suites.split(",")[0], 16))
+    return found
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_tls_records_agree_with_tshark(name, sniffd_runs):
+    """Every connection where tshark reads a ClientHello has one TLS record saying the same
+    server name, JA3 and (with a ServerHello) JA3S and cipher; and sniffd writes no TLS record
+    where tshark reads no hello."""
+    from sniffd.tls.ciphers import cipher_name
+
+    _proc, out = sniffd_runs[name].result()
+    with open(out, encoding="utf-8") as f:
+        tls = [r for r in (orjson.loads(line) for line in f if line.strip()) if r["kind"] == "tls"]
+    ours = {r["client"]["port"]: {"sni": r["tls"]["sni"], "ja3": r["tls"]["ja3"],
+                                  **({"ja3s": r["tls"]["ja3s"], "cipher": r["tls"]["cipher"]} if r["tls"]["negotiated"] else {})}
+            for r in tls}
+    assert len(ours) == len(tls), "one TLS record per connection"
+    theirs = {port: {**h, **({"cipher": cipher_name(h["cipher"])} if "cipher" in h else {})}
+              for port, h in tshark_hellos(_trace(name), _expected(name)["tshark"]["options"]).items()}
+    assert theirs == ours
 
 
 # --- 2. the expected records differ from Zeek's rows only where a note says why --------------
