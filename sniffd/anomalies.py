@@ -36,7 +36,7 @@ ANOMALIES: dict[str, str] = {
     "http_parse_error": "A start line could not be parsed (neither a request nor a status line, with a header section after it); the message still took its place in the pairing, its record keeps the line in start_line.",
     "http_resync": "Bytes were skipped to find this request or status line: junk, the rest of a message that could not be framed, or the start of a mid-stream connection.",
     "http_resumed": "An earlier record of this connection had a message that could not be parsed or framed, or junk before it; parsing resumed at a start line, so this record is only as sure as that resumption.",
-    "non_http": "Neither direction of a connection ever looked like HTTP/1.x (TLS, SSH, garbage); it is counted and ignored.",
+    "non_http": "A connection that is neither HTTP/1.x nor TLS (SSH, another protocol, garbage); it is counted and ignored.",
     "message_interrupted": "A gap outside a body of known length ended the message early; the fields seen before the gap are kept.",
     "body_gap": "Bytes inside a body of known length were lost; the transaction continues and the lost count is in missed_bytes.",
     "message_incomplete": "The connection ended (FIN, RST, idle timeout or end of input) before the message was complete.",
