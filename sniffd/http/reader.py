@@ -647,6 +647,7 @@ class MessageReader:
         listener pairs it, ``flags`` go on its transaction.  False if the
         listener stopped this direction."""
         self.msg = msg
+        self.v1 = True  # the whole-head paths take no HTTP/0.9 line
         if self.verdict is not True:
             self.good += 1
             self.verdict = True

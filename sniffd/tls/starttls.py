@@ -52,13 +52,22 @@ HEAD_BYTES = 256
 # this many; more than that and it was not a hello.
 PENDING_BYTES = 64
 
+# Client bytes kept after a loss, until the server's next segment says
+# whether the loss held the hello's start (``TlsWatch._server``): the rest of
+# a hello (a post-quantum one is ~1.8 KB, the largest real ones a few KB).
+# Charged to the memory budget while held.
+AFTER_GAP_BYTES = 16 * 1024
+
 # An upgrade command line after which the client's next byte may be its
 # hello in the same segment (a client that does not wait for the answer):
 # SMTP/IMAP/IRC STARTTLS (RFC 3207, RFC 3501 section 6.2.1, IRCv3), POP3
 # STLS (RFC 2595 section 4), FTP AUTH TLS/SSL (RFC 4217 section 4), XMPP
 # <starttls/> (RFC 6120 section 5.4.2.1).
-_UPGRADE_LINE = re.compile(rb"(?:[^\r\n]* )?(?:STARTTLS|STLS|AUTH +(?:TLS|SSL|TLS-C|TLS-P))[ \t]*\r?\n"
-                           rb"|<starttls[^>]*/>", re.IGNORECASE)
+# Anchored at line starts, with an optional tag (IMAP's) that has no space:
+# linear in the segment (an unanchored "[^\r\n]* " before the command made a
+# 64 KiB line cost 24 s: tests/unit/test_tls_starttls.py).
+_UPGRADE_LINE = re.compile(rb"^(?:[^\r\n ]+ )?(?:STARTTLS|STLS|AUTH +(?:TLS|SSL|TLS-C|TLS-P))[ \t]*\r?\n"
+                           rb"|<starttls[^>]{0,256}/>", re.IGNORECASE | re.MULTILINE)
 
 # PostgreSQL SSLRequest (and GSSENCRequest): length 8, code 80877103 (80877104),
 # protocol "Message Formats".
@@ -136,7 +145,7 @@ class TlsWatch:
     """The flow table's session for a connection that is not HTTP; see the module docstring."""
 
     __slots__ = ("meter", "pairing", "loose", "protocol", "heads", "tls", "scanned", "pending", "pending_ts",
-                 "sticky", "given_up", "count_non_http", "turn", "upgrade", "lost", "after_gap", "gap_names")
+                 "sticky", "given_up", "count_non_http", "turn", "upgrade", "lost", "after_gap", "held", "gap_names")
 
     # Never hands the connection over (the flow table asks every session).
     handover = None
@@ -169,6 +178,7 @@ class TlsWatch:
         # lost bytes held the hello's start (see ``_server``).
         self.lost = 0
         self.after_gap: list[tuple[bytes, float]] = []
+        self.held = 0  # bytes in after_gap, charged to the meter
         self.gap_names: set[str] = set()
 
     # --- what the flow table calls -----------------------------------------------
@@ -203,9 +213,10 @@ class TlsWatch:
             return
         if self.given_up or not data:
             return
-        if self.lost:
-            if sum(len(d) for d, _ in self.after_gap) < SCAN_BYTES:
-                self.after_gap.append((data, now))
+        if self.lost and self.held + len(data) <= AFTER_GAP_BYTES:
+            self.after_gap.append((data, now))
+            self.held += len(data)
+            self.meter.add(len(data))
         if self.pending:
             data = self.pending + data
             now = self.pending_ts
@@ -230,7 +241,7 @@ class TlsWatch:
             self.turn = False  # what follows a loss is not known to start anything
             self.scanned += nbytes
             self.lost += nbytes
-            self.after_gap = []
+            self._drop_after_gap()
 
     def note(self, from_client: bool, names) -> None:
         if self.tls is not None:
@@ -246,6 +257,7 @@ class TlsWatch:
         """One direction ended (FIN)."""
 
     def close(self, reason: str | None, now: float, why: str = "end_of_input") -> None:
+        self._drop_after_gap()
         if self.tls is not None:
             self.tls.close(reason, now, why)
         elif self.count_non_http:
@@ -282,12 +294,18 @@ class TlsWatch:
             for d, ts in self.after_gap:
                 t.feed_data(True, d, ts)
             t.feed_data(False, data, now)
-            self.after_gap = []
+            self._drop_after_gap()
             return
         self.turn = True
         self.lost = 0
-        self.after_gap = []
+        self._drop_after_gap()
         self.gap_names = set()
+
+    def _drop_after_gap(self) -> None:
+        if self.held:
+            self.meter.http_bytes -= self.held
+            self.held = 0
+        self.after_gap = []
 
     def _find(self, data: bytes, now: float) -> int | None:
         """Where in this client segment a hello begins (see the module
