@@ -267,9 +267,13 @@ class FlowTable:
         first = data[0] if from_client and data else 0
         if (first == 22 and looks_like_tls_client_hello(data)) or (first & 0x80 and looks_like_sslv2_client_hello(data)):
             tls = True
-        elif data and not conn.midstream and not conn.after_rst and looks_like_other_protocol(data, from_client):
+        elif data and not conn.midstream and not conn.after_rst and (
+                looks_like_other_protocol(data, from_client)
+                or (first == 22 and looks_like_tls_client_hello(data) is None)):
             # Not HTTP from its first byte (the server greets, or the client
             # opens with another protocol's message): watched for STARTTLS.
+            # A first segment too short to tell a hello (a record header
+            # alone) is watched too: the watch decides with the next one.
             tls = False
         else:
             return conn.http if h is None else h

@@ -331,10 +331,15 @@ class TlsWatch:
         return None
 
     def _start(self, data: bytes, now: float) -> None:
-        self._begin(now, ()).feed_data(True, data, now)
+        self._begin(now, (), whole=len(data) == self.scanned).feed_data(True, data, now)
 
-    def _begin(self, now: float, names) -> TlsFlow:
-        proto = self.protocol or protocol_name(self.heads[0], self.heads[1])
+    def _begin(self, now: float, names, whole: bool = False) -> TlsFlow:
+        """``whole``: the hello is the client's first byte; with no server
+        byte before it either, nothing came before TLS (``starttls`` null)."""
+        if whole and self.protocol is None and not self.heads[1]:
+            proto = None
+        else:
+            proto = self.protocol or protocol_name(self.heads[0], self.heads[1])
         t = self.tls = TlsFlow(self.meter, self.sticky.union(names), starttls=proto)
         t.pairing = self.pairing
         return t

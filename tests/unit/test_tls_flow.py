@@ -159,3 +159,20 @@ def test_tls_flow_takes_every_chunk_shape_the_flow_table_sends():
     assert (1.0, 3000.0, "fin", {"tcp_gap"}, len(CH) + len(CLIENT_FINISH) + 1000) == (
         rec.ts, rec.duration_ms, rec.end_reason, rec.anomalies, rec.tls["client_bytes"])
     assert ([], 0) == (t.take(), t.open_transactions)
+
+
+def test_a_hello_whose_first_segment_is_only_its_record_header_is_still_tls_from_the_start():
+    """A client that writes the 5-byte record header alone (too short to tell a hello):
+    the connection is watched, and the next segment decides; nothing came before the
+    hello, so starttls is null."""
+    table = FlowTable(Settings())
+    c = TcpConversation(CLIENT, SERVER)
+    feed(table, c.handshake(), 0.0)
+    feed(table, c.client_data(CH[:5]), 1.0)
+    feed(table, c.client_data(CH[5:]), 1.1)
+    feed(table, c.server_data(SERVER_FLIGHT), 2.0)
+    feed(table, c.client_data(CLIENT_FINISH), 3.0)
+    (item,) = table.close_all(None, 10.0)
+    rec = item[1]
+    assert (TlsRecord, 1.0, None, True, "a.test", len(CH) + len(CLIENT_FINISH)) == (
+        type(rec), rec.ts, rec.tls["starttls"], rec.tls["established"], rec.tls["sni"], rec.tls["client_bytes"])
