@@ -297,7 +297,7 @@ class FlowTable:
         for name in h.loose:
             self._count(name)
         h.loose = []
-        w = conn._http = TlsWatch(self.meter, handover.protocol, h.sticky, count_non_http=False)
+        w = conn._http = TlsWatch(self.meter, handover.protocol, h.sticky, count_non_http=False, cleartext=True)
         self.tls_open.add(conn)
         for from_client, data, ts in handover.chunks:
             w.feed_data(from_client, data, ts)

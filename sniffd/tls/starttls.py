@@ -145,13 +145,13 @@ class TlsWatch:
     """The flow table's session for a connection that is not HTTP; see the module docstring."""
 
     __slots__ = ("meter", "pairing", "loose", "protocol", "heads", "tls", "scanned", "pending", "pending_ts",
-                 "sticky", "given_up", "count_non_http", "turn", "upgrade", "lost", "after_gap", "held", "gap_names")
+                 "sticky", "given_up", "count_non_http", "turn", "upgrade", "lost", "after_gap", "held", "gap_names", "cleartext")
 
     # Never hands the connection over (the flow table asks every session).
     handover = None
 
     def __init__(self, meter: Meter | None = None, protocol: str | None = None, sticky=(),
-                 count_non_http: bool = True) -> None:
+                 count_non_http: bool = True, cleartext: bool = False) -> None:
         self.meter = meter if meter is not None else Meter()
         self.tls: TlsFlow | None = None
         self.pairing = _Done()  # shared with the TlsFlow once there is one
@@ -165,6 +165,8 @@ class TlsWatch:
         self.pending_ts = 0.0
         self.sticky = frozenset(sticky)  # anomalies every record of the connection carries
         self.given_up = False  # SCAN_BYTES passed with no hello
+        # Bytes came before this watch began (an HTTP session read them).
+        self.cleartext = cleartext
         # Count the connection non_http at its end when no TLS came.
         self.count_non_http = count_non_http
         # The server sent bytes since the client's last segment (it answered:
@@ -336,7 +338,7 @@ class TlsWatch:
     def _begin(self, now: float, names, whole: bool = False) -> TlsFlow:
         """``whole``: the hello is the client's first byte; with no server
         byte before it either, nothing came before TLS (``starttls`` null)."""
-        if whole and self.protocol is None and not self.heads[1]:
+        if whole and not self.cleartext and self.protocol is None and not self.heads[1]:
             proto = None
         else:
             proto = self.protocol or protocol_name(self.heads[0], self.heads[1])
