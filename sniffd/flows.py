@@ -344,6 +344,7 @@ class FlowTable:
                 base = hs.base
                 if (base is not None and not conn.closed and not conn.accounted and not hs.pending
                         and seq == ((base + hs.next) & 0xFFFFFFFF) and conn.hold is None and ttl == hs.ttl
+                        and hs.fin_at is None
                         and (csum < 0 or (csum and hs.csum_run >= CSUM_RUN))):
                     opp = conn.s2c if from_client else conn.c2s
                     obase = opp.base
@@ -568,6 +569,10 @@ class FlowTable:
             self.waiting.add(conn)
         if flags & TH_FIN:
             self._fin(conn, from_client, seq, len(payload) + lost, ts)
+        elif hs.fin_at is not None:
+            # The FIN came before these bytes (reordered, or a hole they
+            # fill): the direction may be finished only now.
+            self._check_finished(conn, from_client, ts)
 
     def _fin(self, conn: Connection, from_client: bool, seq: int, length: int, now: float) -> None:
         hs = conn.c2s if from_client else conn.s2c

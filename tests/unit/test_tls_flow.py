@@ -176,3 +176,21 @@ def test_a_hello_whose_first_segment_is_only_its_record_header_is_still_tls_from
     rec = item[1]
     assert (TlsRecord, 1.0, None, True, "a.test", len(CH) + len(CLIENT_FINISH)) == (
         type(rec), rec.ts, rec.tls["starttls"], rec.tls["established"], rec.tls["sni"], rec.tls["client_bytes"])
+
+
+def test_a_fin_that_overtakes_the_last_data_ends_the_connection_when_the_data_comes():
+    """The server's FIN is captured before its last data segment (reordered): the
+    connection ends with that segment, not at the end of the input (end_reason fin; the
+    FIN's check used to wait for a FIN-carrying segment and never came)."""
+    table = FlowTable(Settings())
+    c = TcpConversation(CLIENT, SERVER)
+    feed(table, c.handshake(), 0.0)
+    feed(table, c.client_data(CH), 1.0)
+    first, last = c.server_data(SERVER_FLIGHT, [200])
+    feed(table, c.client_data(CLIENT_FINISH), 1.5)
+    fin_c = c.client_fin()
+    fin_s = c.server_fin()
+    out = feed(table, [first, fin_c, fin_s], 2.0)
+    assert [] == out
+    ((_conn, rec),) = feed(table, [last], 2.1)
+    assert ("fin", True) == (rec.end_reason, rec.tls["established"])
