@@ -756,6 +756,20 @@ def test_h2c_upgrade_makes_the_http1_request_stream_1():
         == [view(t) for t in got]
 
 
+def test_upgraded_stream_1_leaves_no_memory_counted_once_taken():
+    """Stream 1's request (the HTTP/1.1 one) is counted in the streams' memory
+    while the stream lives and leaves it with the transaction; it was never
+    added, so taking it left stream_mem negative by its header cost."""
+    request, switching = _http1_upgrade_request()
+    request.header_bytes = 120
+    conn = H2Connection.after_upgrade(request, switching)
+    assert 1024 + 120 + 4 * 160 == conn.stream_mem  # STREAM_COST, the fields' bytes, FIELD_COST each
+    conn.feed(True, CLIENT_START, 11.0)
+    conn.feed(False, SERVER_START + headers(1, resp_block(200), end_stream=True), 12.0)
+    (t,) = conn.take()
+    assert (200, 0) == (t.response.status, conn.stream_mem)
+
+
 def test_upgrade_with_undecodable_http2_settings_is_named():
     request, switching = _http1_upgrade_request()
     request.headers["http2-settings"] = "!!"
