@@ -18,6 +18,18 @@ Call order:
 
 Two ``MessageReader``s frame the directions, a ``Pairing`` pairs them; this
 class holds the connection's mode and moves it along ``TRANSITIONS``.
+
+Hand-over (``sniffd.handover``).  When the connection turns out to be
+another session's from some point on, the session sets ``successor`` (the
+protocol, e.g. ``"h2c"``) during the ``feed`` that found it, keeps every
+byte that follows unparsed, and gives it all with ``hand_over()``, which
+the flow table calls as soon as that ``feed`` returns.  Today one switch
+hands over: an HTTP/1.1 request with ``Upgrade: h2c`` answered ``101``
+(``Mode.HANDOVER``; RFC 7540 section 3.2): the request and the 101 go to
+the HTTP/2 session as stream 1, the client's bytes after the request (the
+preface) and the server's after the 101's head to its reader.  Every other
+switch (websocket, a CONNECT tunnel that is not HTTP) is ``Mode.TUNNEL``:
+nothing more is parsed.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import re
 import weakref
 
 from sniffd.budget import Meter
+from sniffd.handover import Handover, Upgrade
 from sniffd.http import syntax
 from sniffd.http.message import Message, Transaction
 from sniffd.http.pairing import Pairing
@@ -39,6 +52,7 @@ class Mode(enum.Enum):
     UPGRADING = "upgrading"  # a request asked to switch (Upgrade, CONNECT): its client bytes wait for the answer
     PROBING = "probing"  # CONNECT was answered 2xx: the tunnel's first bytes decide what it carries
     TUNNEL = "tunnel"  # another protocol: nothing more is parsed
+    HANDOVER = "handover"  # another session reads the connection from here (h2c): what follows is kept for it
     NON_HTTP = "non_http"  # neither direction ever looked like HTTP
 
 
@@ -46,6 +60,7 @@ class Event(enum.Enum):
     ASK_UPGRADE = "a request asked to switch protocols (Upgrade, CONNECT)"
     DECLINED = "the answer was not 101 / a 2xx to CONNECT"
     SWITCHED = "101 Switching Protocols"
+    SWITCHED_H2C = "101 Switching Protocols to a request with Upgrade: h2c"
     CONNECTED = "CONNECT answered 2xx"
     TUNNEL_HTTP = "the client's first tunnel bytes are an HTTP request"
     TUNNEL_OPAQUE = "the tunnel carries something else (TLS, or the server spoke first)"
@@ -55,11 +70,14 @@ class Event(enum.Enum):
 M, E = Mode, Event
 # The connection's mode machine (h11's _state.py is the model): every
 # allowed move, and nothing else.  A 101 may come without an Upgrade
-# request (a broken client): HTTP --SWITCHED--> TUNNEL as well.
+# request (a broken client): HTTP --SWITCHED--> TUNNEL as well.  Only a
+# 101 that answers the request asking for h2c hands over (HANDOVER is final:
+# the session is replaced, sniffd.handover); stream 1 needs that request.
 TRANSITIONS: dict[tuple[Mode, Event], Mode] = {
     (M.HTTP, E.ASK_UPGRADE): M.UPGRADING,
     (M.UPGRADING, E.DECLINED): M.HTTP,
     (M.UPGRADING, E.SWITCHED): M.TUNNEL,
+    (M.UPGRADING, E.SWITCHED_H2C): M.HANDOVER,
     (M.HTTP, E.SWITCHED): M.TUNNEL,
     (M.UPGRADING, E.CONNECTED): M.PROBING,
     (M.PROBING, E.TUNNEL_HTTP): M.HTTP,
@@ -79,6 +97,23 @@ _END_REASONS = {"complete": "complete", "close": "complete", "gap": "gap", "erro
 # mutated, when names arrive.  Five empty sets were 1 KiB of every idle
 # session (tracemalloc, CPython 3.11), a fifth of an idle connection.
 _NO_NAMES: frozenset[str] = frozenset()
+
+
+def _tokens(value: str | None) -> list[str]:
+    """An Upgrade field's protocols, lower-cased (RFC 9110 section 7.8)."""
+    return [t.strip().lower() for t in value.split(",")] if value else []
+
+
+def _to_h2c(request: Message, switching: Message) -> bool:
+    """Did this 101 switch to HTTP/2 in clear?  The 101's Upgrade field
+    names the protocol switched to; a 101 without one (servers must send
+    it) switched to what was asked if only h2c was."""
+    answered = _tokens(switching.headers.get("upgrade"))
+    if answered:
+        return "h2c" in answered and "h2c" in _tokens(request.headers.get("upgrade"))
+    return _tokens(request.headers.get("upgrade")) == ["h2c"]
+
+
 _REQUEST_START = re.compile(rb"[\r\n]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]")
 _TOKEN_PREFIX = re.compile(rb"[\r\n]*[!#$%&'*+\-.^_`|~0-9A-Za-z]*\Z")
 
@@ -131,6 +166,11 @@ class HttpSession:
         # Anomalies every transaction of this session carries (the flow
         # table's: data sent after an accepted RST).
         self.sticky: frozenset[str] = _NO_NAMES
+        # Hand-over (module docstring): the protocol of the session that
+        # reads the connection from here, None while it is this one's, and
+        # the transaction that switched.
+        self.successor: str | None = None
+        self.switched: Transaction | None = None
 
     # ---------------------------------------------------------- public
 
@@ -262,6 +302,42 @@ class HttpSession:
             txn, self.connect_txn = self.connect_txn, None
             self.pairing.finish(txn, "complete")
         self.pairing.close(reason, why)
+
+    def hand_over(self) -> Handover:
+        """What the successor needs (module docstring; call once, when
+        ``successor`` is set): the upgrade request and its 101, and in order
+        the anomalies waiting for the next message of each direction and
+        each direction's bytes from the switch on (``MessageReader.hand_off``:
+        the client's held since the request, the server's since the 101's
+        head, whole).  Parses nothing more; transactions finished before the
+        switch are still taken (``take``), the upgrade request's excepted:
+        it is the successor's."""
+        txn, self.switched = self.switched, None
+        request, switching = txn.request, txn.response
+        calls: list[tuple[str, tuple]] = []
+        for side, names in ((True, self.carry[0] | self.lost_names), (False, self.carry[1] | self.resp_lost_names)):
+            if names:
+                calls.append(("note", (side, names)))
+        self.carry = [_NO_NAMES, _NO_NAMES]
+        self.lost_names = self.resp_lost_names = _NO_NAMES
+        for side, reader, start in ((True, self.req, request.end_off), (False, self.resp, switching.end_off)):
+            chunks = reader.hand_off(start)
+            if chunks:
+                calls.append(("feed", (side, chunks, reader.now)))
+        # The two messages leave this session: their memory leaves the meter
+        # here (the successor counts what it keeps), their link to the
+        # transaction goes (no cycle).
+        for msg in (request, switching):
+            msg.txn = None
+            if not msg.released:
+                self.meter.http_bytes -= msg.mem
+                msg.released = True
+        # Nothing else can wait for an answer (the client held its bytes
+        # from the upgrade request on): write what the pairing still holds.
+        self.pairing.close(None, "complete")
+        upgrade = Upgrade(request, switching, self.pairing.finished + 1, frozenset(txn.anomalies), self.tunnel,
+                          self.sticky)
+        return Handover(self.successor, calls, upgrade)
 
     def take(self) -> list[Transaction]:
         """Finished transactions, oldest first; their memory leaves the
@@ -419,6 +495,9 @@ class HttpSession:
             txn.end_reason = why
         req = txn.request if not txn.held else None
         if how == "complete" and status == 101:
+            if self.mode is Mode.UPGRADING and req is not None and txn is self.upgrade_txn and _to_h2c(req, msg):
+                self._hand_over_h2c(txn)
+                return
             txn.anomalies.add("http_upgrade")
             self.pairing.response_done(txn, why)
             self._switch(Event.SWITCHED)
@@ -548,6 +627,23 @@ class HttpSession:
             self.tunnel = (req.uri if req is not None else None, txn.depth)
         self.resp.release()
         self.req.release()
+
+    def _hand_over_h2c(self, txn: Transaction) -> None:
+        """The 101 answered ``Upgrade: h2c``: HTTP/2 from the next byte on
+        in both directions (RFC 7540 section 3.2), read by the successor.
+        Both readers keep what follows whole (``give``: the client's held
+        bytes since the request, the server's from the rest of this
+        segment on) until the flow table calls ``hand_over``, right after
+        this feed.  The transaction is the successor's stream 1: it leaves
+        the pairing unwritten."""
+        if txn in self.pairing.pending:
+            self.pairing.pending.remove(txn)
+        self.upgrade_txn = None
+        self.switched = txn
+        self._to(Event.SWITCHED_H2C)
+        self.successor = "h2c"
+        self.req.give()
+        self.resp.give()
 
     def _switch(self, event: Event) -> None:
         """Another protocol from here on: parse nothing more."""
