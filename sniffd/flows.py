@@ -66,7 +66,7 @@ from sniffd.budget import CONN_COST, SEGMENT_COST, SESSION_COST, Meter
 from sniffd.causal import CausalHold
 from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment, ctx_key, ctx_reversed
 from sniffd.http import HttpSession, Transaction
-from sniffd.http2 import H2Flow, looks_like_h2_preface
+from sniffd.http2 import H2Flow, looks_like_h2_preface, looks_like_h2_server_preface
 from sniffd.reassembly import FIN_WINDOW, MASK32, HalfStream
 from sniffd.settings import Settings
 from sniffd.tls import TlsFlow, looks_like_sslv2_client_hello, looks_like_tls_client_hello
@@ -272,9 +272,11 @@ class FlowTable:
         one segment) mean HTTP, as before.  A first segment that is only
         the start of the preface (``PRI * HT``) gives an HTTP/2 session that
         decides once the 24 bytes are in, and hands what it got to an HTTP/1
-        one if they are not the preface (``sniffd.http2.flow``).  A session
-        made earlier by a note, that has seen no byte, gives its anomalies
-        to the TLS or HTTP/2 session."""
+        one if they are not the preface (``sniffd.http2.flow``); so does a
+        server whose first bytes are a SETTINGS frame (an HTTP/2 server may
+        send its preface before the client's has come).  A session made
+        earlier by a note, that has seen no byte, gives its anomalies to the
+        TLS or HTTP/2 session."""
         conn.chosen = True
         h = conn._http
         # The first byte rules most streams out at once: a TLS record starts
@@ -284,6 +286,8 @@ class FlowTable:
         first = data[0] if from_client and data else 0
         tls = (first == 22 and looks_like_tls_client_hello(data)) or (first & 0x80 and looks_like_sslv2_client_hello(data))
         preface = looks_like_h2_preface(data) if first == 80 else False
+        if not from_client and data and looks_like_h2_server_preface(data):
+            preface = None  # the client's first bytes will tell
         if tls or preface is not False:
             names: set[str] = set()
             if h is not None:

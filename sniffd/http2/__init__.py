@@ -23,6 +23,7 @@ Modules, one job each, in the order data flows:
 from sniffd.http2.anomalies import H2_ANOMALIES
 from sniffd.http2.connection import H2Connection
 from sniffd.http2.flow import H2Flow
-from sniffd.http2.frames import PREFACE, looks_like_h2_preface
+from sniffd.http2.frames import PREFACE, looks_like_h2_preface, looks_like_h2_server_preface
 
-__all__ = ["H2_ANOMALIES", "H2Connection", "H2Flow", "PREFACE", "looks_like_h2_preface"]
+__all__ = ["H2_ANOMALIES", "H2Connection", "H2Flow", "PREFACE", "looks_like_h2_preface",
+           "looks_like_h2_server_preface"]

@@ -14,7 +14,9 @@ Two ways in:
 * prior knowledge (``H2Flow(...)``, chosen by ``FlowTable._choose``): the
   client's stream begins with the connection preface (RFC 9113 section
   3.4).  When its first segment holds only the start of the preface
-  (``looks_like_h2_preface`` says "more bytes"), the flow *decides*: it
+  (``looks_like_h2_preface`` says "more bytes"), or the server spoke first
+  with a SETTINGS frame (``looks_like_h2_server_preface``: HTTP/2 servers
+  may send theirs at once), the flow *decides*: it
   keeps every call (bytes with their times and acks, gaps, notes, FINs)
   until the client's first 24 bytes are in.  The preface: the calls are
   made on the connection, in order.  Anything else (other bytes, a gap, the

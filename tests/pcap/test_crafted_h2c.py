@@ -141,6 +141,26 @@ def test_prior_knowledge_on_any_port_with_the_preface_cut_over_segments(tmp_path
     assert ({}, 0) == (stats["anomalies"], stats["memory_estimate_bytes"])
 
 
+def test_a_server_that_sends_its_settings_before_the_clients_preface(tmp_path):
+    """An HTTP/2 server may send its SETTINGS as soon as it accepts (nghttp2 and
+    Go's server do): the server's bytes come first, and the client's preface
+    still decides.  (Read as HTTP/1, the preface was a PRI request and junk.)"""
+    c, s = ("10.0.0.1", 41005), ("10.0.0.2", 80)
+    t = TcpConversation(c, s)
+    packets = [*zip([ms(0), ms(0.5), ms(0.7)], t.handshake())]
+    packets.append((ms(1), t.server_data(SERVER_START)[0]))
+    packets.append((ms(2), t.client_data(CLIENT_START + headers(1, GET_ROOT, end_stream=True))[0]))
+    packets.append((ms(3), t.server_data(headers(1, resp_block(200, ("content-type", "text/plain"),
+                                                               ("content-length", "2"))) + data(1, b"ok", end_stream=True))[0]))
+    packets.append((ms(4), t.client_ack()))
+    packets += list(zip([ms(20), ms(21), ms(22)], t.close()))
+    pcap = tmp_path / "server_first.pcap"
+    craft.capture(pcap, packets)
+    records, stats = read(pcap)
+    assert [h2_record(c, s, 2, req2("GET", "/", ROOT), resp2(200, OK_FIELDS, 2), 1.0, 1, 1)] == records
+    assert ({}, 0) == (stats["anomalies"], stats["memory_estimate_bytes"])
+
+
 GRPC_REQUEST = b"\x00\x00\x00\x00\x07\x0a\x05world"
 GRPC_REPLY = b"\x00\x00\x00\x00\x05\x0a\x03hey"
 

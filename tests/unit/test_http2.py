@@ -85,6 +85,23 @@ def test_preface_detection_needs_24_bytes_and_says_when_it_cannot_tell():
     assert looks_like_h2_preface(b"PRI * HTTP/1.1") is False
 
 
+@pytest.mark.parametrize("data, verdict", [
+    (SERVER_START, True),  # SETTINGS with one setting (6 bytes), then an ACK
+    (settings(), True),  # an empty SETTINGS: a server with nothing to change
+    (settings(ack=True), False),  # an ACK is no preface
+    (settings((3, 100))[:8], False),  # fewer than 9 bytes: no frame header
+    (frame(SETTINGS, 0, 1, bytes(6)), False),  # not on stream 0
+    (frame(SETTINGS, 0, 0, bytes(5)), False),  # not a whole number of settings
+    (headers(1, resp_block(200)), False),
+    (b"HTTP/1.1 200 OK\r\n", False),
+    (b"220 smtp.example ESMTP\r\n", False),
+])
+def test_a_servers_first_bytes_may_be_its_preface_only_as_a_settings_frame(data, verdict):
+    from sniffd.http2 import looks_like_h2_server_preface
+
+    assert verdict is looks_like_h2_server_preface(data)
+
+
 def test_get_with_response_body_is_one_transaction_with_version_2():
     steps = [
         (True, CLIENT_START),                                                     # t=1
