@@ -1332,3 +1332,41 @@ def test_h2c_connections_leave_no_cycle_and_give_their_memory_back(monkeypatch) 
         gc.enable()
     assert {"TrackedHttp", "TrackedH2"} == kinds  # both kinds were alive in the table
     assert (0, 0, 0, 0) == (alive, leftover, table.meter.http_bytes, table.meter.sessions)
+
+
+def _h2_open_stream(table: FlowTable, port: int, now: float) -> None:
+    """An h2c connection with stream 1 answered and stream 3 waiting for its answer."""
+    c = TcpConversation(("10.0.0.1", port), SERVER, client_isn=port * 7919)
+    segs = c.handshake() + c.client_data(h2craft.CLIENT_START + h2craft.headers(1, h2craft.GET_ROOT, end_stream=True)
+                                         + h2craft.headers(3, h2craft.req_block("GET", "/wait"), end_stream=True))
+    segs += c.server_data(h2craft.SERVER_START + h2craft.headers(1, h2craft.resp_block(200), end_stream=True))
+    out = []
+    for seg in segs:
+        out += table.feed(wire(seg), now)
+    assert [(1, "complete")] == [(t.stream_id, t.end_reason) for _, t in out]
+
+
+@pytest.mark.parametrize("how, end, anomaly", [
+    ("idle", "idle", "idle_timeout"),
+    ("shutdown", "shutdown", "cut_by_shutdown"),
+    ("end_of_input", "end_of_input", None),
+    ("evicted", "evicted", "conn_evicted"),
+])
+def test_an_open_http2_stream_is_written_when_its_connection_is_cut(how, end, anomaly):
+    """Idle timeout, shutdown, the end of the file and eviction write an HTTP/2
+    stream still open as they write an HTTP/1 transaction: end_reason, and the
+    anomaly for what cut it; the counts say so once per connection."""
+    table = FlowTable(replace(Settings(), idle_timeout_s=5.0, max_connections=1))
+    _h2_open_stream(table, 30000, 1.0)
+    if how == "idle":
+        out = table.expire(10.0)
+    elif how == "shutdown":
+        out = table.close_all("cut_by_shutdown", 2.0)
+    elif how == "end_of_input":
+        out = table.close_all(None, 2.0)
+    else:
+        out = table.feed(wire(TcpConversation(("10.0.0.1", 30001), SERVER).syn()), 2.0)
+    assert [(3, "GET /wait", None, end, sorted({"response_missing"} | ({anomaly} if anomaly else set())))] == [
+        (t.stream_id, f"{t.request.method} {t.request.uri}", t.response, t.end_reason, sorted(t.anomalies))
+        for _, t in out]
+    assert ({anomaly: 1} if anomaly else {}) == {k: v for k, v in table.counts.items() if k == anomaly}
