@@ -73,3 +73,8 @@ ANOMALIES: dict[str, str] = {
 from sniffd.tls.anomalies import TLS_ANOMALIES  # noqa: E402
 
 ANOMALIES.update(TLS_ANOMALIES)
+
+# --- HTTP/2 in clear (sniffd.http2, where the names and meanings are written) ---
+from sniffd.http2.anomalies import H2_ANOMALIES  # noqa: E402
+
+ANOMALIES.update(H2_ANOMALIES)

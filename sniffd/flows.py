@@ -1,10 +1,15 @@
 """Flow table (stateful, sans-I/O): TCP segments in, finished transactions out.
 
 All per-connection state lives in one ``Connection``: two ``HalfStream``s,
-the causal-order hold and the session: an ``HttpSession``, or a
+the causal-order hold and the session: an ``HttpSession``, a
 ``sniffd.tls.TlsFlow`` when the client's stream begins with a TLS ClientHello,
-on any port (``FlowTable._choose``; both take the same calls, so no rule
-here is written twice).  One thread owns the table; nothing here locks.
+or a ``sniffd.http2.H2Flow`` when it begins with the HTTP/2 preface, on any
+port (``FlowTable._choose``; all take the same calls, so no rule here is
+written twice).  A session may hand the connection over to another
+(``sniffd.handover``: HTTP/1 to HTTP/2 after ``Upgrade: h2c``; a preface
+that was not one back to HTTP/1): the table checks ``successor`` after each
+call that feeds it and makes the successor (``FlowTable._succeed``).  One
+thread owns the table; nothing here locks.
 
 Call order: ``feed(segment, now)`` per decoded segment, ``expire(now)`` as
 time advances (at least once a second of packet time), ``close_all(reason,
@@ -61,7 +66,7 @@ from sniffd.budget import CONN_COST, SEGMENT_COST, SESSION_COST, Meter
 from sniffd.causal import CausalHold
 from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment, ctx_key, ctx_reversed
 from sniffd.http import HttpSession, Transaction
-from sniffd.http.session import Handover
+from sniffd.http2 import H2Flow, looks_like_h2_preface, looks_like_h2_server_preface
 from sniffd.reassembly import FIN_WINDOW, MASK32, HalfStream
 from sniffd.settings import Settings
 from sniffd.tls import TlsFlow, looks_like_sslv2_client_hello, looks_like_tls_client_hello
@@ -117,7 +122,7 @@ class Connection:
         # protocol chosen from those bytes, FlowTable._choose): a SYN
         # flood's half-open connections cost about a quarter of a
         # connection that carries data.
-        self._http: HttpSession | TlsFlow | None = None
+        self._http: HttpSession | TlsFlow | H2Flow | None = None
         # Whether the session's protocol was chosen from the first payload
         # (FlowTable._choose); a session made before that (a note on a
         # connection that carried nothing yet) is HTTP until then.
@@ -178,18 +183,25 @@ class Connection:
         return order
 
     @property
-    def http(self) -> HttpSession:
+    def http(self) -> HttpSession | TlsFlow | H2Flow:
+        """The session, made (HTTP/1) if there is none yet."""
         h = self._http
         if h is None:
-            s = self._settings
-            h = self._http = HttpSession(s.max_pending_requests, s.max_header_bytes, s.max_header_count,
-                                         self.midstream or self.after_rst, s.max_uri_bytes, self.meter, self.bodies)
-            if self.after_rst:
-                # Parsing resumes at the next start line, but this is no
-                # pickup: every record says what it is instead.
-                h.pairing.midstream = False
-                h.sticky = h.sticky | {"tcp_data_after_rst"}
+            h = self._http = self.new_http()
             self.meter.open_session()
+        return h
+
+    def new_http(self) -> HttpSession:
+        """An HTTP/1 session for this connection (not counted in the meter's
+        sessions: the caller does, or it replaces one that was)."""
+        s = self._settings
+        h = HttpSession(s.max_pending_requests, s.max_header_bytes, s.max_header_count,
+                        self.midstream or self.after_rst, s.max_uri_bytes, self.meter, self.bodies)
+        if self.after_rst:
+            # Parsing resumes at the next start line, but this is no
+            # pickup: every record says what it is instead.
+            h.pairing.midstream = False
+            h.sticky = h.sticky | {"tcp_data_after_rst"}
         return h
 
     @property
@@ -248,66 +260,106 @@ class FlowTable:
     def _count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
-    def _choose(self, conn: Connection, from_client: bool, data) -> HttpSession | TlsFlow:
+    def _choose(self, conn: Connection, from_client: bool, data) -> HttpSession | TlsFlow | H2Flow:
         """The session for ``conn``, chosen from its first payload bytes
         (``data``, which the caller is about to deliver): a TLS session when
         the client's stream begins with a ClientHello (TLS records or the
-        SSL 2.0 format), on any port; HTTP otherwise.  Decided once, by what
-        the first delivered bytes say: the server speaking first, a gap at
-        the start, or a first client segment too short to tell (fewer than
-        the 11 bytes a hello's record header and start take; real stacks
-        send the hello's first record in one segment) mean HTTP, as before.
-        A session made earlier by a note, that has seen no byte, gives its
-        anomalies to the TLS session."""
+        SSL 2.0 format), an HTTP/2 one when it begins with the HTTP/2
+        preface (RFC 9113 section 3.4: prior knowledge), on any port; HTTP
+        otherwise.  Decided once, by what the first delivered bytes say: the
+        server speaking first, a gap at the start, or a first client segment
+        too short to tell a hello (fewer than the 11 bytes a hello's record
+        header and start take; real stacks send the hello's first record in
+        one segment) mean HTTP, as before.  A first segment that is only
+        the start of the preface (``PRI * HT``) gives an HTTP/2 session that
+        decides once the 24 bytes are in, and hands what it got to an HTTP/1
+        one if they are not the preface (``sniffd.http2.flow``); so does a
+        server whose first bytes are a SETTINGS frame (an HTTP/2 server may
+        send its preface before the client's has come).  A session made
+        earlier by a note, that has seen no byte, gives its anomalies to the
+        TLS or HTTP/2 session."""
         conn.chosen = True
         h = conn._http
         # The first byte rules most streams out at once: a TLS record starts
-        # with 22 (handshake), an SSL 2.0 hello with its high bit set, an
-        # HTTP request with a letter.
+        # with 22 (handshake), an SSL 2.0 hello with its high bit set, the
+        # HTTP/2 preface with "P" (as POST, PUT and PATCH do: their first
+        # segment is a whole request line, and one comparison tells).
         first = data[0] if from_client and data else 0
-        if (first == 22 and looks_like_tls_client_hello(data)) or (first & 0x80 and looks_like_sslv2_client_hello(data)):
-            tls = True
-        elif data and not conn.midstream and not conn.after_rst and (
-                looks_like_other_protocol(data, from_client)
-                or (first == 22 and looks_like_tls_client_hello(data) is None)):
-            # Not HTTP from its first byte (the server greets, or the client
-            # opens with another protocol's message): watched for STARTTLS.
-            # A first segment too short to tell a hello (a record header
-            # alone) is watched too: the watch decides with the next one.
-            tls = False
-        else:
-            return conn.http if h is None else h
-        names: set[str] = set()
-        if h is not None:
-            if h.req.pos or h.resp.pos:
-                return h  # bytes were delivered before: not the start of the stream
-            names.update(*h.carry, h.lost_names, h.resp_lost_names, h.sticky)
-        elif conn.after_rst:
-            names.add("tcp_data_after_rst")
-        t = conn._http = TlsFlow(self.meter, names) if tls else TlsWatch(self.meter, None, names)
-        if h is None:
-            self.meter.open_session()
-        self.tls_open.add(conn)
-        return t
+        tls = (first == 22 and looks_like_tls_client_hello(data)) or (first & 0x80 and looks_like_sslv2_client_hello(data))
+        preface = looks_like_h2_preface(data) if first == 80 else False
+        if not from_client and data and looks_like_h2_server_preface(data):
+            preface = None  # the client's first bytes will tell
+        watch = (not tls and preface is False and data and not conn.midstream and not conn.after_rst
+                 and (looks_like_other_protocol(data, from_client)
+                      or (first == 22 and looks_like_tls_client_hello(data) is None)))
+        # ``watch``: not HTTP from its first byte (the server greets, or the
+        # client opens with another protocol's message), or a first segment
+        # too short to tell a hello (a record header alone): watched for TLS
+        # (sniffd.tls.starttls), the next segments decide.
+        if tls or watch or preface is not False:
+            names: set[str] = set()
+            if h is not None:
+                if h.req.pos or h.resp.pos:
+                    return h  # bytes were delivered before: not the start of the stream
+                names.update(*h.carry, h.lost_names, h.resp_lost_names, h.sticky)
+            elif conn.after_rst:
+                names.add("tcp_data_after_rst")
+            if tls:
+                t = conn._http = TlsFlow(self.meter, names)
+                self.tls_open.add(conn)
+            elif watch:
+                t = conn._http = TlsWatch(self.meter, None, names)
+                self.tls_open.add(conn)
+            else:
+                t = conn._http = self._h2_flow(deciding=preface is None, anomalies=names,
+                                               sticky={"tcp_data_after_rst"} if conn.after_rst else ())
+            if h is None:
+                self.meter.open_session()
+            return t
+        return conn.http if h is None else h
 
-    def _hand_over(self, conn: Connection, h: HttpSession, handover: Handover, now: float) -> None:
-        """The HTTP session gave the connection up (``Handover``): a
-        ``TlsWatch`` takes its place, fed what the session held and was fed
-        after the switch; what it counted for the stats is counted now."""
-        for name in h.loose:
-            self._count(name)
-        h.loose = []
-        w = conn._http = TlsWatch(self.meter, handover.protocol, h.sticky, count_non_http=False, cleartext=True)
-        self.tls_open.add(conn)
-        for from_client, data, ts in handover.chunks:
-            w.feed_data(from_client, data, ts)
+    def _h2_flow(self, upgrade=None, **kwargs) -> H2Flow:
+        """An HTTP/2 session with this table's settings (``upgrade``: the
+        ``sniffd.handover.Upgrade`` it continues)."""
+        s = self.s
+        limits = dict(max_header_bytes=s.max_header_bytes, max_header_count=s.max_header_count, bodies=self.bodies)
+        if upgrade is not None:
+            return H2Flow.after_upgrade(upgrade, self.meter, **limits)
+        return H2Flow(self.meter, **kwargs, **limits)
 
-    def _collect(self, conn: Connection, h, now: float) -> None:
-        """The session's finished records to ``out``; a hand-over acted on."""
-        for txn in h.take():
+    def _succeed(self, conn: Connection, old) -> HttpSession | TlsFlow | H2Flow:
+        """``old``, the connection's session, found that the connection is
+        another's to read from here (``old.successor``, sniffd.handover):
+        write what it finished, make the successor, and make on it the
+        calls ``old`` kept for it, in order.  Returns the new session (which
+        may hand over in turn: an HTTP/1 session given back what looked
+        like a preface may meet an ``Upgrade: h2c`` in it).  The meter's
+        session count stays: one session replaces another."""
+        ho = old.hand_over()
+        for txn in old.take():
             self.out.append((conn, txn))
-        if h.handover is not None and conn._http is h:
-            self._hand_over(conn, h, h.handover, now)
+        # A connection given to the TLS watch as not HTTP is counted non_http
+        # by the watch, at its end, only if no TLS came (it is neither).
+        non_http = ho.protocol == "tls" and "non_http" in old.loose
+        for name in old.loose:
+            if not (non_http and name == "non_http"):
+                self._count(name)
+        old.loose = []
+        if ho.protocol == "h2c":
+            new = self._h2_flow(ho.upgrade)
+        elif ho.protocol == "http1":
+            new = conn.new_http()
+        elif ho.protocol == "tls":
+            new = TlsWatch(self.meter, ho.starttls, old.sticky, count_non_http=non_http, cleartext=True)
+            self.tls_open.add(conn)
+        else:
+            raise AssertionError(f"flow table: no session for protocol {ho.protocol!r}")
+        conn._http = new
+        for name, args in ho.calls:
+            getattr(new, name)(*args)
+        if new.successor is not None:
+            return self._succeed(conn, new)
+        return new
 
     # -------------------------------------------------------------- feed
 
@@ -366,8 +418,11 @@ class FlowTable:
                         if h is None or not conn.chosen:
                             h = self._choose(conn, from_client, payload)
                         h.feed_data(from_client, payload, now, mark)
+                        if h.successor is not None:
+                            h = self._succeed(conn, h)
                         if h.pairing.done:
-                            self._collect(conn, h, now)
+                            for txn in h.take():
+                                self.out.append((conn, txn))
                         if self.meter.over:
                             self.enforce(now)
                         if self.out:
@@ -840,11 +895,17 @@ class FlowTable:
                 h = self._choose(conn, from_client, first[0] if first.__class__ is tuple else
                                  (b"" if first.__class__ is int else first))
             h.feed(from_client, chunks, now, mark)
+            if h.successor is not None:
+                self._succeed(conn, h)
             if conn.hold is not None:
                 self._release(conn, now)
         h = conn._http
-        if h is not None and h.pairing.done:
-            self._collect(conn, h, now)
+        if h is not None:
+            if h.successor is not None:  # handed over by end() or close()
+                h = self._succeed(conn, h)
+            if h.pairing.done:
+                for txn in h.take():
+                    self.out.append((conn, txn))
 
     def _release(self, conn: Connection, now: float, force: bool = False, keep: int = 0,
                  before: float | None = None) -> None:
@@ -1042,7 +1103,7 @@ class FlowTable:
             self._deliver(conn, True, [], now)
             if conn._http is not h:
                 # Handed over as it closed (a stream found not to be HTTP at
-                # its end): close what took its place.
+                # its end): close its successor too.
                 h = conn._http
                 h.close(reason, now, why)
                 self._deliver(conn, True, [], now)

@@ -193,12 +193,41 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
         rec = dict(itertools.islice(items, 4))
         rec.update(encap)
         rec.update(items)
+    if txn.stream_id is not None:
+        rec = _http2(rec, txn, privacy)
     if txn.connect is not None:
         last = "tunnel" if encap is not None and "tunnel" in encap else (
             "vlan" if encap is not None and "vlan" in encap else "server")
         target = txn.connect[0] if privacy.redactor is None else privacy.redactor.connect_target(txn.connect[0])
         rec = _after(rec, last, "connect_tunnel", {"target": target, "trans_depth": txn.connect[1]})
     return rec
+
+
+def _http2(rec: dict, txn: Transaction, privacy: Privacy) -> dict:
+    """An HTTP/2 stream's record (``sniffd.http2``): its four fields after
+    ``trans_depth``, always all four (null when they do not apply), so an
+    HTTP/2 record has one shape; HTTP/1 records have none of them and stay
+    as they were.  A request's host that came from ``:authority`` is
+    redacted as ``:authority`` is (a userinfo, which HTTP/2 forbids but
+    clients send)."""
+    req = rec["request"]
+    if privacy.redactor is not None and req is not None and req["version"] == "2":
+        host = req["host"]
+        if host and "@" in host:
+            hidden = privacy.redactor.authority(host)
+            req["host"] = hidden
+            if req["headers"].get("host") == host:
+                req["headers"] = {**req["headers"], "host": hidden}
+    grpc = txn.grpc
+    out = {}
+    for k, v in rec.items():
+        out[k] = v
+        if k == "trans_depth":
+            out["stream_id"] = txn.stream_id
+            out["pushed_by"] = txn.pushed_by
+            out["h2_error"] = txn.h2_error
+            out["grpc"] = None if grpc is None else {"status": grpc[0], "message": grpc[1]}
+    return out
 
 
 def build_tls(t, client: dict, server: dict, cid: str, encap: dict | None = None) -> dict:

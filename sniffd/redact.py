@@ -116,6 +116,10 @@ HEADER_RULES: dict[str, str] = {
     # Browsers cannot set headers on a WebSocket handshake, so APIs smuggle
     # the bearer token in as a subprotocol (Kubernetes, AWS AppSync).
     "sec-websocket-protocol": "websocket_protocol",
+    # HTTP/2's authority, kept beside host when the two differ
+    # (sniffd.http2.fields): a userinfo is forbidden there (RFC 9113
+    # section 8.3.1) but clients that put user:password@ in a URL send it.
+    ":authority": "authority",
 }
 
 # Headers redacted by default: those of HEADER_RULES, and the usual names of
@@ -420,11 +424,12 @@ class Redactor:
             "refresh": self._refresh,
             "link": self._link,
             "websocket_protocol": self._websocket_protocol,
+            "authority": self.authority,
             "whole": self._whole,
         }
         # Rules that change only what is secret inside the value: the header
         # is listed only when they changed something.
-        self._partial = {self._rules[r] for r in ("url", "refresh", "link", "websocket_protocol")}
+        self._partial = {self._rules[r] for r in ("url", "refresh", "link", "websocket_protocol", "authority")}
 
     # ------------------------------------------------------------ tokens
 
@@ -871,6 +876,12 @@ class Redactor:
         if not changed:
             return uri, False
         return path + q + query + hash_ + fragment, True
+
+    def authority(self, value: str) -> str:
+        """An authority (``host:port``, HTTP/2's ``:authority``, RFC 3986
+        section 3.2) with its userinfo redacted as a URL's is
+        (``user:hmac:…@host``; a userinfo without ":" one token)."""
+        return self._userinfo(value)[0] if "@" in value else value
 
     def connect_target(self, target: str | None) -> str | None:
         """A CONNECT request's target (``records``' ``connect_tunnel.target``)

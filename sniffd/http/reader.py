@@ -34,6 +34,7 @@ the transitions are in ``_run``, ``gap`` and ``end``, summarised here:
     PEEK --status line follows--> IDLE (no body) | otherwise the body's state
     HEAD/IDLE --junk--> RESYNC --start line--> IDLE;   any --gap (framing lost)--> RESYNC
     any --hold()--> HELD --release()--> IDLE;          any --off()--> OFF
+    any --give()--> GIVEN --hand_off()--> OFF  (everything kept whole for another parser)
 
 Stream offsets: ``pos`` is the offset of the next byte; every message knows
 where it starts and ends, and ``ack`` of the segment that carried its first
@@ -100,9 +101,10 @@ class State(enum.IntEnum):
     RESYNC = 9
     HELD = 10
     OFF = 11
+    GIVEN = 12
 
 
-IDLE, HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, BODY_CLOSE, PEEK, RESYNC, HELD, OFF = State
+IDLE, HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, BODY_CLOSE, PEEK, RESYNC, HELD, OFF, GIVEN = State
 
 # Results of MessageReader._head
 _NEED = -1
@@ -113,7 +115,7 @@ class MessageReader:
         "is_request", "listener", "state", "buf", "buf_charged", "left", "msg", "pos", "now", "ack",
         "max_header_bytes", "max_header_count", "max_uri_bytes", "meter", "bodies",
         "head_start", "head_ts", "head_ack", "line_end", "scan", "lost_from", "lost_clean", "junk_from", "good", "v1", "seen", "verdict",
-        "peek_kind", "peek_left", "cr", "filling", "midstream", "held_bytes_dropped",
+        "peek_kind", "peek_left", "cr", "filling", "midstream", "held_bytes_dropped", "given",
     )
 
     def __init__(self, is_request: bool, listener, *, max_header_bytes: int = 65536, max_header_count: int = 256,
@@ -159,6 +161,8 @@ class MessageReader:
         self.cr = False  # CHUNK_END: the CR was seen
         self.filling = False  # feeding zeros for a gap inside a body
         self.held_bytes_dropped = 0
+        # GIVEN: what this direction got since give(), as feed chunks.
+        self.given: list | None = None
 
     # ------------------------------------------------------------ public
 
@@ -180,7 +184,6 @@ class MessageReader:
                 self.listener.keep_body(self, msg, data)
             return
         if st is OFF:
-            self.listener.off_data(self, data)
             return
         if n + len(self.buf) > self.max_header_bytes and st is not BODY and st is not CHUNK_DATA \
                 and st is not BODY_CLOSE:
@@ -255,6 +258,9 @@ class MessageReader:
                 self.state = RESYNC
                 return
             if st is OFF:
+                return
+            if st is GIVEN:
+                self.given.append(n)
                 return
             if st is HELD:
                 self.listener.held_gap(self)
@@ -335,10 +341,11 @@ class MessageReader:
             # was a body (more responses may have): the bytes will tell.
 
     def hold(self) -> None:
-        """Keep what follows unparsed until ``release`` or ``off``."""
+        """Keep what follows unparsed until ``release``, ``off`` or ``hand_off``."""
         if self.state is not OFF:
             self.state = HELD
             self._set_buf(b"")
+            self.held_bytes_dropped = 0
 
     def release(self) -> None:
         """Parse the held bytes (and what follows) as HTTP again."""
@@ -351,6 +358,36 @@ class MessageReader:
 
     def held(self) -> bytes:
         return bytes(self.buf) if self.state is HELD else b""
+
+    def give(self) -> None:
+        """This direction is another parser's from here (a protocol switch
+        handed over, sniffd.handover): keep everything that comes, whole and
+        unbounded (the flow table takes it with ``hand_off`` as soon as the
+        feed in progress returns), from the held bytes (``hold``) if there
+        are some, else from the next byte."""
+        given: list = []
+        if self.state is HELD:
+            if self.buf:
+                given.append((bytes(self.buf), self.now, None))
+            if self.held_bytes_dropped:
+                given.append(self.held_bytes_dropped)  # past HOLD_BYTES: lost
+        self._set_buf(b"")
+        self.given = given
+        self.state = GIVEN
+
+    def hand_off(self, start: int) -> list:
+        """Parse nothing more (``off``), and give what this direction got
+        from stream offset ``start`` on as ``feed`` chunks for another
+        parser: bytes as ``(bytes, ts, ack)``, ints for bytes lost.  What
+        is missing before them (a gap while holding starts the hold again)
+        is lost too: together they span exactly [start, pos)."""
+        given = self.given if self.state is GIVEN else []
+        self.given = None
+        missing = self.pos - start - sum(c if c.__class__ is int else len(c[0]) for c in given)
+        if missing > 0:
+            given.insert(0, missing)
+        self.off()
+        return given
 
     def off(self) -> None:
         """Parse nothing more on this direction."""
@@ -397,12 +434,14 @@ class MessageReader:
                     continue
                 if c == 22 and self.is_request and not self.v1 and self.good and _NOT_HTTP_START.match(data, i) \
                         and self.listener.tls_after_09(self):
-                    continue  # switched off: the rest is handed over (below)
+                    continue  # given to another parser: the rest is kept for it (GIVEN, below)
                 if self.verdict is None and self.good == 0 and _NOT_HTTP_START.match(data, i):
                     self.verdict = False
                     self.listener.not_http(self)
                     if self.state is OFF:
                         return
+                    if self.state is GIVEN:
+                        continue
                     self.junk_from = base + i
                     self.state = RESYNC
                     continue
@@ -499,8 +538,10 @@ class MessageReader:
                 self.held_bytes_dropped += max(0, n - i - room)
                 self.listener.held_data(self)
                 return
-            else:  # OFF: switched off by what came before in this chunk
-                self.listener.off_data(self, data[i:])
+            elif st is GIVEN:
+                self.given.append((data[i:] if i else data, self.now, self.ack))
+                return
+            else:  # OFF
                 return
 
     # ----------------------------------------------------------- messages
@@ -953,7 +994,7 @@ class MessageReader:
         self.left = 0
         self.line_end = -1
         st = self.state
-        if st is not OFF and st is not HELD:
+        if st is not OFF and st is not HELD and st is not GIVEN:
             self.state = IDLE
         self.listener.end_message(self, msg, how)
 
@@ -1139,7 +1180,7 @@ class MessageReader:
             if self.verdict is None and self.good == 0 and self.seen > NON_HTTP_AFTER:
                 self.verdict = False
                 self.listener.not_http(self)
-                if self.state is OFF:
+                if self.state is OFF or self.state is GIVEN:
                     return None
             keep = self.max_uri_bytes + RESYNC_SLACK
             if b is data:

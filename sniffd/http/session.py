@@ -18,6 +18,18 @@ Call order:
 
 Two ``MessageReader``s frame the directions, a ``Pairing`` pairs them; this
 class holds the connection's mode and moves it along ``TRANSITIONS``.
+
+Hand-over (``sniffd.handover``).  When the connection turns out to be
+another session's from some point on, the session sets ``successor`` (the
+protocol, e.g. ``"h2c"``) during the ``feed`` that found it, keeps every
+byte that follows unparsed, and gives it all with ``hand_over()``, which
+the flow table calls as soon as that ``feed`` returns.  Today one switch
+hands over: an HTTP/1.1 request with ``Upgrade: h2c`` answered ``101``
+(``Mode.HANDOVER``; RFC 7540 section 3.2): the request and the 101 go to
+the HTTP/2 session as stream 1, the client's bytes after the request (the
+preface) and the server's after the 101's head to its reader.  Every other
+switch (websocket, a CONNECT tunnel that is not HTTP) is ``Mode.TUNNEL``:
+nothing more is parsed.
 """
 
 from __future__ import annotations
@@ -27,10 +39,11 @@ import re
 import weakref
 
 from sniffd.budget import Meter
+from sniffd.handover import Handover, Upgrade
 from sniffd.http import syntax
 from sniffd.http.message import Message, Transaction
 from sniffd.http.pairing import Pairing
-from sniffd.http.reader import HELD, OFF, PEEK, MessageReader
+from sniffd.http.reader import GIVEN, HELD, OFF, PEEK, MessageReader
 from sniffd.http.syntax import CLOSE, LENGTH, NONE
 
 
@@ -39,6 +52,7 @@ class Mode(enum.Enum):
     UPGRADING = "upgrading"  # a request asked to switch (Upgrade, CONNECT): its client bytes wait for the answer
     PROBING = "probing"  # CONNECT was answered 2xx: the tunnel's first bytes decide what it carries
     TUNNEL = "tunnel"  # another protocol: nothing more is parsed
+    HANDOVER = "handover"  # another session reads the connection from here (h2c): what follows is kept for it
     NON_HTTP = "non_http"  # neither direction ever looked like HTTP
 
 
@@ -46,6 +60,7 @@ class Event(enum.Enum):
     ASK_UPGRADE = "a request asked to switch protocols (Upgrade, CONNECT)"
     DECLINED = "the answer was not 101 / a 2xx to CONNECT"
     SWITCHED = "101 Switching Protocols"
+    SWITCHED_H2C = "101 Switching Protocols to a request with Upgrade: h2c"
     CONNECTED = "CONNECT answered 2xx"
     TUNNEL_HTTP = "the client's first tunnel bytes are an HTTP request"
     TUNNEL_OPAQUE = "the tunnel carries something else (TLS, or the server spoke first)"
@@ -55,11 +70,14 @@ class Event(enum.Enum):
 M, E = Mode, Event
 # The connection's mode machine (h11's _state.py is the model): every
 # allowed move, and nothing else.  A 101 may come without an Upgrade
-# request (a broken client): HTTP --SWITCHED--> TUNNEL as well.
+# request (a broken client): HTTP --SWITCHED--> TUNNEL as well.  Only a
+# 101 that answers the request asking for h2c hands over (HANDOVER is final:
+# the session is replaced, sniffd.handover); stream 1 needs that request.
 TRANSITIONS: dict[tuple[Mode, Event], Mode] = {
     (M.HTTP, E.ASK_UPGRADE): M.UPGRADING,
     (M.UPGRADING, E.DECLINED): M.HTTP,
     (M.UPGRADING, E.SWITCHED): M.TUNNEL,
+    (M.UPGRADING, E.SWITCHED_H2C): M.HANDOVER,
     (M.HTTP, E.SWITCHED): M.TUNNEL,
     (M.UPGRADING, E.CONNECTED): M.PROBING,
     (M.PROBING, E.TUNNEL_HTTP): M.HTTP,
@@ -79,26 +97,25 @@ _END_REASONS = {"complete": "complete", "close": "complete", "gap": "gap", "erro
 # mutated, when names arrive.  Five empty sets were 1 KiB of every idle
 # session (tracemalloc, CPython 3.11), a fifth of an idle connection.
 _NO_NAMES: frozenset[str] = frozenset()
+
+
+def _tokens(value: str | None) -> list[str]:
+    """An Upgrade field's protocols, lower-cased (RFC 9110 section 7.8)."""
+    return [t.strip().lower() for t in value.split(",")] if value else []
+
+
+def _to_h2c(request: Message, switching: Message) -> bool:
+    """Did this 101 switch to HTTP/2 in clear?  The 101's Upgrade field
+    names the protocol switched to; a 101 without one (servers must send
+    it) switched to what was asked if only h2c was."""
+    answered = _tokens(switching.headers.get("upgrade"))
+    if answered:
+        return "h2c" in answered and "h2c" in _tokens(request.headers.get("upgrade"))
+    return _tokens(request.headers.get("upgrade")) == ["h2c"]
+
+
 _REQUEST_START = re.compile(rb"[\r\n]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]")
 _TOKEN_PREFIX = re.compile(rb"[\r\n]*[!#$%&'*+\-.^_`|~0-9A-Za-z]*\Z")
-
-
-class Handover:
-    """Left in ``pairing.done`` (after the transactions finished before it)
-    when the session gives the connection up to another protocol: a CONNECT
-    tunnel that carries something else, a 101 switch, a stream that never
-    looked like HTTP; ``HttpSession.handover`` is set too, and ``take()``
-    never returns the marker.  The flow table puts a ``sniffd.tls.starttls.TlsWatch``
-    in the session's place and feeds it ``chunks``: ``(from_client, bytes,
-    ts)`` the session held or was fed after the switch, in order, so no byte
-    of what follows is lost.  ``protocol``: ``"http"`` for a switch HTTP
-    asked for, None when the stream was not HTTP (the watch names it)."""
-
-    __slots__ = ("protocol", "chunks")
-
-    def __init__(self, protocol: str | None) -> None:
-        self.protocol = protocol
-        self.chunks: list[tuple[bool, bytes, float]] = []
 
 
 class HttpSession:
@@ -149,8 +166,14 @@ class HttpSession:
         # Anomalies every transaction of this session carries (the flow
         # table's: data sent after an accepted RST).
         self.sticky: frozenset[str] = _NO_NAMES
-        # Set when the connection is handed over to another protocol's reader.
-        self.handover: Handover | None = None
+        # Hand-over (module docstring): the protocol of the session that
+        # reads the connection from here, None while it is this one's, and
+        # the transaction that switched.
+        self.successor: str | None = None
+        self.switched: Transaction | None = None
+        # For successor "tls": the protocol spoken so far ("http" after a
+        # CONNECT or a 101, None when it was not HTTP).
+        self.cleartext: str | None = None
 
     # ---------------------------------------------------------- public
 
@@ -176,9 +199,6 @@ class HttpSession:
         reader = self.req if from_client else self.resp
         for c in chunks:
             if reader.state is OFF:
-                if self.handover is not None:
-                    self._hand(from_client, c, now)
-                    continue
                 return
             cls = c.__class__
             if cls is int:
@@ -286,6 +306,44 @@ class HttpSession:
             self.pairing.finish(txn, "complete")
         self.pairing.close(reason, why)
 
+    def hand_over(self) -> Handover:
+        """What the successor needs (module docstring; call once, when
+        ``successor`` is set): the upgrade request and its 101, and in order
+        the anomalies waiting for the next message of each direction and
+        each direction's bytes from the switch on (``MessageReader.hand_off``:
+        the client's held since the request, the server's since the 101's
+        head, whole).  Parses nothing more; transactions finished before the
+        switch are still taken (``take``), the upgrade request's excepted:
+        it is the successor's."""
+        if self.successor == "tls":
+            return self._hand_over_tls()
+        txn, self.switched = self.switched, None
+        request, switching = txn.request, txn.response
+        calls: list[tuple[str, tuple]] = []
+        for side, names in ((True, self.carry[0] | self.lost_names), (False, self.carry[1] | self.resp_lost_names)):
+            if names:
+                calls.append(("note", (side, names)))
+        self.carry = [_NO_NAMES, _NO_NAMES]
+        self.lost_names = self.resp_lost_names = _NO_NAMES
+        for side, reader, start in ((True, self.req, request.end_off), (False, self.resp, switching.end_off)):
+            chunks = reader.hand_off(start)
+            if chunks:
+                calls.append(("feed", (side, chunks, reader.now)))
+        # The two messages leave this session: their memory leaves the meter
+        # here (the successor counts what it keeps), their link to the
+        # transaction goes (no cycle).
+        for msg in (request, switching):
+            msg.txn = None
+            if not msg.released:
+                self.meter.http_bytes -= msg.mem
+                msg.released = True
+        # Nothing else can wait for an answer (the client held its bytes
+        # from the upgrade request on): write what the pairing still holds.
+        self.pairing.close(None, "complete")
+        upgrade = Upgrade(request, switching, self.pairing.finished + 1, frozenset(txn.anomalies), self.tunnel,
+                          self.sticky)
+        return Handover(self.successor, calls, upgrade)
+
     def take(self) -> list[Transaction]:
         """Finished transactions, oldest first; their memory leaves the
         meter here, the one place every transaction leaves the session.
@@ -300,12 +358,6 @@ class HttpSession:
         done = self.pairing.done
         if not done:
             return done
-        if self.handover is not None:
-            # Its marker only made ``pairing.done`` say "look here"; the flow
-            # table reads ``handover`` itself.
-            done = self.pairing.done = [t for t in done if t.__class__ is not Handover]
-            if not done:
-                return done
         reading = self.req.msg
         if reading is not None and reading.txn is not None and reading.txn.depth:
             # Finished (depth given) while its request is being read.
@@ -448,6 +500,9 @@ class HttpSession:
             txn.end_reason = why
         req = txn.request if not txn.held else None
         if how == "complete" and status == 101:
+            if self.mode is Mode.UPGRADING and req is not None and txn is self.upgrade_txn and _to_h2c(req, msg):
+                self._hand_over_h2c(txn)
+                return
             txn.anomalies.add("http_upgrade")
             self.pairing.response_done(txn, why)
             self._switch(Event.SWITCHED)
@@ -508,33 +563,6 @@ class HttpSession:
 
     def not_http(self, reader: MessageReader) -> None:
         self._check_non_http()
-
-    def tls_after_09(self, reader: MessageReader) -> bool:
-        """The client's next message starts like a TLS record, and nothing on
-        the connection was HTTP/1.x: what looked like HTTP/0.9 was another
-        protocol's cleartext before STARTTLS (an HTTP/0.9 connection carries
-        one request, and the server closes it after the answer: RFC 1945
-        section 1.3), so those guesses are dropped, not written, and the
-        connection is handed over (``Handover``)."""
-        if self.resp.v1 or self.mode is not Mode.HTTP:
-            return False
-        p = self.pairing
-        freed = 0
-        for txn in p.pending + p.held + p.done:
-            if txn.__class__ is Transaction:
-                for msg in (txn.request, txn.response):
-                    if msg is not None and not msg.released:
-                        freed += msg.mem
-                        msg.released = True
-        self.meter.http_bytes -= freed
-        p.pending, p.held, p.done = [], [], []
-        self.non_http = True
-        self.loose.append("non_http")
-        self._to(Event.NOT_HTTP)
-        self._hand_over(None)
-        self.req.off()
-        self.resp.off()
-        return True
 
     def expects_09(self, reader: MessageReader) -> bool:
         """Is the next response an answer to an HTTP/0.9 request?"""
@@ -605,39 +633,78 @@ class HttpSession:
         self.resp.release()
         self.req.release()
 
+    def _hand_over_h2c(self, txn: Transaction) -> None:
+        """The 101 answered ``Upgrade: h2c``: HTTP/2 from the next byte on
+        in both directions (RFC 7540 section 3.2), read by the successor.
+        Both readers keep what follows whole (``give``: the client's held
+        bytes since the request, the server's from the rest of this
+        segment on) until the flow table calls ``hand_over``, right after
+        this feed.  The transaction is the successor's stream 1: it leaves
+        the pairing unwritten."""
+        if txn in self.pairing.pending:
+            self.pairing.pending.remove(txn)
+        self.upgrade_txn = None
+        self.switched = txn
+        self._to(Event.SWITCHED_H2C)
+        self.successor = "h2c"
+        self.req.give()
+        self.resp.give()
+
     def _switch(self, event: Event) -> None:
-        """Another protocol from here on: parse nothing more; hand what
-        follows (and what was held) over (``Handover``)."""
+        """Another protocol from here on: parse nothing more; what follows
+        goes to the TLS watch (``_give_to_tls``)."""
         self._to(event)
-        self._hand_over("http")
-        self.req.off()
-        self.resp.off()
+        self._give_to_tls("http")
         self.loose.append("http_upgrade")
 
-    def _hand_over(self, protocol: str | None) -> None:
-        h = self.handover = Handover(protocol)
-        for from_client, reader in ((True, self.req), (False, self.resp)):
-            held = reader.held()
-            if held:
-                h.chunks.append((from_client, held, self.now))
-        self.pairing.done.append(h)
+    def _give_to_tls(self, cleartext: str | None) -> None:
+        """The connection is not HTTP from here: hand it over to
+        ``sniffd.tls.starttls.TlsWatch`` (successor ``"tls"``), which looks
+        for a TLS ClientHello in what follows (a CONNECT tunnel's, STARTTLS,
+        ...).  Both readers keep what comes, whole (``give``), from the held
+        bytes on, until the flow table calls ``hand_over``."""
+        self.successor = "tls"
+        self.cleartext = cleartext
+        self.req.give()
+        self.resp.give()
 
-    def _hand(self, from_client: bool, chunk, now: float) -> None:
-        """A chunk fed after the hand-over: it belongs to what comes next."""
-        h = self.handover
-        cls = chunk.__class__
-        if cls is tuple:
-            h.chunks.append((from_client, chunk[0], chunk[1]))
-        elif cls is not int:
-            h.chunks.append((from_client, chunk, now))
-        # A gap after the switch: the next protocol's reader starts at the
-        # next byte it is given (TlsWatch looks for a hello at a segment start).
+    def _hand_over_tls(self) -> Handover:
+        """``hand_over`` for successor ``"tls"``: each direction's bytes from
+        the switch on; what the pairing still holds is written now (this
+        session will not be closed: its successor will)."""
+        calls: list[tuple[str, tuple]] = []
+        for side, reader in ((True, self.req), (False, self.resp)):
+            given = reader.given if reader.state is GIVEN and reader.given else []
+            chunks = reader.hand_off(reader.pos - sum(c if c.__class__ is int else len(c[0]) for c in given))
+            if chunks:
+                calls.append(("feed", (side, chunks, reader.now)))
+        self.pairing.close(None, "complete")
+        return Handover("tls", calls, None, self.cleartext)
 
-    def off_data(self, reader: MessageReader, data) -> None:
-        """Bytes a reader was given after it was switched off (the rest of
-        the chunk that switched it, or a later one)."""
-        if self.handover is not None and data:
-            self.handover.chunks.append((reader.is_request, bytes(data), reader.now))
+    def tls_after_09(self, reader: MessageReader) -> bool:
+        """The client's next message starts like a TLS record, and nothing on
+        the connection was HTTP/1.x: what looked like HTTP/0.9 was another
+        protocol's cleartext before STARTTLS (an HTTP/0.9 connection carries
+        one request, and the server closes it after the answer: RFC 1945
+        section 1.3), so those guesses are dropped, not written, and the
+        connection goes to the TLS watch."""
+        if self.resp.v1 or self.mode is not Mode.HTTP:
+            return False
+        p = self.pairing
+        freed = 0
+        for txn in p.pending + p.held + p.done:
+            if txn.__class__ is Transaction:
+                for msg in (txn.request, txn.response):
+                    if msg is not None and not msg.released:
+                        freed += msg.mem
+                        msg.released = True
+        self.meter.http_bytes -= freed
+        p.pending, p.held, p.done = [], [], []
+        self.non_http = True
+        self.loose.append("non_http")
+        self._to(Event.NOT_HTTP)
+        self._give_to_tls(None)
+        return True
 
     def _check_non_http(self) -> None:
         """Neither direction ever looked like HTTP: give the connection up."""
@@ -657,6 +724,4 @@ class HttpSession:
         self.loose.append("non_http")
         if self.mode in (Mode.HTTP, Mode.UPGRADING):
             self._to(Event.NOT_HTTP)
-        self._hand_over(None)
-        self.req.off()
-        self.resp.off()
+        self._give_to_tls(None)

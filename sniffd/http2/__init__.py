@@ -14,11 +14,16 @@ Modules, one job each, in the order data flows:
   ``TRANSITIONS``) -> its Transaction;
 * ``connection``: the stage's interface (``H2Connection``): frames to
   streams, SETTINGS, GOAWAY, gaps, bounds;
+* ``flow``: ``H2Connection`` behind the calls the flow table makes of a
+  connection's session (``H2Flow``): prior knowledge, the hand-over from
+  HTTP/1 after ``Upgrade: h2c``, memory;
 * ``anomalies``: the names this stage adds (``H2_ANOMALIES``).
 """
 
 from sniffd.http2.anomalies import H2_ANOMALIES
 from sniffd.http2.connection import H2Connection
-from sniffd.http2.frames import PREFACE, looks_like_h2_preface
+from sniffd.http2.flow import H2Flow
+from sniffd.http2.frames import PREFACE, looks_like_h2_preface, looks_like_h2_server_preface
 
-__all__ = ["H2_ANOMALIES", "H2Connection", "PREFACE", "looks_like_h2_preface"]
+__all__ = ["H2_ANOMALIES", "H2Connection", "H2Flow", "PREFACE", "looks_like_h2_preface",
+           "looks_like_h2_server_preface"]

@@ -177,7 +177,9 @@ class H2Connection:
         first SETTINGS."""
         conn = cls(**kwargs)
         st = conn._open(1, CLIENT)
+        before = st.mem
         st.promised(request, True)
+        conn.stream_mem += st.mem - before
         if switching is not None:
             st.txn.interim.append((switching.status, switching.reason))
         encoded = request.headers.get("http2-settings")

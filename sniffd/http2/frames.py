@@ -96,6 +96,17 @@ def looks_like_h2_preface(data: bytes) -> bool | None:
     return None if PREFACE[:n] == data else False
 
 
+def looks_like_h2_server_preface(data: bytes) -> bool:
+    """Whether a server's first bytes may be its connection preface: a
+    SETTINGS frame (not an ACK) on stream 0 whose length is a multiple of 6
+    (RFC 9113 sections 3.4 and 6.5).  An HTTP/2 server may send it as soon
+    as the connection is open, before the client's preface arrives; no
+    HTTP/1 server begins so.  False with fewer than the frame header's 9
+    bytes."""
+    return (len(data) >= FRAME_HEADER_BYTES and data[3] == SETTINGS and data[4] == 0 and data[5:9] == b"\0\0\0\0"
+            and (data[0] << 16 | data[1] << 8 | data[2]) % 6 == 0)
+
+
 _HEADER = struct.Struct("!BHBBI")  # length as 1 + 2 bytes, type, flags, stream id
 
 

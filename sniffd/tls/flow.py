@@ -4,7 +4,7 @@ The flow table (``sniffd.flows``) drives every connection's session with the
 same few calls (those of ``sniffd.http.HttpSession``): ``feed`` / ``feed_data``
 (bytes, gaps), ``note`` / ``note_at`` (transport anomalies), ``end`` (one
 direction's FIN), ``close`` (the connection ended), ``take`` (finished records),
-and reads ``pairing.done``, ``loose`` and ``open_transactions``.  ``TlsFlow``
+and reads ``pairing.done``, ``loose``, ``open_transactions`` and ``successor``.  ``TlsFlow``
 answers them for a connection whose client began with a ClientHello, so that
 the flow table needs no second copy of its rules for TLS.  Pure state, like
 the session it wraps: fed values and times, it returns values.
@@ -75,8 +75,8 @@ class TlsFlow:
 
     __slots__ = ("session", "pairing", "loose", "anomalies", "meter", "charged", "last_ts", "done_at", "written", "starttls")
 
-    # Never hands the connection over (the flow table asks every session).
-    handover = None
+    # A TLS connection is never handed over to another session (sniffd.handover).
+    successor = None
 
     def __init__(self, meter: Meter | None = None, anomalies=(), starttls: str | None = None) -> None:
         self.session = TlsSession()

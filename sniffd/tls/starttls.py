@@ -147,8 +147,8 @@ class TlsWatch:
     __slots__ = ("meter", "pairing", "loose", "protocol", "heads", "tls", "scanned", "pending", "pending_ts",
                  "sticky", "given_up", "count_non_http", "turn", "upgrade", "lost", "after_gap", "held", "gap_names", "cleartext")
 
-    # Never hands the connection over (the flow table asks every session).
-    handover = None
+    # Never hands the connection over (sniffd.handover; the flow table asks every session).
+    successor = None
 
     def __init__(self, meter: Meter | None = None, protocol: str | None = None, sticky=(),
                  count_non_http: bool = True, cleartext: bool = False) -> None:

@@ -74,6 +74,22 @@ def test_readme_record_table_documents_every_field_sniffd_writes(tmp_path):
     assert {"vlan", "tunnel"} <= optional
 
 
+def test_readme_record_table_documents_every_field_of_http2_records():
+    """Every field of the records written on captures/h2c/loopback_h2c.pcap (real h2c
+    traffic) is in the HTTP record's table, and the four only HTTP/2 records have are
+    documented as written "Only" on them."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "sniffd"), "read", str(ROOT / "captures" / "h2c" / "loopback_h2c.pcap")],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    written = set()
+    for line in out.splitlines():
+        written |= _field_paths(json.loads(line))
+    h2_only = {"stream_id", "pushed_by", "h2_error", "grpc"}
+    assert (set(), h2_only) == (written - _table_names(README, "The record"),
+                                h2_only & written & _optional_names(README, "The record"))
+
+
 def test_readme_tls_record_table_documents_every_field_of_the_tls_record():
     """Every field of the TLS records written on captures/tls/loopback_handshakes.pcap is in
     the TLS record's table, and the table names nothing else (but vlan and tunnel)."""

@@ -1,4 +1,4 @@
-"""Real HTTP/2 in clear on loopback, read by sniffd.http2.H2Connection.
+"""Real HTTP/2 in clear on loopback, read by sniffd.http2.H2Connection and by the real ``sniffd read``.
 
 A Hypercorn server (a real HTTP/2 stack, serving a tiny ASGI app that notes
 every request it gets) and two clients, curl (libcurl with nghttp2: another
@@ -9,18 +9,23 @@ knowledge), talk over kernel TCP on 127.0.0.1; tcpdump captures it; each
 direction's TCP payload is taken out of the pcap with dpkt and fed to
 H2Connection in capture order.  Every record is compared with what curl was
 asked to send and says it got (its -D header dump and -o body files) and
-with what the server app saw.  The stage is not wired into the pipeline
-yet, so the pcap is read here rather than by the sniffd executable.
+with what the server app saw.  The first tests feed the stage directly;
+the last (``test_sniffd_read_logs_real_h2c_traffic_as_the_ends_saw_it``)
+runs the installed ``sniffd read`` on a fresh capture of all of it
+(``h2c_traffic``, which tests/pcap/make_h2c_fixtures.py also uses to record
+captures/h2c/).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import dpkt
@@ -28,7 +33,8 @@ import pytest
 
 from sniffd.http.message import Message
 from sniffd.http2 import H2Connection, looks_like_h2_preface
-from tests.live.conftest import CAPTURE_SETTLE_S, TcpdumpCapture
+from tests.h2truth import NO_REDACTION, check_against_key
+from tests.live.conftest import CAPTURE_SETTLE_S, SNIFFD_TIMEOUT_S, TcpdumpCapture
 
 pytestmark = pytest.mark.live
 
@@ -296,31 +302,43 @@ def test_prior_knowledge_post_from_curl(tmp_path, h2c_server):
     assert t.grpc is None
 
 
-def h2_client(port: int, requests: list[tuple[list[tuple[bytes, bytes]], bytes]]) -> dict[int, dict]:
+def h2_client(port: int, requests: list[tuple[list[tuple[bytes, bytes]], bytes]], reset: tuple[int, ...] = (),
+              ports: list[int] | None = None) -> dict[int, dict]:
     """A small client on python-hyper h2 over a real socket: every request's
     HEADERS and DATA are written at once (all streams open together), then
     it reads until every stream ended.  Returns, per stream id, what it sent
-    and what it got, from its own events."""
+    and what it got, from its own events.  ``reset``: indexes of requests
+    the client cancels (RST_STREAM CANCEL) right after sending them
+    (``"reset"`` in their truth); ``ports`` gets the client's port."""
     import h2.config
     import h2.connection
+    import h2.errors
     import h2.events
 
     sock = socket.create_connection(("127.0.0.1", port), timeout=CURL_TIMEOUT_S)
+    if ports is not None:
+        ports.append(sock.getsockname()[1])
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
     conn.initiate_connection()
     truth: dict[int, dict] = {}
-    for fields, body in requests:
+    for i, (fields, body) in enumerate(requests):
         sid = conn.get_next_available_stream_id()
         conn.send_headers(sid, fields, end_stream=not body)
         for k in range(0, len(body), 16384):
             conn.send_data(sid, body[k:k + 16384], end_stream=k + 16384 >= len(body))
-        truth[sid] = {"sent": fields, "sent_body": body, "headers": None, "trailers": [], "body": b"", "ended": False}
+        truth[sid] = {"sent": fields, "sent_body": body, "headers": None, "trailers": [], "body": b"", "ended": False,
+                      "reset": None}
+        if i in reset:
+            conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+            truth[sid].update(ended=True, reset="CANCEL")
     sock.sendall(conn.data_to_send())
     while not all(v["ended"] for v in truth.values()):
         data = sock.recv(65536)
         if not data:
             break
         for e in conn.receive_data(data):
+            if getattr(e, "stream_id", None) in truth and truth[e.stream_id]["reset"]:
+                continue  # frames the server sent before it saw the reset: not taken
             if isinstance(e, h2.events.ResponseReceived):
                 truth[e.stream_id]["headers"] = list(e.headers)
             elif isinstance(e, h2.events.TrailersReceived):
@@ -512,3 +530,150 @@ def test_upgrade_from_http1_to_h2c(tmp_path, h2c_server):
     assert (404, heads2[0][1], len((tmp_path / "b2").read_bytes()), "complete", set()) == \
         (second.response.status, second.response.headers, second.response.body_len, second.end_reason,
          second.anomalies)
+
+
+# ------------------------------------------- the real sniffd read, end to end
+
+
+def _view(request, response, depth, sid, fate=("complete", None), grpc=None, anomalies=()) -> dict:
+    return {"request": request, "response": response, "trans_depth": depth, "stream_id": sid, "pushed_by": None,
+            "h2_error": fate[1], "grpc": grpc, "end_reason": fate[0], "anomalies": sorted(anomalies)}
+
+
+def _h2_request(method, uri, headers, body_len=0, version="2") -> dict:
+    return {"method": method, "uri": uri, "version": version, "headers": headers, "body_len": body_len}
+
+
+def _h2_response(status, headers, body_len, interim=()) -> dict:
+    return {"status": status, "version": "2", "headers": headers, "body_len": body_len, "interim": list(interim)}
+
+
+def h2c_traffic(workdir: Path, server: H2cServer) -> tuple[Path, dict]:
+    """One capture of real h2c traffic and its answer key, from the ends.
+
+    Three connections, one after the other: curl in prior knowledge (a
+    20 KiB POST), curl upgrading with ``Upgrade: h2c`` (two requests: stream
+    1, the HTTP/1.1 one, then stream 3), and the h2 client with nine streams
+    open at once (cookies, a POST, a 404, a gRPC call whose status comes in
+    the trailers, four slow answers, and one request it cancels at once with
+    RST_STREAM).  The key maps each connection's client port to its name and
+    the ``record_view`` of each stream's record, written from what the
+    clients sent and got (curl's -D and -o files, the h2 client's events,
+    the HTTP/1.1 head as the client wrote it), what the server app saw, and
+    how each stream ended read from the frames with dpkt; never from sniffd
+    (tests/h2truth.py compares records with it)."""
+    base = f"http://127.0.0.1:{server.port}"
+    upload = workdir / "upload.bin"
+    upload.write_bytes(bytes(range(256)) * 80)
+    prior_args = ["--http2-prior-knowledge", "-D", str(workdir / "h1"), "-o", str(workdir / "b1"),
+                  "--data-binary", f"@{upload}", "-H", "content-type: application/octet-stream",
+                  "-H", "cookie: a=1", "-H", "cookie: b=2", base + "/echo?v=1"]
+    upgrade_args = ["--http2", "-D", str(workdir / "h2"), "-o", str(workdir / "b2"), base + "/hello",
+                    "--next", "--http2", "-D", str(workdir / "h3"), "-o", str(workdir / "b3"), base + "/nothing-here"]
+    authority = f"127.0.0.1:{server.port}".encode()
+
+    def request(method: bytes, path: bytes, *extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+        return [(b":method", method), (b":scheme", b"http"), (b":authority", authority), (b":path", path),
+                (b"user-agent", b"h2-client-test"), *extra]
+
+    requests = [
+        (request(b"GET", b"/hello", (b"cookie", b"a=1"), (b"cookie", b"b=2")), b""),
+        (request(b"POST", b"/echo", (b"content-type", b"application/octet-stream")), bytes(range(256)) * 40),
+        (request(b"GET", b"/missing?q=1"), b""),
+        (request(b"POST", b"/pkg.Greeter/SayHello", (b"content-type", b"application/grpc"), (b"te", b"trailers")),
+         b"\x00\x00\x00\x00\x07\x0a\x05world"),
+        *[(request(b"GET", f"/slow/{k}".encode()), b"") for k in range(4)],
+        (request(b"GET", b"/slow/cancelled"), b""),
+    ]
+    pcap = workdir / "h2c.pcap"
+    capture = TcpdumpCapture(pcap, f"tcp port {server.port}").start()
+    ports: list[int] = []
+    try:
+        results = [subprocess.run(["curl", "-sS", "--max-time", str(CURL_TIMEOUT_S), *args], capture_output=True,
+                                  text=True, timeout=CURL_TIMEOUT_S + 5) for args in (prior_args, upgrade_args)]
+        truth = h2_client(server.port, requests, reset=(len(requests) - 1,), ports=ports)
+        time.sleep(CAPTURE_SETTLE_S)
+    finally:
+        counters = capture.stop()
+    for r in results:
+        assert 0 == r.returncode, f"curl failed: {r.args}: {r.stderr}"
+    assert 0 == counters.get("dropped", 0), capture.stderr_text()
+    conns = tcp_chunks(pcap, server.port)
+    (h2_port,) = ports
+    assert 3 == len(conns) and h2_port in conns, sorted(conns)
+    prior_port, upgrade_port = [p for p in conns if p != h2_port]  # curl ran them in this order
+    seen = server.seen
+    assert ["/echo", "/hello", "/nothing-here"] == [s["path"] for s in seen[:3]]
+
+    key: dict = {"server_port": server.port, "connections": {}}
+    # curl, prior knowledge.
+    chunks = conns[prior_port]
+    ((_, fields),) = dumped_headers(workdir / "h1")
+    fate = stream_fates(chunks, {True: 0, False: 0}, upgraded=False)[1]
+    key["connections"][prior_port] = {"name": "curl_prior_knowledge", "streams": {1: _view(
+        _h2_request("POST", "/echo?v=1", {**seen_fields(seen[0]), ":scheme": "http"}, len(upload.read_bytes())),
+        _h2_response(200, fields, len((workdir / "b1").read_bytes())), 1, 1, fate)}}
+    # curl, Upgrade: h2c.
+    chunks = conns[upgrade_port]
+    client = b"".join(d for _, c, d in chunks if c)
+    server_bytes = b"".join(d for _, c, d in chunks if not c)
+    req_head, _ = _http1_head(client)
+    resp_head, _ = _http1_head(server_bytes)
+    lines = req_head.decode().split("\r\n")
+    method, uri, version = lines[0].split(" ")
+    head_fields: dict[str, str] = {}
+    for ln in lines[1:]:
+        name, _, value = ln.partition(":")
+        name, value = name.strip().lower(), value.strip()
+        head_fields[name] = head_fields[name] + ", " + value if name in head_fields else value
+    status_line = resp_head.decode().split("\r\n")[0]
+    assert "HTTP/1.1 101" == status_line[:12] and "h2c" == head_fields["upgrade"]
+    heads = dumped_headers(workdir / "h2")
+    fates = stream_fates(chunks, {True: len(req_head) + 4, False: len(resp_head) + 4}, upgraded=True)
+    key["connections"][upgrade_port] = {"name": "curl_upgrade", "streams": {
+        1: _view(_h2_request(method, uri, head_fields, version=version[5:]),
+                 _h2_response(200, heads[1][1], len((workdir / "b2").read_bytes()),
+                              [{"status": 101, "reason": status_line[13:]}]), 1, 1, fates[1]),
+        3: _view(_h2_request("GET", "/nothing-here", {**seen_fields(seen[2]), ":scheme": "http"}),
+                 _h2_response(404, dumped_headers(workdir / "h3")[0][1], len((workdir / "b3").read_bytes())),
+                 2, 3, fates[3]),
+    }}
+    # The h2 client.
+    streams = {}
+    for sid, known in truth.items():
+        pseudo, sent = _joined(known["sent"])
+        req = _h2_request(pseudo[":method"], pseudo[":path"], {"host": pseudo[":authority"], **sent, ":scheme": "http"},
+                          len(known["sent_body"]))
+        depth = (sid + 1) // 2  # client streams only, opened in order
+        if known["reset"]:
+            streams[sid] = _view(req, None, depth, sid, ("rst_stream", known["reset"]), anomalies=["response_missing"])
+            continue
+        pseudo, got = _joined(known["headers"] + known["trailers"])
+        grpc = None
+        if "grpc-status" in got:  # gRPC's status as the client got it; its message percent-decoded as gRPC says
+            grpc = {"status": int(got["grpc-status"]),
+                    "message": urllib.parse.unquote(got["grpc-message"]) if "grpc-message" in got else None}
+        streams[sid] = _view(req, _h2_response(int(pseudo[":status"]), got, len(known["body"])), depth, sid, grpc=grpc)
+    key["connections"][h2_port] = {"name": "h2_client_concurrent", "streams": streams}
+    return pcap, key
+
+
+def test_sniffd_read_logs_real_h2c_traffic_as_the_ends_saw_it(tmp_path, h2c_server, sniffd_exe):
+    """The installed ``sniffd read`` on a fresh capture of curl (prior knowledge
+    and Upgrade: h2c) and the h2 client (concurrent streams, gRPC trailers, a
+    cancelled stream): one record per stream, each what the ends say."""
+    pcap, key = h2c_traffic(tmp_path, h2c_server)
+    out = tmp_path / "records.jsonl"
+    config = tmp_path / "sniffd.toml"
+    config.write_text(NO_REDACTION)
+    proc = subprocess.run([str(sniffd_exe), "read", "-c", str(config), str(pcap), "-o", str(out), "--stats"],
+                          capture_output=True, text=True, timeout=SNIFFD_TIMEOUT_S)
+    assert 0 == proc.returncode, proc.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    check_against_key(records, key)
+    # The cancelled stream is the one RST_STREAM record; gRPC's status is read.
+    assert [("rst_stream", "CANCEL")] == [(r["end_reason"], r["h2_error"]) for r in records
+                                          if r["end_reason"] == "rst_stream" and r["request"]["uri"] == "/slow/cancelled"]
+    assert [{"status": 7, "message": "not allowed"}] == [r["grpc"] for r in records if r["grpc"] is not None]
+    stats = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert (0, {"response_missing": 1}) == (stats["memory_estimate_bytes"], stats["anomalies"])

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import craft
+import h2craft
 import pytest
 from craft import ACK, FIN, PSH, RST, SYN, URG, TcpConversation
 
@@ -1261,3 +1262,111 @@ def test_connections_closed_evicted_or_expired_leave_no_cycle(monkeypatch) -> No
     # Every way out was taken.
     assert {"conn_evicted", "memory_evicted", "idle_timeout"} <= set(counts), counts
     assert len(made) >= 300 and written > 100
+
+
+# h2c (sniffd.http2): what an HTTP/2 connection may hold when it leaves.
+H2_UPGRADE = (b"GET /up HTTP/1.1\r\nHost: example.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+              b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+H2_SHAPES: list[Callable[[TcpConversation], list[craft.Segment]]] = [
+    # prior knowledge: one exchange, then idle
+    lambda c: c.client_data(h2craft.CLIENT_START + h2craft.headers(1, h2craft.GET_ROOT, end_stream=True))
+    + c.server_data(h2craft.SERVER_START + h2craft.headers(1, h2craft.resp_block(200), end_stream=True)),
+    # prior knowledge: a stream never answered, and one half sent
+    lambda c: c.client_data(h2craft.CLIENT_START + h2craft.headers(1, h2craft.GET_ROOT, end_stream=True)
+                            + h2craft.headers(3, h2craft.req_block("POST", "/up")) + h2craft.data(3, b"x" * 500)),
+    # the preface's first bytes alone (deciding)
+    lambda c: c.client_data(b"PRI * HTTP/2"),
+    # "PRI" then not the preface: back to HTTP/1, a request unanswered
+    lambda c: c.client_data(b"PRI", [3]) + c.client_data(b" /x HTTP/1.1\r\nHost: example.test\r\n\r\n"),
+    # upgraded: stream 1 answered, a stream 3 unanswered
+    lambda c: c.client_data(H2_UPGRADE)
+    + c.server_data(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                    + h2craft.SERVER_START + h2craft.headers(1, h2craft.resp_block(200), end_stream=True))
+    + c.client_data(h2craft.CLIENT_START + h2craft.headers(3, h2craft.GET_ROOT, end_stream=True)),
+    # upgraded, then closed by FIN both ways
+    lambda c: c.client_data(H2_UPGRADE)
+    + c.server_data(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + h2craft.SERVER_START)
+    + c.client_data(h2craft.CLIENT_START) + c.close(),
+]
+
+
+def test_h2c_connections_leave_no_cycle_and_give_their_memory_back(monkeypatch) -> None:
+    """As above, for HTTP/2 connections (prior knowledge, deciding, handed back
+    to HTTP/1, upgraded): every session (HTTP/1 and HTTP/2, the ones handed
+    over included) is freed when its connection leaves, nothing is left for
+    the GC, and the memory estimate's HTTP part and session count are back
+    at zero."""
+    made: list[weakref.ref] = []
+
+    class TrackedHttp(HttpSession):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+
+    class TrackedH2(flows.H2Flow):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+
+    monkeypatch.setattr(flows, "HttpSession", TrackedHttp)
+    monkeypatch.setattr(flows, "H2Flow", TrackedH2)
+    settings = replace(Settings(), memory_budget_mb=0.2, max_connections=25, idle_timeout_s=5.0)
+    gc.collect()
+    gc.disable()
+    try:
+        table = FlowTable(settings)
+        now = 0.0
+        for i in range(120):
+            c = TcpConversation(("10.0.0.1", 20000 + i), SERVER, client_isn=i * 7919, server_isn=i * 104729)
+            for seg in c.handshake() + H2_SHAPES[i % len(H2_SHAPES)](c):
+                now += 0.001
+                table.feed(wire(seg), now)
+            if i == 80:
+                table.expire(now + settings.idle_timeout_s + 1)
+                now += settings.idle_timeout_s + 1
+        kinds = {type(r()).__name__ for r in made if r() is not None}
+        table.close_all(None, now + 1)
+        alive = sum(r() is not None for r in made)
+        leftover = gc.collect()
+    finally:
+        gc.enable()
+    assert {"TrackedHttp", "TrackedH2"} == kinds  # both kinds were alive in the table
+    assert (0, 0, 0, 0) == (alive, leftover, table.meter.http_bytes, table.meter.sessions)
+
+
+def _h2_open_stream(table: FlowTable, port: int, now: float) -> None:
+    """An h2c connection with stream 1 answered and stream 3 waiting for its answer."""
+    c = TcpConversation(("10.0.0.1", port), SERVER, client_isn=port * 7919)
+    segs = c.handshake() + c.client_data(h2craft.CLIENT_START + h2craft.headers(1, h2craft.GET_ROOT, end_stream=True)
+                                         + h2craft.headers(3, h2craft.req_block("GET", "/wait"), end_stream=True))
+    segs += c.server_data(h2craft.SERVER_START + h2craft.headers(1, h2craft.resp_block(200), end_stream=True))
+    out = []
+    for seg in segs:
+        out += table.feed(wire(seg), now)
+    assert [(1, "complete")] == [(t.stream_id, t.end_reason) for _, t in out]
+
+
+@pytest.mark.parametrize("how, end, anomaly", [
+    ("idle", "idle", "idle_timeout"),
+    ("shutdown", "shutdown", "cut_by_shutdown"),
+    ("end_of_input", "end_of_input", None),
+    ("evicted", "evicted", "conn_evicted"),
+])
+def test_an_open_http2_stream_is_written_when_its_connection_is_cut(how, end, anomaly):
+    """Idle timeout, shutdown, the end of the file and eviction write an HTTP/2
+    stream still open as they write an HTTP/1 transaction: end_reason, and the
+    anomaly for what cut it; the counts say so once per connection."""
+    table = FlowTable(replace(Settings(), idle_timeout_s=5.0, max_connections=1))
+    _h2_open_stream(table, 30000, 1.0)
+    if how == "idle":
+        out = table.expire(10.0)
+    elif how == "shutdown":
+        out = table.close_all("cut_by_shutdown", 2.0)
+    elif how == "end_of_input":
+        out = table.close_all(None, 2.0)
+    else:
+        out = table.feed(wire(TcpConversation(("10.0.0.1", 30001), SERVER).syn()), 2.0)
+    assert [(3, "GET /wait", None, end, sorted({"response_missing"} | ({anomaly} if anomaly else set())))] == [
+        (t.stream_id, f"{t.request.method} {t.request.uri}", t.response, t.end_reason, sorted(t.anomalies))
+        for _, t in out]
+    assert ({anomaly: 1} if anomaly else {}) == {k: v for k, v in table.counts.items() if k == anomaly}

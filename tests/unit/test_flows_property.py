@@ -10,6 +10,7 @@ fire and clock clamping plays no part: the records can be compared whole.
 from __future__ import annotations
 
 import craft
+import h2craft
 from craft import TcpConversation
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -122,6 +123,59 @@ def test_flows_fins_arriving_before_the_data_they_follow_give_the_same_records(d
     expected = run([(T0, s) for s in handshake + segments + closing])
     assert [(n + 1, uri, []) for n, uri in enumerate(uris)] == logged(expected)
     assert expected == run([(T0, s) for s in handshake + shuffled(data, segments + closing)])
+
+
+H2_UPGRADE = (b"GET /h2/0 HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+              b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")
+
+
+def h2c_conversation(data: st.DataObject):
+    """Like ``conversation``, for HTTP/2 in clear: prior knowledge or an
+    upgrade (stream 1 the HTTP/1.1 request), then 1-3 streams whose requests
+    and responses carry random bodies, every direction's bytes cut at random.
+    Returns the segments and the expected (stream id, "METHOD uri")s."""
+    upgrade = data.draw(st.booleans(), label="upgrade")
+    count = data.draw(st.integers(1, 3), label="streams")
+    c = TcpConversation(CLIENT, SERVER, client_isn=data.draw(st.integers(0, 2**32 - 1), label="client_isn"),
+                        server_isn=data.draw(st.integers(0, 2**32 - 1), label="server_isn"))
+    handshake = c.handshake()
+    steps: list[tuple[bool, bytes]] = []
+    expect = []
+    first = 1
+    if upgrade:
+        body = bytes(data.draw(st.binary(max_size=100), label="body_up"))
+        steps += [(True, H2_UPGRADE),
+                  (False, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n" + h2craft.SERVER_START
+                   + h2craft.headers(1, h2craft.resp_block(200)) + h2craft.data(1, body, end_stream=True))]
+        expect.append((1, "GET /h2/0"))
+        first = 3
+    client = h2craft.CLIENT_START
+    server = b"" if upgrade else h2craft.SERVER_START
+    for k in range(count):
+        sid = first + 2 * k
+        body = bytes(data.draw(st.binary(max_size=300), label=f"req{k}"))
+        client += h2craft.headers(sid, h2craft.req_block("POST", f"/h2/{sid}")) + h2craft.data(sid, body, end_stream=True)
+        body = bytes(data.draw(st.binary(max_size=300), label=f"resp{k}"))
+        server += h2craft.headers(sid, h2craft.resp_block(200)) + h2craft.data(sid, body, end_stream=True)
+        expect.append((sid, f"POST /h2/{sid}"))
+    steps += [(True, client), (False, server)]
+    segments: list[craft.Segment] = []
+    for from_client, payload in steps:
+        segments += (c.client_data if from_client else c.server_data)(payload, cuts(data, len(payload)))
+    segments.append(c.client_ack())
+    return handshake, segments, c.close(), expect
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_h2c_reordered_and_duplicated_segments_give_the_same_records(data: st.DataObject) -> None:
+    """The property for HTTP/2 in clear: the preface, the upgrade's hand-over
+    and the frames may be cut and reordered anywhere."""
+    handshake, segments, closing, expect = h2c_conversation(data)
+    expected = run([(T0, s) for s in handshake + segments + closing])
+    assert [(sid, line, []) for sid, line in expect] == [
+        (r["stream_id"], r["request"]["method"] + " " + r["request"]["uri"], r["anomalies"]) for r in expected]
+    assert expected == run([(T0, s) for s in handshake + shuffled(data, segments) + closing])
 
 
 def ms(n: float) -> float:

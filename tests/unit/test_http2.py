@@ -1,10 +1,11 @@
 """sniffd.http2.H2Connection: HTTP/2 frames crafted by hand in, transactions out.
 
-Frames are built here with struct from RFC 9113 section 4.1 (``frame``) and
+Frames are built with struct from RFC 9113 section 4.1 (``frame``) and
 header blocks with a literal-only HPACK encoder written from RFC 7541 section
-6.2.2 (``block``), or taken byte for byte from RFC 7541 Appendix C where the
-dynamic table is the point: the expected values are the ones written in the
-test or in the RFC, never sniffd's output.  Time is simulated.
+6.2.2 (``block``), both in tests/h2craft.py, or taken byte for byte from RFC
+7541 Appendix C where the dynamic table is the point: the expected values are
+the ones written in the test or in the RFC, never sniffd's output.  Time is
+simulated.
 """
 
 from __future__ import annotations
@@ -13,113 +14,15 @@ import struct
 
 import pytest
 
+from h2craft import (  # noqa: F401 (the builders, used below or by the RFC 7541 cases)
+    ACK, CLIENT_ACK, CLIENT_START, CONTINUATION, DATA, END_HEADERS, END_STREAM, GET_ROOT, GOAWAY, HEADERS, PADDED,
+    PING, PRIO, PRIORITY, PUSH_PROMISE, RST_STREAM, SERVER_START, SETTINGS, WINDOW_UPDATE, block, continuation, data,
+    frame, goaway, headers, hpack_int, indexed_literal, literal, ping, push_promise, req_block, resp_block, rst,
+    settings, window_update,
+)
+
 from sniffd.http.message import Message
 from sniffd.http2 import H2_ANOMALIES, PREFACE, H2Connection, looks_like_h2_preface
-
-# ------------------------------------------------------------ frame builders
-
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
-END_STREAM, ACK, END_HEADERS, PADDED, PRIO = 0x1, 0x1, 0x4, 0x8, 0x20
-
-
-def frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
-    """RFC 9113 section 4.1: 24-bit length, type, flags, R + 31-bit stream id."""
-    return struct.pack("!I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack("!I", sid) + payload
-
-
-def hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
-    """RFC 7541 section 5.1 integer with an N-bit prefix; ``first`` holds the
-    pattern bits above the prefix."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = [first | limit]
-    value -= limit
-    while value >= 128:
-        out.append(value % 128 + 128)
-        value //= 128
-    out.append(value)
-    return bytes(out)
-
-
-def literal(name: bytes, value: bytes) -> bytes:
-    """RFC 7541 section 6.2.2: literal field without indexing, new name, no Huffman."""
-    return b"\x00" + hpack_int(len(name), 7, 0) + name + hpack_int(len(value), 7, 0) + value
-
-
-def indexed_literal(name: bytes, value: bytes) -> bytes:
-    """RFC 7541 section 6.2.1: literal with incremental indexing, new name."""
-    return b"\x40" + hpack_int(len(name), 7, 0) + name + hpack_int(len(value), 7, 0) + value
-
-
-def block(*fields: tuple[str, str]) -> bytes:
-    return b"".join(literal(n.encode(), v.encode()) for n, v in fields)
-
-
-def settings(*pairs: tuple[int, int], ack: bool = False) -> bytes:
-    return frame(SETTINGS, ACK if ack else 0, 0, b"".join(struct.pack("!HI", k, v) for k, v in pairs))
-
-
-def headers(sid: int, fields: bytes, end_stream: bool = False, end_headers: bool = True,
-            pad: int | None = None, priority: bool = False) -> bytes:
-    flags = (END_STREAM if end_stream else 0) | (END_HEADERS if end_headers else 0)
-    payload = fields
-    if priority:
-        flags |= PRIO
-        payload = struct.pack("!IB", 0x80000000 | 3, 200) + payload  # exclusive on 3, weight 201
-    if pad is not None:
-        flags |= PADDED
-        payload = bytes([pad]) + payload + b"\0" * pad
-    return frame(HEADERS, flags, sid, payload)
-
-
-def continuation(sid: int, fields: bytes, end_headers: bool) -> bytes:
-    return frame(CONTINUATION, END_HEADERS if end_headers else 0, sid, fields)
-
-
-def data(sid: int, body: bytes, end_stream: bool = False, pad: int | None = None) -> bytes:
-    flags = END_STREAM if end_stream else 0
-    payload = body
-    if pad is not None:
-        flags |= PADDED
-        payload = bytes([pad]) + body + b"\0" * pad
-    return frame(DATA, flags, sid, payload)
-
-
-def rst(sid: int, code: int) -> bytes:
-    return frame(RST_STREAM, 0, sid, struct.pack("!I", code))
-
-
-def goaway(last: int, code: int, debug: bytes = b"") -> bytes:
-    return frame(GOAWAY, 0, 0, struct.pack("!II", last, code) + debug)
-
-
-def push_promise(sid: int, promised: int, fields: bytes) -> bytes:
-    return frame(PUSH_PROMISE, END_HEADERS, sid, struct.pack("!I", promised) + fields)
-
-
-def ping(ack: bool = False) -> bytes:
-    return frame(PING, ACK if ack else 0, 0, b"12345678")
-
-
-def window_update(sid: int, inc: int) -> bytes:
-    return frame(WINDOW_UPDATE, 0, sid, struct.pack("!I", inc))
-
-
-CLIENT_START = PREFACE + settings((3, 100), (4, 65535))
-SERVER_START = settings((3, 128)) + settings(ack=True)
-CLIENT_ACK = settings(ack=True)
-
-GET_ROOT = block((":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "example.com"))
-
-
-def req_block(method: str, path: str, *extra: tuple[str, str]) -> bytes:
-    return block((":method", method), (":scheme", "http"), (":path", path), (":authority", "example.com"), *extra)
-
-
-def resp_block(status: int, *extra: tuple[str, str]) -> bytes:
-    return block((":status", str(status)), *extra)
-
 
 def run(steps, conn: H2Connection | None = None, **kwargs) -> tuple[H2Connection, list]:
     """Feed ``(from_client, bytes)`` steps at t = 1, 2, 3 ...; a step
@@ -180,6 +83,23 @@ def test_preface_detection_needs_24_bytes_and_says_when_it_cannot_tell():
     assert looks_like_h2_preface(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00") is True
     assert looks_like_h2_preface(b"GET / HTTP/1.1\r\n") is False
     assert looks_like_h2_preface(b"PRI * HTTP/1.1") is False
+
+
+@pytest.mark.parametrize("data, verdict", [
+    (SERVER_START, True),  # SETTINGS with one setting (6 bytes), then an ACK
+    (settings(), True),  # an empty SETTINGS: a server with nothing to change
+    (settings(ack=True), False),  # an ACK is no preface
+    (settings((3, 100))[:8], False),  # fewer than 9 bytes: no frame header
+    (frame(SETTINGS, 0, 1, bytes(6)), False),  # not on stream 0
+    (frame(SETTINGS, 0, 0, bytes(5)), False),  # not a whole number of settings
+    (headers(1, resp_block(200)), False),
+    (b"HTTP/1.1 200 OK\r\n", False),
+    (b"220 smtp.example ESMTP\r\n", False),
+])
+def test_a_servers_first_bytes_may_be_its_preface_only_as_a_settings_frame(data, verdict):
+    from sniffd.http2 import looks_like_h2_server_preface
+
+    assert verdict is looks_like_h2_server_preface(data)
 
 
 def test_get_with_response_body_is_one_transaction_with_version_2():
@@ -754,6 +674,20 @@ def test_h2c_upgrade_makes_the_http1_request_stream_1():
                 interim=[(101, "Switching Protocols")]),
             txn(3, 4, req("GET", "/", ROOT_HEADERS, start=13.0, end=13.0), resp(200, {}, start=14.0, end=14.0))] \
         == [view(t) for t in got]
+
+
+def test_upgraded_stream_1_leaves_no_memory_counted_once_taken():
+    """Stream 1's request (the HTTP/1.1 one) is counted in the streams' memory
+    while the stream lives and leaves it with the transaction; it was never
+    added, so taking it left stream_mem negative by its header cost."""
+    request, switching = _http1_upgrade_request()
+    request.header_bytes = 120
+    conn = H2Connection.after_upgrade(request, switching)
+    assert 1024 + 120 + 4 * 160 == conn.stream_mem  # STREAM_COST, the fields' bytes, FIELD_COST each
+    conn.feed(True, CLIENT_START, 11.0)
+    conn.feed(False, SERVER_START + headers(1, resp_block(200), end_stream=True), 12.0)
+    (t,) = conn.take()
+    assert (200, 0) == (t.response.status, conn.stream_mem)
 
 
 def test_upgrade_with_undecodable_http2_settings_is_named():

@@ -61,7 +61,7 @@ def test_bad_key_raises_naming_it(key):
 def test_default_sets():
     assert frozenset({
         "authorization", "proxy-authorization", "cookie", "set-cookie", "cookie2", "set-cookie2",
-        "referer", "location", "content-location", "refresh", "link", "sec-websocket-protocol",
+        "referer", "location", "content-location", "refresh", "link", "sec-websocket-protocol", ":authority",
         "x-api-key", "api-key", "apikey", "x-auth-token", "x-access-token", "x-amz-security-token",
         "x-csrf-token", "x-xsrf-token", "x-csrftoken", "x-amzn-oidc-accesstoken", "x-amzn-oidc-data",
     }) == DEFAULT_HEADERS  # fmt: skip

@@ -158,10 +158,13 @@ def handover_after(client_lines: list[bytes], server_lines: list[bytes]) -> Http
 
 def test_tls_after_http09_guesses_hands_over_and_drops_the_guesses():
     s = handover_after([b"HELLO sniffd\r\n"], [b"+GO TLS\r\n"])
-    assert ([], [(True, HELLO, 2.0)], 0) == (s.take(), s.handover.chunks, s.meter.http_bytes)
+    assert "tls" == s.successor
+    ho = s.hand_over()
+    assert ([], "tls", None, [("feed", (True, [(HELLO, 2.0, None)], 2.0))], 0) == (
+        s.take(), ho.protocol, ho.starttls, ho.calls, s.meter.http_bytes)
 
 
 def test_tls_shaped_bytes_after_real_http11_stay_http():
     s = handover_after([b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"], [b"HTTP/1.1 204 No Content\r\n\r\n"])
-    assert None is s.handover
+    assert None is s.successor
     assert ["GET"] == [t.request.method for t in s.take()]
