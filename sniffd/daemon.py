@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
-import grp
 import json
 import os
 import platform
@@ -64,6 +63,7 @@ from sniffd import config as configmod
 from sniffd.capture import DEFAULT_BATCH_SIZE, Batch, CaptureError, LiveCapture, list_interfaces, open_fanout
 from sniffd.config import Config, ConfigError
 from sniffd.settings import Settings
+from sniffd.privileges import PrivilegeError, drop_privileges, preload
 from sniffd.sink import JsonLinesSink
 
 EXIT_OK = 0
@@ -88,10 +88,6 @@ TICK_EXPIRE_INTERVAL_S = 1.0
 KERNEL_STATS_INTERVAL_S = 1.0
 
 log = structlog.get_logger("sniffd")
-
-
-class PrivilegeError(Exception):
-    """The configured user or group cannot be switched to."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -296,97 +292,6 @@ def _libpcap_version() -> str:
         return "unknown"
 
 
-# --- privileges --------------------------------------------------------------
-
-
-def _preload() -> None:
-    """Load now, as the starting user, what may be loaded lazily later.
-
-    After the privilege drop the Python installation itself may be unreadable
-    (an interpreter under /root, say); anything first imported after it would
-    fail.  Codec lookups are cached by the registry, imports by sys.modules.
-    """
-    import codecs
-    import ctypes  # noqa: F401  (drop_capabilities, _libpcap_version)
-    import traceback  # noqa: F401  (log.exception)
-
-    for name in ("ascii", "latin-1", "utf-8", "utf-16", "idna"):
-        codecs.lookup(name)
-
-
-
-def drop_privileges(user: str, group: str) -> tuple[int, int]:
-    """Become ``user``:``group`` for good (no way back to root), then drop every capability.
-
-    Started as root: supplementary groups cleared, then gid, then uid (real,
-    effective and saved), which also empties the capability sets.  Started
-    as the target user with capabilities (systemd's AmbientCapabilities):
-    the capabilities are dropped.  ``user = ""`` keeps the current user.
-    Returns the (uid, gid) now in force.
-    """
-    if user:
-        pw = pwd.getpwnam(user)
-        gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
-        if os.geteuid() == 0:
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
-            if pw.pw_uid != 0:
-                try:
-                    os.setuid(0)
-                except PermissionError:
-                    pass
-                else:  # pragma: no cover - would be a kernel or libc bug
-                    raise PrivilegeError("[privileges] user: could regain root after dropping it")
-        elif os.geteuid() != pw.pw_uid:
-            raise PrivilegeError(
-                f"[privileges] user: cannot switch to {user!r} (uid {pw.pw_uid}): not started as root "
-                f"(running as uid {os.geteuid()}); start as root, or set user to the current user or ''"
-            )
-        elif os.getegid() != gid and gid not in os.getgroups():
-            raise PrivilegeError(f"[privileges] group: cannot switch to gid {gid}: not started as root")
-    drop_capabilities()
-    return os.geteuid(), os.getegid()
-
-
-def _cap_sets() -> dict[str, int]:
-    sets = {}
-    with open("/proc/self/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith(("CapPrm:", "CapEff:", "CapInh:", "CapAmb:")):
-                name, value = line.split(":", 1)
-                sets[name] = int(value, 16)
-    return sets
-
-
-def drop_capabilities() -> None:
-    """Empty the permitted, effective and inheritable (hence ambient) capability sets.
-
-    After the capture is open, CAP_NET_RAW is not needed any more; keeping it
-    would let a bug in the packet parsers open new raw sockets.
-    """
-    caps = _cap_sets()
-    if not any(caps.values()):
-        return
-    import ctypes
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two Data structs
-    data = (Data * 2)()
-    if libc.capset(ctypes.byref(header), data) != 0:
-        err = ctypes.get_errno()
-        raise PrivilegeError(f"cannot drop capabilities: {os.strerror(err)}")
-    left = _cap_sets()
-    if left.get("CapPrm") or left.get("CapEff") or left.get("CapAmb"):
-        raise PrivilegeError(f"capabilities still held after dropping them: {left}")
-
-
 # --- the output ----------------------------------------------------------------
 
 
@@ -496,7 +401,7 @@ class Daemon:
             # A stage refused a setting the config checks let through.
             raise ConfigError(f"{cfg.path or 'configuration'}: {e}") from None
         self.versions = versions()
-        _preload()
+        preload()
         # The first rendered event also loads what the log renderer needs.
         log.info("capture_opened", interface=cap["interface"], linktype=self.capture.linktype, dropping_to_user=cfg.get("privileges", "user") or None)
         self.uid, self.gid = drop_privileges(cfg.get("privileges", "user"), cfg.get("privileges", "group"))
@@ -994,7 +899,7 @@ class Supervisor:
         except ValueError as e:
             raise ConfigError(f"{cfg.path or 'configuration'}: {e}") from None
         self.versions = versions()
-        _preload()
+        preload()
         log.info(
             "capture_opened",
             interface=cap["interface"],
