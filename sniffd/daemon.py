@@ -41,7 +41,6 @@ import dataclasses
 import fcntl
 import json
 import os
-import platform
 import pwd
 import queue
 import select
@@ -53,17 +52,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
-import structlog
-
-from sniffd import __version__
 from sniffd import config as configmod
+from sniffd import oplog
 from sniffd.capture import DEFAULT_BATCH_SIZE, Batch, CaptureError, LiveCapture, list_interfaces, open_fanout
 from sniffd.config import Config, ConfigError
-from sniffd.settings import Settings
+from sniffd.oplog import configure_logging, log, versions
 from sniffd.privileges import PrivilegeError, drop_privileges, preload
+from sniffd.settings import Settings
 from sniffd.sink import JsonLinesSink
 
 EXIT_OK = 0
@@ -87,7 +84,6 @@ TICK_EXPIRE_INTERVAL_S = 1.0
 # How often the capture thread refreshes the kernel counters (pcap_stats).
 KERNEL_STATS_INTERVAL_S = 1.0
 
-log = structlog.get_logger("sniffd")
 
 
 @dataclass(slots=True, frozen=True)
@@ -214,84 +210,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return daemon.run()
 
 
-# --- logging -----------------------------------------------------------------
-
-
-def configure_logging(level: str, fmt: str, context: dict[str, Any] | None = None) -> None:
-    """structlog to stderr: one JSON object per line, or a readable console line.
-
-    ``context``: fields added to every event (a worker process: its number).
-    """
-    renderer: Any
-    if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=False, timestamp_key="time", sort_keys=False)
-    else:
-        renderer = structlog.processors.JSONRenderer(sort_keys=False)
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
-            structlog.processors.format_exc_info,
-            *([_AddContext(context)] if context else []),
-            _time_level_event_first,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level.upper()),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
-class _AddContext:
-    """A structlog processor adding fixed fields (set in __init__, added in __call__)."""
-
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self.fields = dict(fields)
-
-    def __call__(self, logger: object, method: str, event_dict: dict) -> dict:
-        for key, value in self.fields.items():
-            event_dict.setdefault(key, value)
-        return event_dict
-
-
-def _time_level_event_first(logger: object, method: str, event_dict: dict) -> dict:
-    """Put time, level and event first, so JSON lines read naturally."""
-    head = {k: event_dict.pop(k) for k in ("time", "level", "event") if k in event_dict}
-    head.update(event_dict)
-    return head
-
-
-def versions() -> dict[str, str]:
-    out = {"sniffd": __version__, "python": platform.python_version(), "libpcap": _libpcap_version()}
-    for dist in ("pcapy-ng", "dpkt", "httptools", "structlog", "orjson"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "unknown"
-    # "python" when sniffd/_batch.c was not built (no compiler at install):
-    # the same records, at a fraction of the speed; worth seeing in the log.
-    from sniffd import decode
-
-    out["batch_decoder"] = "python" if decode.decode_batch is decode.decode_batch_py else "c"
-    return out
-
-
-def _libpcap_version() -> str:
-    """pcap_lib_version() of the libpcap pcapy-ng loaded (it may bundle its own)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            paths = {line.split()[-1] for line in f if "libpcap" in line and "/" in line}
-        if not paths:
-            return "unknown"
-        import ctypes
-
-        lib = ctypes.CDLL(sorted(paths)[0])
-        lib.pcap_lib_version.restype = ctypes.c_char_p
-        return lib.pcap_lib_version().decode("ascii", "replace")
-    except Exception:
-        return "unknown"
-
-
 # --- the output ----------------------------------------------------------------
 
 
@@ -304,21 +222,13 @@ def open_sink(cfg: Config) -> JsonLinesSink:
         keep_files=out["keep_files"],
         flush_interval_s=out["flush_interval_s"],
         backlog_bytes=int(out["backlog_mb"] * 1024 * 1024),
-        on_event=_sink_event,
+        on_event=oplog.sink_event,
     )
     try:
         sink.open()
     except OSError as e:
         raise OSError(f"{cfg.where('output', 'path')}: cannot open {out['path']}: {e.strerror} (as uid {os.geteuid()})") from None
     return sink
-
-
-def _sink_event(event: str, **fields: object) -> None:
-    # output_resumed ends a fault: news, not an error.
-    if event.startswith("output_") and event != "output_resumed":
-        log.error(event, **fields)
-    else:
-        log.info(event, **fields)
 
 
 def _output_stats(sink: Any) -> dict[str, Any]:
