@@ -36,7 +36,6 @@ exit status 2.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import fcntl
 import json
@@ -54,18 +53,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sniffd import config as configmod
 from sniffd import oplog
-from sniffd.capture import DEFAULT_BATCH_SIZE, Batch, CaptureError, LiveCapture, list_interfaces, open_fanout
+from sniffd.capture import DEFAULT_BATCH_SIZE, Batch, LiveCapture, open_fanout
 from sniffd.config import Config, ConfigError
 from sniffd.oplog import configure_logging, log, versions
-from sniffd.privileges import PrivilegeError, drop_privileges, preload
+from sniffd.privileges import drop_privileges, preload
 from sniffd.settings import Settings
 from sniffd.sink import JsonLinesSink
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 # After SIGTERM the capture keeps reading for this many read timeouts: libpcap
 # hands packets over a block at a time, and the current block is only handed
@@ -94,120 +91,6 @@ class Tick:
 
 
 _STOP = object()
-
-
-# --- command line ------------------------------------------------------------
-
-# Flags that override config keys: (section, key) -> flag name used in messages.
-_OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
-    ("capture", "interface"): ("interface", "--interface"),
-    ("capture", "bpf_filter"): ("bpf_filter", "--filter"),
-    ("capture", "snaplen"): ("snaplen", "--snaplen"),
-    ("output", "path"): ("output", "--output"),
-    ("privileges", "user"): ("user", "--user"),
-    ("privileges", "group"): ("group", "--group"),
-    ("log", "level"): ("log_level", "--log-level"),
-    ("log", "format"): ("log_format", "--log-format"),
-    ("stats", "interval_s"): ("stats_interval", "--stats-interval"),
-    ("capture", "workers"): ("workers", "--workers"),
-}
-
-
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        default=None,
-        help=f"TOML config file (default {configmod.DEFAULT_CONFIG_PATH}; built-in defaults if that does not exist)",
-    )
-    p.add_argument("-i", "--interface", metavar="IFACE", help="capture on this interface ([capture] interface)")
-    p.add_argument("-f", "--filter", dest="bpf_filter", metavar="BPF", help="BPF expression ([capture] bpf_filter)")
-    p.add_argument("-s", "--snaplen", type=int, metavar="BYTES", help="bytes kept per packet ([capture] snaplen)")
-    p.add_argument("-o", "--output", metavar="PATH", help="JSON-lines file, '-' for stdout ([output] path)")
-    p.add_argument("--user", metavar="USER", help="run as this user after opening the capture ([privileges] user); '' keeps the current one")
-    p.add_argument("--group", metavar="GROUP", help="and this group ([privileges] group)")
-    p.add_argument("--log-level", choices=configmod.LOG_LEVELS, help="operational log level ([log] level)")
-    p.add_argument("--log-format", choices=configmod.LOG_FORMATS, help="operational log format ([log] format)")
-    p.add_argument("--stats-interval", type=float, metavar="SECONDS", help="seconds between stats events, 0 = off ([stats] interval_s)")
-    p.add_argument("-w", "--workers", type=int, metavar="N", help="capture processes sharing the interface by flow hash ([capture] workers)")
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``run``, ``check`` and ``interfaces`` to the ``sniffd`` command line."""
-    run = subparsers.add_parser("run", help="capture live traffic and append one JSON line per HTTP transaction")
-    _add_config_args(run)
-    run.set_defaults(func=cmd_run)
-
-    check = subparsers.add_parser("check", help="validate the config and compile the BPF filter, without capturing")
-    _add_config_args(check)
-    check.set_defaults(func=cmd_check)
-
-    ifaces = subparsers.add_parser("interfaces", help="list the interfaces libpcap can capture on")
-    ifaces.set_defaults(func=cmd_interfaces)
-
-
-def _die(msg: str, status: int = EXIT_USAGE) -> int:
-    print(f"sniffd: error: {msg}", file=sys.stderr)
-    return status
-
-
-def build_config(args: argparse.Namespace) -> Config:
-    """The config file (or the defaults), the flags laid over it, checked against this machine."""
-    path = args.config
-    if path is None:
-        path = configmod.DEFAULT_CONFIG_PATH if os.path.exists(configmod.DEFAULT_CONFIG_PATH) else None
-    cfg = configmod.load(path) if path is not None else configmod.defaults()
-    overrides = {(section, key): (flag, getattr(args, attr)) for (section, key), (attr, flag) in _OVERRIDES.items()}
-    configmod.apply_overrides(cfg, overrides)
-    configmod.check_environment(cfg)
-    return cfg
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        cfg = build_config(args)
-    except ConfigError as e:
-        return _die(str(e))
-    cap = cfg.capture
-    where = cfg.path or "built-in defaults"
-    workers = f", workers {cap['workers']}" if cap["workers"] > 1 else ""
-    print(
-        f"{where}: OK: interface {cap['interface']}, filter {cap['bpf_filter']!r}, "
-        f"output {cfg.output['path']}, user {cfg.get('privileges', 'user') or '(unchanged)'}{workers}"
-    )
-    return EXIT_OK
-
-
-def cmd_interfaces(args: argparse.Namespace) -> int:
-    try:
-        names = list_interfaces()
-    except Exception as e:  # pcapy raises PcapError; keep the message
-        return _die(f"cannot list interfaces: {e}", EXIT_FAILURE)
-    for name in names:
-        state = ""
-        try:
-            with open(f"/sys/class/net/{name}/operstate", encoding="ascii") as f:
-                state = f.read().strip()
-        except OSError:
-            pass
-        print(f"{name}\t{state}" if state else name)
-    return EXIT_OK
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        cfg = build_config(args)
-    except ConfigError as e:
-        return _die(str(e))
-    configure_logging(cfg.get("log", "level"), cfg.get("log", "format"))
-    daemon: Daemon | Supervisor = Supervisor(cfg) if cfg.capture["workers"] > 1 else Daemon(cfg)
-    try:
-        daemon.prepare()
-    except (CaptureError, PrivilegeError, ConfigError, OSError) as e:
-        daemon.abort()
-        return _die(str(e))
-    return daemon.run()
 
 
 # --- the output ----------------------------------------------------------------
