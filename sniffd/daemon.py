@@ -59,7 +59,7 @@ from sniffd.config import Config, ConfigError
 from sniffd.oplog import configure_logging, log, versions
 from sniffd.privileges import drop_privileges, preload
 from sniffd.settings import Settings
-from sniffd.sink import JsonLinesSink
+from sniffd.sink import OUTPUT_STATS, JsonLinesSink, open_sink
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -91,43 +91,6 @@ class Tick:
 
 
 _STOP = object()
-
-
-# --- the output ----------------------------------------------------------------
-
-
-def open_sink(cfg: Config) -> JsonLinesSink:
-    """The records file of ``[output]``, opened as the user we run as now; OSError names the key."""
-    out = cfg.output
-    sink = JsonLinesSink(
-        out["path"],
-        rotate_bytes=out["rotate_bytes"],
-        keep_files=out["keep_files"],
-        flush_interval_s=out["flush_interval_s"],
-        backlog_bytes=int(out["backlog_mb"] * 1024 * 1024),
-        on_event=oplog.sink_event,
-    )
-    try:
-        sink.open()
-    except OSError as e:
-        raise OSError(f"{cfg.where('output', 'path')}: cannot open {out['path']}: {e.strerror} (as uid {os.geteuid()})") from None
-    return sink
-
-
-def _output_stats(sink: Any) -> dict[str, Any]:
-    """The output's counters for the stats and shutdown events."""
-    if sink is None:
-        return {"records_written": 0, "records_lost": 0, "records_held": 0, "rotations": 0, "reopens": 0,
-                "write_errors": 0, "output_state": "ok"}
-    return {
-        "records_written": sink.records_written,  # whole lines that reached the file
-        "records_lost": sink.records_lost,  # could not be written (backlog full, or held at exit)
-        "records_held": sink.records_held,  # waiting in memory (many only while blocked)
-        "rotations": sink.rotations,
-        "reopens": sink.reopens,
-        "write_errors": sink.write_errors,
-        "output_state": sink.state,
-    }
 
 
 # --- the daemon ----------------------------------------------------------------
@@ -199,7 +162,7 @@ class Daemon:
         log.info("capture_opened", interface=cap["interface"], linktype=self.capture.linktype, dropping_to_user=cfg.get("privileges", "user") or None)
         self.uid, self.gid = drop_privileges(cfg.get("privileges", "user"), cfg.get("privileges", "group"))
         self.dumps = records.dumps
-        self.sink = open_sink(cfg)
+        self.sink = open_sink(cfg, oplog.sink_event)
 
     def abort(self) -> None:
         if self.capture is not None:
@@ -423,7 +386,7 @@ class Daemon:
             "fragments_held": p.get("fragments_held", 0),
             "non_tcp_packets": p.get("non_tcp_packets", 0),
             "records": p.get("records", 0),
-            **_output_stats(sink),
+            **sink.stats(),
             "anomalies": dict(sorted(p.get("anomalies", {}).items())),
             "workers": 1,
         }
@@ -512,14 +475,6 @@ class PipeSink:
     are dropped and counted, as with a slow disk.
     """
 
-    # The output counters the stats read (the parent's sink has the real ones).
-    rotations = 0
-    records_lost = 0
-    records_held = 0
-    reopens = 0
-    write_errors = 0
-    state = "ok"
-
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._pending: list[str] = []
@@ -553,6 +508,11 @@ class PipeSink:
 
     def request_reopen(self) -> None:
         pass  # the parent owns the file
+
+    def stats(self) -> dict[str, Any]:
+        # Only the lines handed over are the worker's to count: the parent's
+        # sink has the real output counters.
+        return dict.fromkeys(OUTPUT_STATS, 0) | {"records_written": self.records_written, "output_state": "ok"}
 
 
 class Worker(Daemon):
@@ -702,7 +662,7 @@ class Supervisor:
             fanout_group=self.group,
         )
         self.uid, self.gid = drop_privileges(cfg.get("privileges", "user"), cfg.get("privileges", "group"))
-        self.sink = open_sink(cfg)
+        self.sink = open_sink(cfg, oplog.sink_event)
 
     def abort(self) -> None:
         for capture in self.captures:
@@ -1001,7 +961,7 @@ class Supervisor:
                         "open_connections", "buffered_bytes", "fragments_held", "non_tcp_packets", "records")
         }
         out.update(
-            **_output_stats(sink),
+            **sink.stats(),
             anomalies=dict(sorted(anomalies.items())),
             workers=self.count,
             per_worker=[
