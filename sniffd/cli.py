@@ -143,7 +143,7 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from sniffd.config import ConfigError
-    from sniffd.daemon import EXIT_OK
+    from sniffd.live import EXIT_OK
 
     try:
         cfg = build_config(args)
@@ -161,7 +161,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_interfaces(args: argparse.Namespace) -> int:
     from sniffd.capture import list_interfaces
-    from sniffd.daemon import EXIT_FAILURE, EXIT_OK
+    from sniffd.live import EXIT_FAILURE, EXIT_OK
 
     try:
         names = list_interfaces()
@@ -181,9 +181,10 @@ def cmd_interfaces(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from sniffd.capture import CaptureError
     from sniffd.config import ConfigError
-    from sniffd.daemon import Daemon, Supervisor
+    from sniffd.live import Daemon
     from sniffd.oplog import configure_logging
     from sniffd.privileges import PrivilegeError
+    from sniffd.workers import Supervisor
 
     try:
         cfg = build_config(args)
@@ -192,9 +193,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging(cfg.get("log", "level"), cfg.get("log", "format"))
     daemon: Daemon | Supervisor = Supervisor(cfg) if cfg.capture["workers"] > 1 else Daemon(cfg)
     try:
-        daemon.prepare()
+        daemon.prepare()  # leaves nothing open when it fails
     except (CaptureError, PrivilegeError, ConfigError, OSError) as e:
-        daemon.abort()
         return _die(str(e))
     return daemon.run()
 

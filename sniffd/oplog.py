@@ -3,18 +3,32 @@
 structlog is for these events only, never one line per packet: records go
 through the sink.  One JSON object per line on stderr (journald keeps it), or
 a readable console line.
+
+The events every ``sniffd run`` writes, with one worker or many, are written
+here once: ``capture_opened`` and ``start`` (``capture_opened``, ``start``),
+then ``stats``, ``stopping`` and ``shutdown`` (``LogReport``), whose counters
+have one shape (``stats_fields``).  The fields are listed in the README,
+*Operational events*.
 """
 
 from __future__ import annotations
 
+import os
 import platform
+import pwd
+import signal
 import sys
+import time
+from collections.abc import Mapping
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from sniffd import __version__
+
+if TYPE_CHECKING:
+    from sniffd.config import Config
 
 log = structlog.get_logger("sniffd")
 
@@ -101,3 +115,81 @@ def sink_event(event: str, **fields: object) -> None:
         log.error(event, **fields)
     else:
         log.info(event, **fields)
+
+
+# --- the events of a run ---------------------------------------------------------
+
+
+def capture_opened(cfg: Config, linktype: int, **fanout: Any) -> None:
+    """The capture is open, privileges not dropped yet.  ``fanout``: with workers,
+    their number and the fanout group."""
+    log.info(
+        "capture_opened",
+        interface=cfg.capture["interface"],
+        linktype=linktype,
+        dropping_to_user=cfg.get("privileges", "user") or None,
+        **fanout,
+    )
+
+
+def start(cfg: Config, linktype: int, uid: int, gid: int, versions: dict[str, str], workers: int, **fanout: Any) -> None:
+    """Capturing as ``uid``:``gid``.  ``fanout``: with workers, their pids and the fanout group."""
+    cap = cfg.capture
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    log.info(
+        "start",
+        interface=cap["interface"],
+        filter=cap["bpf_filter"],
+        linktype=linktype,
+        snaplen=cap["snaplen"],
+        promiscuous=cap["promiscuous"],
+        output=cfg.output["path"],
+        config=cfg.path,
+        user=user,
+        uid=uid,
+        gid=gid,
+        pid=os.getpid(),
+        workers=workers,
+        **fanout,
+        versions=versions,
+    )
+
+
+# The daemon's counters in the stats and shutdown events, in this order; the
+# output's (sink.OUTPUT_STATS) follow them.
+COUNTERS = ("packets", "bytes", "kernel_received", "kernel_drops", "interface_drops", "queue_drops",
+            "open_connections", "buffered_bytes", "fragments_held", "non_tcp_packets", "records")
+
+
+def stats_fields(counters: Mapping[str, int], output: dict[str, Any], anomalies: Mapping[str, int], workers: int) -> dict[str, Any]:
+    """The fields of a stats or shutdown event: the COUNTERS (0 when missing),
+    the output's counters, the anomalies by name, and the number of workers."""
+    return {
+        **{key: counters.get(key, 0) for key in COUNTERS},
+        **output,
+        "anomalies": dict(sorted(anomalies.items())),
+        "workers": workers,
+    }
+
+
+class LogReport:
+    """A run's own events go to the operational log (live.Report).
+
+    ``interval_s``: between stats events, 0 = none ([stats] interval_s).
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.started_at = time.monotonic()
+
+    def stats(self, fields: dict[str, Any]) -> None:
+        log.info("stats", **fields)
+
+    def stopping(self, signum: int) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+
+    def shutdown(self, fields: dict[str, Any], exit_status: int) -> None:
+        log.info("shutdown", **fields, uptime_s=round(time.monotonic() - self.started_at, 3))
