@@ -238,7 +238,7 @@ class Supervisor:
     # -- start (privileged) --
 
     def prepare(self) -> None:
-        self.signals.install()  # first, as live.Daemon.prepare says why
+        self.signals.install()  # first: see live.Daemon.prepare
         self.opened = start_up(self.cfg, worker_settings(self.cfg.settings(), self.count), self.count)
         self.captures, self.pipelines, self.sink = self.opened.captures, self.opened.pipelines, self.opened.sink
         self.signals.sink = self.sink
