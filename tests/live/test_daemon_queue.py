@@ -1,7 +1,7 @@
 """The capture thread's bounded queue: when it is full, frames are dropped and counted.
 
 The real capture loop of sniffd.live on a real LiveCapture of loopback
-traffic, with no processing thread taking from the queue (the worst burst:
+traffic, with no processing loop taking from the queue (the worst burst:
 processing stalled).  Memory must stay at the queue's bound and every frame
 the kernel handed over must be either queued or counted as a queue drop.
 """
