@@ -1,8 +1,14 @@
-"""Command line: ``sniffd read``, plus the daemon's commands from sniffd.daemon.
+"""Command line: ``sniffd read`` (capture files) and the daemon's ``run``,
+``check`` and ``interfaces``: their flags, and what each command does with them.
 
 Bad input (missing file, non-pcap file, invalid BPF, bad config) gets one
 line on stderr naming the problem and exit status 2, with no output file
-left behind.
+left behind.  ``sniffd run`` then exits 0 when stopped by a signal (or when
+its stdout reader went away) and 1 when it failed (sniffd.live).
+
+The daemon's commands import what they need when they run, and ``sniffd
+read`` leaves them out of its parser altogether: it spares it the config
+module, structlog and the live capture (~90 ms of start-up).
 """
 
 from __future__ import annotations
@@ -11,21 +17,24 @@ import argparse
 import gc
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from sniffd import __version__
+
+if TYPE_CHECKING:
+    from sniffd.config import Config
 
 EXIT_USAGE = 2
 
 
-def _die(msg: str) -> int:
+def _die(msg: str, status: int = EXIT_USAGE) -> int:
     print(f"sniffd: error: {msg}", file=sys.stderr)
-    return EXIT_USAGE
+    return status
 
 
 def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
     """``daemon_commands``: also the daemon's subcommands (run, check,
-    interfaces); `sniffd read` leaves them out, which spares it importing
-    the daemon (structlog, config, sink: ~90 ms of start-up)."""
+    interfaces); `sniffd read` leaves them out (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="sniffd", description="Log every HTTP exchange seen on the wire as one JSON line.")
     parser.add_argument("--version", action="version", version=f"sniffd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,9 +51,7 @@ def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
     rd.set_defaults(func=cmd_read)
 
     if daemon_commands:
-        from sniffd import daemon
-
-        daemon.register(sub)
+        _add_daemon_commands(sub)
     return parser
 
 
@@ -65,6 +72,131 @@ def cmd_read(args: argparse.Namespace) -> int:
                     settings=settings, redact_key=key)
     _read_done = True
     return rc
+
+
+# --- the daemon: run, check, interfaces ------------------------------------------
+
+# Flags that override config keys: (section, key) -> flag name used in messages.
+_OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
+    ("capture", "interface"): ("interface", "--interface"),
+    ("capture", "bpf_filter"): ("bpf_filter", "--filter"),
+    ("capture", "snaplen"): ("snaplen", "--snaplen"),
+    ("output", "path"): ("output", "--output"),
+    ("privileges", "user"): ("user", "--user"),
+    ("privileges", "group"): ("group", "--group"),
+    ("log", "level"): ("log_level", "--log-level"),
+    ("log", "format"): ("log_format", "--log-format"),
+    ("stats", "interval_s"): ("stats_interval", "--stats-interval"),
+    ("capture", "workers"): ("workers", "--workers"),
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    from sniffd import config as configmod
+
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=None,
+        help=f"TOML config file (default {configmod.DEFAULT_CONFIG_PATH}; built-in defaults if that does not exist)",
+    )
+    p.add_argument("-i", "--interface", metavar="IFACE", help="capture on this interface ([capture] interface)")
+    p.add_argument("-f", "--filter", dest="bpf_filter", metavar="BPF", help="BPF expression ([capture] bpf_filter)")
+    p.add_argument("-s", "--snaplen", type=int, metavar="BYTES", help="bytes kept per packet ([capture] snaplen)")
+    p.add_argument("-o", "--output", metavar="PATH", help="JSON-lines file, '-' for stdout ([output] path)")
+    p.add_argument("--user", metavar="USER", help="run as this user after opening the capture ([privileges] user); '' keeps the current one")
+    p.add_argument("--group", metavar="GROUP", help="and this group ([privileges] group)")
+    p.add_argument("--log-level", choices=configmod.LOG_LEVELS, help="operational log level ([log] level)")
+    p.add_argument("--log-format", choices=configmod.LOG_FORMATS, help="operational log format ([log] format)")
+    p.add_argument("--stats-interval", type=float, metavar="SECONDS", help="seconds between stats events, 0 = off ([stats] interval_s)")
+    p.add_argument("-w", "--workers", type=int, metavar="N", help="capture processes sharing the interface by flow hash ([capture] workers)")
+
+
+def _add_daemon_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``run``, ``check`` and ``interfaces`` to the ``sniffd`` command line."""
+    run = subparsers.add_parser("run", help="capture live traffic and append one JSON line per HTTP transaction")
+    _add_config_args(run)
+    run.set_defaults(func=cmd_run)
+
+    check = subparsers.add_parser("check", help="validate the config and compile the BPF filter, without capturing")
+    _add_config_args(check)
+    check.set_defaults(func=cmd_check)
+
+    ifaces = subparsers.add_parser("interfaces", help="list the interfaces libpcap can capture on")
+    ifaces.set_defaults(func=cmd_interfaces)
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """The config file (or the defaults), the flags laid over it, checked against this machine."""
+    from sniffd import config as configmod
+
+    path = args.config
+    if path is None:
+        path = configmod.DEFAULT_CONFIG_PATH if os.path.exists(configmod.DEFAULT_CONFIG_PATH) else None
+    cfg = configmod.load(path) if path is not None else configmod.defaults()
+    overrides = {(section, key): (flag, getattr(args, attr)) for (section, key), (attr, flag) in _OVERRIDES.items()}
+    configmod.apply_overrides(cfg, overrides)
+    configmod.check_environment(cfg)
+    return cfg
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from sniffd.config import ConfigError
+    from sniffd.live import EXIT_OK
+
+    try:
+        cfg = build_config(args)
+    except ConfigError as e:
+        return _die(str(e))
+    cap = cfg.capture
+    where = cfg.path or "built-in defaults"
+    workers = f", workers {cap['workers']}" if cap["workers"] > 1 else ""
+    print(
+        f"{where}: OK: interface {cap['interface']}, filter {cap['bpf_filter']!r}, "
+        f"output {cfg.output['path']}, user {cfg.get('privileges', 'user') or '(unchanged)'}{workers}"
+    )
+    return EXIT_OK
+
+
+def cmd_interfaces(args: argparse.Namespace) -> int:
+    from sniffd.capture import list_interfaces
+    from sniffd.live import EXIT_FAILURE, EXIT_OK
+
+    try:
+        names = list_interfaces()
+    except Exception as e:  # pcapy raises PcapError; keep the message
+        return _die(f"cannot list interfaces: {e}", EXIT_FAILURE)
+    for name in names:
+        state = ""
+        try:
+            with open(f"/sys/class/net/{name}/operstate", encoding="ascii") as f:
+                state = f.read().strip()
+        except OSError:
+            pass
+        print(f"{name}\t{state}" if state else name)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sniffd.capture import CaptureError
+    from sniffd.config import ConfigError
+    from sniffd.live import Daemon
+    from sniffd.oplog import configure_logging
+    from sniffd.privileges import PrivilegeError
+    from sniffd.workers import Supervisor
+
+    try:
+        cfg = build_config(args)
+    except ConfigError as e:
+        return _die(str(e))
+    configure_logging(cfg.get("log", "level"), cfg.get("log", "format"))
+    daemon: Daemon | Supervisor = Supervisor(cfg) if cfg.capture["workers"] > 1 else Daemon(cfg)
+    try:
+        daemon.prepare()  # leaves nothing open when it fails
+    except (CaptureError, PrivilegeError, ConfigError, OSError) as e:
+        return _die(str(e))
+    return daemon.run()
 
 
 def entry() -> None:

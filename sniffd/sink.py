@@ -1,6 +1,11 @@
 """Output stage (I/O): JSON lines appended to a file, or written to stdout.
 
-One thread owns a sink (the daemon's processing thread); the only thing other
+``Sink`` is what the live runner (sniffd.live) needs of an output, and all it
+knows of one: ``JsonLinesSink`` here, a fan-out worker's pipe to its parent
+(sniffd.workers.PipeSink), and any other output to come.  ``open_sink(cfg)``
+makes the one ``[output]`` configures.
+
+One thread owns a sink (the daemon's processing loop); the only thing other
 threads or signal handlers may do is ``request_reopen()``, which sets a flag
 the owner acts on at its next write.
 
@@ -53,6 +58,10 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sniffd.config import Config
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
@@ -83,6 +92,56 @@ EventHook = Callable[..., None]
 
 def _no_events(event: str, **fields: object) -> None:
     pass
+
+
+# The output's counters every sink reports (Sink.stats), in the order the
+# daemon's stats and shutdown events carry them.
+OUTPUT_STATS = ("records_written", "records_lost", "records_held", "rotations", "reopens", "write_errors", "output_state")
+
+
+class Sink(Protocol):
+    """An output of record lines, as the live runner uses it.
+
+    Call order: ``add`` any number of times; ``maybe_flush(now)`` after each
+    batch or tick (at least every flush interval: the runner wakes at least
+    every read timeout); ``close`` once, at the end; ``stats`` at any time.
+    All from the one owning thread, but ``request_reopen``, which a signal
+    handler may call.  A reader that went away (stdout closed) is a
+    ``BrokenPipeError`` from ``add``, ``maybe_flush`` or ``close``.
+    """
+
+    def add(self, lines: Iterable[str]) -> None:
+        """Take whole record lines (no trailing newline), in order."""
+
+    def maybe_flush(self, now: float | None = None) -> None:
+        """Send what is due (``now``: time.monotonic()); act on a reopen request."""
+
+    def close(self) -> None:
+        """Send everything taken, then let go of the output (what cannot be sent is counted lost)."""
+
+    def request_reopen(self) -> None:
+        """Open the output again at the next write (SIGHUP); only sets a flag."""
+
+    def stats(self) -> dict[str, Any]:
+        """The output's counters: the OUTPUT_STATS keys, in that order."""
+
+
+def open_sink(cfg: Config, on_event: EventHook = _no_events) -> JsonLinesSink:
+    """The records file of ``[output]``, opened as the user we run as now; OSError names the key."""
+    out = cfg.output
+    sink = JsonLinesSink(
+        out["path"],
+        rotate_bytes=out["rotate_bytes"],
+        keep_files=out["keep_files"],
+        flush_interval_s=out["flush_interval_s"],
+        backlog_bytes=int(out["backlog_mb"] * 1024 * 1024),
+        on_event=on_event,
+    )
+    try:
+        sink.open()
+    except OSError as e:
+        raise OSError(f"{cfg.where('output', 'path')}: cannot open {out['path']}: {e.strerror} (as uid {os.geteuid()})") from None
+    return sink
 
 
 class JsonLinesSink:
@@ -142,6 +201,18 @@ class JsonLinesSink:
     def records_held(self) -> int:
         """Lines waiting in memory for the output (only while blocked are there many)."""
         return len(self._pending)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters of the daemon's stats events (Sink.stats)."""
+        return {
+            "records_written": self.records_written,  # whole lines that reached the file
+            "records_lost": self.records_lost,  # could not be written (backlog full, or held at exit)
+            "records_held": self.records_held,  # waiting in memory (many only while blocked)
+            "rotations": self.rotations,
+            "reopens": self.reopens,
+            "write_errors": self.write_errors,
+            "output_state": self.state,
+        }
 
     # --- lifecycle ---
 

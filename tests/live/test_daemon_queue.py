@@ -1,7 +1,7 @@
 """The capture thread's bounded queue: when it is full, frames are dropped and counted.
 
-The real capture loop of sniffd.daemon on a real LiveCapture of loopback
-traffic, with no processing thread taking from the queue (the worst burst:
+The real capture loop of sniffd.live on a real LiveCapture of loopback
+traffic, with no processing loop taking from the queue (the worst burst:
 processing stalled).  Memory must stay at the queue's bound and every frame
 the kernel handed over must be either queued or counted as a queue drop.
 """
@@ -18,7 +18,7 @@ import pytest
 
 from sniffd import config as configmod
 from sniffd.capture import Batch, CaptureError, LiveCapture
-from sniffd.daemon import _STOP, Daemon, Tick
+from sniffd.live import _STOP, LiveRunner, Signals, Tick
 
 pytestmark = pytest.mark.live
 
@@ -33,39 +33,41 @@ def test_full_queue_drops_frames_and_counts_them():
     port = receiver.getsockname()[1]
     cfg = configmod.defaults()
     cfg.capture.update(interface="lo", bpf_filter=f"udp dst port {port}", queue_batches=2, batch_size=1, read_timeout_ms=50)
-    daemon = Daemon(cfg)
     try:
-        daemon.capture = LiveCapture("lo", bpf=cfg.capture["bpf_filter"], read_timeout_ms=50, buffer_bytes=4 * 1024 * 1024)
+        capture = LiveCapture("lo", bpf=cfg.capture["bpf_filter"], read_timeout_ms=50, buffer_bytes=4 * 1024 * 1024)
     except CaptureError as exc:
         pytest.skip(f"cannot capture on lo: {exc}")
-    thread = threading.Thread(target=daemon._capture_loop, daemon=True)
+    # Only the capture thread runs: no pipeline, sink or report is used.
+    runner = LiveRunner(cfg.capture, capture, pipeline=None, sink=None, report=None, signals=Signals())  # type: ignore[arg-type]
+    thread = threading.Thread(target=runner._capture_loop, daemon=True)
     thread.start()
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for i in range(DATAGRAMS):
         sender.sendto(b"x%d" % i, ("127.0.0.1", port))
 
     def queued_frames() -> int:
-        return sum(len(item) for item in list(daemon.queue.queue) if type(item) is Batch)
+        return sum(len(item) for item in list(runner.queue.queue) if type(item) is Batch)
 
     deadline = time.monotonic() + 5
-    while daemon.queue_drops + queued_frames() < DATAGRAMS and time.monotonic() < deadline:
+    while runner.queue_drops + queued_frames() < DATAGRAMS and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert daemon.queue.qsize() <= 2
+    assert runner.queue.qsize() <= 2
     in_queue = queued_frames()
-    assert DATAGRAMS == daemon.queue_drops + in_queue
-    assert daemon.queue_drops >= DATAGRAMS - 2
+    assert DATAGRAMS == runner.queue_drops + in_queue
+    assert runner.queue_drops >= DATAGRAMS - 2
 
-    daemon.stop_requested.set()
+    runner.stop_requested.set()
     items = []
     while True:
-        item = daemon.queue.get(timeout=5)
+        item = runner.queue.get(timeout=5)
         if item is _STOP:
             break
         items.append(item)
     thread.join(5)
     assert not thread.is_alive()
+    capture.close()
     assert all(type(item) in (Batch, Tick) for item in items)
     sender.close()
     receiver.close()
     with pytest.raises(queue.Empty):
-        daemon.queue.get_nowait()
+        runner.queue.get_nowait()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sniffd.sink import JsonLinesSink
+from sniffd.sink import OUTPUT_STATS, JsonLinesSink
 
 
 class FakeClock:
@@ -399,3 +399,14 @@ def test_sink_backlog_bound_holds_between_retries(tmp_path: Path):
         assert sink._pending_bytes <= 2_000
     assert 200 == sink.records_held + sink.records_lost
     sink.close()
+
+
+def test_stats_reports_the_output_counters_in_order(tmp_path):
+    """Sink.stats: the keys every sink reports, in the order the stats events carry them."""
+    sink = JsonLinesSink(str(tmp_path / "http.jsonl")).open()
+    sink.add(["{}", "{}"])
+    sink.close()
+    expected = {"records_written": 2, "records_lost": 0, "records_held": 0, "rotations": 0, "reopens": 0,
+                "write_errors": 0, "output_state": "ok"}
+    assert expected == sink.stats()
+    assert list(OUTPUT_STATS) == list(sink.stats())
