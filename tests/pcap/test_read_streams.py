@@ -12,6 +12,7 @@ are made by the real gzip and zstd tools.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
@@ -19,6 +20,7 @@ import shutil
 import stat
 import struct
 import subprocess
+import termios
 import time
 from pathlib import Path
 
@@ -335,17 +337,46 @@ def test_output_to_a_fifo_is_written_into_it_not_renamed_over_it(tmp_path):
 # --- the progress bar ------------------------------------------------------------------
 
 
-def _read_on_a_terminal(args: list[str], feed: bytes, pause_after: int, quiet_stderr_pipe: bool = False):
+def _terminal() -> tuple[int, int]:
+    """A pseudo-terminal of 24 rows and 100 columns (a new one has 0: tqdm draws nothing)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    return master, slave
+
+
+def _collect(proc: subprocess.Popen, fd: int) -> bytes:
+    """What ``proc`` writes to ``fd`` (a terminal's master side, or a pipe),
+    read while it runs (a full terminal would stop it), until it is done."""
+    seen = b""
+    while True:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: no process holds the terminal any more
+                data = b""
+            if data:
+                seen += data
+                continue
+            break
+        if proc.poll() is not None:
+            break
+    proc.wait(timeout=60)
+    return seen
+
+
+def _read_on_a_terminal(args: list[str], feed: bytes, pause_after: int, tmp_path: Path,
+                        quiet_stderr_pipe: bool = False):
     """`sniffd read ARGS -` with stdin a pipe fed ``feed`` (pausing 1.5 s
-    after ``pause_after`` bytes, so the read is long), stdout a pipe, and
+    after ``pause_after`` bytes, so the read is long), stdout a file, and
     stderr a pseudo-terminal (or a pipe).  Returns (exit status, stdout,
     what stderr got)."""
-    master, slave = pty.openpty()
+    master, slave = _terminal()
+    stdout = open(tmp_path / "stdout", "w+b")
     err_r = None
     stderr = slave
     if quiet_stderr_pipe:
         err_r, stderr = os.pipe()
-    proc = subprocess.Popen([str(SNIFFD), "read", *args, "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([str(SNIFFD), "read", *args, "-"], stdin=subprocess.PIPE, stdout=stdout,
                             stderr=stderr)
     os.close(slave)
     if err_r is not None:
@@ -355,33 +386,26 @@ def _read_on_a_terminal(args: list[str], feed: bytes, pause_after: int, quiet_st
     time.sleep(1.5)
     proc.stdin.write(feed[pause_after:])
     proc.stdin.close()
-    out = proc.stdout.read()
-    proc.wait(timeout=60)
-    seen = b""
-    src = err_r if err_r is not None else master
-    while select.select([src], [], [], 0.2)[0]:
-        try:
-            data = os.read(src, 65536)
-        except OSError:  # EIO: the terminal's other end is closed
-            break
-        if not data:
-            break
-        seen += data
+    seen = _collect(proc, err_r if err_r is not None else master)
     os.close(master)
     if err_r is not None:
         os.close(err_r)
+    proc.wait(timeout=60)
+    stdout.seek(0)
+    out = stdout.read()
+    stdout.close()
     return proc.returncode, out, seen
 
 
-def test_progress_bar_is_drawn_on_a_terminal_and_never_into_a_pipe(big):
+def test_progress_bar_is_drawn_on_a_terminal_and_never_into_a_pipe(big, tmp_path):
     data = big["pcap"].read_bytes()
     plain = read_plain(big["pcap"]).stdout
-    rc, out, tty = _read_on_a_terminal([], data, 2 * CHUNK)
+    rc, out, tty = _read_on_a_terminal([], data, 2 * CHUNK, tmp_path)
     assert (0, plain) == (rc, out)
     assert b"packets" in tty and b"reading" in tty and b"B/s" in tty, tty[-400:]
-    rc, out, piped = _read_on_a_terminal([], data, 2 * CHUNK, quiet_stderr_pipe=True)
+    rc, out, piped = _read_on_a_terminal([], data, 2 * CHUNK, tmp_path, quiet_stderr_pipe=True)
     assert (0, plain, b"") == (rc, out, piped)
-    rc, out, quiet = _read_on_a_terminal(["--quiet"], data, 2 * CHUNK)
+    rc, out, quiet = _read_on_a_terminal(["--quiet"], data, 2 * CHUNK, tmp_path)
     assert (0, plain, b"") == (rc, out, quiet)
 
 
@@ -389,21 +413,12 @@ def test_progress_bar_shows_the_share_read_of_a_file_of_known_size(big, tmp_path
     """A FIFO read by name has no size; a compressed file has one: its bar
     shows a percentage."""
     f = Path(f"{big['pcap']}.gz")
-    master, slave = pty.openpty()
+    master, slave = _terminal()
     # A slow reader of the output holds the read long enough for the bar.
     proc = subprocess.Popen(["bash", "-c", f"{sniffd(f)} | (sleep 1.5; cat >/dev/null)"], stdin=subprocess.DEVNULL,
                             stderr=slave, stdout=subprocess.DEVNULL)
     os.close(slave)
-    proc.wait(timeout=60)
-    seen = b""
-    while select.select([master], [], [], 0.2)[0]:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        seen += data
+    seen = _collect(proc, master)
     os.close(master)
     assert 0 == proc.returncode
     assert b"%" in seen and b"packets" in seen, seen[-400:]
