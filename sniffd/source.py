@@ -216,6 +216,9 @@ def open_input(path: str) -> Input:
             st = os.fstat(0)
         except OSError:
             raise CaptureError("stdin: not open") from None
+        if os.isatty(0):
+            # Nobody types a capture: waiting for one would look like a hang.
+            raise CaptureError("stdin: is a terminal, not a capture (pipe one in: ... | sniffd read -)")
         # Standard input redirected from a file at its start is that file:
         # read it by path (fast, seekable, and workers may open it again).
         at_start = stat.S_ISREG(st.st_mode) and os.lseek(0, 0, os.SEEK_CUR) == 0

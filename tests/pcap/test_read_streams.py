@@ -284,6 +284,15 @@ def test_empty_input_is_one_line_exit_2(stdin, tmp_path):
     assert proc.stderr.startswith(b"sniffd: error: stdin: empty"), proc.stderr
 
 
+def test_stdin_that_is_a_terminal_is_refused_not_waited_on(tmp_path):
+    master, slave = _terminal()
+    proc = subprocess.run([str(SNIFFD), "read", "-"], stdin=slave, capture_output=True, timeout=30)
+    os.close(slave)
+    os.close(master)
+    assert (2, b"", b"sniffd: error: stdin: is a terminal, not a capture (pipe one in: ... | sniffd read -)\n") == (
+        proc.returncode, proc.stdout, proc.stderr)
+
+
 # --- workers -------------------------------------------------------------------------
 
 
