@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 import struct
 import sys
@@ -21,16 +22,13 @@ from dataclasses import dataclass
 import pcapy
 
 from sniffd import pcapng
+from sniffd.source import CaptureError, memfd_path, open_input
 
 # One batch = one C call.  512 packets amortise the call overhead well while
 # keeping a batch small (<1 MiB at full-size frames) for the live queue.
 DEFAULT_BATCH_SIZE = 512
 
 _META = struct.Struct("=4I")
-
-
-class CaptureError(Exception):
-    """A capture source or filter cannot be used; the message names it."""
 
 
 @dataclass(slots=True)
@@ -72,27 +70,50 @@ class OfflineCapture:
     end, since pcapy-ng's next_batch cuts pcapng's 64-bit time stamps to
     32-bit seconds.  A filtered pcapng read goes through libpcap one record
     at a time, whose time stamps keep their 64 bits.
+
+    ``path`` may also be ``-`` (standard input), a pipe, or gzip or zstd
+    data (sniffd.source): a *stream*, read once from the front.  libpcap
+    judges its head (the first chunk, from an in-memory file); a stream that
+    ends within that chunk is then read from there as a plain file.  A
+    longer one is walked by the same walkers, chunk after chunk
+    (_StreamChunks); what they leave to libpcap (a filter, link types
+    libpcap rewrites, an odd record) libpcap reads from a pipe (_fed).
     """
 
     def __init__(self, path: str, bpf: str = "") -> None:
-        self.path = path
-        if not os.path.exists(path):
-            raise CaptureError(f"{path}: no such file")
-        if os.path.isdir(path):
-            raise CaptureError(f"{path}: is a directory, not a capture file")
-        if not os.access(path, os.R_OK):
-            raise CaptureError(f"{path}: permission denied")
-        try:
-            self._reader = pcapy.open_offline(path)
-        except pcapy.PcapError as e:
-            raise CaptureError(f"{path}: not a readable pcap/pcapng file ({e})") from None
+        self.input = open_input(path)
+        self.path = self.input.name  # in messages: the argument, or "stdin"
+        self._memfd: int | None = None
+        self._stream: _StreamChunks | None = None
+        self._chunks: _FileChunks | None = None
+        file = self.input.plain_path
+        if file is not None:
+            if self.input.size == 0:
+                raise CaptureError(f"{self.path}: empty: no capture in it")
+            self._reader = self._open(file, "")
+            head = _file_head(file)
+        else:
+            head = self.input.read(_CHUNK)
+            after = f" after {self.input.compression} decompression" if self.input.compression else ""
+            if not head:
+                raise CaptureError(f"{self.path}: empty{after}: no capture in it")
+            self._memfd, file = memfd_path(head)
+            self._reader = self._open(file, after)
+            if len(head) == _CHUNK:  # more to come: a stream
+                self._stream = _StreamChunks(self.input, head)
+                file = None
+        # Where libpcap and the walkers open the capture (None: a stream), and
+        # where a worker process may open it again (None: a pipe, read once).
+        self._file = file
+        self.reopen_path = file if file is not None else self.input.reopen_path
+        self._reading = self._reader  # the libpcap handle reading now (position)
         self.linktype = self._reader.datalink()
         if bpf:
             _compile_check(self.linktype, 262144, bpf)
         self.bpf = bpf
         if self.bpf:
             self._setfilter(self._reader)
-        head = _file_head(path)
+        self._head = head
         self.snaplen = file_snaplen(head)
         # Set when libpcap reports the file cut short mid-record.
         self.truncated: str | None = None
@@ -105,6 +126,28 @@ class OfflineCapture:
         # link types whose frames libpcap rewrites.
         self._walk_pcapng_file = self._pcapng and not bpf and self.linktype not in _REWRITTEN_LINKTYPES
 
+    def _open(self, file: str, after: str):
+        try:
+            return pcapy.open_offline(file)
+        except pcapy.PcapError as e:
+            raise CaptureError(f"{self.path}: not a readable pcap/pcapng file{after} ({e})") from None
+
+    @property
+    def size(self) -> int | None:
+        """The input's size in bytes (compressed, for a compressed file), when known."""
+        return self.input.size
+
+    def position(self) -> int:
+        """Bytes of the input read so far (of ``size``), for the progress bar."""
+        if self.input.plain_path is None:
+            return self.input.consumed
+        if self._chunks is not None:
+            return self._chunks.consumed
+        try:
+            return os.lseek(self._reading.getfd(), 0, os.SEEK_CUR)
+        except (OSError, pcapy.PcapError):
+            return 0
+
     def _setfilter(self, reader) -> None:
         try:
             reader.setfilter(self.bpf)
@@ -112,18 +155,30 @@ class OfflineCapture:
             raise CaptureError(f"invalid BPF filter {self.bpf!r}: {e}") from None
 
     def batches(self, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[Batch]:
+        if self._stream is not None:
+            yield from self._stream_batches(batch_size)
+            return
         reader = self._reader
         done = 0
         if self._walk_pcapng_file:
-            yield from self._walk_pcapng(batch_size)
+            self._chunks = _FileChunks(self._file)
+            try:
+                yield from self._walk_pcapng(self._chunks, batch_size)
+            finally:
+                self._chunks.close()
             return
         if self._pcapng:
             # next_batch would cut the seconds to 32 bits.
             yield from self._by_record(reader, batch_size)
             return
         if self._walk_as is not None:
-            done, finished = yield from self._walk(batch_size)
-            if finished:
+            self._chunks = _FileChunks(self._file)
+            try:
+                done, stopped_at = yield from self._walk(self._chunks, batch_size)
+            finally:
+                self._chunks.close()
+                self._chunks = None
+            if stopped_at is None:
                 return
             # A record the walk leaves to libpcap (cut short, or longer than
             # the snapshot length): libpcap goes on from there, and says.
@@ -145,61 +200,85 @@ class OfflineCapture:
             done += len(meta) // 16
             yield Batch(buf, meta)
 
-    def _walk(self, batch_size: int):
+    def _stream_batches(self, batch_size: int) -> Iterator[Batch]:
+        """A stream's batches: the walks of a plain file, on its chunks;
+        libpcap (_fed) where a plain file's read would use it."""
+        chunks = self._stream
+        if self._walk_pcapng_file:
+            yield from self._walk_pcapng(chunks, batch_size)
+            self._drain()
+            return
+        if self._walk_as is not None:
+            _, stopped_at = yield from self._walk(chunks, batch_size)
+            if stopped_at is not None:
+                # libpcap reads on from the record the walk left, after the
+                # file header, as it goes on in a plain file.
+                yield from self._fed(self._head[:24] + chunks.rest(stopped_at), batch_size)
+            return
+        yield from self._fed(chunks.rest(0), batch_size)
+
+    def _drain(self) -> None:
+        """Decompress what is left of a compressed stream after the capture
+        in it stopped, and throw it away: damage further on is still found
+        (CaptureError), and a capture broken by damaged compression (bytes
+        changed, whose CRC fails only at the end) is reported as that, not
+        as a cut capture."""
+        if self.input.compression:
+            while self.input.read(_CHUNK):
+                pass
+
+    def _walk(self, chunks, batch_size: int):
         """Batches of whole records, read in chunks of the file and indexed
         by pcap_records (C), with no copy of each packet as libpcap's
         next_batch makes: half of `sniffd read`'s reading time.  Returns
-        (records yielded, whether the file ended cleanly after them)."""
+        (records yielded, None if the file ended cleanly after them, else
+        the offset of the record left to libpcap)."""
         swapped, nano, max_caplen = self._walk_as
         done = 0
         at = 24  # file offset of the next record
-        with open(self.path, "rb", buffering=0) as f:
-            while True:
-                f.seek(at)
-                chunk = f.read(_CHUNK)
-                if not chunk:
-                    return done, True
-                pos, stop = 0, 0
-                while stop == 0:
-                    meta, pos, stop = pcap_records(chunk, pos, batch_size, swapped, nano, max_caplen)
-                    if meta:
-                        done += len(meta) // 16
-                        yield Batch(chunk, meta)
-                if stop == 2 or (pos < len(chunk) and len(chunk) < _CHUNK) or pos == 0:
-                    # An odd record, the file cut inside one, or one longer
-                    # than a chunk (cannot be, below max_caplen): libpcap's.
-                    return done, False
-                at += pos  # re-read the record that did not fit, from the file
+        while True:
+            chunk = chunks.chunk(at, _CHUNK)
+            if not chunk:
+                return done, None
+            pos, stop = 0, 0
+            while stop == 0:
+                meta, pos, stop = pcap_records(chunk, pos, batch_size, swapped, nano, max_caplen)
+                if meta:
+                    done += len(meta) // 16
+                    yield Batch(chunk, meta)
+            if stop == 2 or (pos < len(chunk) and len(chunk) < _CHUNK) or pos == 0:
+                # An odd record, the file cut inside one, or one longer
+                # than a chunk (cannot be, below max_caplen): libpcap's.
+                return done, at + pos
+            at += pos  # the record that did not fit starts the next chunk
 
-    def _walk_pcapng(self, batch_size: int) -> Iterator[Batch]:
+    def _walk_pcapng(self, chunks, batch_size: int) -> Iterator[Batch]:
         """Batches of a pcapng file walked by sniffd.pcapng, from chunks of
-        the file; a block cut by a chunk's end is re-read from the file.
+        the file; a block cut by a chunk's end starts the next chunk.
         Sets ``truncated`` where the file ends inside a block or breaks."""
         walk = pcapng.PcapngWalk()
         at = 0  # file offset of the next block
-        with open(self.path, "rb", buffering=0) as f:
-            while True:
-                f.seek(at)
-                want = max(_CHUNK, walk.need)
-                chunk = f.read(want)
-                pos, stop = 0, 0
-                while stop == 0:
-                    meta, pos, stop, epoch = walk.walk(chunk, pos, batch_size)
-                    if meta:
-                        yield Batch(chunk, meta, epoch)
-                if stop == 2:
-                    self.truncated = walk.problem
-                    return
-                if len(chunk) < want:  # the file ends in this chunk
-                    left = len(chunk) - pos
-                    if left:
-                        # libpcap's words: it reads a block's 8-byte header,
-                        # then the rest (a section header's byte-order magic
-                        # first: 4 bytes).
-                        tried, got = (8, left) if left < 8 else (max(walk.need - 8, 4), left - 8)
-                        self.truncated = f"truncated pcapng dump file; tried to read {tried} bytes, only got {got}"
-                    return
-                at += pos
+        while True:
+            want = max(_CHUNK, walk.need)
+            chunk = chunks.chunk(at, want)
+            pos, stop = 0, 0
+            while stop == 0:
+                meta, pos, stop, epoch = walk.walk(chunk, pos, batch_size)
+                if meta:
+                    yield Batch(chunk, meta, epoch)
+            if stop == 2:
+                self.truncated = walk.problem
+                return
+            if len(chunk) < want:  # the file ends in this chunk
+                left = len(chunk) - pos
+                if left:
+                    # libpcap's words: it reads a block's 8-byte header,
+                    # then the rest (a section header's byte-order magic
+                    # first: 4 bytes).
+                    tried, got = (8, left) if left < 8 else (max(walk.need - 8, 4), left - 8)
+                    self.truncated = f"truncated pcapng dump file; tried to read {tried} bytes, only got {got}"
+                return
+            at += pos
 
     def _by_record(self, reader, batch_size: int) -> Iterator[Batch]:
         """Batches from libpcap one record at a time (``next``, whose
@@ -230,13 +309,129 @@ class OfflineCapture:
         if metas:
             yield Batch(b"".join(bufs), b"".join(metas), epoch)
 
+    def _fed(self, prefix: bytes, batch_size: int) -> Iterator[Batch]:
+        """libpcap reads the rest of a stream: ``prefix`` (its bytes read
+        already, from a file header on), then the rest, written into a pipe
+        by a child process.  A process, not a thread: pcapy holds the GIL
+        while libpcap waits on the pipe, so a feeding thread never runs.  One
+        record at a time (_by_record): next_batch drops the batch it was
+        filling at a cut, and a stream cannot be read again (_tail).  The
+        child's own failure (damaged compression) comes back on a second
+        pipe, and is raised here once libpcap has read what came before."""
+        r, w = os.pipe()
+        er, ew = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: feed, then leave without the parent's exit code
+            code = 0
+            try:
+                os.close(r)
+                os.close(er)
+                _write_all(w, prefix)
+                while data := self.input.read(_CHUNK):
+                    _write_all(w, data)
+            except BrokenPipeError:
+                # libpcap stopped at a broken record (the parent says so):
+                # still check the compression to its end (_drain).
+                try:
+                    self._drain()
+                except CaptureError as e:
+                    _write_all(ew, str(e).encode("utf-8", "replace"))
+                    code = 1
+            except BaseException as e:
+                message = str(e) if isinstance(e, CaptureError) else f"{self.path}: cannot read: {e!r}"
+                _write_all(ew, message.encode("utf-8", "replace"))
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        os.close(ew)
+        reader = None
+        finished = False
+        try:
+            try:
+                reader = pcapy.open_offline(f"/proc/self/fd/{r}")
+            except pcapy.PcapError as e:
+                raise CaptureError(f"{self.path}: {e}") from None
+            finally:
+                os.close(r)
+            if self.bpf:
+                self._setfilter(reader)
+            yield from self._by_record(reader, batch_size)
+            finished = True
+        finally:
+            if reader is not None:
+                reader.close()
+            if not finished or (self.truncated and not self.input.compression):
+                # libpcap stopped before the end: the child may be waiting
+                # for more input to write what no one will read.  (Of a
+                # compressed stream it reads the rest, to check it.)
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            with open(er, "rb") as f:
+                problem = f.read().decode("utf-8", "replace")
+        if problem:
+            raise CaptureError(problem)
+
     def _tail(self, skip: int) -> Iterator[Batch]:
-        reader = pcapy.open_offline(self.path)
+        reader = pcapy.open_offline(self._file)
         if self.bpf:
             self._setfilter(reader)
+        self._reading = reader
         for _ in range(skip):
             reader.next()
         yield from self._by_record(reader, DEFAULT_BATCH_SIZE)
+
+
+class _FileChunks:
+    """A plain file's bytes from any offset (see OfflineCapture._walk): a
+    chunk that ends inside a record is read again from that record."""
+
+    def __init__(self, path: str) -> None:
+        self._f = open(path, "rb", buffering=0)
+        self.consumed = 0
+
+    def chunk(self, at: int, want: int) -> bytes:
+        """``want`` bytes from offset ``at``, fewer only at the file's end."""
+        f = self._f
+        f.seek(at)
+        data = f.read(want)
+        self.consumed = at + len(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class _StreamChunks:
+    """The same for a stream (sniffd.source.Input), read once: offsets only
+    go forward, and the part of the last chunk not yet used starts the next
+    one (a stream cannot seek back to it)."""
+
+    def __init__(self, source, head: bytes) -> None:
+        self._source = source
+        self._buf = head  # the input from offset _start on
+        self._start = 0
+
+    def chunk(self, at: int, want: int) -> bytes:
+        buf = self._buf
+        if at == self._start and len(buf) >= want:
+            return buf
+        rest = buf[at - self._start :]
+        more = self._source.read(want - len(rest))
+        self._buf = rest + more if rest else more
+        self._start = at
+        return self._buf
+
+    def rest(self, at: int) -> bytes:
+        """What was read of the input from offset ``at`` on (the rest is
+        still to be read from the input)."""
+        return self._buf[at - self._start :]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class LiveCapture:

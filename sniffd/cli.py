@@ -40,10 +40,13 @@ def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rd = sub.add_parser("read", help="read pcap/pcapng files and print one JSON line per HTTP transaction")
-    rd.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng capture files, read in order")
+    rd.add_argument("files", nargs="+", metavar="FILE",
+                    help="pcap or pcapng captures, read in order: files, pipes, - for stdin; gzip or zstd compressed too")
     rd.add_argument("-f", "--filter", dest="bpf", default="", metavar="BPF", help="BPF expression applied by libpcap")
     rd.add_argument("-o", "--output", default="-", metavar="PATH", help="write JSON lines here instead of stdout")
     rd.add_argument("--stats", action="store_true", help="print the run's counters (packets, anomalies by name) as JSON on stderr")
+    rd.add_argument("-q", "--quiet", action="store_true",
+                    help="no warnings and no progress bar on stderr (errors and --stats still print)")
     rd.add_argument("-c", "--config", metavar="FILE",
                     help="take [limits], [tcp], [privacy] and [bodies] from this sniffd.toml (capture/output keys are ignored)")
     rd.add_argument("-w", "--workers", type=int, default=1, metavar="N",
@@ -69,7 +72,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         except ConfigError as e:
             return _die(str(e))
     rc = read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers,
-                    settings=settings, redact_key=key)
+                    settings=settings, redact_key=key, quiet=args.quiet)
     _read_done = True
     return rc
 

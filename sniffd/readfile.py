@@ -16,6 +16,12 @@ the parent merges the N sorted streams by that key, so the output is the
 one a single process writes, record for record and in the same order.  The
 one exception: with the memory budget or max_connections reached, each
 worker sheds its own connections, as one process would shed from all.
+
+Inputs may be pipes, standard input (``-``) and gzip or zstd data
+(sniffd.source).  A pipe is read once, so --workers refuses one bigger
+than the first chunk (a smaller one is held in memory, which workers
+share).  Damaged compression is bad input: found mid-read, it ends the run
+with exit 2 and no output file, like a bad file at the start.
 """
 
 from __future__ import annotations
@@ -24,9 +30,11 @@ import heapq
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 
+from sniffd import progress as progress_bar
 from sniffd.capture import CaptureError, OfflineCapture
 from sniffd.decode import UnknownLinkType, check_linktype
 from sniffd.pipeline import Pipeline
@@ -55,20 +63,27 @@ def _discard(out, tmp: str | None) -> None:
             pass
 
 
-def _open_all(paths: list[str], bpf: str) -> list[OfflineCapture]:
+def _open_all(paths: list[str], bpf: str, names: list[str] | None = None) -> list[OfflineCapture]:
+    """Open every capture; ``names``: what messages call them (a worker
+    opens again by path what the parent opened by name)."""
     captures = []
-    for path in paths:
+    for i, path in enumerate(paths):
         cap = OfflineCapture(path, bpf)
+        if names is not None:
+            cap.path = names[i]
         try:
             check_linktype(cap.linktype)
         except UnknownLinkType as e:
-            raise CaptureError(f"{path}: {e}") from None
+            raise CaptureError(f"{cap.path}: {e}") from None
         captures.append(cap)
     return captures
 
 
 def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Settings | None = None,
-               stats: bool = False, workers: int = 1, redact_key: bytes | None = None) -> int:
+               stats: bool = False, workers: int = 1, redact_key: bytes | None = None,
+               quiet: bool = False) -> int:
+    """``quiet``: no warnings and no progress bar on stderr (errors, and
+    the counters ``stats`` asks for, are still written)."""
     try:
         captures = _open_all(paths, bpf)
     except CaptureError as e:
@@ -77,13 +92,30 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
     if workers < 1:
         _err(f"--workers must be at least 1, got {workers}")
         return EXIT_BAD_INPUT
+    if workers > 1:
+        once = [cap.path for cap in captures if cap.reopen_path is None]
+        if once:
+            _err(f"{once[0]}: a pipe is read once, and each of --workers {workers} reads the whole input; "
+                 "read it with one worker, or from a file")
+            return EXIT_BAD_INPUT
     if redact_key is None:
         # One random key for the run, shared by every worker, so a
         # credential gets one token throughout the output.
         redact_key = os.urandom(32)
 
+    # Where the lines go, and (tmp) the temporary file renamed there at the end.
+    where = output
     if output == "-":
-        out, tmp = sys.stdout, None
+        out, tmp, where = sys.stdout, None, "stdout"
+    elif _special(output):
+        # A device or a FIFO (-o /dev/null, a named pipe): written to as it
+        # is.  A temporary file renamed onto it would replace the device
+        # with a regular file (it did: /dev/null, by a benchmark run).
+        try:
+            out, tmp = open(output, "w", encoding="ascii", buffering=1 << 20), None
+        except OSError as e:
+            _err(f"{output}: cannot write: {e.strerror}")
+            return EXIT_BAD_INPUT
     else:
         directory = os.path.dirname(os.path.abspath(output))
         try:
@@ -93,12 +125,21 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
             return EXIT_BAD_INPUT
         out = os.fdopen(fd, "w", encoding="ascii", buffering=1 << 20)
 
+    show = progress_bar.wanted(quiet)
     try:
         if workers == 1:
-            totals = _run(captures, settings, out.write, None, warn=True, key=redact_key)
+            totals = _run(captures, settings, out.write, None, warn=not quiet, key=redact_key, show_progress=show)
         else:
-            totals = _run_parallel(paths, bpf, settings, out.write, workers, redact_key)
+            totals = _run_parallel(captures, bpf, settings, out.write, workers, redact_key, quiet, show)
         out.flush()
+    except CaptureError as e:
+        # Damage found mid-read (a compressed stream cut short or corrupt):
+        # the records so far cannot be trusted to be all there is.  One
+        # line, and no output file (what stdout got already stays there;
+        # the exit status says it is incomplete).
+        _discard(out, tmp)
+        _err(str(e))
+        return EXIT_BAD_INPUT
     except OSError as e:
         if isinstance(e, BrokenPipeError):
             if tmp is not None:
@@ -108,7 +149,7 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
         # no output file (the temporary one is removed; stdout is closed so
         # nothing more is tried at exit).
         _discard(out, tmp)
-        _err(f"{'stdout' if tmp is None else output}: cannot write: {e.strerror or e}")
+        _err(f"{where}: cannot write: {e.strerror or e}")
         return EXIT_BAD_INPUT
     except BaseException:
         if tmp is not None:
@@ -123,16 +164,20 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
         out.close()
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, output)
+    elif out is not sys.stdout:
+        out.close()
     if stats:
         print(json.dumps(totals, sort_keys=True), file=sys.stderr)
     return 0
 
 
 def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard: tuple[int, int] | None,
-         warn: bool, key: bytes) -> dict:
+         warn: bool, key: bytes, show_progress: bool = False) -> dict:
     """One pipeline over all captures; returns its stats.  With ``shard``,
     each line is prefixed with the record's place in one process's output
-    (Pipeline.emit_keys), written by _key so that lines sort as keys do."""
+    (Pipeline.emit_keys), written by _key so that lines sort as keys do.
+    ``warn``: say on stderr which capture was cut short; ``show_progress``:
+    draw the progress bar (sniffd.progress)."""
     pipeline = Pipeline(settings, shard=shard, redact_key=key)
     if shard is not None:
         pipeline.emit_keys = []
@@ -152,16 +197,34 @@ def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard
         if keys is not None:
             keys.clear()
 
-    for cap in captures:
-        linktype = cap.linktype
-        pipeline.snaplen = cap.snaplen
-        feed_batch = pipeline.feed_batch
-        for batch in cap.batches():
-            emit(feed_batch(linktype, batch))
-        if cap.truncated and warn:
-            print(f"sniffd: warning: {cap.path}: capture file is truncated or damaged ({cap.truncated}); "
-                  "records up to that point were written", file=sys.stderr)
-    emit(pipeline.flush("end_of_input"))
+    bar = None
+    if show_progress:
+        sizes = [cap.size for cap in captures]
+        bar = progress_bar.Progress(None if None in sizes else sum(sizes))
+    try:
+        for cap in captures:
+            linktype = cap.linktype
+            pipeline.snaplen = cap.snaplen
+            feed_batch = pipeline.feed_batch
+            if bar is None:
+                for batch in cap.batches():
+                    emit(feed_batch(linktype, batch))
+            else:
+                for batch in cap.batches():
+                    emit(feed_batch(linktype, batch))
+                    bar.update(len(batch), cap.position())
+                bar.next_input(cap.position())
+            if cap.truncated and warn:
+                line = (f"sniffd: warning: {cap.path}: capture file is truncated or damaged ({cap.truncated}); "
+                        "records up to that point were written")
+                if bar is None:
+                    print(line, file=sys.stderr)
+                else:
+                    bar.write(line)
+        emit(pipeline.flush("end_of_input"))
+    finally:
+        if bar is not None:
+            bar.close()
     return pipeline.stats
 
 
@@ -175,27 +238,46 @@ def _key(k: tuple) -> str:
     return _KEY_FORMAT.format(*k)
 
 
-def _shard_main(paths: list[str], bpf: str, settings: Settings | None, k: int, n: int, path: str,
-                key: bytes) -> None:
-    with open(path, "w", encoding="ascii", buffering=1 << 20) as f:
-        stats = _run(_open_all(paths, bpf), settings, f.write, (k, n), warn=(k == 0), key=key)
+def _shard_main(paths: list[str], names: list[str], bpf: str, settings: Settings | None, k: int, n: int,
+                path: str, key: bytes, warn: bool, show_progress: bool) -> None:
+    try:
+        with open(path, "w", encoding="ascii", buffering=1 << 20) as f:
+            stats = _run(_open_all(paths, bpf, names), settings, f.write, (k, n), warn=warn, key=key,
+                         show_progress=show_progress)
+    except CaptureError as e:
+        # Bad input found mid-read (damaged compression): the parent says it.
+        with open(path + ".error", "w") as f:
+            f.write(str(e))
+        os._exit(EXIT_BAD_INPUT)
     with open(path + ".stats", "w") as f:
         json.dump(stats, f)
 
 
-def _run_parallel(paths: list[str], bpf: str, settings: Settings | None, write, n: int, key: bytes) -> dict | None:
+def _run_parallel(captures: list[OfflineCapture], bpf: str, settings: Settings | None, write, n: int, key: bytes,
+                  quiet: bool, show_progress: bool) -> dict | None:
+    # Each worker opens the inputs again: a file by its path, a small pipe
+    # from the memory the parent holds it in (inherited across fork).
+    paths = [cap.reopen_path for cap in captures]
+    names = [cap.path for cap in captures]
     tmpdir = tempfile.mkdtemp(prefix="sniffd-read-")
     try:
         import multiprocessing  # here: one-process runs start faster without it
 
         ctx = multiprocessing.get_context("fork")
         parts = [os.path.join(tmpdir, f"shard{k}") for k in range(n)]
-        procs = [ctx.Process(target=_shard_main, args=(paths, bpf, settings, k, n, parts[k], key)) for k in range(n)]
+        # Worker 0 warns and draws the bar: it reads every frame, as all do.
+        procs = [ctx.Process(target=_shard_main, args=(paths, names, bpf, settings, k, n, parts[k], key,
+                                                       k == 0 and not quiet, k == 0 and show_progress))
+                 for k in range(n)]
         for p in procs:
             p.start()
         for p in procs:
             p.join()
         failed = [k for k, p in enumerate(procs) if p.exitcode != 0]
+        for k in failed:
+            if os.path.exists(parts[k] + ".error"):
+                with open(parts[k] + ".error") as f:
+                    raise CaptureError(f.read())
         if failed:
             _err(f"worker(s) {failed} failed; no output written")
             return None
@@ -226,6 +308,15 @@ def _sum_stats(all_stats: list[dict]) -> dict:
                 total[key] = total.get(key, 0) + value
     total["anomalies"] = dict(sorted(total.get("anomalies", {}).items()))
     return total
+
+
+def _special(path: str) -> bool:
+    """Whether ``path`` exists and is not a regular file (a device, a FIFO)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def _umask() -> int:
