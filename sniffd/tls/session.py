@@ -39,7 +39,7 @@ from sniffd.tls import anomalies as A
 from sniffd.tls.alerts import FATAL, alert
 from sniffd.tls.ciphers import cipher_name
 from sniffd.tls.detect import looks_like_sslv2_client_hello
-from sniffd.tls.fingerprint import ja3, ja3s, ja4, ja4s
+from sniffd.tls.fingerprint import client_fingerprints, server_fingerprints
 from sniffd.tls.handshake import (
     CERTIFICATE,
     CLIENT_HELLO,
@@ -326,9 +326,9 @@ class TlsSession:
         first = self.first_server_hello
         # The hellos never change once parsed: fingerprint them once.
         if ch is not None and self._client_fp is None:
-            self._client_fp = (ja3(ch), ja4(ch))
+            self._client_fp = client_fingerprints(ch)
         if first is not None and self._server_fp is None:
-            self._server_fp = (ja3s(first), ja4s(first))
+            self._server_fp = server_fingerprints(first)
         cfp = self._client_fp or (None, None)
         sfp = self._server_fp or (None, None)
         if sh is not None:
