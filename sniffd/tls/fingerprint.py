@@ -16,11 +16,17 @@ reaches this package.
 
 A ClientHello in the SSL 2.0 format has no fingerprint here (None): neither
 specification says how to read its 3-byte cipher specs.
+
+``client_fingerprints`` / ``server_fingerprints`` give the pairs a record
+carries, remembered per distinct hello shape (``sniffd.tls.memo``): a client
+stack sends the same lists connection after connection, and the four
+strings cost more than the rest of a handshake's parse.
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
 
 from sniffd.tls.hello import (
     EXT_ALPN,
@@ -30,6 +36,7 @@ from sniffd.tls.hello import (
     ClientHello,
     ServerHello,
 )
+from sniffd.tls.memo import Memo
 
 # JA4.md "TLS and DTLS Version"; any other value is "00".
 _JA4_VERSIONS = {
@@ -170,3 +177,79 @@ def ja4s_raw(hello: ServerHello) -> str:
 def ja4s(hello: ServerHello) -> str:
     a, cipher, exts = ja4s_raw(hello).split("_", 2)
     return f"{a}_{cipher}_{_hash12(exts)}"
+
+
+# --- remembered per hello shape ------------------------------------------------------
+#
+# The key is every field the four functions above read, nothing else (a key
+# that missed one would give one stack's fingerprint to another): for the
+# client legacy_version, cipher_suites, extensions, supported_groups,
+# ec_point_formats, supported_versions, signature_algorithms (packed as
+# 16-bit values, after their counts so no two lists run together) and the
+# first ALPN name; for the server legacy_version, selected_version,
+# cipher_suite, alpn and extensions.  SSL 2.0-format hellos have no
+# fingerprint and no key.
+
+# Distinct client stacks a sensor sees at once: browsers (each in a few
+# shapes: with or without a PSK, SNI, ALPN), OS libraries, a few agents.
+# Sixty-four shapes hold them; a stack that drops out costs one computation
+# when it comes back.
+CLIENT_MEMO_SIZE = 64
+SERVER_MEMO_SIZE = 64
+
+# Hellos with more list values than this are fingerprinted but not
+# remembered, so an entry weighs at most ~1.5 KB (a packed key of 2 bytes a
+# value; the four strings ~100 bytes each) and the two memos ~200 KB.  Real
+# hellos have 40-100 (OpenSSL's full list: ~60 suites, 20 sigalgs).
+MAX_MEMO_VALUES = 512
+
+CLIENT_MEMO = Memo(CLIENT_MEMO_SIZE)
+SERVER_MEMO = Memo(SERVER_MEMO_SIZE)
+
+
+def _packed(values: list[int]) -> bytes | None:
+    """``values`` as 16-bit numbers, or None when too many to remember or one
+    is outside 0..65535 (not from a parsed hello)."""
+    if len(values) > MAX_MEMO_VALUES:
+        return None
+    try:
+        return struct.pack(f">{len(values)}H", *values)
+    except struct.error:
+        return None
+
+
+def _client_key(hello: ClientHello) -> tuple | None:
+    suites, exts, groups = hello.cipher_suites, hello.extensions, hello.supported_groups
+    formats, versions, sigs = hello.ec_point_formats, hello.supported_versions, hello.signature_algorithms
+    packed = _packed(suites + exts + groups + formats + versions + sigs)
+    if packed is None:
+        return None
+    counts = (len(suites), len(exts), len(groups), len(formats), len(versions))
+    return (hello.legacy_version, counts, packed, hello.alpn[0] if hello.alpn else None)
+
+
+def client_fingerprints(hello: ClientHello) -> tuple[str | None, str | None]:
+    """``(ja3(hello), ja4(hello))``, remembered per hello shape."""
+    if hello.sslv2:
+        return None, None
+    key = _client_key(hello)
+    if key is None:
+        return ja3(hello), ja4(hello)
+    fps = CLIENT_MEMO.get(key)
+    if fps is None:
+        fps = (ja3(hello), ja4(hello))
+        CLIENT_MEMO.put(key, fps)
+    return fps
+
+
+def server_fingerprints(hello: ServerHello) -> tuple[str, str]:
+    """``(ja3s(hello), ja4s(hello))``, remembered per hello shape."""
+    packed = _packed(hello.extensions)
+    if packed is None:
+        return ja3s(hello), ja4s(hello)
+    key = (hello.legacy_version, hello.selected_version, hello.cipher_suite, hello.alpn, packed)
+    fps = SERVER_MEMO.get(key)
+    if fps is None:
+        fps = (ja3s(hello), ja4s(hello))
+        SERVER_MEMO.put(key, fps)
+    return fps

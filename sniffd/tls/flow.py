@@ -116,7 +116,8 @@ class TlsFlow:
             else:
                 s.feed(from_client, c, now)
                 self.last_ts = now
-        self._after_feed(now)
+        if self.done_at is None:  # after it, nothing is held or charged (TlsSession.mem is 0)
+            self._after_feed(now)
 
     def feed_data(self, from_client: bool, data: bytes, now: float, ack: int | None = None) -> None:
         """``feed`` for one in-order data chunk (the flow table's fast path)."""

@@ -19,13 +19,15 @@ kept message longer than its bound keeps only its first bytes and says so.
 Call order: ``feed(chunk)`` with each piece of handshake record body, in
 order; it returns a list of events:
 
-- ``(START, msg_type, length)`` when a message's 4-byte header is complete;
+- ``(START, msg_type, length, None)`` when a message's 4-byte header is complete;
 - ``(END, msg_type, length, body)`` when the message's last byte arrived;
   ``body`` is the kept bytes (all of it when ``length`` is within the bound,
   else the first ``keep[msg_type]`` bytes), or None for a skipped type.
 """
 
 from __future__ import annotations
+
+import struct
 
 START = 0
 END = 1
@@ -42,6 +44,9 @@ FINISHED = 20
 
 HEADER_BYTES = 4
 
+# A message header: msg_type in the top byte, the 24-bit length below it.
+_header = struct.Struct(">I").unpack_from
+
 
 class HandshakeReader:
     """Handshake message framing of one direction; see the module docstring."""
@@ -50,11 +55,11 @@ class HandshakeReader:
 
     def __init__(self, keep: dict[int, int]) -> None:
         self.keep = keep  # msg_type -> most body bytes kept; the caller may change it between feeds
-        self._hdr = bytearray()
+        self._hdr = b""  # a header cut by a record or segment boundary (< 4 bytes)
         self._type = -1
         self._length = 0
         self._remaining = 0
-        self._body: bytearray | None = None
+        self._body: bytearray | None = None  # the kept part of a message cut by a boundary
         self._bound = 0
         self.messages = 0  # message headers read
 
@@ -70,7 +75,7 @@ class HandshakeReader:
 
     def release(self) -> None:
         """Forget any partial message (the direction stopped being parsed)."""
-        self._hdr = bytearray()
+        self._hdr = b""
         self._body = None
         self._remaining = 0
 
@@ -78,39 +83,49 @@ class HandshakeReader:
         events: list[tuple] = []
         n = len(chunk)
         pos = 0
+        if self._remaining:
+            # The rest of a message begun in an earlier chunk.
+            take = min(self._remaining, n)
+            body = self._body
+            if body is not None and len(body) < self._bound:
+                body += chunk[: min(take, self._bound - len(body))]
+            self._remaining -= take
+            pos = take
+            if not self._remaining:
+                self._body = None
+                events.append((END, self._type, self._length, bytes(body) if body is not None else None))
+        keep = self.keep
         while pos < n:
-            if self._remaining:
-                take = min(self._remaining, n - pos)
-                body = self._body
-                if body is not None and len(body) < self._bound:
-                    body += chunk[pos : pos + min(take, self._bound - len(body))]
-                self._remaining -= take
-                pos += take
-                if not self._remaining:
-                    events.append(self._end())
-                continue
-            hdr = self._hdr
-            take = min(HEADER_BYTES - len(hdr), n - pos)
-            hdr += chunk[pos : pos + take]
-            pos += take
-            if len(hdr) < HEADER_BYTES:
-                break
-            self._type = hdr[0]
-            self._length = self._remaining = (hdr[1] << 16) | (hdr[2] << 8) | hdr[3]
-            hdr.clear()
+            if n - pos >= HEADER_BYTES and not self._hdr:
+                # The common case: the whole header in this chunk, no copy.
+                (header,) = _header(chunk, pos)
+                pos += HEADER_BYTES
+            else:
+                # A header cut by a record or segment boundary: gather its 4 bytes.
+                piece = bytes(chunk[pos : pos + HEADER_BYTES - len(self._hdr)])
+                pos += len(piece)
+                hdr = self._hdr + piece
+                if len(hdr) < HEADER_BYTES:
+                    self._hdr = hdr
+                    break
+                self._hdr = b""
+                (header,) = _header(hdr)
+            mtype, length = header >> 24, header & 0xFFFFFF
             self.messages += 1
-            bound = self.keep.get(self._type)
+            events.append((START, mtype, length, None))
+            bound = keep.get(mtype)
+            if length <= n - pos:
+                # The whole message in this chunk: its kept part is copied once.
+                events.append((END, mtype, length, None if bound is None else bytes(chunk[pos : pos + min(length, bound)])))
+                pos += length
+                continue
+            self._type = mtype
+            self._length = length
             if bound is None:
                 self._body = None
             else:
                 self._bound = bound
-                self._body = bytearray()
-            events.append((START, self._type, self._length))
-            if not self._remaining:
-                events.append(self._end())
+                self._body = bytearray(chunk[pos : pos + min(n - pos, bound)])
+            self._remaining = length - (n - pos)
+            pos = n
         return events
-
-    def _end(self) -> tuple:
-        body = self._body
-        self._body = None
-        return (END, self._type, self._length, bytes(body) if body is not None else None)

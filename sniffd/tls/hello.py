@@ -104,80 +104,89 @@ class _Malformed(Exception):
     """Internal: a length runs past its container (never leaves this module)."""
 
 
-def _vector(b: bytes, pos: int, len_bytes: int) -> tuple[bytes, int]:
-    """An opaque<..> vector with a ``len_bytes``-byte (1 or 2) length at ``pos``."""
-    end = pos + len_bytes
-    if end > len(b):
+# The parsers below read ``body`` in place, by offsets: no slice is made of
+# an extension that is only skipped or read as numbers (a ClientHello has
+# 10-20 extensions, and slicing each cost more than reading it).
+
+
+def _whole(b: bytes, start: int, stop: int, len_bytes: int) -> int:
+    """Where the contents begin of the one opaque<..> vector (a ``len_bytes``-byte,
+    1 or 2, length first) that fills ``b[start:stop]`` exactly."""
+    first = start + len_bytes
+    if first > stop or first + (b[start] if len_bytes == 1 else (b[start] << 8) | b[start + 1]) != stop:
         raise _Malformed
-    n = b[pos] if len_bytes == 1 else (b[pos] << 8) | b[pos + 1]
-    stop = end + n
-    if stop > len(b):
-        raise _Malformed
-    return b[end:stop], stop
-
-
-def _whole_vector(b: bytes, len_bytes: int) -> bytes:
-    """An extension body that is exactly one vector (``_vector`` at 0, nothing after)."""
-    v, end = _vector(b, 0, len_bytes)
-    if end != len(b):
-        raise _Malformed
-    return v
-
-
-def _u16_list(b: bytes) -> list[int]:
-    if len(b) % 2:
-        raise _Malformed
-    return list(struct.unpack(f">{len(b) // 2}H", b))
-
-
-def _extensions(b: bytes, pos: int) -> list[tuple[int, int, int]]:
-    """The extensions block at ``pos`` as (type, start, stop) of each body in ``b``
-    (absent when the body ends there: TLS <= 1.2 allows a hello without it,
-    RFC 5246 section 7.4.1.2)."""
-    n = len(b)
-    if pos == n:
-        return []
-    if pos + 2 > n or pos + 2 + ((b[pos] << 8) | b[pos + 1]) != n:
-        raise _Malformed
-    out = []
-    i = pos + 2
-    while i < n:
-        if i + 4 > n:
-            raise _Malformed
-        start = i + 4
-        stop = start + ((b[i + 2] << 8) | b[i + 3])
-        if stop > n:
-            raise _Malformed
-        out.append(((b[i] << 8) | b[i + 1], start, stop))
-        i = stop
-    return out
-
-
-def _server_name(data: bytes) -> str | None:
-    """RFC 6066 section 3: ServerNameList; the first host_name (type 0)."""
-    names, end = _vector(data, 0, 2)
-    if end != len(data):
-        raise _Malformed
-    i = 0
-    first = None
-    while i < len(names):
-        name_type = names[i]
-        name, i = _vector(names, i + 1, 2)
-        if name_type == 0 and first is None:
-            first = wire_text(name)
     return first
 
 
-def _protocol_names(data: bytes) -> list[bytes]:
-    """RFC 7301 section 3.1: ProtocolNameList."""
-    names, end = _vector(data, 0, 2)
-    if end != len(data):
+def _u16s(b: bytes, start: int, stop: int, len_bytes: int) -> list[int]:
+    """``b[start:stop]``: exactly one vector of 16-bit values."""
+    first = _whole(b, start, stop, len_bytes)
+    n = stop - first
+    if n & 1:
         raise _Malformed
+    return list(struct.unpack_from(f">{n >> 1}H", b, first))
+
+
+# An extension's header: its type and its body's length.
+_ext_header = struct.Struct(">HH").unpack_from
+
+
+def _extensions(b: bytes, pos: int, wanted: frozenset[int]) -> tuple[list[int], dict[int, tuple[int, int]]]:
+    """The extensions block at ``pos``: every type in the order sent, and
+    (start, stop) in ``b`` of the first body of each type in ``wanted``
+    (no block when the body ends there: TLS <= 1.2 allows a hello without
+    it, RFC 5246 section 7.4.1.2)."""
+    n = len(b)
+    if pos == n:
+        return [], {}
+    if pos + 2 > n or pos + 2 + ((b[pos] << 8) | b[pos + 1]) != n:
+        raise _Malformed
+    types: list[int] = []
+    spans: dict[int, tuple[int, int]] = {}
+    i = pos + 2
+    try:
+        while i < n:
+            etype, length = _ext_header(b, i)
+            types.append(etype)
+            i += 4
+            if etype in wanted and etype not in spans:
+                spans[etype] = (i, i + length)
+            i += length
+    except struct.error:  # a header cut by the end
+        raise _Malformed from None
+    if i != n:  # the last body runs past the end
+        raise _Malformed
+    return types, spans
+
+
+def _server_name(b: bytes, start: int, stop: int) -> str | None:
+    """RFC 6066 section 3: ServerNameList; the first host_name (type 0)."""
+    i = _whole(b, start, stop, 2)
+    first = None
+    while i < stop:
+        name_type = b[i]
+        i += 3
+        if i > stop:
+            raise _Malformed
+        end = i + ((b[i - 2] << 8) | b[i - 1])
+        if end > stop:
+            raise _Malformed
+        if name_type == 0 and first is None:
+            first = wire_text(b[i:end])
+        i = end
+    return first
+
+
+def _protocol_names(b: bytes, start: int, stop: int) -> list[bytes]:
+    """RFC 7301 section 3.1: ProtocolNameList."""
+    i = _whole(b, start, stop, 2)
     out = []
-    i = 0
-    while i < len(names):
-        name, i = _vector(names, i, 1)
-        out.append(name)
+    while i < stop:
+        end = i + 1 + b[i]
+        if end > stop:
+            raise _Malformed
+        out.append(b[i + 1 : end])
+        i = end
     return out
 
 
@@ -186,20 +195,20 @@ _CLIENT_PARSED = frozenset(
 )
 
 
-def _client_extension(hello: ClientHello, etype: int, data: bytes) -> None:
+def _client_extension(hello: ClientHello, etype: int, b: bytes, start: int, stop: int) -> None:
     if etype == EXT_SERVER_NAME:
-        if data:  # empty in a ServerHello's echo; a client sends a list
-            hello.sni = _server_name(data)
+        if stop > start:  # empty in a ServerHello's echo; a client sends a list
+            hello.sni = _server_name(b, start, stop)
     elif etype == EXT_ALPN:
-        hello.alpn = _protocol_names(data)
+        hello.alpn = _protocol_names(b, start, stop)
     elif etype == EXT_SUPPORTED_VERSIONS:
-        hello.supported_versions = _u16_list(_whole_vector(data, 1))
+        hello.supported_versions = _u16s(b, start, stop, 1)
     elif etype == EXT_SUPPORTED_GROUPS:
-        hello.supported_groups = _u16_list(_whole_vector(data, 2))
+        hello.supported_groups = _u16s(b, start, stop, 2)
     elif etype == EXT_EC_POINT_FORMATS:
-        hello.ec_point_formats = list(_whole_vector(data, 1))
+        hello.ec_point_formats = list(b[_whole(b, start, stop, 1) : stop])
     elif etype == EXT_SIGNATURE_ALGORITHMS:
-        hello.signature_algorithms = _u16_list(_whole_vector(data, 2))
+        hello.signature_algorithms = _u16s(b, start, stop, 2)
 
 
 def parse_client_hello(body: bytes) -> ClientHello | None:
@@ -209,31 +218,36 @@ def parse_client_hello(body: bytes) -> ClientHello | None:
         opaque legacy_session_id<0..32>; CipherSuite cipher_suites<2..2^16-2>;
         opaque legacy_compression_methods<1..2^8-1>; Extension extensions<8..2^16-1>;
     """
+    n = len(body)
+    if n < 35:
+        return None
+    pos = 35 + body[34]  # legacy_session_id, 1-byte length
+    if pos + 2 > n:
+        return None
+    suites_end = pos + 2 + ((body[pos] << 8) | body[pos + 1])
+    if suites_end >= n or (suites_end - pos) & 1:
+        return None  # past the end (the compression methods' length is next), or half a suite
+    ext_pos = suites_end + 1 + body[suites_end]  # legacy_compression_methods, 1-byte length
+    if ext_pos > n:
+        return None
     try:
-        if len(body) < 35:
-            return None
-        legacy_version = (body[0] << 8) | body[1]
-        session_id, pos = _vector(body, 34, 1)
-        suites, pos = _vector(body, pos, 2)
-        _compression, pos = _vector(body, pos, 1)
-        hello = ClientHello(legacy_version, session_id, _u16_list(suites))
-        exts = _extensions(body, pos)
+        types, spans = _extensions(body, ext_pos, _CLIENT_PARSED)
     except _Malformed:
         return None
-    types = hello.extensions = [e[0] for e in exts]
-    if len(set(types)) != len(types):
+    session_id = body[35 : pos]
+    suites = list(struct.unpack_from(f">{(suites_end - pos - 2) >> 1}H", body, pos + 2))
+    hello = ClientHello(body[0] << 8 | body[1], session_id, suites, types)
+    if len(set(types)) != len(types) or len(session_id) > 32:
         hello.malformed = True
-    done = set()
-    for etype, start, stop in exts:
-        if etype in _CLIENT_PARSED and etype not in done:
-            done.add(etype)
-            try:
-                _client_extension(hello, etype, body[start:stop])
-            except _Malformed:
-                hello.malformed = True
-    if len(session_id) > 32:
-        hello.malformed = True
+    for etype, (start, stop) in spans.items():
+        try:
+            _client_extension(hello, etype, body, start, stop)
+        except _Malformed:
+            hello.malformed = True
     return hello
+
+
+_SERVER_PARSED = frozenset((EXT_SUPPORTED_VERSIONS, EXT_ALPN, EXT_PRE_SHARED_KEY))
 
 
 def parse_server_hello(body: bytes) -> ServerHello | None:
@@ -243,43 +257,36 @@ def parse_server_hello(body: bytes) -> ServerHello | None:
         opaque legacy_session_id_echo<0..32>; CipherSuite cipher_suite;
         uint8 legacy_compression_method; Extension extensions<6..2^16-1>;
     """
+    n = len(body)
+    if n < 35:
+        return None
+    pos = 35 + body[34]  # legacy_session_id_echo, 1-byte length
+    if pos + 3 > n:
+        return None
     try:
-        if len(body) < 35:
-            return None
-        legacy_version = (body[0] << 8) | body[1]
-        session_id, pos = _vector(body, 34, 1)
-        if pos + 3 > len(body):
-            return None
-        hello = ServerHello(legacy_version, session_id, (body[pos] << 8) | body[pos + 1])
-        hello.hello_retry = body[2:34] == HELLO_RETRY_RANDOM
-        exts = _extensions(body, pos + 3)
+        types, spans = _extensions(body, pos + 3, _SERVER_PARSED)
     except _Malformed:
         return None
-    types = hello.extensions = [e[0] for e in exts]
-    if len(set(types)) != len(types):
+    session_id = body[35:pos]
+    hello = ServerHello(body[0] << 8 | body[1], session_id, (body[pos] << 8) | body[pos + 1], types)
+    hello.hello_retry = body[2:34] == HELLO_RETRY_RANDOM
+    if len(set(types)) != len(types) or len(session_id) > 32:
         hello.malformed = True
-    done = set()
-    for etype, start, stop in exts:
-        if etype in done:
-            continue
-        done.add(etype)
-        data = body[start:stop]
+    for etype, (start, stop) in spans.items():
         try:
             if etype == EXT_SUPPORTED_VERSIONS:
-                if len(data) != 2:
+                if stop - start != 2:
                     raise _Malformed
-                hello.selected_version = (data[0] << 8) | data[1]
+                hello.selected_version = (body[start] << 8) | body[start + 1]
             elif etype == EXT_ALPN:
-                names = _protocol_names(data)
+                names = _protocol_names(body, start, stop)
                 if len(names) != 1:  # RFC 7301 section 3.1: exactly one
                     raise _Malformed
                 hello.alpn = names[0]
-            elif etype == EXT_PRE_SHARED_KEY:
+            else:  # EXT_PRE_SHARED_KEY
                 hello.pre_shared_key = True
         except _Malformed:
             hello.malformed = True
-    if len(session_id) > 32:
-        hello.malformed = True
     return hello
 
 

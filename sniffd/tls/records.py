@@ -16,10 +16,12 @@ a record costs no memory however long it is.
 
 Call order: ``feed(data)`` for each piece of the stream, in order; it yields
 
-- ``(HEADER, content_type, version, length)`` when a header is complete;
-- ``(FRAGMENT, content_type, chunk, record_done)`` for each piece of a body
-  (``chunk`` is a memoryview of ``data``; ``record_done`` on the last piece);
-- ``(BAD, reason)`` once, when a header breaks the framing rules; the reader
+- ``(content_type, chunk, first)`` for each piece of a record's body, in
+  order: ``chunk`` is a memoryview of ``data``; ``first`` is True on the
+  piece that comes with the record's header (its chunk is empty when no body
+  byte came with the header, or the record is empty), so every record gives
+  exactly one event with ``first`` set, at its header;
+- ``(BAD, reason, True)`` once, when a header breaks the framing rules; the reader
   is then dead (every later ``feed`` yields nothing), because after a bad
   length no later byte can be placed.
 
@@ -30,11 +32,11 @@ then undefined and it must not be fed again.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
-HEADER = 0
-FRAGMENT = 1
-BAD = 2
+# The first item of a (BAD, reason, True) event: no content type (0-255) is negative.
+BAD = -1
 
 # RFC 8446 section 5 / RFC 5246 section 6.2.1 content types.
 CHANGE_CIPHER_SPEC = 20
@@ -65,7 +67,7 @@ class RecordReader:
     __slots__ = ("_hdr", "_type", "_remaining", "records", "dead")
 
     def __init__(self) -> None:
-        self._hdr = bytearray()  # a header cut by a segment boundary (< 5 bytes)
+        self._hdr = b""  # a header cut by a segment boundary (< 5 bytes)
         self._type = 0
         self._remaining = 0  # body bytes of the current record still to come
         self.records = 0  # complete headers read
@@ -87,26 +89,26 @@ class RecordReader:
         view = memoryview(data)
         n = len(view)
         pos = 0
+        if self._remaining:
+            # The rest of a record begun in an earlier piece.
+            pos = min(self._remaining, n)
+            self._remaining -= pos
+            yield (self._type, view[:pos], False)
         while pos < n:
-            if self._remaining:
-                take = min(self._remaining, n - pos)
-                self._remaining -= take
-                yield (FRAGMENT, self._type, view[pos : pos + take], self._remaining == 0)
-                pos += take
-                continue
-            hdr = self._hdr
-            if not hdr and n - pos >= HEADER_BYTES:
+            if n - pos >= HEADER_BYTES and not self._hdr:
                 # The common case: the whole header in this piece, no copy.
-                ctype, major, minor, length = view[pos], view[pos + 1], view[pos + 2], (view[pos + 3] << 8) | view[pos + 4]
+                ctype, major, length = _header(view, pos)
                 pos += HEADER_BYTES
             else:
-                take = min(HEADER_BYTES - len(hdr), n - pos)
-                hdr += view[pos : pos + take]
-                pos += take
+                # A header cut by a segment boundary: gather its 5 bytes.
+                piece = view[pos : pos + HEADER_BYTES - len(self._hdr)].tobytes()
+                pos += len(piece)
+                hdr = self._hdr + piece
                 if len(hdr) < HEADER_BYTES:
+                    self._hdr = hdr
                     return
-                ctype, major, minor, length = hdr[0], hdr[1], hdr[2], (hdr[3] << 8) | hdr[4]
-                hdr.clear()
+                self._hdr = b""
+                ctype, major, length = _header(hdr)
             reason = None
             if ctype not in CONTENT_TYPES:
                 reason = BAD_CONTENT_TYPE
@@ -118,13 +120,19 @@ class RecordReader:
                 reason = BAD_LENGTH
             if reason is not None:
                 self.dead = True
-                yield (BAD, reason, ctype, length)
+                yield (BAD, reason, True)
                 return
             self.records += 1
-            self._type = ctype
-            self._remaining = length
-            yield (HEADER, ctype, (major << 8) | minor, length)
-            if length == 0:
-                # An empty record (allowed for application data before TLS 1.3):
-                # an empty last fragment so the caller sees the record end.
-                yield (FRAGMENT, ctype, view[pos:pos], True)
+            end = pos + length
+            if end > n:
+                self._type = ctype
+                self._remaining = end - n
+                yield (ctype, view[pos:], True)
+                return
+            yield (ctype, view[pos:end], True)
+            pos = end
+
+
+# A record header's content type, major version and length (the minor version is skipped).
+_header = struct.Struct(">BBxH").unpack_from
+

@@ -39,7 +39,7 @@ from sniffd.tls import anomalies as A
 from sniffd.tls.alerts import FATAL, alert
 from sniffd.tls.ciphers import cipher_name
 from sniffd.tls.detect import looks_like_sslv2_client_hello
-from sniffd.tls.fingerprint import ja3, ja3s, ja4, ja4s
+from sniffd.tls.fingerprint import client_fingerprints, server_fingerprints
 from sniffd.tls.handshake import (
     CERTIFICATE,
     CLIENT_HELLO,
@@ -60,11 +60,10 @@ from sniffd.tls.hello import (
 from sniffd.tls.records import (
     ALERT,
     APPLICATION_DATA,
+    BAD,
     BAD_LENGTH,
     CHANGE_CIPHER_SPEC,
-    FRAGMENT,
     HANDSHAKE,
-    HEADER,
     RecordReader,
 )
 from sniffd.tls.x509 import certificate_summary, first_certificate
@@ -98,6 +97,10 @@ class Mode(enum.Enum):
     ENCRYPTED = "encrypted"  # switched to encrypted records: counted only
     STOPPED = "stopped"  # given up (not TLS, gap, broken framing, SSL 2.0): counted only
 
+    # Members are singletons compared by identity: hash them so too (Enum's
+    # own __hash__ hashes the name in Python, at every transition look-up).
+    __hash__ = object.__hash__
+
 
 class Event(enum.Enum):
     TLS = "tls"  # the first bytes are a TLS record
@@ -108,6 +111,8 @@ class Event(enum.Enum):
     GAP = "gap"
     BAD_FRAMING = "bad_framing"
     CLOSE = "close"
+
+    __hash__ = object.__hash__  # as Mode's
 
 
 # A direction's modes as one table (h11's _state.py is the model).  Rules:
@@ -136,17 +141,14 @@ _TRANSITIONS: dict[tuple[Mode, Event], Mode] = {
 }
 
 
-def next_mode(mode: Mode, event: Event) -> Mode:
-    return _TRANSITIONS.get((mode, event), mode)
-
-
 class _Half:
     """One direction's parsing state."""
 
-    __slots__ = ("mode", "reader", "hs", "start_buf", "alert_buf", "bytes", "sent_ccs", "saw_hello_done")
+    __slots__ = ("mode", "parsing", "reader", "hs", "start_buf", "alert_buf", "bytes", "sent_ccs", "saw_hello_done")
 
     def __init__(self, keep: dict[int, int]) -> None:
         self.mode = Mode.START
+        self.parsing = True  # mode is START or RECORDS (kept by ``to``, the one place modes change)
         self.reader = RecordReader()
         self.hs = HandshakeReader(keep)
         self.start_buf = b""  # the first bytes, while START cannot decide (an SSL 2.0 hello)
@@ -156,16 +158,15 @@ class _Half:
         self.saw_hello_done = False
 
     @property
-    def parsing(self) -> bool:
-        return self.mode is Mode.START or self.mode is Mode.RECORDS
-
-    @property
     def mem(self) -> int:
         return self.reader.mem + self.hs.mem + len(self.start_buf) + len(self.alert_buf)
 
     def to(self, event: Event) -> None:
-        self.mode = next_mode(self.mode, event)
         if not self.parsing:
+            return  # ENCRYPTED and STOPPED are final, and hold nothing
+        mode = self.mode = _TRANSITIONS.get((self.mode, event), self.mode)
+        if mode is not Mode.START and mode is not Mode.RECORDS:
+            self.parsing = False
             # Nothing will be parsed again: let go of every buffer.
             self.hs.release()
             self.reader = _DEAD_READER
@@ -175,13 +176,19 @@ class _Half:
 _DEAD_READER = RecordReader()
 _DEAD_READER.dead = True
 
+# What each direction's handshake reader keeps (HandshakeReader.keep; the
+# session swaps in _NOTHING once a direction has nothing left to keep, and
+# never changes these).
+_CLIENT_KEEP = {CLIENT_HELLO: MAX_HELLO_BYTES}
+_SERVER_KEEP = {SERVER_HELLO: MAX_HELLO_BYTES, CERTIFICATE: MAX_CERTIFICATE_BYTES}
+
 
 class TlsSession:
     """One TLS connection's handshake, seen passively; see the module docstring for the call order."""
 
     def __init__(self) -> None:
-        self._client = _Half({CLIENT_HELLO: MAX_HELLO_BYTES})
-        self._server = _Half({SERVER_HELLO: MAX_HELLO_BYTES, CERTIFICATE: MAX_CERTIFICATE_BYTES})
+        self._client = _Half(_CLIENT_KEEP)
+        self._server = _Half(_SERVER_KEEP)
         self.client_hello: ClientHello | None = None
         self.first_server_hello: ServerHello | None = None  # a HelloRetryRequest when there was one
         self.server_hello: ServerHello | None = None  # the ServerHello that is not a HelloRetryRequest
@@ -216,7 +223,9 @@ class TlsSession:
     def mem(self) -> int:
         """Bytes this session holds in buffers (partial headers, a hello or certificate
         in progress); 0 once both directions are encrypted or stopped."""
-        return self._client.mem + self._server.mem
+        c, s = self._client, self._server
+        # A direction that stopped parsing let go of every buffer (_Half.to).
+        return (c.mem if c.parsing else 0) + (s.mem if s.parsing else 0)
 
     @property
     def client_bytes(self) -> int:
@@ -236,14 +245,12 @@ class TlsSession:
             self.last_ts = now
         half = self._client if from_client else self._server
         half.bytes += len(data)
-        mode = half.mode
-        if mode is Mode.ENCRYPTED or mode is Mode.STOPPED or not data:
-            return
-        if mode is Mode.START:
-            rest = self._start(half, from_client, data)
-            if rest is None or not rest:
+        if not half.parsing or not data:
+            return  # encrypted or given up: only counted
+        if half.mode is Mode.START:
+            data = self._start(half, from_client, data)
+            if not data:  # None: undecided or not TLS; or nothing after an SSL 2.0 hello
                 return
-            data = rest
         self._records(half, from_client, data)
 
     def gap(self, from_client: bool, nbytes: int) -> None:
@@ -326,9 +333,9 @@ class TlsSession:
         first = self.first_server_hello
         # The hellos never change once parsed: fingerprint them once.
         if ch is not None and self._client_fp is None:
-            self._client_fp = (ja3(ch), ja4(ch))
+            self._client_fp = client_fingerprints(ch)
         if first is not None and self._server_fp is None:
-            self._server_fp = (ja3s(first), ja4s(first))
+            self._server_fp = server_fingerprints(first)
         cfp = self._client_fp or (None, None)
         sfp = self._server_fp or (None, None)
         if sh is not None:
@@ -423,32 +430,28 @@ class TlsSession:
         self._server.to(Event.NOT_TLS)
 
     def _records(self, half: _Half, from_client: bool, data) -> None:
-        for ev in half.reader.feed(data):
-            kind = ev[0]
-            if kind == FRAGMENT:
-                ctype = ev[1]
-                if ctype == HANDSHAKE:
-                    if not self._handshake(half, from_client, ev[2]):
-                        return
-                elif ctype == ALERT:
-                    self._alert_bytes(half, from_client, ev[2])
-                # ChangeCipherSpec, application data, heartbeat bodies: skipped.
-            elif kind == HEADER:
-                ctype = ev[1]
-                if ctype == CHANGE_CIPHER_SPEC:
+        for ctype, chunk, first in half.reader.feed(data):
+            if ctype == HANDSHAKE:
+                if chunk and not self._handshake(half, from_client, chunk):
+                    return
+            elif ctype == ALERT:
+                self._alert_bytes(half, from_client, chunk)
+            elif ctype == CHANGE_CIPHER_SPEC:
+                if first:  # its header
                     half.sent_ccs = True
                     if self._ccs_switches():
                         self._switch(half)
                         return
-                elif ctype == APPLICATION_DATA:
+            elif ctype == APPLICATION_DATA:
+                if first:
                     sh = self.server_hello
                     if sh is not None and sh.version >= TLS13:
                         self._switch(half)
                         return
                     # Before a TLS 1.3 ServerHello: 0-RTT early data (RFC 8446
                     # section 4.2.10), or records a stack would refuse; skipped.
-            else:  # BAD
-                reason = ev[1]
+            elif ctype == BAD:
+                reason = chunk
                 if reason == BAD_LENGTH:
                     self.anomalies.add(A.RECORD_OVERSIZED)
                 elif half.reader.records == 0:
@@ -460,6 +463,8 @@ class TlsSession:
                     self.anomalies.add(A.BAD_RECORD)
                 half.to(Event.BAD_FRAMING)
                 return
+            # Heartbeat records (RFC 6520), and the bodies of ChangeCipherSpec
+            # and application data: skipped.
 
     def _ccs_switches(self) -> bool:
         """Whether a ChangeCipherSpec means "my next records are encrypted".
@@ -481,9 +486,8 @@ class TlsSession:
 
     def _handshake(self, half: _Half, from_client: bool, chunk) -> bool:
         """Handshake record body bytes; False when the direction stopped being parsed."""
-        for ev in half.hs.feed(chunk):
-            mtype, length = ev[1], ev[2]
-            if ev[0] == START:
+        for kind, mtype, length, body in half.hs.feed(chunk):
+            if kind == START:
                 if from_client and self.client_hello is None and half.hs.messages == 1 and mtype != CLIENT_HELLO:
                     # A client's first handshake message is its ClientHello (RFC 8446 section 4.1.2).
                     self._not_tls()
@@ -492,9 +496,9 @@ class TlsSession:
                 if bound is not None and length > bound:
                     self.anomalies.add(A.HANDSHAKE_TOO_LARGE)
             elif from_client:
-                self._client_message(mtype, length, ev[3])
+                self._client_message(mtype, length, body)
             else:
-                self._server_message(mtype, length, ev[3])
+                self._server_message(mtype, length, body)
         return True
 
     def _client_message(self, mtype: int, length: int, body: bytes | None) -> None:

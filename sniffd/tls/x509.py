@@ -4,12 +4,33 @@ One job: ``first_certificate(body)`` cuts the first certificate out of a TLS
 <= 1.2 Certificate message (RFC 5246 section 7.4.2), and ``certificate_summary(der)``
 turns it into the record's ``server_cert`` object.  X.509 is never parsed by
 hand: ``cryptography`` (pyca, backed by Rust's asn1 parser) does it.
+
+Summaries are remembered per certificate (``sniffd.tls.memo``, keyed by the
+DER's SHA-256, which the summary carries anyway): a server sends the same
+leaf to every client, and parsing it costs more than all the rest of a
+TLS 1.2 handshake.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from datetime import datetime, timezone
+
+from sniffd.tls.memo import Memo
+
+# Distinct server certificates remembered: the busy servers of a network
+# (most connections go to a few); a one-off server is never stored (the
+# memo admits a key on its second sighting).
+CERT_MEMO_SIZE = 32
+
+# Summaries whose strings of variable size (subject, issuer, DNS names)
+# weigh more than this (as Python objects) are not remembered, so an entry
+# weighs at most ~10 KB and the memo ~300 KB.  A typical leaf's weigh
+# 300-1,000 bytes; a CDN certificate with 60 SANs ~4,500.
+MAX_MEMO_BYTES = 8192
+
+CERT_MEMO = Memo(CERT_MEMO_SIZE)
 
 
 def first_certificate(body: bytes) -> tuple[bytes | None, bool]:
@@ -51,7 +72,23 @@ def serial_hex(n: int) -> str:
 
 
 def certificate_summary(der: bytes) -> tuple[dict, bool]:
-    """(``server_cert`` object, parsed) for one DER certificate.
+    """(``server_cert`` object, parsed) for one DER certificate (a new dict each
+    call, remembered or not: see ``summarise``)."""
+    digest = hashlib.sha256(der)
+    key = digest.digest()
+    got = CERT_MEMO.get(key)
+    if got is None:
+        got = summarise(der, digest.hexdigest())
+        summary = got[0]
+        strings = [summary["subject"], summary["issuer"], *summary["dns_names"]]
+        if sum(map(sys.getsizeof, strings)) <= MAX_MEMO_BYTES:
+            CERT_MEMO.put(key, got)
+    summary, parsed = got
+    return dict(summary, dns_names=list(summary["dns_names"])), parsed
+
+
+def summarise(der: bytes, sha256_hex: str) -> tuple[dict, bool]:
+    """(``server_cert`` object, parsed) for one DER certificate whose SHA-256 is ``sha256_hex``.
 
     Keys: ``subject``, ``issuer`` (RFC 4514 strings), ``serial`` (``serial_hex``),
     ``not_before``, ``not_after`` (RFC 3339 UTC, seconds), ``dns_names`` (the
@@ -68,7 +105,7 @@ def certificate_summary(der: bytes) -> tuple[dict, bool]:
         "not_before": None,
         "not_after": None,
         "dns_names": [],
-        "sha256": hashlib.sha256(der).hexdigest(),
+        "sha256": sha256_hex,
     }
     # Imported at the first certificate, not with the module: the flow table
     # imports sniffd.tls, and loading cryptography (~60 ms, ~6,500 objects the
