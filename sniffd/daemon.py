@@ -491,7 +491,8 @@ class Daemon:
             read_timeout_ms=cap["read_timeout_ms"],
         )
         try:
-            self.pipeline = Pipeline(cfg.settings(), snaplen=cap["snaplen"], redact_key=cfg.redact_key())
+            self.pipeline = Pipeline(cfg.settings(), snaplen=cap["snaplen"], redact_key=cfg.redact_key(),
+                                     interface=cap["interface"])
         except ValueError as e:
             # A stage refused a setting the config checks let through.
             raise ConfigError(f"{cfg.path or 'configuration'}: {e}") from None
@@ -990,7 +991,8 @@ class Supervisor:
         if key is None and settings.redact:
             key = os.urandom(32)
         try:
-            self.pipelines = [Pipeline(settings, snaplen=cap["snaplen"], redact_key=key) for _ in range(self.count)]
+            self.pipelines = [Pipeline(settings, snaplen=cap["snaplen"], redact_key=key, interface=cap["interface"])
+                              for _ in range(self.count)]
         except ValueError as e:
             raise ConfigError(f"{cfg.path or 'configuration'}: {e}") from None
         self.versions = versions()
