@@ -37,6 +37,7 @@ import struct
 from contextlib import contextmanager
 
 import craft
+from recordschema import assert_valid
 from craft import ACK, FIN, PSH, RST, SYN, TcpConversation
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
@@ -180,6 +181,7 @@ def check_record_line(rec: dict, shape: dict) -> None:
     assert set(back["anomalies"]) <= set(ANOMALIES)
     assert sorted(set(back["anomalies"])) == back["anomalies"]
     assert isinstance(back["trans_depth"], int) and back["trans_depth"] >= 1
+    assert_valid(back)  # schema/record.schema.json, once per shape
 
 
 def check_records(out: list[dict]) -> None:
