@@ -160,6 +160,26 @@ def _interface(value: str) -> str | None:
     return None
 
 
+# A sensor name is written in every record: a host name fits (RFC 1035 section
+# 2.3.4: 253 characters; Linux's HOST_NAME_MAX is 64), and so does an
+# FQDN-like label with some room; 255 characters bound what it adds to a line.
+SENSOR_MAX_CHARS = 255
+
+
+def _sensor(value: str) -> str | None:
+    """[output] sensor: "" (the host name), or a name: at most 255
+    characters, no control character, not only white space, none around it
+    (it would be invisible in a log viewer and break exact matches)."""
+    problem = _controls(value)
+    if problem:
+        return problem
+    if len(value) > SENSOR_MAX_CHARS:
+        return f"must be at most {SENSOR_MAX_CHARS} characters, got {len(value)}"
+    if value != value.strip():
+        return f"must not begin or end with white space, got {value!r}"
+    return None
+
+
 def _names(value: Any) -> str | None:
     for v in value:
         problem = _controls(v)
@@ -196,6 +216,8 @@ SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {
     "tcp": ("verify_checksums",),
     "privacy": ("redact", "redact_headers", "redact_params", "redact_key", "redact_key_file"),
     "bodies": ("capture_bodies", "max_body_bytes", "max_decoded_bytes", "body_content_types"),
+    # The section's other keys are the sink's, not the pipeline's.
+    "output": ("sensor",),
 }
 
 # Settings' annotations (strings under `from __future__ import annotations`).
@@ -289,6 +311,8 @@ def _settings_schema(section: str) -> dict[str, Key]:
             check = _multiline_text
         elif f.name == "redact_key_file":
             check = _path
+        elif f.name == "sensor":
+            check = _sensor
         elif typ is str:
             check = _text
         keys[f.name] = Key(typ, f.default, check)
@@ -338,6 +362,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # directory gone): 64 MiB is about a minute of a busy gateway's
         # records; 4 GiB is past what a service with MemoryMax=1G can hold.
         "backlog_mb": Key(float, 64.0, _between(0.001, 4096)),
+        **_settings_schema("output"),
     },
     "log": {
         "level": Key(str, "info", _one_of(*LOG_LEVELS)),
@@ -388,8 +413,8 @@ class Config:
 
     def settings(self) -> Settings:
         fields = dict(self.values["limits"])
-        for section in SETTINGS_SECTIONS:
-            fields.update(self.values[section])
+        for section, names in SETTINGS_SECTIONS.items():
+            fields.update((name, self.values[section][name]) for name in names)
         return Settings(**fields)
 
     def redact_key(self) -> bytes | None:

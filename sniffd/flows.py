@@ -109,7 +109,7 @@ class Connection:
         "client", "server", "c2s", "s2c", "last_seen", "touched", "closed", "hold", "keys", "cid",
         "client_rec", "server_rec", "rst", "syn_isn", "server_isn", "releasing", "_http", "_settings", "midstream",
         "meter", "bodies", "accounted", "began", "_order", "ctx", "encap_rec", "early", "early_bytes",
-        "born_packets", "new_syn", "doubt", "syn_data", "after_rst", "chosen",
+        "born_packets", "new_syn", "doubt", "syn_data", "after_rst", "chosen", "uid",
     )
 
     def __init__(self, client: tuple[bytes, int], server: tuple[bytes, int], s: Settings, midstream: bool, now: float,
@@ -143,6 +143,9 @@ class Connection:
         self.hold: CausalHold | None = None
         self.keys: tuple = ()
         self.cid: str | None = None
+        # The connection's uid (records.Uids), set by the pipeline with its
+        # first record; kept by the connection that goes on after an RST.
+        self.uid: str | None = None
         self.client_rec: dict | None = None
         self.server_rec: dict | None = None
         self.syn_isn: int | None = None
@@ -829,6 +832,7 @@ class FlowTable:
         fresh = Connection(conn.client, conn.server, self.s, True, now, self.meter, self.bodies)
         fresh.ctx = conn.ctx
         fresh.after_rst = True
+        fresh.uid = conn.uid  # the same TCP connection, as a receiver that did not take the RST sees it
         fresh.syn_isn, fresh.server_isn = conn.syn_isn, conn.server_isn
         for old, hs in ((conn.c2s, fresh.c2s), (conn.s2c, fresh.s2c)):
             if old.base is not None:

@@ -175,7 +175,7 @@ def start_up(cfg: Config, settings: Settings, workers: int) -> Opened:
         if key is None and settings.redact:
             key = os.urandom(32)
         try:
-            pipelines = [Pipeline(settings, snaplen=cap["snaplen"], redact_key=key) for _ in captures]
+            pipelines = [Pipeline(settings, snaplen=cap["snaplen"], redact_key=key, interface=cap["interface"]) for _ in captures]
         except ValueError as e:
             # A stage refused a setting the config checks let through.
             raise ConfigError(f"{cfg.path or 'configuration'}: {e}") from None

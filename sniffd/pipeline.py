@@ -15,6 +15,7 @@ when no packet comes, so a quiet link still flushes idle connections.
 from __future__ import annotations
 
 import os
+import socket
 import struct
 from collections import namedtuple
 
@@ -43,10 +44,23 @@ STRICT = os.environ.get("SNIFFD_STRICT") == "1"
 
 class Pipeline:
     def __init__(self, settings: Settings | None = None, decode=decode_frame, snaplen: int = 0,
-                 shard: tuple[int, int] | None = None, redact_key: bytes | None = None) -> None:
+                 shard: tuple[int, int] | None = None, redact_key: bytes | None = None,
+                 interface: str | None = None, uid_salt: int | None = None) -> None:
         """``redact_key``: the token key (the config loader reads the
-        configured one); None with redaction on: a random key for this run."""
+        configured one); None with redaction on: a random key for this run.
+        ``interface``: the capture interface every record names (``sniffd
+        run``); None (``sniffd read``): a file names none reliably.
+        ``uid_salt``: the connection uids' salt (``records.Uids``); None: 96
+        random bits, so that no two pipelines (restarts, workers, shards)
+        share uids."""
         self.settings = settings or Settings()
+        # Every record says where it was captured.  The host name is read
+        # once, here: "" in the config means it (settings.Settings.sensor).
+        self.sensor = self.settings.sensor or socket.gethostname()
+        self.interface = interface
+        if uid_salt is None:
+            uid_salt = int.from_bytes(os.urandom(records.UID_SALT_BITS // 8), "big")
+        self._uid = records.Uids(uid_salt)
         # The capture's snapshot length (0: unknown).  Sources that do not
         # report each frame's wire length (pcapy-ng's next_batch) tell a
         # snaplen cut from a lying IP length by it.
@@ -269,6 +283,7 @@ class Pipeline:
     def _records(self, done: list[tuple[Connection, Transaction]]) -> list[dict]:
         out = []
         keys = self.emit_keys
+        sensor, interface = self.sensor, self.interface
         for conn, txn in done:
             if conn.cid is None:
                 (cip, cport), (sip, sport) = conn.client, conn.server
@@ -276,8 +291,11 @@ class Pipeline:
                 conn.client_rec = {"ip": records.ip_text(cip), "port": cport}
                 conn.server_rec = {"ip": records.ip_text(sip), "port": sport}
                 conn.encap_rec = records.encapsulation(conn.ctx)
+                if conn.uid is None:  # else carried over (FlowTable._after_rst)
+                    conn.uid = self._uid()
             if txn.__class__ is TlsRecord:
-                rec = records.build_tls(txn, conn.client_rec, conn.server_rec, conn.cid, conn.encap_rec)
+                rec = records.build_tls(txn, conn.client_rec, conn.server_rec, conn.cid, conn.uid, sensor, interface,
+                                        conn.encap_rec)
                 for name in rec["anomalies"]:
                     self._count_record_anomaly(name)
                 out.append(rec)
@@ -286,7 +304,8 @@ class Pipeline:
                 continue
             if txn.request is None and txn.response is None:
                 continue
-            rec = records.build(txn, conn.client_rec, conn.server_rec, conn.cid, self.privacy, conn.encap_rec)
+            rec = records.build(txn, conn.client_rec, conn.server_rec, conn.cid, conn.uid, sensor, interface,
+                                self.privacy, conn.encap_rec)
             if rec["request"] is None and rec["response"] is None:
                 continue
             for name in rec["anomalies"]:

@@ -165,9 +165,60 @@ def encapsulation(ctx) -> dict | None:
     return out or None
 
 
-def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Privacy = _NO_PRIVACY,
-          encap: dict | None = None) -> dict:
-    """``encap``: ``encapsulation(ctx)`` of the transaction's connection."""
+# A connection's uid: "C" and 17 base62 digits (Zeek's alphabet and shape).
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_B62_PAIRS = [a + b for a in _B62 for b in _B62]
+UID_DIGITS = 17
+UID_SALT_BITS = 96  # 62**17 > 2**96 + 2**64: salt + counter always fits in 17 digits
+
+
+class Uids:
+    """Connection uids: ``"C"`` + base62(salt + n), 17 digits, n counting
+    the connections of this process from 0.
+
+    Unique within a process by the counter; across processes (restarts,
+    fan-out workers, ``read --workers`` shards) by the salt, 96 random bits
+    drawn per pipeline (``Pipeline`` passes ``os.urandom``; tests pass
+    their own): two runs can only collide where their ranges
+    [salt, salt + n) overlap, about (n1 + n2) / 2**96 for a pair of runs:
+    1e-19 for two runs of a billion connections each.  A random salt rather
+    than a hash of (sensor, start time, worker): no clock or host name to
+    get wrong (a clock set back, a cloned VM, two workers started in the
+    same second).  Consecutive uids share their leading digits; they are
+    opaque names, not secrets.
+
+    Cheap: the digits above the last two are made again only when they
+    change (once every 3844 connections); per uid it is one divmod and a
+    table look-up."""
+
+    __slots__ = ("_next", "_high", "_prefix")
+
+    def __init__(self, salt: int) -> None:
+        if not 0 <= salt < 1 << UID_SALT_BITS:
+            raise ValueError(f"uid salt must be {UID_SALT_BITS} bits")
+        self._next = salt
+        self._high = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        high, low = divmod(self._next, 3844)
+        self._next += 1
+        if high != self._high:
+            self._high = high
+            digits = []
+            for _ in range(UID_DIGITS - 2):
+                high, d = divmod(high, 62)
+                digits.append(_B62[d])
+            self._prefix = "C" + "".join(reversed(digits))
+        return self._prefix + _B62_PAIRS[low]
+
+
+def build(txn: Transaction, client: dict, server: dict, cid: str, uid: str, sensor: str, interface: str | None,
+          privacy: Privacy = _NO_PRIVACY, encap: dict | None = None) -> dict:
+    """``uid``: the connection's (``Uids``); ``sensor``, ``interface``: where
+    it was captured (``Pipeline``); ``encap``: ``encapsulation(ctx)`` of the
+    transaction's connection.  (The pipeline passes all by position: keyword
+    arguments cost ~1% of `sniffd read`'s instructions here.)"""
     req, resp = txn.request, txn.response
     start = req.start_ts if req is not None else (resp.start_ts if resp is not None else 0.0)
     duration = None
@@ -176,6 +227,7 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
     rec = {
         "kind": "http",
         "ts": rfc3339(start),
+        "uid": uid,
         "client": client,
         "server": server,
         "request": _request(req, privacy) if req is not None else None,
@@ -185,12 +237,14 @@ def build(txn: Transaction, client: dict, server: dict, cid: str, privacy: Priva
         "community_id": cid,
         "end_reason": txn.end_reason or "complete",
         "anomalies": sorted(txn.anomalies),
+        "sensor": sensor,
+        "interface": interface,
     }
     if encap is not None:
         # vlan and tunnel go right after server: the record made again in
         # that order (a plain record, the common one, is built once).
         items = iter(rec.items())
-        rec = dict(itertools.islice(items, 4))
+        rec = dict(itertools.islice(items, 5))
         rec.update(encap)
         rec.update(items)
     if txn.stream_id is not None:
@@ -230,11 +284,12 @@ def _http2(rec: dict, txn: Transaction, privacy: Privacy) -> dict:
     return out
 
 
-def build_tls(t, client: dict, server: dict, cid: str, encap: dict | None = None) -> dict:
+def build_tls(t, client: dict, server: dict, cid: str, uid: str, sensor: str, interface: str | None,
+              encap: dict | None = None) -> dict:
     """One TLS connection's record from its ``sniffd.tls.TlsRecord`` ``t``:
     the connection fields an HTTP record has, in the same places, and the
     ``tls`` object (``TlsSession.result``, with the byte counts each way)."""
-    rec = {"kind": "tls", "ts": rfc3339(t.ts), "client": client, "server": server}
+    rec = {"kind": "tls", "ts": rfc3339(t.ts), "uid": uid, "client": client, "server": server}
     if encap is not None:
         rec.update(encap)
     rec["tls"] = t.tls
@@ -242,6 +297,8 @@ def build_tls(t, client: dict, server: dict, cid: str, encap: dict | None = None
     rec["community_id"] = cid
     rec["end_reason"] = t.end_reason
     rec["anomalies"] = sorted(t.anomalies)
+    rec["sensor"] = sensor
+    rec["interface"] = interface
     return rec
 
 
@@ -298,6 +355,17 @@ def _escaped(value, keep: str = "body"):
     return value
 
 
+# Record fields that come from the configuration, not the wire: written as
+# they are (a sensor name may hold a backslash; it is no escape).
+_NOT_FROM_WIRE = frozenset(("sensor", "interface"))
+
+
+def _escaped_record(record: dict) -> dict:
+    """``_escaped`` of a whole record, but for its ``_NOT_FROM_WIRE`` fields."""
+    return {wire_text(k): (v if k in _NOT_FROM_WIRE else _escaped(v, "server_cert" if k == "tls" else "body"))
+            for k, v in record.items()}
+
+
 def dumps(record: dict) -> str:
     """One record as one line of JSON (no trailing newline), ASCII only.
 
@@ -315,8 +383,9 @@ def dumps(record: dict) -> str:
     records, rare, are written by the json module, so the output never
     depends on which encoder ran (tests/unit/test_records.py compares both).
     orjson refuses lone surrogates (bytes that were not UTF-8), and an
-    escaped backslash in its output is a backslash from the wire: both send
-    the record through ``_escaped`` first."""
+    escaped backslash in its output is a backslash from the wire (or from a
+    configured sensor name, which ``_escaped_record`` leaves as it is): both
+    send the record through ``_escaped_record`` first."""
     try:
         out = _orjson(record)
         # One byte first: memchr is ~4x faster than the two-byte search, and
@@ -324,7 +393,7 @@ def dumps(record: dict) -> str:
         if b"\\" in out and b"\\\\" in out:
             raise ValueError("a backslash from the wire")
     except (orjson.JSONEncodeError, ValueError):
-        record = _escaped(record)
+        record = _escaped_record(record)
         try:
             out = _orjson(record)
         except orjson.JSONEncodeError:

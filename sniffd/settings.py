@@ -1,5 +1,6 @@
 """Tunable bounds of the processing stages, shared by the config file, the CLI
-and the pipeline.  Field names are the config keys (section ``[limits]``).
+and the pipeline.  Field names are the config keys (section ``[limits]``,
+or the section named above a group).
 
 Every default says why it is what it is; every bound has a named anomaly for
 what happens when it is reached (sniffd/anomalies.py).
@@ -91,3 +92,10 @@ class Settings:
     max_decoded_bytes: int = 1024 * 1024
     # Media types kept (an empty tuple: sniffd.bodies.DEFAULT_CONTENT_TYPES).
     body_content_types: tuple[str, ...] = ()
+
+    # --- records (config section [output]) ---
+    # The name every record carries in ``sensor``, to tell the logs of
+    # several gateways apart once shipped together.  "": the host name
+    # (socket.gethostname(), read once when the pipeline starts), which is
+    # what an operator would type and needs no configuring on one box.
+    sensor: str = ""

@@ -100,14 +100,27 @@ def _strict_json_scan(session) -> None:
     basetemp) must parse with orjson, which is strict (it rejects the lone
     surrogate escapes a lenient parser such as Python's json accepts), and
     with Python's json; one that does not fails the run.  Files the tests
-    wrote as input on purpose (torn or hostile lines) end in ``.input.jsonl``."""
+    wrote as input on purpose (torn or hostile lines) end in ``.input.jsonl``.
+
+    In the same pass, every sniffd record among them (an object with
+    ``kind``) is checked against schema/record.schema.json: each new shape
+    and a sample of each file (tests/recordschema.py says which and why);
+    one invalid record fails the run, named by file, line and field."""
     import json
+    import time
 
     import orjson
+
+    if str(Path(__file__).parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).parent))
+    from recordschema import RecordScan
 
     base = _basetemp(session)
     if base is None:
         return
+    expected = _expected_files()
+    scan = RecordScan()
+    scan_s = 0.0
     bad = []
     files = lines = 0
     for path in _files(base, lambda name: name.endswith(".jsonl") and not name.endswith(".input.jsonl")):
@@ -116,22 +129,56 @@ def _strict_json_scan(session) -> None:
         except FileNotFoundError:
             continue  # removed meanwhile (another pytest run's cleanup)
         files += 1
+        records = not _is_expected_file(path, expected)
         with f:
             for n, line in enumerate(f, 1):
                 lines += 1
                 try:
-                    orjson.loads(line)
+                    rec = orjson.loads(line)
                     json.loads(line.decode("utf-8"))
                 except ValueError as e:
                     bad.append(f"{path}:{n}: {e}: {line[:120]!r}")
                     break
+                if records:
+                    t = time.perf_counter()
+                    scan.line(path, n, rec)
+                    scan_s += time.perf_counter() - t
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(f"strict JSON scan: {lines} lines in {files} JSON-lines files, {len(bad)} files with an invalid line")
         for b in bad:
             reporter.write_line(f"NOT STRICT JSON: {b}", red=True)
-    if bad:
+        reporter.write_line(
+            f"record schema scan: {scan.records} records, {scan.validated} validated ({len(scan.seen)} shapes "
+            f"and a sample), {len(scan.invalid)} invalid, {scan_s:.1f} s")
+        for b in scan.invalid[:50]:
+            reporter.write_line(f"NOT A VALID RECORD (schema/record.schema.json): {b}", red=True)
+    if bad or scan.invalid:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _expected_files() -> dict[int, set[str]]:
+    """The hand-written expected records shipped in captures/ (sha256 by
+    size): they leave out what varies per run (uid, sensor) and are not
+    sniffd's output, so a copy a test writes (make_fixtures.py's) is not
+    checked against the record schema."""
+    import hashlib
+
+    out: dict[int, set[str]] = {}
+    for path in Path(__file__).resolve().parent.parent.joinpath("captures").glob("**/*.jsonl"):
+        data = path.read_bytes()
+        out.setdefault(len(data), set()).add(hashlib.sha256(data).hexdigest())
+    return out
+
+
+def _is_expected_file(path: Path, expected: dict[int, set[str]]) -> bool:
+    import hashlib
+
+    try:
+        size = path.stat().st_size
+        return size in expected and hashlib.sha256(path.read_bytes()).hexdigest() in expected[size]
+    except FileNotFoundError:
+        return False
 
 
 @pytest.fixture(scope="session")

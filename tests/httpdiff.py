@@ -427,7 +427,7 @@ def check_well_typed(sn: Sniffd) -> None:
                 assert all(isinstance(k, str) and isinstance(v, str) for k, v in m.headers.items())
                 assert m.body_len >= 0 and m.missed_bytes >= 0
         line = records.dumps(records.build(t, {"ip": "10.0.0.1", "port": 40000}, {"ip": "10.0.0.2", "port": 80},
-                                           "1:x"))
+                                           "1:x", uid="C00000000000000001", sensor="httpdiff", interface=None))
         assert "\n" not in line
     assert set(sn.loose) <= set(ANOMALIES)
 

@@ -37,6 +37,7 @@ import struct
 from contextlib import contextmanager
 
 import craft
+from recordschema import assert_valid
 from craft import ACK, FIN, PSH, RST, SYN, TcpConversation
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
@@ -168,9 +169,9 @@ def check_record_line(rec: dict, shape: dict) -> None:
     assert "\n" not in line and "\r" not in line
     back = json.loads(line)
     keys = list(back)
-    assert ("kind", "ts", "anomalies") == (keys[0], keys[1], keys[-1])
+    assert ("kind", "ts", "uid", "anomalies", "sensor", "interface") == (*keys[:3], *keys[-3:])
     # vlan and tunnel, right after server, only on encapsulated connections.
-    assert keys[4:4 + len(ENCAP_KEYS & set(keys))] == [k for k in ("vlan", "tunnel") if k in keys]
+    assert keys[5:5 + len(ENCAP_KEYS & set(keys))] == [k for k in ("vlan", "tunnel") if k in keys]
     plain = [k for k in keys if k not in ENCAP_KEYS]
     assert shape.setdefault(back["kind"], plain) == plain  # one order per kind of record
     if "vlan" in back:
@@ -180,6 +181,7 @@ def check_record_line(rec: dict, shape: dict) -> None:
     assert set(back["anomalies"]) <= set(ANOMALIES)
     assert sorted(set(back["anomalies"])) == back["anomalies"]
     assert isinstance(back["trans_depth"], int) and back["trans_depth"] >= 1
+    assert_valid(back)  # schema/record.schema.json, once per shape
 
 
 def check_records(out: list[dict]) -> None:
@@ -224,7 +226,8 @@ def check_transaction(t: Transaction) -> None:
         assert m is None or isinstance(m, Message)
         if m is not None:
             check_message(m)
-    check_record_line(records.build(t, CLIENT_REC, SERVER_REC, CID), {})
+    check_record_line(records.build(t, CLIENT_REC, SERVER_REC, CID, uid="C00000000000000001", sensor="fuzz",
+                                    interface=None), {})
 
 
 # ------------------------------------------------------------------ decode

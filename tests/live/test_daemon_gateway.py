@@ -385,7 +385,7 @@ def key(port: int, depth: int) -> tuple[int, int]:
 
 
 def test_gateway_records_appear_within_2s_and_filter_keeps_other_ports_out(gateway, start_sniffd, log_dir):
-    daemon = start_sniffd(f"tcp port {HTTP_PORT}")
+    daemon = start_sniffd(f"tcp port {HTTP_PORT}", output={"sensor": "gw-test"})
     out = log_dir / "http.jsonl"
     # The filtered-out exchange goes first: by the time the wanted one is in
     # the file, the other would have been too.
@@ -410,6 +410,8 @@ def test_gateway_records_appear_within_2s_and_filter_keeps_other_ports_out(gatew
         for r in records
     ]
     assert other and all(r["server"]["port"] != OTHER_PORT for r in records)
+    # Where they were captured: the configured sensor name and interface.
+    assert {("gw-test", "g1")} == {(r["sensor"], r["interface"]) for r in records}
     assert 0o640 == stat.S_IMODE(out.stat().st_mode)
 
     stats = wait_for(lambda: [e for e in daemon.named("stats") if e["records_written"] >= 2], 3)

@@ -293,6 +293,13 @@ def test_two_workers_log_every_transaction_once_paired_on_whole_lines(gateway, s
         for r in (by_key[key(t["client_port"], t["trans_depth"])] for t in truth)
     ]
     assert len(files) >= 2, "built-in rotation did not run in the parent"
+    # Both workers name the interface; a connection's records share one uid,
+    # and no two connections (whichever worker logged them) share one.
+    assert {"g1"} == {r["interface"] for r in records}
+    uids = {}
+    for r in records:
+        uids.setdefault(r["client"]["port"], set()).add(r["uid"])
+    assert (40, [1] * 40) == (len({r["uid"] for r in records}), [len(u) for u in uids.values()])
 
     summary = daemon.named("shutdown")[-1]
     per_worker = summary["per_worker"]

@@ -22,7 +22,8 @@ from tests import httpgen  # on sys.path via tests/live/conftest.py
 pytestmark = pytest.mark.live
 
 # docs/CONTRACT.md: a record's keys, in this order.
-RECORD_KEYS = ["kind", "ts", "client", "server", "request", "response", "duration_ms", "trans_depth", "community_id", "end_reason", "anomalies"]
+RECORD_KEYS = ["kind", "ts", "uid", "client", "server", "request", "response", "duration_ms", "trans_depth", "community_id",
+               "end_reason", "anomalies", "sensor", "interface"]
 
 # RFC 3339 UTC with exactly microseconds and a Z, as the contract's example.
 TS_PATTERN = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")

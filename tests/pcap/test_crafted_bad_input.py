@@ -4,7 +4,7 @@ status 2 with one line on stderr naming the problem; bad traffic is never a cras
 
 import craft
 from craft import TcpConversation
-from pcapcheck import T0, community_id, load_jsonl, read_records, run_sniffd, stderr_lines
+from pcapcheck import T0, community_id, load_jsonl, read_records, run_sniffd, stderr_lines, without_run_fields
 
 SERVER = ("10.0.0.2", 80)
 
@@ -73,7 +73,7 @@ def test_truncated_pcap_keeps_records_before_the_cut_and_warns(tmp_path):
     assert [
         record("2026-11-21T10:42:05.003000Z", "/first", ("10.0.0.1", 40000)),
         record("2026-11-21T10:42:05.103000Z", "/second", ("10.0.0.1", 40001)),
-    ] == load_jsonl(out)
+    ] == without_run_fields(load_jsonl(out))
     warnings = stderr_lines(proc)
     assert warnings, "no warning on stderr for a truncated file"
     assert any(pcap.name in line for line in warnings), f"no stderr line names the file: {warnings}"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import craft
 import pytest
 from craft import ACK, FIN, RST, SYN, URG, TcpConversation
-from pcapcheck import T0, anomalies, community_id, load_jsonl, run_sniffd
+from pcapcheck import T0, anomalies, community_id, load_jsonl, run_sniffd, without_run_fields
 
 SERVER = ("10.0.0.2", 80)
 FIRST_PORT = 42000
@@ -864,7 +864,7 @@ def read(pcap, *extra) -> tuple[list[dict], dict]:
     out = pcap.with_name(pcap.name + ".out.jsonl")
     proc = run_sniffd("read", pcap, "-o", out, "--stats", *extra)
     assert proc.returncode == 0, proc.stderr
-    return load_jsonl(out), json.loads(proc.stderr.strip().splitlines()[-1])["anomalies"]
+    return without_run_fields(load_jsonl(out)), json.loads(proc.stderr.strip().splitlines()[-1])["anomalies"]
 
 
 @pytest.fixture(scope="module")

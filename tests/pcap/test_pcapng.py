@@ -421,10 +421,10 @@ def test_pipeline_feed_and_feed_batch_agree_past_2106(tmp_path):
     uint32 seconds) and feed_batch on the walked pcapng give the same record."""
     frames = exchange_frames()
     key = b"k" * 32
-    one = Pipeline(redact_key=key)
+    one = Pipeline(redact_key=key, uid_salt=0)  # one salt: the same uids too
     by_frame = [r for f in frames for r in one.feed(Y2200 + 0.5 + (f.ts - T0), 1, f.data)] + one.flush()
     data = shb() + idb() + b"".join(epb(0, (Y2200 * 1000 + 500 + round((f.ts - T0) * 1e3)) * 1000, f.data) for f in frames)
-    batched = Pipeline(redact_key=key)
+    batched = Pipeline(redact_key=key, uid_salt=0)
     cap = OfflineCapture(str(write(tmp_path, data)))
     by_batch = [r for b in cap.batches() for r in batched.feed_batch(cap.linktype, b)] + batched.flush()
     assert ["2200-01-01T00:00:00.503000Z"] == [r["ts"] for r in by_frame]

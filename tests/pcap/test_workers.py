@@ -4,6 +4,7 @@ output must be exactly what one process writes, in the same order."""
 from sniffd.decode import flow_hash
 
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -41,13 +42,29 @@ def _mixed_capture(path) -> None:
     craft.capture(path, packets)
 
 
+_UID = re.compile(r'"uid":"(C[0-9A-Za-z]{17})"')
+
+
+def _numbered_uids(text: str) -> tuple[str, set[str]]:
+    """``text`` with each uid replaced by the order of its first appearance
+    (#0, #1, ...), and the uids it had: two outputs equal so numbered group
+    their records into connections alike."""
+    names: dict[str, int] = {}
+    return _UID.sub(lambda m: '"uid":"#%d"' % names.setdefault(m.group(1), len(names)), text), set(names)
+
+
 def _outputs(pcap, tmp_path, *extra) -> list[str]:
-    outs = []
+    """The outputs of 1, 2 and 3 workers, uids numbered (_numbered_uids);
+    no uid is in two of them (every run and every worker draws its own)."""
+    outs, uids = [], []
     for workers in (1, 2, 3):
         out = tmp_path / f"w{workers}.jsonl"
         proc = run_sniffd("read", pcap, "-o", out, "--workers", workers, *extra)
         assert (0, "") == (proc.returncode, proc.stderr)
-        outs.append(out.read_text())
+        text, names = _numbered_uids(out.read_text())
+        outs.append(text)
+        uids.append(names)
+    assert (set(), set(), set()) == (uids[0] & uids[1], uids[0] & uids[2], uids[1] & uids[2])
     return outs
 
 

@@ -105,6 +105,8 @@ BAD_FILES = [
     ("body_cap_too_large", "[bodies]\nmax_decoded_bytes = 1073741824\n", [], "[bodies] max_decoded_bytes: must be between 1 and 268435456, got 1073741824"),
     ("rotation_too_small", "[output]\nrotate_bytes = 10\n", [], "[output] rotate_bytes: must be 0 (off) or between 4096 and 1099511627776, got 10"),
     ("stats_too_often", "[stats]\ninterval_s = 0.001\n", [], "[stats] interval_s: must be 0 (off) or between 1 and 86400, got 0.001"),
+    ("sensor_too_long", f"[output]\nsensor = '{'g' * 256}'\n", [], "[output] sensor: must be at most 255 characters, got 256"),
+    ("newline_in_sensor", '[output]\nsensor = "gw\\n01"\n', [], "[output] sensor: must not contain control characters ('\\n'), got 'gw\\n01'"),
 ]
 
 
@@ -230,8 +232,9 @@ def test_limits_tcp_privacy_and_bodies_sections_are_exactly_the_settings_fields(
     from sniffd.settings import Settings
 
     sections = [*configmod.SCHEMA["limits"], *configmod.SCHEMA["tcp"], *configmod.SCHEMA["privacy"],
-                *configmod.SCHEMA["bodies"]]
+                *configmod.SCHEMA["bodies"], *configmod.SETTINGS_SECTIONS["output"]]
     assert sorted(f.name for f in fields(Settings)) == sorted(sections)
+    assert ("sensor",) == configmod.SETTINGS_SECTIONS["output"]
     cfg = configmod.parse(
         {
             "limits": {"idle_timeout_s": 30, "max_connections": 7},
@@ -316,6 +319,23 @@ def test_interface_names_follow_the_kernel_rules():
         assert good == parse_one("capture", "interface", good).get("capture", "interface")
     for bad in ("", "a" * 16, ".", "..", "a/b", "eth0:1", "eth 0", "eth\t0"):
         refused("capture", "interface", bad)
+
+
+def test_sensor_is_the_host_name_by_default_or_a_name_of_at_most_255_characters():
+    import socket
+
+    from sniffd.pipeline import Pipeline
+
+    assert "" == configmod.defaults().settings().sensor
+    assert socket.gethostname() == Pipeline(configmod.defaults().settings()).sensor
+    for good in ("gw-01", "gw 01.example.test", "a" * 255, "Zürich-edge", "dc\\gw"):
+        cfg = parse_one("output", "sensor", good)
+        assert (good, good) == (cfg.settings().sensor, Pipeline(cfg.settings()).sensor)
+    assert "must be at most 255 characters, got 256" in refused("output", "sensor", "a" * 256)
+    assert "must not begin or end with white space, got ' gw'" in refused("output", "sensor", " gw")
+    assert "must not begin or end with white space" in refused("output", "sensor", "gw ")
+    assert "must not begin or end with white space" in refused("output", "sensor", " ")
+    assert "expected a string, got 1" in refused("output", "sensor", 1)
 
 
 def test_filter_and_key_may_span_lines():

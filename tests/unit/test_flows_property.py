@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from sniffd import records
 from sniffd.pipeline import Pipeline
+from sniffd.settings import Settings
 
 T0 = 1795257725.0  # 2026-11-21T10:42:05Z
 CLIENT = ("10.0.0.1", 40000)
@@ -28,8 +29,15 @@ KINDS = ("GET", "POST", "HEAD", "CHUNKED")
 URIS = {"GET": "GET /get/%d", "POST": "POST /post/%d", "HEAD": "HEAD /head/%d", "CHUNKED": "GET /chunked/%d"}
 
 
+# One uid salt and sensor for every pipeline here: runs compared give the
+# same uids, and whole expected records can name them.
+UID_SALT = 0
+SETTINGS = Settings(sensor="test")
+RUN = {"sensor": "test", "interface": None}
+
+
 def run(packets: list[tuple[float, craft.Segment]]) -> list[dict]:
-    p = Pipeline()
+    p = Pipeline(SETTINGS, uid_salt=UID_SALT)
     out: list[dict] = []
     for frame in craft.frames(packets):
         out += p.feed(frame.ts, 1, frame.data, len(frame.data))
@@ -190,7 +198,7 @@ def test_flows_flush_at_end_of_input_writes_the_open_transaction() -> None:
         (ms(3), c.client_data(b"GET /open HTTP/1.1\r\nHost: example.test\r\n\r\n")[0]),
         (ms(10), c.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd")[0]),
     ]
-    p = Pipeline()
+    p = Pipeline(SETTINGS, uid_salt=UID_SALT)
     fed = [r for frame in craft.frames(packets) for r in p.feed(frame.ts, 1, frame.data, len(frame.data))]
     flushed = p.flush("end_of_input")
     assert (
@@ -199,6 +207,7 @@ def test_flows_flush_at_end_of_input_writes_the_open_transaction() -> None:
             {
                 "kind": "http",
                 "ts": "2026-11-21T10:42:05.003000Z",
+                "uid": "C00000000000000000",
                 **ENDS,
                 "request": {
                     "method": "GET",
@@ -225,6 +234,7 @@ def test_flows_flush_at_end_of_input_writes_the_open_transaction() -> None:
                 "community_id": CID,
                 "end_reason": "end_of_input",
                 "anomalies": ["message_incomplete"],
+                **RUN,
             }
         ],
         0,
@@ -239,7 +249,7 @@ def test_flows_flush_at_shutdown_marks_open_transactions_cut_by_shutdown() -> No
         (ms(5), c.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")[0]),
         (ms(6), c.client_data(b"GET /b HTTP/1.1\r\nHost: example.test\r\n\r\n")[0]),
     ]
-    p = Pipeline()
+    p = Pipeline(SETTINGS, uid_salt=UID_SALT)
     fed = [r for frame in craft.frames(packets) for r in p.feed(frame.ts, 1, frame.data, len(frame.data))]
     flushed = p.flush("shutdown")
     assert (
@@ -248,6 +258,7 @@ def test_flows_flush_at_shutdown_marks_open_transactions_cut_by_shutdown() -> No
             {
                 "kind": "http",
                 "ts": "2026-11-21T10:42:05.006000Z",
+                "uid": "C00000000000000000",
                 **ENDS,
                 "request": {
                     "method": "GET",
@@ -265,6 +276,7 @@ def test_flows_flush_at_shutdown_marks_open_transactions_cut_by_shutdown() -> No
                 "community_id": CID,
                 "end_reason": "shutdown",
                 "anomalies": ["cut_by_shutdown", "response_missing"],
+                **RUN,
             }
         ],
     ) == ([(r["request"]["uri"], r["anomalies"]) for r in fed], flushed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 import json
+import re
 import subprocess
 
 import orjson
@@ -99,6 +100,7 @@ def test_records_rfc3339_is_utc_with_microseconds_rounded(ts: float, expected: s
 CLIENT = {"ip": "10.0.0.1", "port": 40000}
 SERVER = {"ip": "10.0.0.2", "port": 80}
 CID = "1:test"
+UID = "C0000000000000000A"
 
 
 def transactions(steps) -> list:
@@ -117,10 +119,11 @@ def test_records_build_gives_the_contract_fields_in_order() -> None:
             (False, b"lo", T0 + 0.2015),
         ]
     )
-    rec = records.build(txn, CLIENT, SERVER, CID)
+    rec = records.build(txn, CLIENT, SERVER, CID, uid=UID, sensor="gw-01", interface="eth0")
     expected = {
         "kind": "http",
         "ts": "2026-11-21T10:42:05.100000Z",
+        "uid": UID,
         "client": CLIENT,
         "server": SERVER,
         "request": {
@@ -148,6 +151,8 @@ def test_records_build_gives_the_contract_fields_in_order() -> None:
         "community_id": CID,
         "end_reason": "complete",
         "anomalies": [],
+        "sensor": "gw-01",
+        "interface": "eth0",
     }
     assert (expected, list(expected), list(expected["request"]), list(expected["response"])) == (
         rec,
@@ -159,10 +164,11 @@ def test_records_build_gives_the_contract_fields_in_order() -> None:
 
 def test_records_build_request_without_response_has_null_response_and_duration() -> None:
     (txn,) = transactions([(True, b"GET / HTTP/1.1\r\n\r\n", T0)])
-    rec = records.build(txn, CLIENT, SERVER, CID)
+    rec = records.build(txn, CLIENT, SERVER, CID, uid=UID, sensor="gw-01", interface=None)
     assert {
         "kind": "http",
         "ts": "2026-11-21T10:42:05.000000Z",
+        "uid": UID,
         "client": CLIENT,
         "server": SERVER,
         "request": {
@@ -181,6 +187,8 @@ def test_records_build_request_without_response_has_null_response_and_duration()
         "community_id": CID,
         "end_reason": "end_of_input",
         "anomalies": ["response_missing"],
+        "sensor": "gw-01",
+        "interface": None,
     } == rec
 
 
@@ -189,7 +197,7 @@ def test_records_build_request_without_response_has_null_response_and_duration()
 
 def record_with_header(value: str) -> dict:
     (txn,) = transactions([(True, b"GET / HTTP/1.1\r\n\r\n", T0), (False, b"HTTP/1.1 204 No Content\r\n\r\n", T0)])
-    rec = records.build(txn, CLIENT, SERVER, CID)
+    rec = records.build(txn, CLIENT, SERVER, CID, uid=UID, sensor="gw-01", interface=None)
     rec["request"]["headers"]["x-test"] = value
     return rec
 
@@ -239,6 +247,11 @@ def _wire_reference(value, keep="body"):
 
 
 def REFERENCE(record: dict) -> str:
+    """A record's line; its ``sensor`` and ``interface`` (configured, not
+    from the wire) as they are."""
+    if isinstance(record, dict):
+        return _JSON({_wire_reference(k): (v if k in ("sensor", "interface") else _wire_reference(v, "server_cert" if k == "tls" else "body"))
+                      for k, v in record.items()})
     return _JSON(_wire_reference(record))
 
 
@@ -262,7 +275,7 @@ _records_ish = st.recursive(
 
 
 @settings(max_examples=500, deadline=None)
-@given(value=st.dictionaries(st.text(max_size=8), _records_ish, max_size=6))
+@given(value=st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(["sensor", "interface"])), _records_ish, max_size=6))
 def test_records_dumps_writes_what_the_json_module_writes(value: dict) -> None:
     assert REFERENCE(value) == records.dumps(value)
 
@@ -298,3 +311,92 @@ def test_records_lines_with_bytes_not_utf8_are_accepted_by_jq(tmp_path: Path) ->
     rec = {"request": {"uri": text(b"/a\x80\\b\xff"), "headers": {"x": text(b"\xed\xa0\x80")}}}
     out = subprocess.run(["jq", "-c", ".request"], input=records.dumps(rec) + "\n", capture_output=True, text=True, check=True)
     assert '{"uri":"/a\\\\x80\\\\\\\\b\\\\xff","headers":{"x":"\\\\xed\\\\xa0\\\\x80"}}\n' == out.stdout
+
+
+# ------------------------------------------------- uid, sensor, interface
+
+UID_FORM = re.compile(r"C[0-9A-Za-z]{17}")
+
+
+def test_records_uids_are_C_and_17_base62_digits_counting_up_from_the_salt() -> None:
+    make = records.Uids(0)
+    assert ["C00000000000000000", "C00000000000000001", "C00000000000000002"] == [make() for _ in range(3)]
+    make = records.Uids(3843)  # the two last digits wrap: the cached leading digits change
+    assert ["C000000000000000zz", "C00000000000000100"] == [make(), make()]
+    top = records.Uids((1 << 96) - 1)
+    assert [(1 << 96) - 1, 1 << 96] == [_base62(top()[1:]) for _ in range(2)]
+
+
+def _base62(digits: str) -> int:
+    n = 0
+    for c in digits:
+        n = n * 62 + "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".index(c)
+    return n
+
+
+def test_records_uids_are_distinct_over_many_connections_and_between_salts() -> None:
+    a, b = records.Uids(12345), records.Uids(12345 + 10**6)
+    first = [a() for _ in range(20000)]
+    assert 20000 == len(set(first)) and all(UID_FORM.fullmatch(u) for u in first)
+    assert not set(first) & {b() for _ in range(20000)}
+    with pytest.raises(ValueError):
+        records.Uids(1 << 96)
+
+
+def _pipeline_records(path: Path, **kw) -> list[dict]:
+    p = Pipeline(redact_key=b"k" * 32, **kw)
+    cap = OfflineCapture(str(path), "")
+    return [r for b in cap.batches() for r in p.feed_batch(cap.linktype, b)] + p.flush()
+
+
+def test_records_of_one_connection_share_its_uid_and_no_other_connection_has_it() -> None:
+    """captures/pipeline_head.pcap has several transactions on some of its
+    connections; the TLS capture, one record per connection."""
+    for path in (CAPTURES / "pipeline_head.pcap", CAPTURES / "tls" / "loopback_handshakes.pcap"):
+        recs = _pipeline_records(path)
+        conns = {(r["client"]["ip"], r["client"]["port"], r["server"]["ip"], r["server"]["port"]) for r in recs}
+        by_conn = {}
+        for r in recs:
+            by_conn.setdefault((r["client"]["ip"], r["client"]["port"], r["server"]["ip"], r["server"]["port"]), set()).add(r["uid"])
+        assert all(len(uids) == 1 for uids in by_conn.values()), by_conn
+        assert len(conns) == len({r["uid"] for r in recs})
+        assert all(UID_FORM.fullmatch(r["uid"]) for r in recs)
+
+
+def test_records_uids_differ_between_two_pipelines_on_the_same_capture() -> None:
+    """Two runs (a restart, two workers) never give a connection's uid to another."""
+    one = {r["uid"] for r in _pipeline_records(CAPTURES / "sample.pcap")}
+    two = {r["uid"] for r in _pipeline_records(CAPTURES / "sample.pcap")}
+    assert one and two and not one & two
+
+
+def test_records_name_the_sensor_and_interface_after_anomalies() -> None:
+    import socket
+
+    from sniffd.settings import Settings
+
+    recs = _pipeline_records(CAPTURES / "sample.pcap")
+    assert {(socket.gethostname(), None)} == {(r["sensor"], r["interface"]) for r in recs}
+    recs = _pipeline_records(CAPTURES / "sample.pcap", settings=Settings(sensor="gw-01"), interface="eth0",
+                             uid_salt=7)
+    assert {("gw-01", "eth0")} == {(r["sensor"], r["interface"]) for r in recs}
+    assert "C00000000000000007" == recs[0]["uid"]
+    assert ["kind", "ts", "uid", "client", "server"] == list(recs[0])[:5]
+    assert ["anomalies", "sensor", "interface"] == list(recs[0])[-3:]
+
+
+def test_records_tls_record_has_uid_sensor_and_interface_in_the_same_places() -> None:
+    (rec, *_) = _pipeline_records(CAPTURES / "tls" / "loopback_handshakes.pcap", interface="lo")
+    assert "tls" == rec["kind"]
+    assert ["kind", "ts", "uid", "client", "server", "tls"] == list(rec)[:6]
+    assert ["anomalies", "sensor", "interface"] == list(rec)[-3:]
+    assert "lo" == rec["interface"]
+
+
+def test_records_dumps_writes_a_sensor_name_with_a_backslash_as_it_is() -> None:
+    """The sensor comes from the configuration, not the wire: a backslash in it
+    is no escape to double, even when the record's wire text needs escaping."""
+    rec = record_with_header("a\\b")
+    rec["sensor"] = "dc\\gw-01"
+    back = orjson.loads(records.dumps(rec))
+    assert ("dc\\gw-01", "a\\\\b") == (back["sensor"], back["request"]["headers"]["x-test"])
