@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from itertools import filterfalse
 
 from sniffd.tls.hello import (
     EXT_ALPN,
@@ -56,6 +57,23 @@ _JA4_VERSIONS = {
 _EMPTY_HASH = "000000000000"
 
 
+# The lists are walked by C (filterfalse, map, join), not by comprehensions:
+# a hello from a stack that sends GREASE (Chrome, Safari, Android) differs in
+# its GREASE values at every connection, so its fingerprints are computed
+# every time (the memo below cannot help it).
+_is_grease = GREASE.__contains__
+_SNI_OR_ALPN = frozenset((EXT_SERVER_NAME, EXT_ALPN)).__contains__
+
+
+def _hex4s(values: list[int]) -> str:
+    """``values`` as 4-digit lower-case hex, joined by "," (JA4's lists): packed as
+    16-bit numbers and hexed with a separator, one C call for the whole list."""
+    try:
+        return struct.pack(f">{len(values)}H", *values).hex(",", 2)
+    except struct.error:  # a value over 16 bits: not from a parsed hello
+        return ",".join([f"{v:04x}" for v in values])
+
+
 def _dash(values) -> str:
     return "-".join(map(str, values))
 
@@ -66,9 +84,9 @@ def ja3_string(hello: ClientHello) -> str | None:
     return ",".join(
         (
             str(hello.legacy_version),
-            _dash([c for c in hello.cipher_suites if c not in GREASE]),
-            _dash([e for e in hello.extensions if e not in GREASE]),
-            _dash([g for g in hello.supported_groups if g not in GREASE]),
+            _dash(filterfalse(_is_grease, hello.cipher_suites)),
+            _dash(filterfalse(_is_grease, hello.extensions)),
+            _dash(filterfalse(_is_grease, hello.supported_groups)),
             _dash(hello.ec_point_formats),
         )
     )
@@ -132,10 +150,10 @@ def ja4_raw(hello: ClientHello) -> str | None:
     """
     if hello.sslv2:
         return None
-    ciphers = [c for c in hello.cipher_suites if c not in GREASE]
-    exts = [e for e in hello.extensions if e not in GREASE]
+    ciphers = list(filterfalse(_is_grease, hello.cipher_suites))
+    exts = list(filterfalse(_is_grease, hello.extensions))
     if EXT_SUPPORTED_VERSIONS in exts:
-        offered = [v for v in hello.supported_versions if v not in GREASE]
+        offered = list(filterfalse(_is_grease, hello.supported_versions))
         version = _ja4_version(max(offered)) if offered else "00"
     else:
         version = _ja4_version(hello.legacy_version)
@@ -147,9 +165,9 @@ def ja4_raw(hello: ClientHello) -> str | None:
         + _two_digits(len(exts))
         + ja4_alpn(hello.alpn[0] if hello.alpn else None)
     )
-    b = ",".join([f"{c:04x}" for c in sorted(ciphers)])
-    c = ",".join([f"{e:04x}" for e in sorted(exts) if e != EXT_SERVER_NAME and e != EXT_ALPN])
-    sigs = ",".join([f"{s:04x}" for s in hello.signature_algorithms if s not in GREASE])
+    b = _hex4s(sorted(ciphers))
+    c = _hex4s(list(filterfalse(_SNI_OR_ALPN, sorted(exts))))
+    sigs = _hex4s(list(filterfalse(_is_grease, hello.signature_algorithms)))
     return f"{a}_{b}_{c}_{sigs}" if sigs else f"{a}_{b}_{c}"
 
 
@@ -171,7 +189,7 @@ def ja4s_raw(hello: ServerHello) -> str:
     """JA4S_r: ``{t}{version}{extensions:02}{alpn}_{cipher}_{extensions in order}``;
     version from supported_versions when sent, else legacy_version; ALPN as JA4's."""
     a = "t" + _ja4_version(hello.version) + _two_digits(len(hello.extensions)) + ja4_alpn(hello.alpn)
-    return f"{a}_{hello.cipher_suite:04x}_" + ",".join(f"{e:04x}" for e in hello.extensions)
+    return f"{a}_{hello.cipher_suite:04x}_" + _hex4s(hello.extensions)
 
 
 def ja4s(hello: ServerHello) -> str:

@@ -12,16 +12,23 @@ small (the caller knows what its keys and values weigh); when full, the
 oldest entry is dropped (first in, first out: no clock, no counters).
 
 Admission: a key is stored on its second sighting, not its first.  Keys
-that never come back (Chrome shuffles its extension order per connection,
-RFC 8701's spirit, so each of its hellos is a new JA3 input; a server seen
-once) would otherwise push out the ones that do.  The keys seen once are
+that never come back would otherwise push out the ones that do: a stack
+that sends GREASE (RFC 8701: Chrome, Safari, Android) picks new GREASE
+values at every connection, and Chrome shuffles its extension order too,
+so each of their hellos is a new key; a server seen once is another.  The keys seen once are
 remembered by their ``hash()`` only, in a table of the same bounded kind;
 two keys with the same hash only admit one of them a sighting early.
+
+A memo is module state of a pure stage: it is per process (a forked worker
+starts with a copy), used by the one thread that runs the stage, and what
+it holds never shows in a result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
+
+_ABSENT = object()
 
 
 class Memo:
@@ -66,17 +73,12 @@ class Memo:
             return
         seen = self._seen
         h = hash(key)
-        if h not in seen:
+        if seen.pop(h, _ABSENT) is _ABSENT:  # a first sighting: note it
             if len(seen) >= 4 * size:
                 del seen[next(iter(seen))]
             seen[h] = None
             return
-        del seen[h]
         values = self._values
         if len(values) >= size:
             del values[next(iter(values))]
         values[key] = value
-
-    def clear(self) -> None:
-        self._values.clear()
-        self._seen.clear()
