@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import re
 import select
 import shutil
 import stat
@@ -37,10 +38,24 @@ pytestmark = pytest.mark.skipif(not (shutil.which("gzip") and shutil.which("zstd
                                 reason="needs the gzip and zstd tools (scripts/install)")
 
 
+_UID = re.compile(rb'"uid":"C[0-9A-Za-z]{17}"')
+
+
+def same_uids(out: bytes) -> bytes:
+    """Records with each connection's uid renamed by its first appearance
+    (U1, U2, ...): a uid is drawn afresh each run (and per worker), so two
+    reads of one capture agree on which records share a uid, not on its value."""
+    seen: dict[bytes, bytes] = {}
+    return _UID.sub(lambda m: seen.setdefault(m.group(), b'"uid":"U%d"' % (len(seen) + 1)), out)
+
+
 def sh(script: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    """``script`` in bash (pipes, process substitution), with pipefail."""
-    return subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, timeout=timeout,
+    """``script`` in bash (pipes, process substitution), with pipefail; its
+    stdout with uids renamed (``same_uids``)."""
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", script], capture_output=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, **kw)
+    proc.stdout = same_uids(proc.stdout)
+    return proc
 
 
 def sniffd(*args) -> str:
@@ -347,7 +362,7 @@ def test_output_to_a_fifo_is_written_into_it_not_renamed_over_it(tmp_path):
         reader.kill()
     assert 0 == proc.returncode, proc.stderr
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
-    assert read_plain(SAMPLE).stdout == got
+    assert read_plain(SAMPLE).stdout == same_uids(got)
 
 
 # --- the progress bar ------------------------------------------------------------------
@@ -408,7 +423,7 @@ def _read_on_a_terminal(args: list[str], feed: bytes, pause_after: int, tmp_path
         os.close(err_r)
     proc.wait(timeout=60)
     stdout.seek(0)
-    out = stdout.read()
+    out = same_uids(stdout.read())
     stdout.close()
     return proc.returncode, out, seen
 
