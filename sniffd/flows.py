@@ -7,8 +7,10 @@ or a ``sniffd.http2.H2Flow`` when it begins with the HTTP/2 preface, on any
 port (``FlowTable._choose``; all take the same calls, so no rule here is
 written twice).  A session may hand the connection over to another
 (``sniffd.handover``: HTTP/1 to HTTP/2 after ``Upgrade: h2c``; a preface
-that was not one back to HTTP/1): the table checks ``successor`` after each
-call that feeds it and makes the successor (``FlowTable._succeed``).  One
+that was not one back to HTTP/1): the table checks ``successor`` where it
+looks for finished transactions after each call (the session put
+``sniffd.handover.SWITCH`` there) and makes the successor
+(``FlowTable._succeed``).  One
 thread owns the table; nothing here locks.
 
 Call order: ``feed(segment, now)`` per decoded segment, ``expire(now)`` as
@@ -60,17 +62,21 @@ them where bytes were lost (see ``sniffd.http.pairing``).
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from sniffd import causal
 from sniffd.budget import CONN_COST, SEGMENT_COST, SESSION_COST, Meter
 from sniffd.causal import CausalHold
 from sniffd.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment, ctx_key, ctx_reversed
 from sniffd.http import HttpSession, Transaction
-from sniffd.http2 import H2Flow, looks_like_h2_preface, looks_like_h2_server_preface
+from sniffd.http2 import looks_like_h2_preface, looks_like_h2_server_preface
 from sniffd.reassembly import FIN_WINDOW, MASK32, HalfStream
 from sniffd.settings import Settings
 from sniffd.tls import TlsFlow, looks_like_sslv2_client_hello, looks_like_tls_client_hello
 from sniffd.tls.starttls import TlsWatch, looks_like_other_protocol
+
+if TYPE_CHECKING:  # annotations only: the stage is loaded by the first HTTP/2 connection
+    from sniffd.http2.flow import H2Flow
 
 TH_URG = 0x20
 
@@ -323,7 +329,10 @@ class FlowTable:
 
     def _h2_flow(self, upgrade=None, **kwargs) -> H2Flow:
         """An HTTP/2 session with this table's settings (``upgrade``: the
-        ``sniffd.handover.Upgrade`` it continues)."""
+        ``sniffd.handover.Upgrade`` it continues).  The stage is loaded by
+        the first HTTP/2 connection (see sniffd.http2)."""
+        from sniffd.http2.flow import H2Flow
+
         s = self.s
         limits = dict(max_header_bytes=s.max_header_bytes, max_header_count=s.max_header_count, bodies=self.bodies)
         if upgrade is not None:
@@ -421,9 +430,9 @@ class FlowTable:
                         if h is None or not conn.chosen:
                             h = self._choose(conn, from_client, payload)
                         h.feed_data(from_client, payload, now, mark)
-                        if h.successor is not None:
-                            h = self._succeed(conn, h)
                         if h.pairing.done:
+                            if h.successor is not None:
+                                h = self._succeed(conn, h)
                             for txn in h.take():
                                 self.out.append((conn, txn))
                         if self.meter.over:
@@ -899,17 +908,16 @@ class FlowTable:
                 h = self._choose(conn, from_client, first[0] if first.__class__ is tuple else
                                  (b"" if first.__class__ is int else first))
             h.feed(from_client, chunks, now, mark)
-            if h.successor is not None:
-                self._succeed(conn, h)
             if conn.hold is not None:
+                # Handed over or not, the session keeps what it is given for
+                # its successor (sniffd.handover), so delivery goes on first.
                 self._release(conn, now)
         h = conn._http
-        if h is not None:
-            if h.successor is not None:  # handed over by end() or close()
+        if h is not None and h.pairing.done:
+            if h.successor is not None:  # a hand-over (feed, end or close found it)
                 h = self._succeed(conn, h)
-            if h.pairing.done:
-                for txn in h.take():
-                    self.out.append((conn, txn))
+            for txn in h.take():
+                self.out.append((conn, txn))
 
     def _release(self, conn: Connection, now: float, force: bool = False, keep: int = 0,
                  before: float | None = None) -> None:

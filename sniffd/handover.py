@@ -14,10 +14,14 @@ every session type:
 
 * ``session.successor``: ``None``, or the protocol the connection goes on
   in (``"h2c"``, ``"http1"``, ``"tls"``), set by the session during a ``feed``,
-  ``end`` or ``close`` call.  From then on the session parses nothing; it
+  ``end`` or ``close`` call, together with ``SWITCH`` put in its
+  ``pairing.done``: the flow table looks there after every call anyway
+  (finished transactions), so it reads ``successor`` only then and the
+  common path pays nothing.  From then on the session parses nothing; it
   keeps what it gets for its successor.
 * ``session.hand_over() -> Handover``, called once by the flow table right
-  after that call (``FlowTable._succeed``): everything the successor needs.
+  after that call (``FlowTable._succeed``): everything the successor needs;
+  it takes ``SWITCH`` back out of ``pairing.done``.
   Transactions the session finished before the switch stay with it and are
   taken (``take()``) as usual.
 
@@ -32,6 +36,25 @@ from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # an annotation only: sniffd.http imports this module
     from sniffd.http.message import Message
+
+
+class _Switch:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SWITCH"
+
+
+# What a session puts in ``pairing.done`` when it sets ``successor`` (see the
+# module docstring); never a record: ``take()`` and ``hand_over()`` take it out
+# (``unmark``).
+SWITCH = _Switch()
+
+
+def unmark(done: list) -> None:
+    """Take ``SWITCH`` out of a session's ``pairing.done``, if it is there."""
+    if SWITCH in done:
+        done.remove(SWITCH)
 
 
 class Upgrade(NamedTuple):
@@ -53,9 +76,9 @@ class Handover(NamedTuple):
     ``("feed", (from_client, chunks, now))`` with chunks as
     ``HttpSession.feed`` takes them (``(bytes, ts, ack)``, or an int: bytes
     lost), ``("note", (from_client, names))``, ``("note_at", (from_client,
-    offset, names))``, ``("end", (from_client, now, why))``, ``("close",
-    (reason, now, why))``.  ``upgrade``: for ``"h2c"``, the request that
-    switched."""
+    offset, names))``, ``("end", (from_client, now, why))`` (never a close:
+    when the connection closes, the flow table closes the successor itself).
+    ``upgrade``: for ``"h2c"``, the request that switched."""
 
     protocol: str
     calls: list[tuple[str, tuple]]

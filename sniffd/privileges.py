@@ -29,6 +29,10 @@ def preload() -> None:
     import ctypes  # noqa: F401  (drop_capabilities, oplog.versions)
     import traceback  # noqa: F401  (log.exception)
 
+    import hpack  # noqa: F401  (sniffd.http2.decoder, at the first HTTP/2 connection)
+
+    import sniffd.http2.flow  # noqa: F401  (the flow table, at the first HTTP/2 connection)
+
     for name in ("ascii", "latin-1", "utf-8", "utf-16", "idna"):
         codecs.lookup(name)
 

@@ -39,7 +39,7 @@ import re
 import weakref
 
 from sniffd.budget import Meter
-from sniffd.handover import Handover, Upgrade
+from sniffd.handover import SWITCH, Handover, Upgrade, unmark
 from sniffd.http import syntax
 from sniffd.http.message import Message, Transaction
 from sniffd.http.pairing import Pairing
@@ -315,6 +315,7 @@ class HttpSession:
         head, whole).  Parses nothing more; transactions finished before the
         switch are still taken (``take``), the upgrade request's excepted:
         it is the successor's."""
+        unmark(self.pairing.done)
         if self.successor == "tls":
             return self._hand_over_tls()
         txn, self.switched = self.switched, None
@@ -358,6 +359,10 @@ class HttpSession:
         done = self.pairing.done
         if not done:
             return done
+        if self.successor is not None:
+            unmark(done)  # the flow table's marker (sniffd.handover), never a record
+            if not done:
+                return done
         reading = self.req.msg
         if reading is not None and reading.txn is not None and reading.txn.depth:
             # Finished (depth given) while its request is being read.
@@ -647,6 +652,7 @@ class HttpSession:
         self.switched = txn
         self._to(Event.SWITCHED_H2C)
         self.successor = "h2c"
+        self.pairing.done.append(SWITCH)
         self.req.give()
         self.resp.give()
 
@@ -664,6 +670,7 @@ class HttpSession:
         ...).  Both readers keep what comes, whole (``give``), from the held
         bytes on, until the flow table calls ``hand_over``."""
         self.successor = "tls"
+        self.pairing.done.append(SWITCH)
         self.cleartext = cleartext
         self.req.give()
         self.resp.give()

@@ -21,9 +21,23 @@ Modules, one job each, in the order data flows:
 """
 
 from sniffd.http2.anomalies import H2_ANOMALIES
-from sniffd.http2.connection import H2Connection
-from sniffd.http2.flow import H2Flow
 from sniffd.http2.frames import PREFACE, looks_like_h2_preface, looks_like_h2_server_preface
 
 __all__ = ["H2_ANOMALIES", "H2Connection", "H2Flow", "PREFACE", "looks_like_h2_preface",
            "looks_like_h2_server_preface"]
+
+
+def __getattr__(name: str):
+    """``H2Connection`` and ``H2Flow`` are loaded when first asked for (PEP
+    562): the flow table and sniffd.anomalies import this package for the
+    preface checks and the names, and a run that sees no HTTP/2 should not
+    load the stage (with hpack, ~35 M instructions of every start-up)."""
+    if name == "H2Connection":
+        from sniffd.http2.connection import H2Connection
+
+        return H2Connection
+    if name == "H2Flow":
+        from sniffd.http2.flow import H2Flow
+
+        return H2Flow
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,7 +41,7 @@ false), the connection stops keeping them (``H2Connection.drop_bodies``).
 from __future__ import annotations
 
 from sniffd.budget import SEGMENT_COST, Meter
-from sniffd.handover import Handover, Upgrade, whole_chunk
+from sniffd.handover import SWITCH, Handover, Upgrade, unmark, whole_chunk
 from sniffd.http.message import Transaction
 from sniffd.http2.connection import H2Connection
 from sniffd.http2.frames import PREFACE, looks_like_h2_preface
@@ -192,9 +192,10 @@ class H2Flow:
 
     def close(self, reason: str | None, now: float, why: str = "end_of_input") -> None:
         """The connection ended: every open stream is written (``reason``: the
-        anomaly for what the close cut; ``why``: their end_reason)."""
+        anomaly for what the close cut; ``why``: their end_reason).  While
+        deciding, it was not HTTP/2: handed over (the flow table closes the
+        successor itself, FlowTable._close)."""
         if self.deciding:
-            self.calls.append(("close", (reason, now, why)))
             self._not_h2()
             return
         self.conn.close(reason, now, why)
@@ -202,6 +203,8 @@ class H2Flow:
         self._charge()
 
     def take(self) -> list[Transaction]:
+        if self.successor is not None:
+            unmark(self.conn.done)  # the flow table's marker (sniffd.handover), never a record
         done = self.conn.take()
         if done:
             if self.sticky or self.connect is not None:
@@ -215,6 +218,7 @@ class H2Flow:
     def hand_over(self) -> Handover:
         """Not HTTP/2 after all (``successor`` is ``"http1"``): every call
         kept, for the HTTP/1 session to get instead, in order."""
+        unmark(self.conn.done)
         calls, self.calls = self.calls, []
         self.held = 0
         self.closed = True
@@ -264,7 +268,9 @@ class H2Flow:
     def _not_h2(self) -> None:
         """Not the preface: every call from here on is kept too, for the
         HTTP/1 session the flow table makes at once (``hand_over``)."""
-        self.successor = "http1"
+        if self.successor is None:
+            self.successor = "http1"
+            self.conn.done.append(SWITCH)  # where the flow table looks (sniffd.handover)
 
     def _charge(self) -> None:
         conn = self.conn

@@ -1303,13 +1303,15 @@ def test_h2c_connections_leave_no_cycle_and_give_their_memory_back(monkeypatch) 
             super().__init__(*args, **kwargs)
             made.append(weakref.ref(self))
 
-    class TrackedH2(flows.H2Flow):
+    import sniffd.http2.flow
+
+    class TrackedH2(sniffd.http2.flow.H2Flow):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             made.append(weakref.ref(self))
 
     monkeypatch.setattr(flows, "HttpSession", TrackedHttp)
-    monkeypatch.setattr(flows, "H2Flow", TrackedH2)
+    monkeypatch.setattr(sniffd.http2.flow, "H2Flow", TrackedH2)  # the flow table loads it from there
     settings = replace(Settings(), memory_budget_mb=0.2, max_connections=25, idle_timeout_s=5.0)
     gc.collect()
     gc.disable()
