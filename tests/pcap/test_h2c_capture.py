@@ -5,6 +5,7 @@ by tests/pcap/make_h2c_fixtures.py.  Every record is held to the answer key
 beside it, which the two ends wrote (tests/h2truth.py)."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,3 +37,26 @@ def test_every_stream_gives_the_record_the_ends_say(tmp_path):
     config = tmp_path / "sniffd.toml"
     config.write_text(NO_REDACTION)
     check_against_key(read_records(pcap, "-c", str(config)), KEY)
+
+
+def test_a_run_without_http2_does_not_load_the_stage(tmp_path):
+    """sniffd.http2 loads the stage (and hpack) at the first HTTP/2 connection:
+    reading HTTP/1 and TLS alone does not pay for it; reading h2c does; the
+    daemon's preload (before it drops privileges) loads it."""
+    probe = (
+        "import sys\n"
+        "from sniffd import cli, privileges\n"
+        "cli.main(['read', '-q', sys.argv[1], '-o', sys.argv[2]])\n"
+        "print(sorted(m for m in ('hpack', 'sniffd.http2.connection', 'sniffd.http2.flow') if m in sys.modules))\n"
+        "privileges.preload()\n"
+        "print(sorted(m for m in ('hpack', 'sniffd.http2.connection', 'sniffd.http2.flow') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    seen = []
+    for pcap in (root / "captures" / "sample.pcap", H2C / "loopback_h2c.pcap"):
+        proc = subprocess.run([sys.executable, "-c", probe, str(pcap), str(tmp_path / "out.jsonl")], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert 0 == proc.returncode, proc.stderr
+        seen.append(proc.stdout.splitlines())
+    everything = "['hpack', 'sniffd.http2.connection', 'sniffd.http2.flow']"
+    assert [["[]", everything], [everything, everything]] == seen

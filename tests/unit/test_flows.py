@@ -1372,3 +1372,26 @@ def test_an_open_http2_stream_is_written_when_its_connection_is_cut(how, end, an
         (t.stream_id, f"{t.request.method} {t.request.uri}", t.response, t.end_reason, sorted(t.anomalies))
         for _, t in out]
     assert ({anomaly: 1} if anomaly else {}) == {k: v for k, v in table.counts.items() if k == anomaly}
+
+
+@pytest.mark.parametrize("shape", ["websocket", "connect_tls"])
+def test_a_session_handed_to_the_tls_watch_gives_its_memory_back(shape):
+    """The HTTP session a TLS watch replaces is never closed: what its pairing
+    charged (a second response's end: 112 bytes) must leave the meter at the
+    hand-over (it once stayed there for good)."""
+    table = FlowTable(Settings())
+    c = TcpConversation(CLIENT, SERVER)
+    segs = c.handshake() + c.client_data(request("/first")) + c.server_data(ANSWER)
+    if shape == "websocket":
+        segs += c.client_data(WS_UPGRADE) + c.server_data(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi")
+    else:
+        segs += c.client_data(b"CONNECT origin.example:443 HTTP/1.1\r\nHost: origin.example:443\r\n\r\n")
+        segs += c.server_data(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        segs += c.client_data(bytes.fromhex("16030100310100002d0303") + bytes(32) + bytes.fromhex("000002130101000000"))
+    written = []
+    for k, seg in enumerate(segs + c.close()):
+        written += table.feed(wire(seg), k * 0.001)
+    written += table.close_all(None, 1.0)
+    http = [t for _, t in written if t.__class__.__name__ == "Transaction"]
+    assert (2, 0, 0) == (len(http), table.meter.http_bytes, table.meter.sessions)

@@ -249,3 +249,30 @@ def test_hand_over_leaves_the_meter_as_it_was_before_the_session():
     meter = Meter()
     session, ho, _, taken = replay([C(UPGRADE_REQ + b"early"), S(SWITCHING + SERVER_H2)], meter)
     assert (0, "h2c") == (meter.http_bytes, ho.protocol)
+
+
+def test_bytes_after_any_101_in_a_chunk_longer_than_a_head_are_all_handed_over():
+    """The same for a 101 to websocket (to the TLS watch): a chunk longer than
+    max_header_bytes is parsed in parts, and every part after the switch is
+    the successor's (with readers switched off, the parts after the first were
+    once dropped)."""
+    big = bytes(range(256)) * (HOLD_BYTES // 256 + 40)
+    req = b"GET /ws HTTP/1.1\r\nHost: example.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    _, ho, succ, _ = replay([C(req), S(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n" + big)])
+    assert ("tls", [big]) == (ho.protocol, succ.got[False])
+
+
+def test_the_switch_marker_waits_in_pairing_done_and_is_never_taken():
+    """sniffd.handover: with successor set, SWITCH is in pairing.done (where the
+    flow table looks after every call); take() gives the transactions without
+    it, hand_over() takes it out."""
+    from sniffd.handover import SWITCH
+
+    session = HttpSession()
+    session.feed(True, [b"GET /a HTTP/1.1\r\nHost: example.test\r\n\r\n" + UPGRADE_REQ], 0.0)
+    session.feed(False, [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" + SWITCHING + SERVER_H2], 1.0)
+    assert ("h2c", True) == (session.successor, SWITCH in session.pairing.done)
+    assert ["/a"] == [t.request.uri for t in session.take()]
+    assert [] == session.take()
+    session.hand_over()
+    assert [] == session.pairing.done
