@@ -17,6 +17,7 @@ import ipaddress
 import itertools
 import json
 import re
+import socket
 import struct
 import time
 
@@ -26,7 +27,16 @@ from sniffd.http import Message, Transaction
 
 
 def ip_text(packed: bytes) -> str:
+    """An address's text: dotted quad for IPv4 (inet_ntop, ~10x cheaper than
+    ipaddress and the same text); IPv6 as ipaddress writes it (RFC 5952; it
+    differs from glibc's inet_ntop on IPv4-mapped addresses)."""
+    if len(packed) == 4:
+        return _ntop(_AF_INET, packed)
     return str(ipaddress.ip_address(packed))
+
+
+_AF_INET = socket.AF_INET
+_ntop = socket.inet_ntop
 
 
 def community_id(src: bytes, sport: int, dst: bytes, dport: int, proto: int = 6, seed: int = 0) -> str:
