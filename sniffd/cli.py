@@ -32,11 +32,29 @@ def _die(msg: str, status: int = EXIT_USAGE) -> int:
     return status
 
 
+class _Version(argparse.Action):
+    """``--version``: sniffd's, then the libpcap pcapy-ng really calls (version
+    and file: Debian's, or a copy bundled in pcapy-ng's wheel that apt never
+    patches) and the interpreter (the venv's link resolved: a Python under
+    /root is one the service user cannot run).  Imports pcapy only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from sniffd.capture import libpcap_loaded
+
+        libpcap, libpcap_file = libpcap_loaded()
+        py = sys.version.split()[0]
+        print(f"sniffd {__version__}\n{libpcap} ({libpcap_file})\npython {py} ({os.path.realpath(sys.executable)})")
+        parser.exit()
+
+
 def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
     """``daemon_commands``: also the daemon's subcommands (run, check,
     interfaces); `sniffd read` leaves them out (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="sniffd", description="Log every HTTP exchange seen on the wire as one JSON line.")
-    parser.add_argument("--version", action="version", version=f"sniffd {__version__}")
+    parser.add_argument("--version", action=_Version, help="show sniffd's version, the libpcap it calls and the Python it runs on, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     rd = sub.add_parser("read", help="read pcap/pcapng files and print one JSON line per HTTP transaction")
