@@ -50,7 +50,7 @@ from sniffd.oplog import log
 # the packet path anyway).
 from sniffd.pipeline import Pipeline
 from sniffd.privileges import drop_privileges, preload
-from sniffd.records import dumps
+from sniffd.records import serializer
 from sniffd.settings import Settings
 from sniffd.sink import JsonLinesSink, Sink, open_sink
 
@@ -339,6 +339,7 @@ class LiveRunner:
     def _process(self, sink: Sink) -> None:
         pipeline = self.pipeline
         linktype = self.capture.linktype
+        dumps = serializer(pipeline.settings.format)  # [output] format
         # The batch entry point does the per-frame loop with its state in
         # locals (the hot path); feed() per frame is the documented fallback.
         feed_batch = getattr(pipeline, "feed_batch", None)
