@@ -30,6 +30,7 @@ Shape of a document (null values are left out, as ECS producers do; an
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import orjson
@@ -106,6 +107,10 @@ def _authority(text: str, url: dict) -> None:
         url["port"] = int(port)
 
 
+# An absolute-form target begins with a scheme (RFC 3986 section 3.1) and "://".
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def _url(uri: str | None, host: str | None) -> dict:
     """ECS url.* of a request: ``original`` the target as sent (and
     redacted); ``path`` and ``query`` split at the first ``?`` of an
@@ -120,7 +125,7 @@ def _url(uri: str | None, host: str | None) -> dict:
         rest = None
         if uri.startswith("/"):
             rest = uri
-        elif "://" in uri:
+        elif _SCHEME.match(uri):
             scheme, _, after = uri.partition("://")
             url["scheme"] = scheme.lower()
             cut = min((i for i in (after.find("/"), after.find("?")) if i != -1), default=len(after))

@@ -1,0 +1,516 @@
+"""ECS output (``sniffd read --format ecs``, ``[output] format = "ecs"``): the
+real CLI on the shipped captures and on crafted ones (HTTP/1, h2c, TLS, VLAN
+and IPv6, fuzz findings full of anomalies, redaction with body capture, wire
+bytes that are not UTF-8).
+
+Every capture is read twice, natively and as ECS; for each pair of records of
+one transaction the test checks, with rules written here by hand:
+
+- ``native_from_ecs``: the native record made again from the ECS document
+  equals the native record (so every native value is in the document, under
+  its ECS name or in ``sniffd.*``, unchanged);
+- ``check_derived``: the values ECS adds (event.end, url.path/query/domain/
+  port, tls.version_protocol, network.type, related.*, ...) are what the
+  native record says, computed here independently (datetime, a regex);
+- ``check_types``: every ECS field written is in ECS_TYPES, the table of the
+  ECS reference's types below, and its value has that type;
+- the document is valid for schema/ecs.schema.json (jsonschema, draft 2020-12).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import craft
+import pytest
+import sent_secrets as S
+from craft import TcpConversation
+from pcapcheck import T0, load_jsonl, run_sniffd
+
+REPO = Path(__file__).resolve().parents[2]
+CAPTURES = REPO / "captures"
+
+# ECS field -> (ECS type, whether ECS lets it hold an array), for every ECS
+# field sniffd writes.  Taken from the ECS field reference
+# (https://www.elastic.co/guide/en/ecs/current/ecs-field-reference.html),
+# as generated in elastic/ecs generated/csv/fields.csv at 8.12.0-dev
+# (commit 7b66579; columns Type and Normalization "array"), the TLS field
+# set also checked in generated/elasticsearch/composable/component/tls.json
+# of ECS 8.6.0: the types are the same across 8.x.  url.original and
+# url.path are "wildcard" there: a string, as keyword is.
+ECS_TYPES: dict[str, tuple[str, bool]] = {
+    "@timestamp": ("date", False),
+    "ecs.version": ("keyword", False),
+    "event.kind": ("keyword", False),
+    "event.category": ("keyword", True),
+    "event.type": ("keyword", True),
+    "event.module": ("keyword", False),
+    "event.dataset": ("keyword", False),
+    "event.start": ("date", False),
+    "event.end": ("date", False),
+    "event.duration": ("long", False),
+    "observer.hostname": ("keyword", False),
+    "observer.product": ("keyword", False),
+    "observer.type": ("keyword", False),
+    "observer.ingress.interface.name": ("keyword", False),
+    "network.transport": ("keyword", False),
+    "network.iana_number": ("keyword", False),
+    "network.type": ("keyword", False),
+    "network.protocol": ("keyword", False),
+    "network.community_id": ("keyword", False),
+    "network.vlan.id": ("keyword", False),
+    "network.inner.vlan.id": ("keyword", False),
+    "network.bytes": ("long", False),
+    "source.ip": ("ip", False),
+    "source.port": ("long", False),
+    "source.bytes": ("long", False),
+    "destination.ip": ("ip", False),
+    "destination.port": ("long", False),
+    "destination.bytes": ("long", False),
+    "url.original": ("wildcard", False),
+    "url.path": ("wildcard", False),
+    "url.query": ("keyword", False),
+    "url.scheme": ("keyword", False),
+    "url.domain": ("keyword", False),
+    "url.port": ("long", False),
+    "http.version": ("keyword", False),
+    "http.request.method": ("keyword", False),
+    "http.request.referrer": ("keyword", False),
+    "http.request.body.bytes": ("long", False),
+    "http.response.status_code": ("long", False),
+    "http.response.body.bytes": ("long", False),
+    "user_agent.original": ("keyword", False),
+    "tls.version": ("keyword", False),
+    "tls.version_protocol": ("keyword", False),
+    "tls.cipher": ("keyword", False),
+    "tls.client.server_name": ("keyword", False),
+    "tls.client.ja3": ("keyword", False),
+    "tls.server.ja3s": ("keyword", False),
+    "tls.server.hash.sha256": ("keyword", False),
+    "tls.server.x509.subject.distinguished_name": ("keyword", False),
+    "tls.server.x509.issuer.distinguished_name": ("keyword", False),
+    "tls.server.x509.serial_number": ("keyword", False),
+    "tls.server.x509.not_before": ("date", False),
+    "tls.server.x509.not_after": ("date", False),
+    "tls.server.x509.alternative_names": ("keyword", True),
+    "tls.next_protocol": ("keyword", False),
+    "tls.resumed": ("boolean", False),
+    "tls.established": ("boolean", False),
+    "related.ip": ("ip", True),
+    "related.hosts": ("keyword", True),
+}
+
+# Elasticsearch's long: a signed 64-bit integer.
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+# RFC 3339 section 5.6 date-time, UTC (sniffd writes "Z").
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
+
+
+def flatten(doc: dict, prefix: str = ""):
+    """(dotted ECS name, value) of every leaf outside ``sniffd``; a list is a leaf."""
+    for k, v in doc.items():
+        name = f"{prefix}{k}"
+        if not prefix and k == "sniffd":
+            continue
+        if isinstance(v, dict):
+            yield from flatten(v, name + ".")
+        else:
+            yield name, v
+
+
+def type_problem(ecs_type: str, value) -> str | None:
+    if ecs_type in ("keyword", "wildcard"):
+        return None if isinstance(value, str) else "not a string"
+    if ecs_type == "long":
+        ok = isinstance(value, int) and not isinstance(value, bool) and LONG_MIN <= value <= LONG_MAX
+        return None if ok else "not a long"
+    if ecs_type == "boolean":
+        return None if isinstance(value, bool) else "not a boolean"
+    if ecs_type == "ip":
+        try:
+            ipaddress.ip_address(value)
+        except (ValueError, TypeError):
+            return "not an IP address"
+        return None
+    if ecs_type == "date":
+        if not (isinstance(value, str) and RFC3339.fullmatch(value)):
+            return "not RFC 3339"
+        datetime.fromisoformat(value.replace("Z", "+00:00"))  # raises on 2026-13-45
+        return None
+    return f"unknown type {ecs_type}"
+
+
+def check_types(doc: dict) -> list[str]:
+    problems = []
+    for name, value in flatten(doc):
+        if name not in ECS_TYPES:
+            problems.append(f"{name}: not an ECS field in the table")
+            continue
+        ecs_type, array = ECS_TYPES[name]
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not array:
+            problems.append(f"{name}: an array where ECS has one value")
+        for v in values:
+            p = type_problem(ecs_type, v)
+            if p:
+                problems.append(f"{name}: {v!r}: {p} ({ecs_type})")
+    return problems
+
+
+# ------------------------------------------------------------ the native record made again, by hand
+
+
+def native_from_ecs(doc: dict) -> dict:
+    """The native record a document stands for, by the mapping README's table
+    gives (written here again, not imported from sniffd)."""
+    s = dict(doc["sniffd"])
+    kind = doc["event"]["dataset"].removeprefix("sniffd.")
+    rec = {"kind": kind, "ts": doc["@timestamp"], "uid": s.pop("uid"),
+           "client": {"ip": doc["source"]["ip"], "port": doc["source"]["port"]},
+           "server": {"ip": doc["destination"]["ip"], "port": doc["destination"]["port"]}}
+    net = doc["network"]
+    if "vlan" in s:
+        rec["vlan"] = s.pop("vlan")
+    elif "vlan" in net:
+        rec["vlan"] = [int(net["vlan"]["id"])] + ([int(net["inner"]["vlan"]["id"])] if "inner" in net else [])
+    duration = doc["event"].get("duration")
+    rec["duration_ms"] = None if duration is None else round(duration / 1e6, 3)
+    rec["community_id"] = net["community_id"]
+    rec["sensor"] = doc["observer"]["hostname"]
+    rec["interface"] = doc["observer"].get("ingress", {}).get("interface", {}).get("name")
+    if kind == "http":
+        http = doc["http"]
+        req, resp = s.pop("request"), s.pop("response")
+        if req is not None:
+            req = dict(req, method=http["request"].get("method"), uri=doc.get("url", {}).get("original"),
+                       version=http.get("version"), body_len=http["request"]["body"]["bytes"])
+        if resp is not None:
+            resp = dict(resp, status=http["response"].get("status_code"), body_len=http["response"]["body"]["bytes"])
+        rec["request"], rec["response"] = req, resp
+    else:
+        t, tls = dict(s.pop("tls")), doc["tls"]
+        cert_rest = t.pop("server_cert", {})
+        client, server = tls.get("client", {}), tls.get("server", {})
+        versions = {("ssl", "2.0"): "SSLv2", ("ssl", "3.0"): "SSLv3", ("tls", "1.0"): "TLSv1.0",
+                    ("tls", "1.1"): "TLSv1.1", ("tls", "1.2"): "TLSv1.2", ("tls", "1.3"): "TLSv1.3"}
+        if "version" in tls:
+            t["version"] = versions[(tls["version_protocol"], tls["version"])]
+        cert = None
+        if "hash" in server:
+            x = server.get("x509", {})
+            cert = {"subject": x.get("subject", {}).get("distinguished_name"),
+                    "issuer": x.get("issuer", {}).get("distinguished_name"),
+                    "serial": x.get("serial_number"), "not_before": x.get("not_before"),
+                    "not_after": x.get("not_after"), "dns_names": x.get("alternative_names", []),
+                    "sha256": server["hash"]["sha256"].lower(), **cert_rest}
+        t.update(cipher=tls.get("cipher"), sni=client.get("server_name"), alpn=tls.get("next_protocol"),
+                 resumed=tls.get("resumed"), established=tls["established"], ja3=client.get("ja3"),
+                 ja3s=server.get("ja3s"), server_cert=cert, client_bytes=doc["source"]["bytes"],
+                 server_bytes=doc["destination"]["bytes"])
+        rec["tls"] = t
+    rec.update(s)  # trans_depth, end_reason, anomalies, tunnel, connect_tunnel, the HTTP/2 fields
+    return rec
+
+
+# ------------------------------------------------------------ what ECS adds, by hand
+
+AUTHORITY = re.compile(r"(?:.*@)?(\[[^\]]*\]|[^:\[\]]*)(?::(\d{1,5}))?")
+
+
+def expected_url(req: dict) -> dict:
+    """url.* of a native request: RFC 9112 section 3.2's four target forms."""
+    uri, host = req["uri"], req["host"]
+    url = {}
+    authority = host
+    if uri is not None:
+        url["original"] = uri
+        target = None
+        if uri.startswith("/"):
+            target = uri
+        elif re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", uri):
+            m = re.match(r"([^:]+)://([^/?]*)(.*)", uri, re.S)
+            url["scheme"] = m.group(1).lower()
+            authority, target = m.group(2), m.group(3)
+        elif uri != "*":
+            authority = uri
+        if target:
+            path, query = (target.split("?", 1) + [None])[:2]
+            if path:
+                url["path"] = path
+            if query is not None:
+                url["query"] = query
+    if authority:
+        m = AUTHORITY.fullmatch(authority)
+        if m and (m.group(2) is None or int(m.group(2)) <= 65535):
+            if m.group(1):
+                url["domain"] = m.group(1)
+            if m.group(2) is not None:
+                url["port"] = int(m.group(2))
+        else:
+            url["domain"] = authority.split("@")[-1]
+    return url
+
+
+def check_derived(native: dict, doc: dict) -> None:
+    event, net = doc["event"], doc["network"]
+    assert ("8.11.0", "event", "sniffd", "sniffd." + native["kind"], native["ts"], native["ts"]) == (
+        doc["ecs"]["version"], event["kind"], event["module"], event["dataset"], event["start"], doc["@timestamp"])
+    if native["kind"] == "http":
+        assert (["network", "web"], ["access", "protocol"]) == (event["category"], event["type"])
+    else:
+        assert (["network"], ["connection", "protocol"]) == (event["category"], event["type"])
+    if native["duration_ms"] is None:
+        assert "end" not in event and "duration" not in event
+    else:
+        assert round(native["duration_ms"] * 1_000_000) == event["duration"]
+        start = datetime.strptime(native["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        end = start + timedelta(microseconds=round(native["duration_ms"] * 1000))
+        assert end.strftime("%Y-%m-%dT%H:%M:%S.%fZ") == event["end"]
+    version = ipaddress.ip_address(native["client"]["ip"]).version
+    assert ("tcp", "6", f"ipv{version}", native["kind"]) == (
+        net["transport"], net["iana_number"], net["type"], net["protocol"])
+    assert ("sniffd", "sensor") == (doc["observer"]["product"], doc["observer"]["type"])
+    ips = list(dict.fromkeys([native["client"]["ip"], native["server"]["ip"]]))
+    hosts = []
+    if native["kind"] == "http":
+        req = native["request"]
+        url = expected_url(req) if req is not None else {}
+        assert url == doc.get("url", {})
+        if "domain" in url:
+            hosts.append(url["domain"])
+        headers = req["headers"] if req is not None else {}
+        assert headers.get("user-agent") == doc.get("user_agent", {}).get("original")
+        assert headers.get("referer") == doc["http"].get("request", {}).get("referrer")
+        if req is None and native["response"] is not None and native["response"]["version"] is not None:
+            assert native["response"]["version"] == doc["http"]["version"]
+    else:
+        t, tls = native["tls"], doc["tls"]
+        if t["sni"] is not None:
+            hosts.append(t["sni"])
+        named = {"SSLv2": ("ssl", "2.0"), "SSLv3": ("ssl", "3.0"), "TLSv1.0": ("tls", "1.0"),
+                 "TLSv1.1": ("tls", "1.1"), "TLSv1.2": ("tls", "1.2"), "TLSv1.3": ("tls", "1.3")}
+        if t["version"] in named:
+            assert named[t["version"]] == (tls["version_protocol"], tls["version"])
+            assert "version" not in doc["sniffd"]["tls"]
+        else:
+            assert "version" not in tls and t["version"] == doc["sniffd"]["tls"]["version"]
+        assert t["client_bytes"] + t["server_bytes"] == net["bytes"]
+        if t["server_cert"] is not None:
+            assert t["server_cert"]["sha256"].upper() == tls["server"]["hash"]["sha256"]
+    assert {"ip": ips, **({"hosts": hosts} if hosts else {})} == doc["related"]
+
+
+# ------------------------------------------------------------ running it
+
+
+# One redaction key for both runs, so that they write the same tokens.
+KEY_CONFIG = f'[privacy]\nredact_key = "{"ab" * 32}"\n'
+
+
+def read_both(tmp_path: Path, pcap: Path, config: str = KEY_CONFIG) -> tuple[list[dict], list[dict], Path]:
+    """The native and the ECS records of one capture (``sniffd read -c`` a
+    file holding ``config``), and the ECS file."""
+    cfg = tmp_path / f"{pcap.stem}.toml"
+    cfg.write_text(config)
+    out = {}
+    for fmt in ("json", "ecs"):
+        path = tmp_path / f"{pcap.stem}.{fmt}.jsonl"
+        proc = run_sniffd("read", pcap, "-o", path, "--format", fmt, "-c", cfg)
+        assert (0, "") == (proc.returncode, proc.stderr)
+        out[fmt] = path
+    return load_jsonl(out["json"]), load_jsonl(out["ecs"]), out["ecs"]
+
+
+def assert_same_records(native: list[dict], ecs: list[dict]) -> None:
+    """Pairwise: the ECS document of each native record, checked as the module
+    docstring says.  uids are random per run: the two runs must name the
+    same connections alike (a one-to-one renaming)."""
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((REPO / "schema" / "ecs.schema.json").read_text())
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert len(native) == len(ecs)
+    renamed: dict[str, str] = {}
+    for n, doc in zip(native, ecs):
+        assert [] == check_types(doc), doc
+        assert [] == [f"{e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
+        back = native_from_ecs(doc)
+        assert renamed.setdefault(back["uid"], n["uid"]) == n["uid"]
+        back["uid"] = n["uid"]
+        assert n == back
+        check_derived(n, doc)
+    assert len(set(renamed.values())) == len(renamed)
+
+
+SHIPPED = [
+    "sample.pcap",
+    "vlan_ipv6.pcap",
+    "pipeline_head.pcap",
+    "h2c/loopback_h2c.pcap",
+    "tls/loopback_handshakes.pcap",
+    "tls/starttls.pcap",
+    # The fuzz findings with records (crash-003 gives none), full of anomalies.
+    *(f"fuzz/crash-00{i}.pcap" for i in (1, 2, 4, 5, 6, 7)),
+]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_ecs_document_of_each_shipped_capture_record_holds_the_native_record_typed_as_ecs(tmp_path, name):
+    native, ecs, _ = read_both(tmp_path, CAPTURES / name)
+    assert native, "the capture gave no record"
+    assert_same_records(native, ecs)
+
+
+def test_shipped_captures_cover_every_kind_and_the_optional_fields(tmp_path):
+    """The captures above hold what the mapping has branches for: both kinds,
+    HTTP/2, VLAN tags, IPv6, anomalies, a server certificate, a record
+    without a response."""
+    seen = set()
+    for name in SHIPPED:
+        _, ecs, _ = read_both(tmp_path, CAPTURES / name)
+        for doc in ecs:
+            seen.add(doc["event"]["dataset"])
+            seen |= {k for k in ("stream_id", "vlan") if k in doc["sniffd"]}
+            seen |= {f"network.{k}" for k in ("vlan",) if k in doc["network"]}
+            seen |= {"ipv6"} if doc["network"]["type"] == "ipv6" else set()
+            seen |= {"anomalies"} if doc["sniffd"]["anomalies"] else set()
+            seen |= {"x509"} if "x509" in doc.get("tls", {}).get("server", {}) else set()
+            seen |= {"no response"} if doc["sniffd"].get("response", 0) is None else set()
+    assert {"sniffd.http", "sniffd.tls", "stream_id", "network.vlan", "ipv6", "anomalies", "x509",
+            "no response"} <= seen
+
+
+def conversation(path: Path, exchanges: list[tuple[bytes, bytes]], client=("10.0.0.1", 40000),
+                 server=("10.0.0.2", 80), **capture_kw) -> None:
+    c = TcpConversation(client, server)
+    segs = c.handshake()
+    for req, resp in exchanges:
+        segs += c.client_data(req) + c.server_data(resp) + [c.client_ack()]
+    segs += c.close()
+    craft.capture(path, [(T0 + i * 0.001, s) for i, s in enumerate(segs)], **capture_kw)
+
+
+def test_redaction_applies_to_the_ecs_document_with_bodies_captured(tmp_path):
+    """sent_secrets.SHAPES (tests/privacy's capture of every secret shape) with
+    redaction on and body capture: the ECS documents hold the redacted native
+    records, and no secret (nor its base64) appears anywhere in the file."""
+    import base64
+
+    pcap = tmp_path / "shapes.pcap"
+    conversation(pcap, [(req, resp) for _, req, resp, _ in S.SHAPES] + [S.TUNNEL_BYTES])
+    native, ecs, path = read_both(tmp_path, pcap, KEY_CONFIG + "[bodies]\ncapture_bodies = true\nmax_body_bytes = 4096\n")
+    assert len(S.SHAPES) + 1 == len(ecs)
+    text = path.read_text()
+    assert [] == [s for s in S.ALL if s in text or base64.b64encode(s.encode()).decode() in text]
+    assert "hmac:" in text
+    assert_same_records(native, ecs)
+    # A captured (and redacted) body stays in sniffd.request.body.
+    assert [] != [d for d in ecs if "http" in d and d["sniffd"]["request"] and d["sniffd"]["request"].get("body")]
+
+
+def test_wire_bytes_and_every_target_form_map_as_the_native_record_writes_them(tmp_path):
+    """Bytes that are not UTF-8 and a backslash in the target and in a header
+    (written \\xNN and \\\\ as in the native record), absolute-form and
+    CONNECT targets, an IPv6 Host with a port, a bad port, a parse error's
+    start line, a response without a request, IPv6 endpoints."""
+    pcap = tmp_path / "odd.pcap"
+    conversation(pcap, [
+        (b"GET /a\x80b\\c?q=\xff&r=1 HTTP/1.1\r\nHost: odd.test\r\nUser-Agent: ag\xe9nt\\1\r\n"
+         b"Referer: http://ref.test/x\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        (b"GET http://Abs.Example:8080/p/q?x=1 HTTP/1.1\r\nHost: other.test\r\n\r\n",
+         b"HTTP/1.1 204 No Content\r\n\r\n"),
+        (b"OPTIONS * HTTP/1.1\r\nHost: [2001:db8::1]:8443\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"),
+        (b"GET /p HTTP/1.1\r\nHost: bad.port:99999\r\n\r\n", b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        (b"GET /q HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx"),
+        (b"CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\n\r\n",
+         b"HTTP/1.1 200 Connection established\r\n\r\n"),
+    ])
+    native, ecs, path = read_both(tmp_path, pcap)
+    assert 6 == len(native)
+    assert_same_records(native, ecs)
+    first = ecs[0]
+    assert ("/a\\x80b\\\\c?q=\\xff&r=1", "/a\\x80b\\\\c", "q=\\xff&r=1", "ag\\xe9nt\\\\1") == (
+        first["url"]["original"], first["url"]["path"], first["url"]["query"], first["user_agent"]["original"])
+    assert {"original": "http://Abs.Example:8080/p/q?x=1", "scheme": "http", "domain": "Abs.Example", "port": 8080,
+            "path": "/p/q", "query": "x=1"} == ecs[1]["url"]
+    assert {"original": "*", "domain": "[2001:db8::1]", "port": 8443} == ecs[2]["url"]
+    assert {"original": "/p", "path": "/p", "domain": "bad.port:99999"} == ecs[3]["url"]
+    assert {"original": "tunnel.test:443", "domain": "tunnel.test", "port": 443} == ecs[5]["url"]
+    assert path.read_bytes().isascii()
+
+    v6 = tmp_path / "v6.pcap"
+    conversation(v6, [(b"GARBAGE\x01 LINE\r\n\r\n", b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")],
+                 client=("2001:db8::10", 40000), server=("2001:db8::20", 80))
+    native, ecs, _ = read_both(tmp_path, v6)
+    assert_same_records(native, ecs)
+    assert ["2001:db8::10", "2001:db8::20"] == ecs[0]["related"]["ip"]
+
+
+def test_response_without_request_and_qinq_plus_one_tag(tmp_path):
+    """Three VLAN tags: the outer two in network.vlan / network.inner.vlan
+    (keyword ids), the whole stack in sniffd.vlan; a response seen without
+    its request (the request's segment lost) has no url and takes http.version
+    from the response."""
+    c = TcpConversation()
+    segs = c.handshake() + c.client_data(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+    segs = segs[:3] + c.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx") + [c.client_ack()] + c.close()
+    pcap = tmp_path / "qinq.pcap"
+    craft.capture(pcap, [(T0 + i * 0.001, s) for i, s in enumerate(segs)],
+                  tags=craft.qinq(300, 100) + craft.dot1q(7))
+    native, ecs, _ = read_both(tmp_path, pcap)
+    assert_same_records(native, ecs)
+    (doc,) = ecs
+    assert ({"id": "300"}, {"vlan": {"id": "100"}}, [300, 100, 7]) == (
+        doc["network"]["vlan"], doc["network"]["inner"], doc["sniffd"]["vlan"])
+    assert (None, "1.1", False) == (doc["sniffd"]["request"], doc["http"]["version"], "url" in doc)
+
+
+def test_config_format_is_taken_by_read_and_a_bad_value_is_one_line_exit_2(tmp_path):
+    pcap = CAPTURES / "sample.pcap"
+    cfg = tmp_path / "ecs.toml"
+    cfg.write_text('[output]\nformat = "ecs"\n')
+    out = tmp_path / "from-config.jsonl"
+    proc = run_sniffd("read", "-c", cfg, pcap, "-o", out)
+    assert (0, "") == (proc.returncode, proc.stderr)
+    docs = load_jsonl(out)
+    assert docs and all("8.11.0" == d["ecs"]["version"] for d in docs)
+    # --format wins over the file.
+    out2 = tmp_path / "flag-wins.jsonl"
+    proc = run_sniffd("read", "-c", cfg, "--format", "json", pcap, "-o", out2)
+    assert (0, {"http"}) == (proc.returncode, {r["kind"] for r in load_jsonl(out2)})
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[output]\nformat = "elastic"\n')
+    for argv, line in [
+        (("read", "-c", bad, pcap, "-o", tmp_path / "x.jsonl"),
+         f"sniffd: error: {bad}: [output] format: must be one of json, ecs, got 'elastic'"),
+        (("check", "-c", bad), f"sniffd: error: {bad}: [output] format: must be one of json, ecs, got 'elastic'"),
+        (("run", "-c", bad), f"sniffd: error: {bad}: [output] format: must be one of json, ecs, got 'elastic'"),
+        (("read", "--format", "ECS", pcap, "-o", tmp_path / "y.jsonl"),
+         "sniffd: error: --format: must be one of json, ecs, got 'ECS'"),
+    ]:
+        proc = run_sniffd(*argv)
+        assert (2, [line], "") == (proc.returncode, proc.stderr.splitlines(), proc.stdout), argv
+    assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "y.jsonl").exists()
+
+
+def test_read_workers_write_the_same_ecs_lines_as_one_process(tmp_path):
+    """--workers shards and merges the serialised lines: the ECS output of
+    two workers is one process's, line for line (uids renamed)."""
+    pcap = CAPTURES / "tls" / "loopback_handshakes.pcap"
+    outs = []
+    for n in ("1", "2"):
+        out = tmp_path / f"w{n}.jsonl"
+        proc = run_sniffd("read", "--format", "ecs", "-w", n, pcap, "-o", out)
+        assert (0, "") == (proc.returncode, proc.stderr)
+        docs = load_jsonl(out)
+        names: dict[str, str] = {}
+        for d in docs:
+            d["sniffd"]["uid"] = names.setdefault(d["sniffd"]["uid"], f"u{len(names)}")
+        outs.append(docs)
+    assert outs[0] == outs[1] and outs[0]
