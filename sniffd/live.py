@@ -181,6 +181,9 @@ def start_up(cfg: Config, settings: Settings, workers: int) -> Opened:
             raise ConfigError(f"{cfg.path or 'configuration'}: {e}") from None
         versions = oplog.versions()
         preload()
+        # The record writer too ([output] format; sniffd.ecs is imported only
+        # for "ecs"): after the drop its module may be unreadable.
+        serializer(settings.format)
         # The first rendered event also loads what the log renderer needs.
         fanout = {} if group is None else {"workers": workers, "fanout_group": group}
         oplog.capture_opened(cfg, captures[0].linktype, **fanout)

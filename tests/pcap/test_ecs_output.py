@@ -333,3 +333,70 @@ def test_read_workers_write_the_same_ecs_lines_as_one_process(tmp_path):
             d["sniffd"]["uid"] = names.setdefault(d["sniffd"]["uid"], f"u{len(names)}")
         outs.append(docs)
     assert outs[0] == outs[1] and outs[0]
+
+
+DROP_CHILD = r"""
+import sys
+# As if sniffd were installed there (not editable): no fallback to the checkout.
+sys.meta_path = [f for f in sys.meta_path if "_EditableFinder" not in repr(f)]
+import sniffd
+from sniffd import config as configmod, live
+from sniffd.capture import OfflineCapture
+from sniffd.pipeline import Pipeline
+
+out_dir, pcap, user = sys.argv[1], sys.argv[2], sys.argv[3]
+assert sniffd.__file__.startswith(sys.argv[4]), sniffd.__file__  # the private copy
+p = Pipeline(redact_key=b"k" * 32)
+cap = OfflineCapture(pcap)
+recs = [r for b in cap.batches() for r in p.feed_batch(cap.linktype, b)] + p.flush()
+cfg = configmod.defaults()
+cfg.capture.update(interface="lo", bpf_filter="tcp port 9")
+cfg.values["output"].update(path=out_dir + "/http.jsonl", format="ecs")
+cfg.values["privileges"].update(user=user)
+opened = live.start_up(cfg, cfg.settings(), 1)  # opens lo, drops to user, opens the sink
+from sniffd.records import serializer
+dumps = serializer(cfg.settings().format)
+for r in recs:
+    print("RECORD " + dumps(r))
+opened.captures[0].close()
+"""
+
+
+def test_daemon_start_up_loads_the_ecs_writer_before_it_drops_privileges(tmp_path):
+    """sniffd run drops to an unprivileged user before the first record, and
+    the package may be unreadable after it (installed under /root, say):
+    start-up must import the ECS writer as root.  sniffd is copied under
+    pytest's private temporary directory (mode 0700, root's), started from
+    there, drops to nobody and writes the records of a capture: the same
+    lines as without the drop.  (Before start_up loaded it: the first record
+    raised ModuleNotFoundError.)"""
+    import os
+    import pwd
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    pwd.getpwnam("nobody")
+    private = tmp_path / "private"
+    shutil.copytree(REPO / "sniffd", private / "sniffd", ignore=shutil.ignore_patterns("__pycache__"))
+    assert 0o700 == os.stat(Path(tempfile.gettempdir()) / f"pytest-of-{pwd.getpwuid(0).pw_name}").st_mode & 0o777
+    out_dir = tempfile.mkdtemp(prefix="sniffd-ecs-drop-")  # the sink's directory, writable after the drop
+    lines = {}
+    try:
+        for user in ("", "nobody"):
+            os.chmod(out_dir, 0o777)
+            for f in Path(out_dir).iterdir():
+                f.unlink()
+            env = dict(os.environ, PYTHONPATH=str(private), SNIFFD_STRICT="1")
+            proc = subprocess.run([sys.executable, "-c", DROP_CHILD, out_dir, str(CAPTURES / "tls" / "loopback_handshakes.pcap"),
+                                   user, str(private)], env=env, cwd=out_dir, capture_output=True, text=True, timeout=120)
+            assert 0 == proc.returncode, proc.stderr[-3000:]
+            lines[user] = [re.sub(r'"uid":"C[0-9A-Za-z]{17}"', '"uid":""', line.removeprefix("RECORD "))
+                           for line in proc.stdout.splitlines() if line.startswith("RECORD ")]
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
+    assert lines[""] and lines[""] == lines["nobody"]
+    assert all(json.loads(line)["ecs"]["version"] == "8.11.0" for line in lines["nobody"])
