@@ -193,3 +193,42 @@ def native_from_ecs(doc: dict) -> dict:
         rec["tls"] = t
     rec.update(s)  # trans_depth, end_reason, anomalies, tunnel, connect_tunnel, the HTTP/2 fields
     return rec
+
+
+# userinfo@ (dropped), then an IPv6 literal in brackets or a name, then an
+# optional port of up to five ASCII digits (RFC 3986 section 3.2: it may be empty).
+AUTHORITY = re.compile(r"(?:.*@)?(\[[^\]]*\]|[^:\[\]]*)(?::([0-9]{0,5}))?", re.S)
+
+
+def expected_url(req: dict) -> dict:
+    """url.* of a native request: RFC 9112 section 3.2's four target forms."""
+    uri, host = req["uri"], req["host"]
+    url = {}
+    authority = host
+    if uri is not None:
+        url["original"] = uri
+        target = None
+        if uri.startswith("/"):
+            target = uri
+        elif re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", uri):
+            m = re.match(r"([^:]+)://([^/?]*)(.*)", uri, re.S)
+            url["scheme"] = m.group(1).lower()
+            authority, target = m.group(2), m.group(3)
+        elif uri != "*":
+            authority = uri
+        if target:
+            path, query = (target.split("?", 1) + [None])[:2]
+            if path:
+                url["path"] = path
+            if query is not None:
+                url["query"] = query
+    if authority:
+        m = AUTHORITY.fullmatch(authority)
+        if m and (not m.group(2) or int(m.group(2)) <= 65535):
+            if m.group(1):
+                url["domain"] = m.group(1)
+            if m.group(2):
+                url["port"] = int(m.group(2))
+        else:
+            url["domain"] = authority.split("@")[-1]
+    return url

@@ -29,50 +29,13 @@ import craft
 import pytest
 import sent_secrets as S
 from craft import TcpConversation
-from ecscheck import check_types, native_from_ecs
+from ecscheck import check_types, expected_url, native_from_ecs
 from pcapcheck import T0, load_jsonl, run_sniffd
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTURES = REPO / "captures"
 
 # ------------------------------------------------------------ what ECS adds, by hand
-
-AUTHORITY = re.compile(r"(?:.*@)?(\[[^\]]*\]|[^:\[\]]*)(?::(\d{1,5}))?")
-
-
-def expected_url(req: dict) -> dict:
-    """url.* of a native request: RFC 9112 section 3.2's four target forms."""
-    uri, host = req["uri"], req["host"]
-    url = {}
-    authority = host
-    if uri is not None:
-        url["original"] = uri
-        target = None
-        if uri.startswith("/"):
-            target = uri
-        elif re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", uri):
-            m = re.match(r"([^:]+)://([^/?]*)(.*)", uri, re.S)
-            url["scheme"] = m.group(1).lower()
-            authority, target = m.group(2), m.group(3)
-        elif uri != "*":
-            authority = uri
-        if target:
-            path, query = (target.split("?", 1) + [None])[:2]
-            if path:
-                url["path"] = path
-            if query is not None:
-                url["query"] = query
-    if authority:
-        m = AUTHORITY.fullmatch(authority)
-        if m and (m.group(2) is None or int(m.group(2)) <= 65535):
-            if m.group(1):
-                url["domain"] = m.group(1)
-            if m.group(2) is not None:
-                url["port"] = int(m.group(2))
-        else:
-            url["domain"] = authority.split("@")[-1]
-    return url
-
 
 def check_derived(native: dict, doc: dict) -> None:
     event, net = doc["event"], doc["network"]

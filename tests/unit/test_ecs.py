@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import orjson
-from ecscheck import check_types, native_from_ecs
+from ecscheck import check_types, expected_url, native_from_ecs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,8 +45,8 @@ def http_record(method, uri, host, headers, reason, sensor, start_line, vlan) ->
 
 @settings(max_examples=400, deadline=None)
 @given(method=st.one_of(st.none(), _wire), uri=st.one_of(st.none(), _wire, _wire.map(lambda s: "/" + s),
-                                                         _wire.map(lambda s: "http://" + s)),
-       host=st.one_of(st.none(), _wire), headers=st.dictionaries(st.one_of(_wire, st.sampled_from(["user-agent", "referer"])),
+                                                         _wire.map(lambda s: "http://" + s), st.just("*")),
+       host=st.one_of(st.none(), _wire, st.sampled_from(["h:", "[::1]:", "[::1]:8080", "u:p@h:99999", "h:08080", "a:b:1"])), headers=st.dictionaries(st.one_of(_wire, st.sampled_from(["user-agent", "referer"])),
                                                                  _wire, max_size=4),
        reason=st.one_of(st.none(), _wire), sensor=_name.map(lambda s: s + "\\x"), start_line=st.one_of(st.none(), _wire),
        vlan=st.lists(st.integers(1, 4095), max_size=4))
@@ -58,7 +58,10 @@ def test_ecs_line_says_what_the_native_line_says_whatever_the_wire_sent(method, 
     doc = orjson.loads(line)
     assert doc == json.loads(line)
     assert [] == check_types(doc)
-    assert orjson.loads(records.dumps(rec)) == native_from_ecs(doc)
+    native = orjson.loads(records.dumps(rec))
+    assert native == native_from_ecs(doc)
+    # url.* by RFC 9112's target forms and RFC 3986's authority, as the native line writes the text.
+    assert expected_url(native["request"]) == doc.get("url", {})
     # The sensor is configuration, not wire text: written as it is, as natively.
     assert sensor == doc["observer"]["hostname"]
 
