@@ -69,6 +69,8 @@ def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
                     help="take [limits], [tcp], [privacy] and [bodies] from this sniffd.toml (capture/output keys are ignored)")
     rd.add_argument("-w", "--workers", type=int, default=1, metavar="N",
                     help="spread the connections over N processes (symmetric flow hash); output order is unchanged")
+    rd.add_argument("--format", metavar="FORMAT", default=None,
+                    help="json (the native record) or ecs (Elastic Common Schema); default: -c's [output] format, else json")
     rd.set_defaults(func=cmd_read)
 
     if daemon_commands:
@@ -89,6 +91,15 @@ def cmd_read(args: argparse.Namespace) -> int:
             settings, key = cfg.settings(), cfg.redact_key()
         except ConfigError as e:
             return _die(str(e))
+    if args.format is not None:
+        # Checked here, not by argparse's choices: one line, as for the config key.
+        from dataclasses import replace
+
+        from sniffd.settings import OUTPUT_FORMATS, Settings
+
+        if args.format not in OUTPUT_FORMATS:
+            return _die(f"--format: must be one of {', '.join(OUTPUT_FORMATS)}, got {args.format!r}")
+        settings = replace(settings or Settings(), format=args.format)
     rc = read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers,
                     settings=settings, redact_key=key, quiet=args.quiet)
     _read_done = True

@@ -411,3 +411,17 @@ def dumps(record: dict) -> str:
     if out.isascii() and b"\x7f" not in out:
         return out.decode("ascii")
     return _encode(record)
+
+
+def serializer(fmt: str):
+    """The function that writes a record as one line in output format
+    ``fmt`` (``[output] format``, ``sniffd read --format``): ``dumps`` for
+    ``"json"``, the native record; ``sniffd.ecs.dumps`` for ``"ecs"``,
+    imported only then, so the default format costs nothing more."""
+    if fmt == "json":
+        return dumps
+    if fmt == "ecs":
+        from sniffd.ecs import dumps as ecs_dumps
+
+        return ecs_dumps
+    raise ValueError(f"unknown output format {fmt!r}")
