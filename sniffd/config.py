@@ -285,13 +285,14 @@ SETTINGS_RANGES: dict[str, Range] = {
     # The decompression-bomb cap: 256 MiB of one body is a quarter of the
     # unit's MemoryMax.
     "max_decoded_bytes": _between(1, 256 * MiB),
-    # Flow pcaps (sniffd.flowpcap).  A file at least holds a few full
-    # frames (0.01 MiB, 10 KiB); at most 4 GiB, where a classic pcap's
-    # 32-bit offsets in other tools' indexes end.  The directory holds at
+    # Flow pcaps (sniffd.flowpcap).  A file at least holds its header and
+    # a handshake (0.001 MiB, 1,048 bytes); at most 4 GiB, where the 32-bit
+    # offsets of other tools' pcap indexes end.  The directory holds at
     # least one file of the smallest size, at most 1 PiB.  The held
-    # frames: at least a few (10 KiB), at most the largest memory budget.
-    "flow_pcap_max_file_mb": _between(0.01, 4096),
-    "flow_pcap_max_total_mb": _between(0.01, 1024 * 1024 * 1024),
+    # frames: at least a few full ones (10 KiB), at most the largest
+    # memory budget.
+    "flow_pcap_max_file_mb": _between(0.001, 4096),
+    "flow_pcap_max_total_mb": _between(0.001, 1024 * 1024 * 1024),
     "flow_pcap_max_buffer_mb": _between(0.01, 1024 * 1024),
 }
 

@@ -268,7 +268,10 @@ class FlowPcaps:
             return
         rec = _RECORD_HEADER.pack(sec & 0xFFFFFFFF, usec, len(frame), max(wirelen, len(frame))) + frame
         n = len(rec)
-        if f.size + n > self.max_file_bytes:
+        if f.cut or f.size + n > self.max_file_bytes:
+            # The file is the head of the connection: once one packet does
+            # not fit, no later one is written (a smaller ACK would fit, and
+            # leave a hole).
             f.cut += 1
             if fate is Fate.WRITING:
                 self.counts["flow_pcap_packets_cut"] += 1
