@@ -158,10 +158,12 @@ _META = struct.Struct("=4I")
 # moment on a busy link; the others are reopened (append) when a packet
 # comes.  Far under the unit's file limit (LimitNOFILE, 1024 soft).
 MAX_OPEN_FILES = 32
-# Costs charged to the memory budget (see sniffd/budget.py): an entry per
-# connection (object, slots, dict slot: ~200 bytes measured with
-# tracemalloc) and a held frame (a bytes object: 33 bytes + its list slot).
-FLOW_COST = 256
+# Costs charged to the memory budget (see sniffd/budget.py), rounded up
+# from tracemalloc on CPython 3.11 (20,000 connections): an entry per
+# connection (the object, its frame list, its slots in two dicts) ~290
+# bytes; a held frame, its record's bytes plus 33 of object and its list
+# slot.
+FLOW_COST = 320
 FRAME_COST = 48
 
 # A name this module writes: what counts toward flow_pcap_max_total_mb among
