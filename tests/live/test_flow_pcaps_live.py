@@ -162,3 +162,25 @@ def test_run_writes_a_flow_pcap_for_exactly_the_connections_answered_500(gateway
         assert [frame for _s, _u, frame in got] == [frame for _s, _u, frame in expected]
         for (s1, u1, _f1), (s2, u2, _f2) in zip(got, expected):
             assert abs((s1 * 1_000_000 + u1) - (s2 * 1_000_000 + u2)) <= 1000
+
+
+def test_run_refuses_a_directory_the_service_user_cannot_write(gateway, log_dir, sniffd_user):
+    """Checked after the privilege drop, as that user: one line, exit 2, nothing captured."""
+    flows = log_dir.parent / "root-only"
+    flows.mkdir(mode=0o755)  # root's: the sniffd user may read it, not write it
+    config = log_dir.parent / "sniffd.toml"
+    config.write_text("\n".join([
+        "[capture]", 'interface = "g1"', f'bpf_filter = "tcp port {PORT}"',
+        "[output]", f'path = "{log_dir / "http.jsonl"}"',
+        "[privileges]", f'user = "{SNIFFD_USER}"',
+        "[flow_pcaps]", f'flow_pcap_dir = "{flows}"', "",
+    ]))
+    from test_daemon_gateway import SNIFFD
+
+    proc = subprocess.run(in_ns(gateway.gw, str(SNIFFD), "run", "-c", str(config)), capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"sniffd: error: {config}: [flow_pcaps] flow_pcap_dir: directory {flows} is not writable by uid "
+                    f"{sniffd_user.pw_uid}")
+    assert not (log_dir / "http.jsonl").exists()
