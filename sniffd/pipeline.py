@@ -282,7 +282,8 @@ class Pipeline:
         """Flow pcaps: frame ``index`` of ``batch`` went to the flow table
         as ``seg``; give it to the connection it reached (none: an RST or a
         segment for no connection)."""
-        tap.settle()
+        if tap.gone:
+            tap.settle()
         if frame_no == self._frag_at:
             tap.fragment()
             return
