@@ -86,11 +86,19 @@ def pcap_records(path: Path) -> list[tuple[int, int, bytes]]:
     return out
 
 
-def test_run_writes_a_flow_pcap_for_exactly_the_connections_answered_500(gateway, log_dir, sniffd_user, tmp_path):
+@pytest.fixture(scope="module")
+def server_500(gateway):
+    """The server, once for the module (the gateway's teardown stops it)."""
+    gateway.start(gateway.server, [PYTHON, "-c", SERVER, SERVER_IP, str(PORT)], "listening")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_writes_a_flow_pcap_for_exactly_the_connections_answered_500(gateway, server_500, log_dir, sniffd_user,
+                                                                         tmp_path, workers):
+    """One worker, and two in a fanout group (each writes its own connections' files)."""
     flows = log_dir / "flows"
     flows.mkdir(mode=0o750)
     os.chown(flows, sniffd_user.pw_uid, sniffd_user.pw_gid)
-    gateway.start(gateway.server, [PYTHON, "-c", SERVER, SERVER_IP, str(PORT)], "listening")
 
     # tcpdump's own capture of the same interface: the reference.
     ref = tmp_path / "ref.pcap"
@@ -108,7 +116,7 @@ def test_run_writes_a_flow_pcap_for_exactly_the_connections_answered_500(gateway
 
     config = log_dir.parent / "sniffd.toml"
     config.write_text("\n".join([
-        "[capture]", 'interface = "g1"', f'bpf_filter = "tcp port {PORT}"',
+        "[capture]", 'interface = "g1"', f'bpf_filter = "tcp port {PORT}"', f"workers = {workers}",
         "[output]", f'path = "{log_dir / "http.jsonl"}"', "rotate_bytes = 0",
         "[privileges]", f'user = "{SNIFFD_USER}"',
         "[stats]", "interval_s = 1.0",
