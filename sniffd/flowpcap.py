@@ -196,7 +196,7 @@ class Fate(enum.Enum):
 class _Flow:
     __slots__ = ("fate", "frames", "held", "size", "path", "linktype", "cut", "first")
 
-    def __init__(self, linktype: int, first: int) -> None:
+    def __init__(self, linktype: int | None, first: int) -> None:
         self.fate = Fate.HELD
         self.frames: list[bytes] = []  # pcap records (header + frame) while HELD
         self.held = 0  # bytes of those records
@@ -265,6 +265,9 @@ class FlowPcaps:
                 self._choose(conn, f)
             else:
                 self.held_flows[conn] = f
+        elif f.linktype is None:
+            f.linktype, f.first = linktype, sec
+            self._choose(conn, f)
         fate = f.fate
         if fate is Fate.SHED or fate is Fate.DONE or linktype != f.linktype:
             return
@@ -296,10 +299,12 @@ class FlowPcaps:
         if not self.when.matches(rec):
             return
         if f is None:
-            # None of its frames reached here (all were IP fragments):
-            # written from its next packet on.
-            f = self.flows[conn] = _Flow(-1, int(records_time(rec)))
+            # None of its frames reached here (all were IP fragments): its
+            # file is made at its next packet (whose link type it takes).
+            f = self.flows[conn] = _Flow(None, 0)
+            f.fate = Fate.WRITING
             self.held += FLOW_COST
+            return
         self._choose(conn, f)
 
     def fragment(self) -> None:
@@ -407,11 +412,10 @@ class FlowPcaps:
         self.files[path] = [0, f]
         self.counts["flow_pcap_files"] += 1
         self.counts["flow_pcap_packets_cut"] += f.cut
-        linktype = f.linktype if f.linktype >= 0 else 1
         frames, f.frames = f.frames, []
         self.held -= f.held + FRAME_COST * len(frames)
         f.held = 0
-        self._write(f, _FILE_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, _file_linktype(linktype)), 0)
+        self._write(f, _FILE_HEADER.pack(PCAP_MAGIC, 2, 4, 0, 0, SNAPLEN, _file_linktype(f.linktype)), 0)
         if frames:
             self._write(f, b"".join(frames), len(frames))
 
@@ -420,7 +424,7 @@ class FlowPcaps:
         fh = self._open.get(path)
         try:
             if fh is None:
-                fh = open(path, "ab", buffering=1 << 16)  # noqa: SIM115 (kept open, closed by _close_file)
+                fh = open(path, "ab", buffering=1 << 16)  # kept open, closed by _close_file
                 self._open[path] = fh
                 if len(self._open) > MAX_OPEN_FILES:
                     self._close_file(next(iter(self._open)))
@@ -476,13 +480,6 @@ class FlowPcaps:
                 fh.close()
             except OSError:
                 self.counts["flow_pcap_write_errors"] += 1
-
-
-def records_time(rec: dict) -> float:
-    """A record's ``ts`` as seconds (for a file named before any of its packets)."""
-    from datetime import datetime
-
-    return datetime.fromisoformat(rec["ts"].replace("Z", "+00:00")).timestamp()
 
 
 def _ip(addr: bytes) -> str:

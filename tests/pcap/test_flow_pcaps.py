@@ -428,3 +428,28 @@ def test_check_refuses_a_missing_directory(tmp_path: Path):
     proc = run_sniffd("check", "-c", conf)
     assert (proc.returncode, proc.stderr) == (
         2, f"sniffd: error: {conf}: [flow_pcaps] flow_pcap_dir: directory {tmp_path}/gone does not exist\n")
+
+
+def test_fragmented_datagrams_are_left_out_and_counted(tmp_path: Path):
+    """A 500 whose request comes as two IPv4 fragments: its file is the
+    connection's unfragmented frames (tcpdump's 5-tuple copy without
+    fragments), and the one datagram is counted."""
+    conv = TcpConversation(C500[:2], C500[2:])
+    hs = conv.handshake()
+    request = conv.client_data(b"GET /frag HTTP/1.1\r\nHost: a.test\r\n\r\n" + b"X-Pad: " + b"p" * 200 + b"\r\n\r\n")[0]
+    pieces = craft.ipv4_fragments(craft.ip_packet(request, ip_id=77), 2)
+    packets = [*zip([ms(0), ms(1), ms(2)], hs), (ms(3), pieces[0]), (ms(4), pieces[1]),
+               (ms(10), conv.server_data(b"HTTP/1.1 500 No\r\nContent-Length: 0\r\n\r\n")[0]),
+               (ms(11), conv.client_ack()), *zip([ms(20), ms(21), ms(22)], conv.close())]
+    pcap = tmp_path / "frag.pcap"
+    craft.capture(pcap, packets)
+    stats = read_with(pcap, tmp_path / "fp")
+    (path,) = named(tmp_path / "fp").values()
+    ref = tmp_path / "ref.pcap"
+    cip, cport, sip, sport = C500
+    subprocess.run(["tcpdump", "-r", str(pcap), "-w", str(ref),
+                    f"tcp and host {cip} and host {sip} and port {cport} and port {sport} and ip[6:2] & 0x3fff = 0"],
+                   check=True, capture_output=True)
+    assert records_of(path) == records_of(ref)
+    assert len(tcpdump_reads(ref)) == 8
+    assert stats["flow_pcap_fragments_skipped"] == 1
