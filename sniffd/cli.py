@@ -71,6 +71,11 @@ def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
                     help="spread the connections over N processes (symmetric flow hash); output order is unchanged")
     rd.add_argument("--format", metavar="FORMAT", default=None,
                     help="json (the native record) or ecs (Elastic Common Schema); default: -c's [output] format, else json")
+    rd.add_argument("--flow-pcaps", metavar="DIR",
+                    help="write the packets of chosen connections there, one pcap each ([flow_pcaps] flow_pcap_dir)")
+    rd.add_argument("--flow-pcap-when", action="append", metavar="COND",
+                    help="which connections: all, anomaly, anomaly=NAME, status>=500, host=H, method=M, "
+                         "tests joined by '&'; repeat for several ([flow_pcaps] flow_pcap_when)")
     rd.set_defaults(func=cmd_read)
 
     if daemon_commands:
@@ -100,10 +105,47 @@ def cmd_read(args: argparse.Namespace) -> int:
         if args.format not in OUTPUT_FORMATS:
             return _die(f"--format: must be one of {', '.join(OUTPUT_FORMATS)}, got {args.format!r}")
         settings = replace(settings or Settings(), format=args.format)
+    if args.flow_pcaps is not None or args.flow_pcap_when is not None or (settings and settings.flow_pcap_dir):
+        settings, problem = _read_flow_pcaps(args, settings)
+        if problem:
+            return _die(problem)
     rc = read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers,
                     settings=settings, redact_key=key, quiet=args.quiet)
     _read_done = True
     return rc
+
+
+def _read_flow_pcaps(args: argparse.Namespace, settings):
+    """``sniffd read``'s flow pcap flags over the ``-c`` file's [flow_pcaps]:
+    (settings, None), or (None, the one line that says what is wrong)."""
+    import dataclasses
+
+    from sniffd.config import _path, flow_pcap_problem
+    from sniffd.flowpcap import When
+    from sniffd.settings import Settings
+
+    s = settings or Settings()
+    fields = {}
+    if args.flow_pcaps is not None:
+        problem = _path(args.flow_pcaps) or ("must not be empty" if not args.flow_pcaps else None)
+        if problem:
+            return None, f"--flow-pcaps: {problem}"
+        fields["flow_pcap_dir"] = args.flow_pcaps
+    if args.flow_pcap_when is not None:
+        try:
+            When(args.flow_pcap_when)
+        except ValueError as e:
+            return None, f"--flow-pcap-when: {e}"
+        fields["flow_pcap_when"] = tuple(args.flow_pcap_when)
+    s = dataclasses.replace(s, **fields)
+    if not s.flow_pcap_dir:
+        return None, "--flow-pcap-when: needs --flow-pcaps DIR (or flow_pcap_dir in the -c file)"
+    problem = flow_pcap_problem({f: getattr(s, f) for f in ("flow_pcap_dir", "flow_pcap_max_file_mb",
+                                                              "flow_pcap_max_total_mb")})
+    if problem:
+        where = "--flow-pcaps" if problem[0] == "flow_pcap_dir" and args.flow_pcaps else f"{args.config}: [flow_pcaps] {problem[0]}"
+        return None, f"{where}: {problem[1]}"
+    return s, None
 
 
 # --- the daemon: run, check, interfaces ------------------------------------------

@@ -218,6 +218,8 @@ SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {
     "bodies": ("capture_bodies", "max_body_bytes", "max_decoded_bytes", "body_content_types"),
     # The section's other keys are the sink's, not the pipeline's.
     "output": ("sensor", "format"),
+    "flow_pcaps": ("flow_pcap_dir", "flow_pcap_when", "flow_pcap_max_file_mb", "flow_pcap_max_total_mb",
+                   "flow_pcap_max_buffer_mb"),
 }
 
 # Settings' annotations (strings under `from __future__ import annotations`).
@@ -283,7 +285,30 @@ SETTINGS_RANGES: dict[str, Range] = {
     # The decompression-bomb cap: 256 MiB of one body is a quarter of the
     # unit's MemoryMax.
     "max_decoded_bytes": _between(1, 256 * MiB),
+    # Flow pcaps (sniffd.flowpcap).  A file at least holds its header and
+    # a handshake (0.001 MiB, 1,048 bytes); at most 4 GiB, where the 32-bit
+    # offsets of other tools' pcap indexes end.  The directory holds at
+    # least one file of the smallest size, at most 1 PiB.  The held
+    # frames: at least a few full ones (10 KiB), at most the largest
+    # memory budget.
+    "flow_pcap_max_file_mb": _between(0.001, 4096),
+    "flow_pcap_max_total_mb": _between(0.001, 1024 * 1024 * 1024),
+    "flow_pcap_max_buffer_mb": _between(0.01, 1024 * 1024),
 }
+
+
+def _flow_pcap_when(value: Any) -> str | None:
+    """[flow_pcaps] flow_pcap_when: sniffd.flowpcap.When's terms."""
+    from sniffd.flowpcap import When
+
+    problem = _names(value)
+    if problem:
+        return problem
+    try:
+        When(value)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def _settings_schema(section: str) -> dict[str, Key]:
@@ -304,12 +329,13 @@ def _settings_schema(section: str) -> dict[str, Key]:
             if check is None:
                 raise TypeError(f"sniffd.settings.Settings.{f.name}: a number needs a range in sniffd/config.py SETTINGS_RANGES")
         elif typ is tuple:
-            check = {"body_content_types": _media_types, "redact_headers": _header_names}.get(f.name, _names)
+            check = {"body_content_types": _media_types, "redact_headers": _header_names,
+                     "flow_pcap_when": _flow_pcap_when}.get(f.name, _names)
         elif f.name == "verify_checksums":
             check = _one_of("auto", "on", "off")
         elif f.name == "redact_key":
             check = _multiline_text
-        elif f.name == "redact_key_file":
+        elif f.name in ("redact_key_file", "flow_pcap_dir"):
             check = _path
         elif f.name == "sensor":
             check = _sensor
@@ -366,6 +392,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "backlog_mb": Key(float, 64.0, _between(0.001, 4096)),
         **_settings_schema("output"),
     },
+    "flow_pcaps": _settings_schema("flow_pcaps"),
     "log": {
         "level": Key(str, "info", _one_of(*LOG_LEVELS)),
         "format": Key(str, "json", _one_of(*LOG_FORMATS)),
@@ -648,3 +675,22 @@ def check_environment(cfg: Config) -> None:
             raise ConfigError(f"{cfg.where('output', 'path')}: directory {directory} does not exist")
         if os.path.isdir(out):
             raise ConfigError(f"{cfg.where('output', 'path')}: {out} is a directory")
+    problem = flow_pcap_problem(cfg.values["flow_pcaps"])
+    if problem:
+        raise ConfigError(f"{cfg.where('flow_pcaps', problem[0])}: {problem[1]}")
+
+
+def flow_pcap_problem(fp: dict[str, Any]) -> tuple[str, str] | None:
+    """What the [flow_pcaps] keys say together that none says alone: the
+    directory exists, and the total holds a whole file.  (key, problem) or None."""
+    from sniffd.flowpcap import check_directory
+
+    if not fp["flow_pcap_dir"]:
+        return None
+    problem = check_directory(fp["flow_pcap_dir"])
+    if problem:
+        return "flow_pcap_dir", problem
+    if fp["flow_pcap_max_total_mb"] < fp["flow_pcap_max_file_mb"]:
+        return "flow_pcap_max_total_mb", (f"must be at least flow_pcap_max_file_mb ({_num(fp['flow_pcap_max_file_mb'])}), "
+                                          f"got {_num(fp['flow_pcap_max_total_mb'])}")
+    return None

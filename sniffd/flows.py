@@ -262,6 +262,10 @@ class FlowTable:
         # defragmenter): a callable giving its bytes, and one that drops it.
         self.external_bytes = lambda: 0
         self.shed_external = lambda: 0
+        # A list the table appends every connection it forgets to, for
+        # whoever keeps something per connection beside it (the pipeline's
+        # flow pcaps, sniffd.flowpcap); None: nobody does.
+        self.gone: list | None = None
 
     def __len__(self) -> int:
         return len(self.lru)
@@ -1143,6 +1147,8 @@ class FlowTable:
         self.waiting.discard(conn)
         self.young.discard(conn)
         self.tls_open.discard(conn)
+        if self.gone is not None:
+            self.gone.append(conn)
 
     def discard(self, seg: Segment) -> None:
         """Forget the connection of ``seg`` without flushing it (its state

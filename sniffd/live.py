@@ -179,6 +179,11 @@ def start_up(cfg: Config, settings: Settings, workers: int) -> Opened:
         except ValueError as e:
             # A stage refused a setting the config checks let through.
             raise ConfigError(f"{cfg.path or 'configuration'}: {e}") from None
+        if len(pipelines) > 1 and settings.flow_pcap_dir:
+            # Each worker writes its own connections' flow pcaps into the
+            # one directory, under its share of the total (sniffd.flowpcap).
+            for k, p in enumerate(pipelines):
+                p.tap.share(k, len(pipelines))
         versions = oplog.versions()
         preload()
         # The record writer too ([output] format; sniffd.ecs is imported only
@@ -188,6 +193,10 @@ def start_up(cfg: Config, settings: Settings, workers: int) -> Opened:
         fanout = {} if group is None else {"workers": workers, "fanout_group": group}
         oplog.capture_opened(cfg, captures[0].linktype, **fanout)
         uid, gid = drop_privileges(cfg.get("privileges", "user"), cfg.get("privileges", "group"))
+        if settings.flow_pcap_dir and not os.access(settings.flow_pcap_dir, os.W_OK | os.X_OK):
+            # Flow pcaps are made as the user sniffd now runs as.
+            raise ConfigError(f"{cfg.where('flow_pcaps', 'flow_pcap_dir')}: directory {settings.flow_pcap_dir} "
+                              f"is not writable by uid {uid}")
         sink = open_sink(cfg, oplog.sink_event)
     except BaseException:
         for capture in captures:

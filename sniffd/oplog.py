@@ -158,6 +158,8 @@ def stats_fields(counters: Mapping[str, int], output: dict[str, Any], anomalies:
     the output's counters, the anomalies by name, and the number of workers."""
     return {
         **{key: counters.get(key, 0) for key in COUNTERS},
+        # Flow pcaps' counters (sniffd.flowpcap.COUNTERS), when they are on.
+        **{key: value for key, value in counters.items() if key.startswith("flow_pcap_")},
         **output,
         "anomalies": dict(sorted(anomalies.items())),
         "workers": workers,

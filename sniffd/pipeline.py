@@ -20,7 +20,7 @@ import struct
 from collections import namedtuple
 
 from sniffd import records
-from sniffd.decode import LINK_HEADER, Fragment, Segment, decode_batch, decode_frame, decode_transport, flow_hash
+from sniffd.decode import LINK_HEADER, Fragment, Segment, ctx_key, decode_batch, decode_frame, decode_transport, flow_hash
 from sniffd.flows import Connection, FlowTable
 from sniffd.fragments import Defragmenter
 from sniffd.http import Transaction
@@ -31,6 +31,7 @@ from sniffd.tls import TlsRecord
 # A batch of one frame (Pipeline.feed): what feed_batch reads of capture.Batch.
 _OneFrame = namedtuple("_OneFrame", "buf meta epoch")
 _META_ONE = struct.Struct("=4I").pack
+_META_AT = struct.Struct("=4I").unpack_from
 
 # Housekeeping (gap and idle timeouts) runs once per second of packet time:
 # often enough for second-granularity timeouts, rare enough to cost nothing.
@@ -95,6 +96,13 @@ class Pipeline:
         # One memory budget covers the defragmenter too (memory_budget_mb).
         self.flows.external_bytes = lambda: self.frags.memory
         self.flows.shed_external = self.frags.drop_all
+        # Flow pcaps (sniffd.flowpcap), when a directory is set: fed each
+        # frame the flow table took and each record; None costs the frame
+        # loop one test.
+        self.tap = None
+        self._frag_at = -1  # the frame that completed a fragmented datagram
+        if s.flow_pcap_dir:
+            self._start_flow_pcaps(s)
         self.now: float | None = None
         self._next_expire = 0.0
         self.packets = 0
@@ -147,6 +155,8 @@ class Pipeline:
         # Batch decoding only stands in for decode_frame (tests build
         # pipelines on the dpkt decoder to compare the two).
         link = LINK_HEADER.get(linktype, 0) if decode is decode_frame else 0
+        tap = self.tap
+        first = self.frame_no
         items, end_now, self._next_expire, self.frame_no, backwards = decode_batch(
             buf, batch.meta, link, mine, nshards, self.now if self.now is not None else float("-inf"),
             self._next_expire, self.frame_no, EXPIRE_EVERY_S, verify, batch.epoch)
@@ -172,6 +182,7 @@ class Pipeline:
                     seg = self._other(seg, now, frame, wirelen)
                     if seg is None:
                         continue
+                    self._frag_at = frame_no
                     if shard is not None and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
                         continue  # a reassembled datagram of another shard's connection
                 elif shard is not None and flow_hash(seg[0], seg[1], seg[2], seg[3]) % nshards != mine:
@@ -199,6 +210,8 @@ class Pipeline:
                 self.now = now
                 self._emit_at = (frame_no, 1)
                 out.extend(self._records(done))
+            if tap is not None:
+                self._keep(tap, linktype, batch, frame_no, frame_no - first - 1, seg, wirelens)
         if end_now != float("-inf"):
             self.now = end_now
         self.packets += count
@@ -211,6 +224,8 @@ class Pipeline:
         now = self.now
         for name in self.frags.expire(now):
             self._count(name)
+        if self.tap is not None:
+            self.tap.tick()
         return self._records(self.flows.expire(now))
 
     def flush(self, reason: str = "end_of_input") -> list[dict]:
@@ -220,7 +235,10 @@ class Pipeline:
         now = self.now if self.now is not None else 0.0
         anomaly = "cut_by_shutdown" if reason == "shutdown" else None
         self._emit_at = (self.frame_no, 2)
-        return self._records(self.flows.close_all(anomaly, now))
+        out = self._records(self.flows.close_all(anomaly, now))
+        if self.tap is not None:
+            self.tap.close()
+        return out
 
     @property
     def stats(self) -> dict:
@@ -238,12 +256,45 @@ class Pipeline:
             "fragments_held": len(self.frags),
             "records": self.records,
             "anomalies": dict(sorted(anomalies.items())),
+            **(self.tap.stats if self.tap is not None else {}),
         }
 
     # ---------------------------------------------------------- internals
 
     def _count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
+
+    def _start_flow_pcaps(self, s: Settings) -> None:
+        from sniffd.flowpcap import FlowPcaps, When  # only then
+
+        MiB = 1024 * 1024
+        self.tap = tap = FlowPcaps(s.flow_pcap_dir, When(s.flow_pcap_when), int(s.flow_pcap_max_file_mb * MiB),
+                                   int(s.flow_pcap_max_total_mb * MiB), int(s.flow_pcap_max_buffer_mb * MiB),
+                                   self._uid, self.shard)
+        # Their held frames are memory the budget covers, shed in its step 1.
+        frags = self.frags
+        self.flows.external_bytes = lambda: frags.memory + tap.held
+        self.flows.shed_external = lambda: frags.drop_all() + tap.shed()
+        # The flow table says which connections it forgets.
+        self.flows.gone = tap.gone
+
+    def _keep(self, tap, linktype: int, batch, frame_no: int, index: int, seg, wirelens) -> None:
+        """Flow pcaps: frame ``index`` of ``batch`` went to the flow table
+        as ``seg``; give it to the connection it reached (none: an RST or a
+        segment for no connection)."""
+        if tap.gone:
+            tap.settle()
+        if frame_no == self._frag_at:
+            tap.fragment()
+            return
+        ctx = seg[11]
+        key = (seg[0], seg[2], seg[1], seg[3]) if ctx is None else (seg[0], seg[2], seg[1], seg[3], ctx_key(ctx))
+        entry = self.flows.conns.get(key)
+        if entry is None:
+            return
+        sec, usec, off, caplen = _META_AT(batch.meta, index * 16)
+        wirelen = wirelens[0] if wirelens is not None and wirelens[0] is not None else caplen + seg[8]
+        tap.packet(entry[0], linktype, batch.epoch + sec, usec, batch.buf[off : off + caplen], wirelen)
 
     def _cut_by_capture(self, frame: bytes, wirelen: int | None) -> bool:
         """Was this frame shortened by the capture (snaplen), rather than
@@ -284,6 +335,7 @@ class Pipeline:
         out = []
         keys = self.emit_keys
         sensor, interface = self.sensor, self.interface
+        tap = self.tap
         for conn, txn in done:
             if conn.cid is None:
                 (cip, cport), (sip, sport) = conn.client, conn.server
@@ -299,6 +351,8 @@ class Pipeline:
                 for name in rec["anomalies"]:
                     self._count_record_anomaly(name)
                 out.append(rec)
+                if tap is not None:
+                    tap.record(conn, rec)
                 if keys is not None:
                     keys.append(self._emit_at + conn.order)
                 continue
@@ -311,9 +365,13 @@ class Pipeline:
             for name in rec["anomalies"]:
                 self._count_record_anomaly(name)
             out.append(rec)
+            if tap is not None:
+                tap.record(conn, rec)
             if keys is not None:
                 keys.append(self._emit_at + conn.order)
         self.records += len(out)
+        if self.tap is not None:
+            self.tap.settle()
         return out
 
     def _count_record_anomaly(self, name: str) -> None:

@@ -108,3 +108,21 @@ class Settings:
     # Elastic Agent to ship without an ingest pipeline.  Default "json": the
     # format every existing consumer of the log reads.
     format: str = "json"
+
+    # --- flow pcaps (config section [flow_pcaps]); off by default ---
+    # The directory the chosen connections' pcaps are written to; "" is
+    # off (README, "Flow pcaps").
+    flow_pcap_dir: str = ""
+    # Which connections (sniffd.flowpcap.When): anomalies and server errors
+    # are what an incident responder opens first; "all" writes every one.
+    flow_pcap_when: tuple[str, ...] = ("anomaly", "status>=500")
+    # One connection's file: 16 MiB holds a handshake, the heads and
+    # bodies of an API conversation; a bulk download is cut there
+    # (flow_pcap_packets_cut), it is not what forensics opens first.
+    flow_pcap_max_file_mb: float = 16.0
+    # Every flow pcap in the directory: 1 GiB, the default output's 10
+    # rotated files of 100 MiB again; the oldest files go first.
+    flow_pcap_max_total_mb: float = 1024.0
+    # Frames held for connections whose fate is not known yet: 64 MiB, an
+    # eighth of the default memory budget (they are charged to it too).
+    flow_pcap_max_buffer_mb: float = 64.0

@@ -232,7 +232,7 @@ def test_limits_tcp_privacy_and_bodies_sections_are_exactly_the_settings_fields(
     from sniffd.settings import Settings
 
     sections = [*configmod.SCHEMA["limits"], *configmod.SCHEMA["tcp"], *configmod.SCHEMA["privacy"],
-                *configmod.SCHEMA["bodies"], *configmod.SETTINGS_SECTIONS["output"]]
+                *configmod.SCHEMA["bodies"], *configmod.SETTINGS_SECTIONS["output"], *configmod.SCHEMA["flow_pcaps"]]
     assert sorted(f.name for f in fields(Settings)) == sorted(sections)
     assert ("sensor", "format") == configmod.SETTINGS_SECTIONS["output"]
     cfg = configmod.parse(
