@@ -24,6 +24,7 @@ the privilege drop the Python installation may not be readable.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from bisect import bisect_left
@@ -37,6 +38,7 @@ from prometheus_client.exposition import make_wsgi_app
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from sniffd import __version__
+from sniffd.oplog import log
 
 # Upper bounds of the duration histogram's buckets, in milliseconds (exposed
 # in seconds, Prometheus' base unit).  From a loopback exchange (well under
@@ -198,6 +200,12 @@ class _Server(WSGIServer):
     # Bind with SO_REUSEADDR (a restart must not wait for TIME_WAIT); a port
     # another process listens on is still refused (EADDRINUSE).
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback on stderr; the operational log is
+        # JSON lines there, so one event instead (a client that went away
+        # mid-answer is not reported at all: wsgiref ignores it).
+        log.warning("metrics_request_failed", client=str(client_address[0]), error=repr(sys.exc_info()[1]))
 
 
 class _Server6(_Server):

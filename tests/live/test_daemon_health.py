@@ -215,6 +215,28 @@ def stats_settled(daemon: HealthDaemon, records: int) -> dict:
     return event
 
 
+def listening_socket_inode(pid: int, port: int) -> str:
+    """The inode of the TCP socket listening on 127.0.0.1:port, from the process's own /proc/net/tcp (its namespace)."""
+    with open(f"/proc/{pid}/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if cols[1] == f"0100007F:{port:04X}" and cols[3] == "0A":  # LISTEN
+                return cols[9]
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} in the namespace of {pid}")
+
+
+def socket_inodes(pid: int) -> set[str]:
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            out.add(target[8:-1])
+    return out
+
+
 def expected_buckets(durations_ms: list[float]) -> dict[str, int]:
     """Cumulative counts per upper bound (le), counted here from the records' duration_ms."""
     out = {repr(b): sum(1 for d in durations_ms if d / 1000.0 <= b) for b in BUCKETS_S}
@@ -267,6 +289,12 @@ def test_metrics_endpoint_counts_the_gateway_traffic_and_matches_the_stats_event
         per_worker = event["per_worker"]
         assert workers == len(per_worker)
         assert one(m, "sniffd_packets_total") == sum(w["packets"] for w in per_worker)
+        # Only the parent holds the listening socket: a worker that kept it
+        # would keep the port after the parent's death.
+        listener = listening_socket_inode(daemon.proc.pid, METRICS_PORT)
+        assert listener in socket_inodes(daemon.proc.pid)
+        for w in per_worker:
+            assert listener not in socket_inodes(w["pid"]), f"worker {w['worker']} holds the metrics socket"
     # The duration histogram against the records' own duration_ms.
     durations = [r["duration_ms"] for r in read_records([log_dir / "http.jsonl"])]
     buckets = {dict(labels)["le"]: v for labels, v in m["sniffd_record_duration_seconds_bucket"].items()}

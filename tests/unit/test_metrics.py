@@ -90,6 +90,46 @@ def test_textfile_in_a_directory_that_is_gone_is_an_error_remembered_not_raised(
     assert exporter.textfile_error is None
 
 
+# Serves every kind of request in a fresh interpreter (text, OpenMetrics,
+# gzip, name[] filter, POST, OPTIONS, favicon, a bad request line) over a raw
+# socket, and prints the modules imported after bind(): after the privilege
+# drop the Python installation may not be readable (sniffd.privileges.preload).
+LAZY_IMPORTS = r"""
+import socket, sys
+from sniffd.metrics import Exporter
+e = Exporter("127.0.0.1", 0, "", 15.0)
+e.bind()
+e.publish({"packets": 1, "anomalies": {"x": 1}}, 0.0)
+e.start()
+before = set(sys.modules)
+for r in [b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\n"
+          b"Accept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+          b"GET /metrics?name[]=sniffd_packets_total HTTP/1.0\r\n\r\n",
+          b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n", b"OPTIONS / HTTP/1.0\r\n\r\n",
+          b"GET /favicon.ico HTTP/1.0\r\n\r\n", b"garbage\r\n\r\n",
+          b"GET / HTTP/1.0\r\nAccept: text/plain; version=1.0.0; escaping=underscores\r\n\r\n"]:
+    s = socket.create_connection(("127.0.0.1", e.port))
+    s.sendall(r)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    print(data.split(b"\r\n", 1)[0].decode(errors="replace")[:40])
+    s.close()
+e.close()
+print(sorted(set(sys.modules) - before))
+"""
+
+
+def test_a_scrape_of_any_kind_imports_nothing_after_bind():
+    proc = subprocess.run([sys.executable, "-c", LAZY_IMPORTS], capture_output=True, text=True, timeout=60)
+    assert 0 == proc.returncode, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert ["HTTP/1.0 200 OK"] * 3 + ["HTTP/1.0 405 Method Not Allowed"] + ["HTTP/1.0 200 OK"] * 2 == lines[:6]
+    assert "[]" == lines[-1], "imported while serving: " + lines[-1]
+    assert "" == proc.stderr  # no access log, no traceback
+
+
 # --- sd_notify ----------------------------------------------------------------------
 
 
