@@ -100,16 +100,21 @@ class RecordMeter:
         self.duration_count = 0
 
     def observe(self, records: Iterable[Mapping[str, Any]]) -> None:
+        # Every record kind (records.build, build_tls) has both fields.
         by_reason = self.by_end_reason
         buckets = self.buckets
+        bounds = DURATION_BUCKETS_MS
+        total, n = 0.0, 0
         for r in records:
-            reason = r.get("end_reason") or "unknown"
+            reason = r["end_reason"]
             by_reason[reason] = by_reason.get(reason, 0) + 1
-            d = r.get("duration_ms")
+            d = r["duration_ms"]
             if d is not None:
-                buckets[bisect_left(DURATION_BUCKETS_MS, d)] += 1
-                self.duration_sum_ms += d
-                self.duration_count += 1
+                buckets[bisect_left(bounds, d)] += 1
+                total += d
+                n += 1
+        self.duration_sum_ms += total
+        self.duration_count += n
 
     def to_dict(self) -> dict[str, Any]:
         """A copy, as plain JSON values (a worker sends it to its parent)."""
