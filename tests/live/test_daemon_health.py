@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TcpdumpCapture
+from tests.live.conftest import TcpdumpCapture
 from prometheus_client.parser import text_string_to_metric_families
 from test_daemon_gateway import (  # noqa: F401  (fixtures: gateway, sniffd_user, log_dir)
     HTTP_PORT,
