@@ -24,6 +24,7 @@ the privilege drop the Python installation may not be readable.
 from __future__ import annotations
 
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -205,6 +206,16 @@ class _Server(WSGIServer):
     # Bind with SO_REUSEADDR (a restart must not wait for TIME_WAIT); a port
     # another process listens on is still refused (EADDRINUSE).
     allow_reuse_address = True
+
+    def server_bind(self) -> None:
+        # http.server's own server_bind asks socket.getfqdn(address): a
+        # reverse DNS lookup at start, which can hang for the resolver's
+        # timeout on a gateway without DNS.  The name is only used in the
+        # WSGI environ's SERVER_NAME, which no one reads here.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), port
+        self.setup_environ()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver prints a traceback on stderr; the operational log is
