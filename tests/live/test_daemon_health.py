@@ -31,7 +31,6 @@ from test_daemon_gateway import (  # noqa: F401  (fixtures: gateway, sniffd_user
     PYTHON,
     SERVER_IP,
     SETTLE_S,
-    SNIFFD,
     SNIFFD_USER,
     START_TIMEOUT_S,
     Daemon,
