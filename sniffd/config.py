@@ -210,6 +210,54 @@ def _media_types(value: Any) -> str | None:
     return f"expected media types such as 'text/*' or 'application/json', got {bad[0]!r}" if bad else None
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"ADDRESS:PORT"`` (``"[IPv6]:PORT"`` for IPv6) -> (address, port); ValueError
+    saying what is wrong.  An IP address, not a host name: nothing is looked up."""
+    import ipaddress
+
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or port != port.strip():
+        raise ValueError(f'expected "ADDRESS:PORT", e.g. "127.0.0.1:9853" or "[::1]:9853", got {value!r}')
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        family = 6
+    else:
+        family = 4
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"expected an IP address before the port (no host names), got {value!r}") from None
+    if address.version != family:
+        raise ValueError(f'an IPv6 address is written in brackets ("[::1]:9853"), got {value!r}')
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"the port must be between 1 and 65535, got {value!r}")
+    return str(address), int(port)
+
+
+def _listen(value: str) -> str | None:
+    """[metrics] listen: "" (no listener: textfile only) or "ADDRESS:PORT"."""
+    if not value:
+        return None
+    try:
+        parse_listen(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _textfile(value: str) -> str | None:
+    """[metrics] textfile: "" (off) or a path ending in .prom, the only files
+    node_exporter's textfile collector reads."""
+    if not value:
+        return None
+    problem = _path(value)
+    if problem:
+        return problem
+    if not value.endswith(".prom") or value.endswith("/.prom"):
+        return f"must be a file name ending in .prom (node_exporter reads only those), got {value!r}"
+    return None
+
+
 # Settings fields configured outside [limits], by section; settings.py groups
 # its fields the same way.  Every other Settings field is a [limits] key.
 SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {
@@ -405,6 +453,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # 0 turns the stats events off.  At least a second apart, or they
         # would be most of the log; at most a day apart.
         "interval_s": Key(float, 60.0, _between(1, DAY_S, off=True)),
+    },
+    "metrics": {
+        "enabled": Key(bool, True),
+        # Loopback only: the numbers (hosts' traffic rates, anomalies) are
+        # for the machine's own Prometheus agent or an SSH tunnel.
+        "listen": Key(str, "127.0.0.1:9853", _listen),
+        "textfile": Key(str, "", _textfile),
+        # 1 s: a write a second is the most a collector needs (it reads the
+        # file at each scrape); an hour: staler numbers mislead.
+        "textfile_interval_s": Key(float, 15.0, _between(1, HOUR_S)),
     },
 }
 
@@ -675,6 +733,11 @@ def check_environment(cfg: Config) -> None:
             raise ConfigError(f"{cfg.where('output', 'path')}: directory {directory} does not exist")
         if os.path.isdir(out):
             raise ConfigError(f"{cfg.where('output', 'path')}: {out} is a directory")
+    textfile = cfg.get("metrics", "textfile")
+    if cfg.get("metrics", "enabled") and textfile:
+        directory = os.path.dirname(os.path.abspath(textfile))
+        if not os.path.isdir(directory):
+            raise ConfigError(f"{cfg.where('metrics', 'textfile')}: directory {directory} does not exist")
     problem = flow_pcap_problem(cfg.values["flow_pcaps"])
     if problem:
         raise ConfigError(f"{cfg.where('flow_pcaps', problem[0])}: {problem[1]}")

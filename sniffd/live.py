@@ -36,13 +36,16 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sniffd import oplog
 from sniffd.capture import DEFAULT_BATCH_SIZE, Batch, LiveCapture, open_fanout
-from sniffd.config import Config, ConfigError
+from sniffd.config import Config, ConfigError, parse_listen
+from sniffd.health import ServiceReport
+from sniffd.metrics import Exporter, RecordMeter
+from sniffd.notify import Notifier
 from sniffd.oplog import log
 
 # Every stage is imported here, while the files are surely readable: after
@@ -75,6 +78,10 @@ TICK_EXPIRE_INTERVAL_S = 1.0
 # How often the capture thread refreshes the kernel counters (pcap_stats).
 KERNEL_STATS_INTERVAL_S = 1.0
 
+# The capture thread takes a turn at least every read timeout (at most 1 s);
+# one that has not for this long is stuck, and the watchdog stops (health).
+CAPTURE_STALL_S = 10.0
+
 
 @dataclass(slots=True, frozen=True)
 class Tick:
@@ -92,6 +99,17 @@ class Report(Protocol):
 
     # Seconds between stats() calls; 0 = never.
     interval_s: float
+    # stats() and shutdown() also get the metrics' fields (memory estimate
+    # and budget, the RecordMeter): a worker's parent exposes them.
+    health_fields: bool
+
+    def ready(self, source: Callable[[], dict[str, Any]]) -> None:
+        """The runner is running (capture open, privileges dropped, output
+        open, threads started); ``source()`` gives its counters from now on,
+        in the processing loop's thread only."""
+
+    def beat(self, now: float) -> None:
+        """Called on every turn of the processing loop (``now``: time.monotonic())."""
 
     def stats(self, fields: dict[str, Any]) -> None:
         """The runner's counters now (oplog.stats_fields)."""
@@ -143,6 +161,8 @@ class Opened:
     uid: int
     gid: int
     versions: dict[str, str]
+    metrics: Exporter | None  # bound, not serving yet ([metrics])
+    notifier: Notifier  # $NOTIFY_SOCKET (does nothing without it)
 
     @property
     def linktype(self) -> int:
@@ -164,10 +184,18 @@ def start_up(cfg: Config, settings: Settings, workers: int) -> Opened:
         buffer_bytes=cap["buffer_bytes"],
         read_timeout_ms=cap["read_timeout_ms"],
     )
-    if workers == 1:
-        captures, group = [LiveCapture(cap["interface"], **options)], None
-    else:
-        captures, group = open_fanout(cap["interface"], workers, **options)
+    # The metrics listener first: an address in use or not on this host is
+    # a configuration error (exit 2), found before anything else is opened.
+    metrics = open_metrics(cfg)
+    try:
+        if workers == 1:
+            captures, group = [LiveCapture(cap["interface"], **options)], None
+        else:
+            captures, group = open_fanout(cap["interface"], workers, **options)
+    except BaseException:
+        if metrics is not None:
+            metrics.close()
+        raise
     try:
         # One token key for every pipeline, so a secret gets the same token
         # whichever worker saw it (a random one when none is configured).
@@ -192,6 +220,7 @@ def start_up(cfg: Config, settings: Settings, workers: int) -> Opened:
         # The first rendered event also loads what the log renderer needs.
         fanout = {} if group is None else {"workers": workers, "fanout_group": group}
         oplog.capture_opened(cfg, captures[0].linktype, **fanout)
+        notifier = Notifier()
         uid, gid = drop_privileges(cfg.get("privileges", "user"), cfg.get("privileges", "group"))
         if settings.flow_pcap_dir and not os.access(settings.flow_pcap_dir, os.W_OK | os.X_OK):
             # Flow pcaps are made as the user sniffd now runs as.
@@ -201,8 +230,31 @@ def start_up(cfg: Config, settings: Settings, workers: int) -> Opened:
     except BaseException:
         for capture in captures:
             capture.close()
+        if metrics is not None:
+            metrics.close()
         raise
-    return Opened(captures, group, pipelines, sink, uid, gid, versions)
+    return Opened(captures, group, pipelines, sink, uid, gid, versions, metrics, notifier)
+
+
+def open_metrics(cfg: Config) -> Exporter | None:
+    """The ``[metrics]`` exporter, its listener bound (None when ``enabled = false``);
+    ConfigError naming ``listen`` when the address cannot be bound."""
+    m = cfg.values["metrics"]
+    if not m["enabled"]:
+        return None
+    host, port = parse_listen(m["listen"]) if m["listen"] else (None, 0)
+    exporter = Exporter(host, port, m["textfile"], m["textfile_interval_s"])
+    try:
+        exporter.bind()
+    except OSError as e:
+        raise ConfigError(f"{cfg.where('metrics', 'listen')}: cannot listen on {m['listen']}: {e.strerror}") from None
+    return exporter
+
+
+def service_report(cfg: Config, opened: Opened, progress: Callable[[], bool] | None = None) -> ServiceReport:
+    """The report of the process systemd started: the log, sd_notify, the metrics."""
+    kwargs = {} if progress is None else {"progress": progress}
+    return ServiceReport(cfg.get("stats", "interval_s"), opened.notifier, opened.metrics, cfg.capture["interface"], **kwargs)
 
 
 class Daemon:
@@ -211,7 +263,6 @@ class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.signals = Signals()
-        self.report = oplog.LogReport(cfg.get("stats", "interval_s"))
         self.opened: Opened | None = None
 
     def prepare(self) -> None:
@@ -227,11 +278,25 @@ class Daemon:
         assert opened is not None
         oplog.start(self.cfg, opened.linktype, opened.uid, opened.gid, opened.versions, workers=1)
         capture = opened.captures[0]
-        runner = LiveRunner(self.cfg.capture, capture, opened.pipelines[0], opened.sink, self.report, self.signals)
+        runner: LiveRunner | None = None
+
+        def capturing() -> bool:
+            # The watchdog's other half: the capture thread still hands over
+            # batches or ticks (the processing loop's turns are the first).
+            return runner is not None and runner.capture_alive()
+
+        report = service_report(self.cfg, opened, capturing)
+        meter = RecordMeter() if opened.metrics is not None else None
+        runner = LiveRunner(self.cfg.capture, capture, opened.pipelines[0], opened.sink, report, self.signals, meter)
+        if opened.metrics is not None:
+            opened.metrics.start()
         try:
             return runner.run()
         finally:
             capture.close()
+            if opened.metrics is not None:
+                opened.metrics.close()
+            opened.notifier.close()
 
 
 # --- the runner -----------------------------------------------------------------
@@ -248,7 +313,7 @@ class LiveRunner:
     """
 
     def __init__(self, cap: Mapping[str, Any], capture: LiveCapture, pipeline: Pipeline, sink: Sink,
-                 report: Report, signals: Signals) -> None:
+                 report: Report, signals: Signals, meter: RecordMeter | None = None) -> None:
         self.read_timeout_s = cap["read_timeout_ms"] / 1000.0
         self.batch_size = cap["batch_size"] or DEFAULT_BATCH_SIZE
         self.queue: queue.Queue = queue.Queue(maxsize=cap["queue_batches"])
@@ -257,11 +322,14 @@ class LiveRunner:
         self.sink = sink
         self.report = report
         self.signals = signals
+        # Records by end_reason and their durations, for the metrics (None: off).
+        self.meter = meter
         self.stop_requested = threading.Event()
         self.exit_status = EXIT_OK
         # Written by the capture thread only.
         self.queue_drops = 0  # frames
         self.kernel_stats: tuple[int, int, int] = (0, 0, 0)
+        self.capture_turn = time.monotonic()  # the capture loop's last turn
         # Written by the processing loop only: frames left unprocessed when
         # the shutdown budget ran out (reported as queue drops too).
         self.shutdown_drops = 0
@@ -269,9 +337,14 @@ class LiveRunner:
     def run(self) -> int:
         capture_thread = threading.Thread(target=self._capture_loop, name="sniffd-capture", daemon=True)
         capture_thread.start()
+        self.report.ready(self._health_fields)
         self._processing_loop()
         capture_thread.join()
         return self.exit_status
+
+    def capture_alive(self) -> bool:
+        """The capture thread took a turn lately (a read returns at least every read timeout)."""
+        return time.monotonic() - self.capture_turn < CAPTURE_STALL_S
 
     # -- capture thread --
 
@@ -283,7 +356,7 @@ class LiveRunner:
         drain_until: float | None = None
         try:
             while True:
-                now = time.monotonic()
+                now = self.capture_turn = time.monotonic()
                 if self.stop_requested.is_set():
                     if drain_until is None:
                         drain_until = now + SHUTDOWN_DRAIN_TIMEOUTS * self.read_timeout_s
@@ -364,6 +437,8 @@ class LiveRunner:
         next_stats = time.monotonic() + stats_interval if stats_interval else float("inf")
         shutdown_deadline: float | None = None
         next_tick_expire = 0.0
+        meter = self.meter
+        report = self.report
         while True:
             try:
                 item = q.get(timeout=self.read_timeout_s)
@@ -391,6 +466,8 @@ class LiveRunner:
                         out += pipeline.feed(ts, linktype, frame)
                 if out:
                     sink.add(dumps(r) for r in out)
+                    if meter is not None:
+                        meter.observe(out)
             elif type(item) is Tick and item.wall >= next_tick_expire:
                 # At most once a second, as the pipeline does by packet time:
                 # timeouts are in seconds, and a scan of a large flow table
@@ -401,19 +478,32 @@ class LiveRunner:
                 out = pipeline.expire(item.wall - tick_lag_s)
                 if out:
                     sink.add(dumps(r) for r in out)
+                    if meter is not None:
+                        meter.observe(out)
             mono = time.monotonic()
             sink.maybe_flush(mono)
             if mono >= next_stats:
-                self.report.stats(self.stats())
+                report.stats(self._report_fields())
                 next_stats = mono + stats_interval
+            report.beat(mono)
         # Shutdown: every open transaction becomes a record flagged cut_by_shutdown.
         out = pipeline.flush("shutdown")
         if out:
             sink.add(dumps(r) for r in out)
+            if meter is not None:
+                meter.observe(out)
         sink.close()
-        self.report.shutdown(self.stats(), self.exit_status)
+        report.shutdown(self._report_fields(), self.exit_status)
 
-    def stats(self) -> dict[str, Any]:
+    def _report_fields(self) -> dict[str, Any]:
+        return self.stats(health=self.report.health_fields)
+
+    def _health_fields(self) -> dict[str, Any]:
+        return self.stats(health=True)
+
+    def stats(self, health: bool = False) -> dict[str, Any]:
+        """The stats event's fields; with ``health``, also the metrics' own
+        (memory estimate and budget, ``record_meter``)."""
         p = self.pipeline.stats
         received, kernel_drops, if_drops = self.kernel_stats
         counters = {
@@ -423,4 +513,10 @@ class LiveRunner:
             "interface_drops": if_drops,
             "queue_drops": self.queue_drops + self.shutdown_drops,
         }
-        return oplog.stats_fields(counters, self.sink.stats(), p.get("anomalies", {}), workers=1)
+        out = oplog.stats_fields(counters, self.sink.stats(), p.get("anomalies", {}), workers=1)
+        if health:
+            out["memory_estimate_bytes"] = p.get("memory_estimate_bytes", 0)
+            out["memory_budget_bytes"] = p.get("memory_budget_bytes", 0)
+            if self.meter is not None:
+                out["record_meter"] = self.meter.to_dict()
+        return out

@@ -172,9 +172,18 @@ class LogReport:
     ``interval_s``: between stats events, 0 = none ([stats] interval_s).
     """
 
+    # Only health.ServiceReport acts on these (systemd, metrics): see live.Report.
+    health_fields = False
+
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
         self.started_at = time.monotonic()
+
+    def ready(self, source: Any) -> None:
+        pass
+
+    def beat(self, now: float) -> None:
+        pass
 
     def stats(self, fields: dict[str, Any]) -> None:
         log.info("stats", **fields)

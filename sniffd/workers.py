@@ -40,8 +40,10 @@ from sniffd.live import (
     LiveRunner,
     Opened,
     Signals,
+    service_report,
     start_up,
 )
+from sniffd.metrics import RecordMeter, merge_meters
 from sniffd.oplog import configure_logging, log
 from sniffd.pipeline import Pipeline
 from sniffd.settings import Settings
@@ -80,6 +82,11 @@ WORKER_RELEASE_TIMEOUT_S = 15.0
 
 # Once let go, a worker exits at once; one still there after this is killed.
 WORKER_EXIT_TIMEOUT_S = 3.0
+
+# A worker whose last stats frame is older than this is not making progress
+# (its processing loop sends one every WORKER_STATS_INTERVAL_S): the parent
+# stops feeding systemd's watchdog.
+WORKER_PROGRESS_TIMEOUT_S = 5 * WORKER_STATS_INTERVAL_S
 
 # Counters a worker reports for itself in the parent's stats (per_worker).
 _PER_WORKER_FIELDS = ("packets", "kernel_received", "kernel_drops", "queue_drops", "open_connections", "records")
@@ -166,9 +173,19 @@ class ParentReport:
     # Whatever [stats] interval_s is: the parent's stats event is at most this
     # stale, and a worker whose parent died without a signal finds out.
     interval_s = WORKER_STATS_INTERVAL_S
+    # The parent's metrics need the memory estimate and the RecordMeter too.
+    health_fields = True
 
     def __init__(self, pipe: PipeSink) -> None:
         self.pipe = pipe
+
+    def ready(self, source: Any) -> None:
+        # A first stats frame at once: the parent tells systemd READY=1 when
+        # every worker has sent one.
+        self.stats(source())
+
+    def beat(self, now: float) -> None:
+        pass  # the parent feeds the watchdog, while every worker's frames come
 
     def stats(self, fields: dict[str, Any]) -> None:
         self.pipe.send(FRAME_STATS, json.dumps(fields).encode("ascii"))
@@ -190,6 +207,7 @@ class WorkerProcess:
     fd: int  # read end of its pipe
     buf: bytearray = dataclasses.field(default_factory=bytearray)
     stats: dict = dataclasses.field(default_factory=dict)
+    stats_at: float = 0.0  # time.monotonic() of its last stats frame (0: none yet)
     final: bool = False  # its last frame came
     eof: bool = False  # its pipe closed
     exit_status: int | None = None  # from the last frame, else from waitpid
@@ -223,8 +241,9 @@ class Supervisor:
         self.count: int = cfg.capture["workers"]
         self.read_timeout_s = cfg.capture["read_timeout_ms"] / 1000.0
         self.signals = Signals()
-        self.report = oplog.LogReport(cfg.get("stats", "interval_s"))
+        self.report = oplog.LogReport(cfg.get("stats", "interval_s"))  # a ServiceReport once prepared
         self.opened: Opened | None = None
+        self._ready_sent = False
         # Until the fork: the captures and pipelines the workers will own.
         self.captures: list[LiveCapture] = []
         self.pipelines: list[Pipeline] = []
@@ -242,6 +261,7 @@ class Supervisor:
         self.opened = start_up(self.cfg, worker_settings(self.cfg.settings(), self.count), self.count)
         self.captures, self.pipelines, self.sink = self.opened.captures, self.opened.pipelines, self.opened.sink
         self.signals.sink = self.sink
+        self.report = service_report(self.cfg, self.opened, self._workers_progress)
 
     def _close_captures(self) -> None:
         for capture in self.captures:
@@ -272,10 +292,12 @@ class Supervisor:
             self._close_captures()  # the workers hold the sockets now (or nobody does)
             self.pipelines = []
         os.close(release_r)
+        opened = self.opened
         if not self._failed:
-            opened = self.opened
             oplog.start(self.cfg, opened.linktype, opened.uid, opened.gid, opened.versions, workers=self.count,
                         worker_pids=[w.pid for w in self.workers], fanout_group=opened.group)
+        if opened.metrics is not None:
+            opened.metrics.start()  # after the forks: no child inherits the thread
         try:
             self._loop()
         finally:
@@ -283,6 +305,9 @@ class Supervisor:
             self._reap_all()
         self._close_sink()
         self.report.shutdown(self.stats(), self.exit_status)
+        if opened.metrics is not None:
+            opened.metrics.close()
+        opened.notifier.close()
         return self.exit_status
 
     def _fork(self, index: int, release_r: int, release_w: int, mask: set) -> None:
@@ -339,10 +364,15 @@ class Supervisor:
             if self.sink is not None:
                 self.sink.close()
                 self.sink = None
+            assert self.opened is not None
+            if self.opened.metrics is not None:
+                self.opened.metrics.forget()  # the parent's listening socket
+            self.opened.notifier.close()  # the parent talks to systemd
             self.pipelines = []
             pipe = PipeSink(out_fd)
+            meter = RecordMeter() if self.opened.metrics is not None else None
             try:
-                status = LiveRunner(self.cfg.capture, capture, pipeline, pipe, ParentReport(pipe), signals).run()
+                status = LiveRunner(self.cfg.capture, capture, pipeline, pipe, ParentReport(pipe), signals, meter).run()
             finally:
                 os.close(out_fd)  # EOF: the parent has all this worker will send
             # Stay in the fanout group until the parent has every worker's last
@@ -400,6 +430,11 @@ class Supervisor:
             if mono >= next_stats:
                 self.report.stats(self.stats())
                 next_stats = mono + stats_interval
+            if not self._ready_sent and self.workers and all(w.stats_at for w in self.workers):
+                # Every worker is capturing: systemd may call the service started.
+                self._ready_sent = True
+                self.report.ready(self.health_fields)
+            self.report.beat(mono)
             if stop_deadline is not None and mono > stop_deadline:
                 for w in self.workers:
                     if not w.eof:
@@ -437,6 +472,7 @@ class Supervisor:
                         self._output_lost()
             elif kind == FRAME_STATS:
                 w.stats = json.loads(payload)
+                w.stats_at = time.monotonic()
             elif kind == FRAME_FINAL:
                 last = json.loads(payload)
                 w.stats, w.exit_status, w.final = last["stats"], last["exit_status"], True
@@ -511,6 +547,19 @@ class Supervisor:
             pass
 
     # -- stats --
+
+    def _workers_progress(self) -> bool:
+        """Every worker sent stats lately: their processing loops turn (the watchdog's condition)."""
+        now = time.monotonic()
+        return all(not w.eof and now - w.stats_at < WORKER_PROGRESS_TIMEOUT_S for w in self.workers)
+
+    def health_fields(self) -> dict[str, Any]:
+        """stats() and what the metrics add: memory estimate and budget, the RecordMeters, summed."""
+        out = self.stats()
+        for key in ("memory_estimate_bytes", "memory_budget_bytes"):
+            out[key] = sum(w.stats.get(key, 0) for w in self.workers)
+        out["record_meter"] = merge_meters(w.stats.get("record_meter") for w in self.workers)
+        return out
 
     def stats(self) -> dict[str, Any]:
         """The workers' counters summed (anomalies by name), the output's, and each worker's own."""

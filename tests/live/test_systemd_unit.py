@@ -1,4 +1,4 @@
-"""systemd/sniffd.service stays least-privilege: systemd's own exposure score is 2.5 or lower."""
+"""systemd/sniffd.service stays least-privilege: systemd's own exposure score is 1.6 or lower."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "sniffd.service"
 
-# "OK" in systemd-analyze's scale starts below 5; 2.5 is the bar the issue sets.
-MAX_EXPOSURE = 2.5
+# "OK" in systemd-analyze's scale starts below 5; the unit scores 1.6, and the
+# metrics issue (13) keeps it there: notify, watchdog and a loopback-only
+# IPAddressAllow must not cost exposure.
+MAX_EXPOSURE = 1.6
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -26,7 +28,7 @@ def unit_settings() -> dict[str, list[str]]:
     return settings
 
 
-def test_unit_exposure_score_is_at_most_2_5():
+def test_unit_exposure_score_is_at_most_1_6():
     exe = shutil.which("systemd-analyze")
     if exe is None:
         pytest.skip("systemd-analyze is not installed (package systemd); cannot score the unit")
@@ -59,3 +61,17 @@ def test_unit_runs_sniffd_run_unprivileged_with_only_cap_net_raw():
     assert ["0027"] == s["UMask"]
     assert ["on-failure"] == s["Restart"]
     assert "@system-service" in s["SystemCallFilter"]
+
+
+def test_unit_waits_for_ready_feeds_a_watchdog_and_does_not_restart_on_a_bad_config():
+    """Type=notify (sniffd sends READY=1 itself, sniffd.notify), a watchdog it
+    feeds from its processing loop, only the main process notifying, and exit
+    status 2 (bad configuration) not restarted every RestartSec."""
+    s = unit_settings()
+    assert ["notify"] == s["Type"]
+    assert ["main"] == s["NotifyAccess"]
+    assert ["30s"] == s["WatchdogSec"]
+    assert ["2"] == s["RestartPreventExitStatus"]
+    # The metrics endpoint is reachable on loopback, nothing else.
+    assert (["any"], ["localhost"]) == (s["IPAddressDeny"], s["IPAddressAllow"])
+    assert "AF_UNIX" in s["RestrictAddressFamilies"][0].split()
