@@ -72,7 +72,7 @@ def cmd_read(args: argparse.Namespace) -> int:
             settings, key = cfg.settings(), cfg.redact_key()
         except ConfigError as e:
             return _die(str(e))
-        nats = cfg.values["nats"]
+        nats = cfg.values["nats"] if "://" in args.output else None
     if "://" in args.output:
         # -o nats://HOST:PORT/SUBJECT: records to JetStream (sniffd.natssink),
         # with the [nats] keys of -c (or their defaults).
