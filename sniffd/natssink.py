@@ -626,7 +626,9 @@ class NatsSink:
 
     async def _on_error(self, e: Exception) -> None:
         self._last_error = _describe(e)
-        if not self._connected:
+        if not self._connected and not (self._fault or "").startswith("disconnected"):
+            # Not yet connected (a daemon started without its server); a lost
+            # connection keeps "disconnected" as its reason.
             self._fault = f"cannot connect: {self._last_error}"
 
     async def _on_disconnected(self) -> None:
