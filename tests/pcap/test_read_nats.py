@@ -176,3 +176,29 @@ def test_read_with_a_bad_nats_url_gives_one_line_and_exit_2(url, problem):
     proc = sniffd("read", str(CAPTURES[0]), "-o", url)
     shown = url.replace("user:pw@", "")
     assert (2, "", [f"sniffd: error: -o: bad NATS URL {shown!r}: {problem}"]) == (proc.returncode, proc.stdout, proc.stderr.splitlines())
+
+
+def readme_consumer() -> str:
+    """The consumer snippet of README's *Shipping records (NATS JetStream)*."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Shipping records (NATS JetStream)"):]
+    section = section[section.index("#### The consumer side"):]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_consumer_prints_every_record_sniffd_published(server, tmp_path):
+    cfg = config(tmp_path, "[nats]\nmax_pending_acks = 1\n")
+    expected = file_lines(tmp_path, cfg)
+    add_stream(server.url, "SNIFFD", [SUBJECT])
+    proc = sniffd("read", "-c", str(cfg), *map(str, CAPTURES), "-o", f"{server.url}/{SUBJECT}")
+    assert 0 == proc.returncode, proc.stderr
+    script = tmp_path / "consume.py"
+    script.write_text(readme_consumer())
+    consumer = subprocess.run([sys.executable, str(script), server.url, "SNIFFD", SUBJECT],
+                              capture_output=True, text=True, timeout=60)
+    assert 0 == consumer.returncode, consumer.stderr
+    assert same_uids(expected) == same_uids(consumer.stdout.split("\n")[:-1])
+    # Durable and acknowledged: run again, it has nothing left to print.
+    again = subprocess.run([sys.executable, str(script), server.url, "SNIFFD", SUBJECT],
+                           capture_output=True, text=True, timeout=60)
+    assert (0, "") == (again.returncode, again.stdout), again.stderr
