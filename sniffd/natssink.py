@@ -26,7 +26,7 @@ events.
 Guarantees, and how they are kept:
 
 - At least once.  A record counts as written (``records_written``) only
-  when JetStream acknowledged storing it (the PubAck of ``js.publish_async``).
+  when JetStream acknowledged storing it (its PubAck, on our reply inbox).
   One that is not acknowledged within ``ack_timeout_s`` (a server stopped, a
   lost reply), or refused (no stream, an API error), goes back to the front
   of the queue and is published again when the server is there.
@@ -252,6 +252,7 @@ class NatsSink:
         self._nc: Any = None
         self._js: Any = None
         self._last_error = ""
+        self._auth_error = ""  # a refusal of our credentials, kept over later errors
         self._stream_problem: str | None = None
 
     # --- state ---
@@ -481,7 +482,7 @@ class NatsSink:
                 self._fault = f"cannot connect: {self._last_error}"
                 raise NatsStartError(f"{self.path}: cannot connect: {self._last_error}") from None
         self._connected = True
-        self._js = nc.jetstream(publish_async_max_pending=self.max_pending_acks)
+        self._js = nc.jetstream()
         await self._check_stream()
         self._fault = None
         asyncio.get_running_loop().create_task(self._pump())
@@ -525,61 +526,86 @@ class NatsSink:
             await asyncio.sleep(self.reconnect_wait_s)
 
     async def _pump(self) -> None:
-        """Publish held lines, at most max_pending_acks awaiting their ack at once."""
-        js = self._js
+        """Publish held lines, at most max_pending_acks awaiting their ack at once.
+
+        The acks come to one inbox subscription of ours (``<inbox>.<n>``, one
+        n per publish), read here: nats-py's publish_async leaves its future
+        pending forever when JetStream answers with some errors (a 503
+        "maximum messages exceeded" raises inside its reply handler, 2.16),
+        and a record must not wait for a timeout to be known refused."""
+        import json
+
         nc = self._nc
         subject = self.target.subject
         prefix = self._run_id + "-"
         pending = self._pending
-        inflight: dict[asyncio.Future, tuple[tuple[int, bytes], float]] = {}
+        # reply token -> ((sequence, line), time sent); in the order sent.
+        inflight: dict[str, tuple[tuple[int, bytes], float]] = {}
         wake = self._wake_event
         assert wake is not None
         loop = asyncio.get_running_loop()
+        inbox = nc.new_inbox() + "."
+        cut = len(inbox)
         next_sweep = loop.time() + SWEEP_INTERVAL_S
         retry_after = 0.0
+        token = 0
 
-        def done(fut: asyncio.Future) -> None:
-            entry = inflight.pop(fut, None)
-            if entry is None:
-                return
-            item = entry[0]
-            if fut.cancelled():
-                exc: BaseException | None = TimeoutError(f"no ack within {self.ack_timeout_s:g} s")
-            else:
-                exc = fut.exception()
-            if exc is None:
-                self._acked += 1
-                self._acked_bytes += len(item[1])
-                self._last_ack = time.monotonic()
-                if fut.result().duplicate:
-                    self.duplicates += 1
-                if self._connected and self._fault is not None and self._stream_ok:
-                    self._fault = None
-                self._room.set()
-                wake.set()
-                return
+        def failed(item: tuple[int, bytes], why: str) -> None:
             # Sent again, first: at least once.
+            nonlocal retry_after
             self.publish_errors += 1
             pending.appendleft(item)
             if self._connected:
-                self._fault = f"publish not acknowledged: {_describe(exc)}"
-            nonlocal retry_after
+                self._fault = f"publish not acknowledged: {why}"
             retry_after = loop.time() + min(self.reconnect_wait_s, self.ack_timeout_s)
             wake.set()
 
+        async def on_reply(msg: Any) -> None:
+            entry = inflight.pop(msg.subject[cut:], None)
+            if entry is None:
+                return  # after its timeout: the record was sent again
+            item = entry[0]
+            headers = msg.headers
+            if headers and headers.get("Status") == "503" and not msg.data:
+                failed(item, "no responders (no stream takes the subject now)")
+                return
+            try:
+                ack = json.loads(msg.data)
+            except ValueError:
+                failed(item, f"unreadable ack {msg.data[:100]!r}")
+                return
+            error = ack.get("error") if isinstance(ack, dict) else None
+            if error is not None or not isinstance(ack, dict) or "seq" not in ack:
+                if isinstance(error, dict):
+                    why = f"JetStream error {error.get('code')} ({error.get('err_code')}): {error.get('description')}"
+                else:
+                    why = f"unexpected ack {msg.data[:100]!r}"
+                failed(item, why)
+                return
+            self._acked += 1
+            self._acked_bytes += len(item[1])
+            self._last_ack = time.monotonic()
+            if ack.get("duplicate"):
+                self.duplicates += 1
+            if self._connected and self._fault is not None and self._stream_ok:
+                self._fault = None
+            self._room.set()
+            wake.set()
+
+        await nc.subscribe(inbox + "*", cb=on_reply)
         limit = self.max_pending_acks
         while not self._stop:
             now = loop.time()
             if now >= next_sweep:
-                # Acks overdue: cancel (done() puts the record back to be sent again).
+                # Acks overdue: the record is sent again (same message id).
                 oldest = now - self.ack_timeout_s
                 overdue = []
-                for fut, (_, sent) in inflight.items():
+                for key, (_, sent) in inflight.items():
                     if sent > oldest:
                         break
-                    overdue.append(fut)
-                for fut in overdue:
-                    fut.cancel()
+                    overdue.append(key)
+                for key in overdue:
+                    failed(inflight.pop(key)[0], f"no ack within {self.ack_timeout_s:g} s")
                 next_sweep = now + SWEEP_INTERVAL_S
             ready = self._connected and self._stream_ok
             if ready and not pending and not inflight and self._fault is not None:
@@ -592,10 +618,10 @@ class NatsSink:
                     pass
                 continue
             item = pending.popleft()
+            token += 1
+            reply = str(token)
             try:
-                # Never stalls: fewer than max_pending_acks are in flight (the
-                # semaphore publish_async takes is sized the same).
-                fut = await js.publish_async(subject, item[1], headers={"Nats-Msg-Id": prefix + str(item[0])})
+                await nc.publish(subject, item[1], reply=inbox + reply, headers={"Nats-Msg-Id": prefix + str(item[0])})
             except Exception as e:
                 # The connection went away (or its buffer is full): put it
                 # back, try again shortly.
@@ -604,8 +630,7 @@ class NatsSink:
                 self._fault = f"cannot publish: {_describe(e)}"
                 retry_after = loop.time() + SWEEP_INTERVAL_S
                 continue
-            inflight[fut] = (item, now)
-            fut.add_done_callback(done)
+            inflight[reply] = (item, now)
             if nc.is_closed:
                 break
 
@@ -625,7 +650,11 @@ class NatsSink:
     # nats-py's callbacks (on the loop).
 
     async def _on_error(self, e: Exception) -> None:
-        self._last_error = _describe(e)
+        text = _describe(e)
+        if "Authorization" in text or "Authentication" in text:
+            # The server's refusal says more than the reset that follows it.
+            self._auth_error = text
+        self._last_error = self._auth_error or text
         if not self._connected and not (self._fault or "").startswith("disconnected"):
             # Not yet connected (a daemon started without its server); a lost
             # connection keeps "disconnected" as its reason.

@@ -83,18 +83,19 @@ class NatsServer:
         self.proc = None
 
 
-async def _add_stream(url: str, name: str, subjects: list[str]) -> None:
+async def _add_stream(url: str, name: str, subjects: list[str], **config) -> None:
     import nats
 
     nc = await nats.connect(url)
     try:
-        await nc.jetstream().add_stream(name=name, subjects=subjects)
+        await nc.jetstream().add_stream(name=name, subjects=subjects, **config)
     finally:
         await nc.close()
 
 
-def add_stream(url: str, name: str, subjects: list[str]) -> None:
-    asyncio.run(_add_stream(url, name, subjects))
+def add_stream(url: str, name: str, subjects: list[str], **config) -> None:
+    """A file-stored stream (the server's default); ``config``: nats-py StreamConfig fields."""
+    asyncio.run(_add_stream(url, name, subjects, **config))
 
 
 async def _fetch_all(url: str, stream: str, subject: str) -> list[dict]:

@@ -202,3 +202,20 @@ def test_the_readme_consumer_prints_every_record_sniffd_published(server, tmp_pa
     again = subprocess.run([sys.executable, str(script), server.url, "SNIFFD", SUBJECT],
                            capture_output=True, text=True, timeout=60)
     assert (0, "") == (again.returncode, again.stdout), again.stderr
+
+
+def test_read_into_a_full_stream_counts_the_refused_records_lost_and_exits_1(server, tmp_path):
+    """A stream that takes 2 messages and refuses the rest (discard new): the
+    refused records are re-sent until close_timeout_s, then counted lost, said
+    on stderr, and the exit status is 1: a loss is never silent."""
+    add_stream(server.url, "SMALL", [SUBJECT], max_msgs=2, discard="new")
+    cfg = config(tmp_path, "[nats]\nclose_timeout_s = 1.0\nmax_pending_acks = 1\n")
+    expected = file_lines(tmp_path, cfg)
+    proc = sniffd("read", "-c", str(cfg), *map(str, CAPTURES), "-o", f"{server.url}/{SUBJECT}")
+    assert 1 == proc.returncode, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith(f"sniffd: warning: {server.url}/{SUBJECT}: output_blocked: error=publish not acknowledged: "
+                               "JetStream error 503 (10077): maximum messages exceeded"), lines
+    assert lines[-2].startswith(f"sniffd: warning: {server.url}/{SUBJECT}: output_lost_at_exit: records_lost={len(expected) - 2}, "), lines
+    assert f"sniffd: error: {server.url}/{SUBJECT}: {len(expected) - 2} records lost (not acknowledged by JetStream), 2 acknowledged" == lines[-1]
+    assert same_uids(expected[:2]) == same_uids(by_sequence(fetch_all(server.url, "SMALL", SUBJECT)))
