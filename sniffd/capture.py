@@ -753,3 +753,35 @@ def open_fanout(interface: str, count: int, *, bpf: str = "", **options) -> tupl
 
 def list_interfaces() -> list[str]:
     return list(pcapy.findalldevs())
+
+
+def libpcap_loaded() -> tuple[str, str]:
+    """``(pcap_lib_version(), file)`` of the libpcap pcapy-ng is linked to.
+
+    Asked of the library actually loaded, not of a package database: the
+    symbol is looked up from pcapy's own extension (dlsym on its handle
+    searches it and the libraries it needs, so it finds the copy pcapy calls
+    whatever else is loaded), and dladdr names the file it came from.  A
+    pcapy-ng installed from its wheel shows its bundled copy here (a file in
+    site-packages/pcapy_ng.libs); scripts/install and the install guide
+    build pcapy-ng against Debian's instead (see README, *Install on a
+    gateway*).  ``("unknown", "unknown")`` if either cannot be read.
+    """
+    import ctypes
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                    ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+    try:
+        fn = ctypes.CDLL(pcapy.__file__).pcap_lib_version
+        fn.restype = ctypes.c_char_p
+        version = fn().decode("ascii", "replace")
+    except (OSError, AttributeError):
+        return "unknown", "unknown"
+    info = DlInfo()
+    dladdr = ctypes.CDLL(None).dladdr  # in glibc itself since 2.34
+    dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(DlInfo)]
+    if not dladdr(ctypes.cast(fn, ctypes.c_void_p), ctypes.byref(info)) or not info.dli_fname:
+        return version, "unknown"
+    return version, os.path.realpath(os.fsdecode(info.dli_fname))

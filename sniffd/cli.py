@@ -32,11 +32,29 @@ def _die(msg: str, status: int = EXIT_USAGE) -> int:
     return status
 
 
+class _Version(argparse.Action):
+    """``--version``: sniffd's, then the libpcap pcapy-ng really calls (version
+    and file: Debian's, or a copy bundled in pcapy-ng's wheel that apt never
+    patches) and the interpreter (the venv's link resolved: a Python under
+    /root is one the service user cannot run).  Imports pcapy only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from sniffd.capture import libpcap_loaded
+
+        libpcap, libpcap_file = libpcap_loaded()
+        py = sys.version.split()[0]
+        print(f"sniffd {__version__}\n{libpcap} ({libpcap_file})\npython {py} ({os.path.realpath(sys.executable)})")
+        parser.exit()
+
+
 def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
     """``daemon_commands``: also the daemon's subcommands (run, check,
     interfaces); `sniffd read` leaves them out (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="sniffd", description="Log every HTTP exchange seen on the wire as one JSON line.")
-    parser.add_argument("--version", action="version", version=f"sniffd {__version__}")
+    parser.add_argument("--version", action=_Version, help="show sniffd's version, the libpcap it calls and the Python it runs on, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     rd = sub.add_parser("read", help="read pcap/pcapng files and print one JSON line per HTTP transaction")
@@ -52,6 +70,8 @@ def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
                     help="take [limits], [tcp], [privacy], [bodies] and [nats] from this sniffd.toml (capture/output keys are ignored)")
     rd.add_argument("-w", "--workers", type=int, default=1, metavar="N",
                     help="spread the connections over N processes (symmetric flow hash); output order is unchanged")
+    rd.add_argument("--format", metavar="FORMAT", default=None,
+                    help="json (the native record) or ecs (Elastic Common Schema); default: -c's [output] format, else json")
     rd.set_defaults(func=cmd_read)
 
     if daemon_commands:
@@ -86,6 +106,15 @@ def cmd_read(args: argparse.Namespace) -> int:
             from sniffd.config import defaults
 
             nats = defaults().values["nats"]
+    if args.format is not None:
+        # Checked here, not by argparse's choices: one line, as for the config key.
+        from dataclasses import replace
+
+        from sniffd.settings import OUTPUT_FORMATS, Settings
+
+        if args.format not in OUTPUT_FORMATS:
+            return _die(f"--format: must be one of {', '.join(OUTPUT_FORMATS)}, got {args.format!r}")
+        settings = replace(settings or Settings(), format=args.format)
     rc = read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers,
                     settings=settings, redact_key=key, quiet=args.quiet, nats=nats)
     _read_done = True

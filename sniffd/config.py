@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sniffd.settings import Settings
+from sniffd.settings import OUTPUT_FORMATS, Settings
 
 DEFAULT_CONFIG_PATH = "/etc/sniffd/sniffd.toml"
 
@@ -243,7 +243,7 @@ SETTINGS_SECTIONS: dict[str, tuple[str, ...]] = {
     "privacy": ("redact", "redact_headers", "redact_params", "redact_key", "redact_key_file"),
     "bodies": ("capture_bodies", "max_body_bytes", "max_decoded_bytes", "body_content_types"),
     # The section's other keys are the sink's, not the pipeline's.
-    "output": ("sensor",),
+    "output": ("sensor", "format"),
 }
 
 # Settings' annotations (strings under `from __future__ import annotations`).
@@ -339,6 +339,8 @@ def _settings_schema(section: str) -> dict[str, Key]:
             check = _path
         elif f.name == "sensor":
             check = _sensor
+        elif f.name == "format":
+            check = _one_of(*OUTPUT_FORMATS)
         elif typ is str:
             check = _text
         keys[f.name] = Key(typ, f.default, check)

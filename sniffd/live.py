@@ -50,7 +50,7 @@ from sniffd.oplog import log
 # the packet path anyway).
 from sniffd.pipeline import Pipeline
 from sniffd.privileges import drop_privileges, preload
-from sniffd.records import dumps
+from sniffd.records import serializer
 from sniffd.settings import Settings
 from sniffd.sink import JsonLinesSink, Sink, open_sink
 
@@ -181,6 +181,9 @@ def start_up(cfg: Config, settings: Settings, workers: int) -> Opened:
             raise ConfigError(f"{cfg.path or 'configuration'}: {e}") from None
         versions = oplog.versions()
         preload()
+        # The record writer too ([output] format; sniffd.ecs is imported only
+        # for "ecs"): after the drop its module may be unreadable.
+        serializer(settings.format)
         # The first rendered event also loads what the log renderer needs.
         fanout = {} if group is None else {"workers": workers, "fanout_group": group}
         oplog.capture_opened(cfg, captures[0].linktype, **fanout)
@@ -344,6 +347,7 @@ class LiveRunner:
     def _process(self, sink: Sink) -> None:
         pipeline = self.pipeline
         linktype = self.capture.linktype
+        dumps = serializer(pipeline.settings.format)  # [output] format
         # The batch entry point does the per-frame loop with its state in
         # locals (the hot path); feed() per frame is the documented fallback.
         feed_batch = getattr(pipeline, "feed_batch", None)

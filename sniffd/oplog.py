@@ -78,7 +78,12 @@ def _time_level_event_first(logger: object, method: str, event_dict: dict) -> di
 
 
 def versions() -> dict[str, str]:
-    out = {"sniffd": __version__, "python": platform.python_version(), "libpcap": _libpcap_version()}
+    from sniffd.capture import libpcap_loaded
+
+    # The libpcap pcapy-ng really calls, and its file: Debian's unless
+    # pcapy-ng came from its wheel, whose bundled copy apt never patches.
+    libpcap, libpcap_file = libpcap_loaded()
+    out = {"sniffd": __version__, "python": platform.python_version(), "libpcap": libpcap, "libpcap_file": libpcap_file}
     for dist in ("pcapy-ng", "dpkt", "httptools", "structlog", "orjson"):
         try:
             out[dist] = metadata.version(dist)
@@ -90,22 +95,6 @@ def versions() -> dict[str, str]:
 
     out["batch_decoder"] = "python" if decode.decode_batch is decode.decode_batch_py else "c"
     return out
-
-
-def _libpcap_version() -> str:
-    """pcap_lib_version() of the libpcap pcapy-ng loaded (it may bundle its own)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            paths = {line.split()[-1] for line in f if "libpcap" in line and "/" in line}
-        if not paths:
-            return "unknown"
-        import ctypes
-
-        lib = ctypes.CDLL(sorted(paths)[0])
-        lib.pcap_lib_version.restype = ctypes.c_char_p
-        return lib.pcap_lib_version().decode("ascii", "replace")
-    except Exception:
-        return "unknown"
 
 
 def sink_event(event: str, **fields: object) -> None:

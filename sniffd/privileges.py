@@ -32,6 +32,9 @@ def preload() -> None:
     import hpack  # noqa: F401  (sniffd.http2.decoder, at the first HTTP/2 connection)
 
     import sniffd.http2.flow  # noqa: F401  (the flow table, at the first HTTP/2 connection)
+    from sniffd.tls import x509
+
+    x509.warm_up()  # cryptography, at the first TLS 1.2 certificate
 
     for name in ("ascii", "latin-1", "utf-8", "utf-16", "idna"):
         codecs.lookup(name)

@@ -38,7 +38,7 @@ from sniffd import progress as progress_bar
 from sniffd.capture import CaptureError, OfflineCapture
 from sniffd.decode import UnknownLinkType, check_linktype
 from sniffd.pipeline import Pipeline
-from sniffd.records import dumps
+from sniffd.records import serializer
 from sniffd.settings import Settings
 
 EXIT_BAD_INPUT = 2
@@ -240,6 +240,7 @@ def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard
     pipeline = Pipeline(settings, shard=shard, redact_key=key)
     if shard is not None:
         pipeline.emit_keys = []
+    dumps = serializer(pipeline.settings.format)
 
     def emit(recs: list[dict]) -> None:
         if not recs:

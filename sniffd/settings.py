@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# [output] format: the record as sniffd writes it ("json", README "The
+# record") or as Elastic Common Schema documents ("ecs", README "ECS output").
+OUTPUT_FORMATS = ("json", "ecs")
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -99,3 +103,8 @@ class Settings:
     # (socket.gethostname(), read once when the pipeline starts), which is
     # what an operator would type and needs no configuring on one box.
     sensor: str = ""
+    # How records are written: "json", the native record, or "ecs", the same
+    # record under Elastic Common Schema names (sniffd.ecs), for Filebeat or
+    # Elastic Agent to ship without an ingest pipeline.  Default "json": the
+    # format every existing consumer of the log reads.
+    format: str = "json"

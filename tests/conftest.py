@@ -105,7 +105,9 @@ def _strict_json_scan(session) -> None:
     In the same pass, every sniffd record among them (an object with
     ``kind``) is checked against schema/record.schema.json: each new shape
     and a sample of each file (tests/recordschema.py says which and why);
-    one invalid record fails the run, named by file, line and field."""
+    one invalid record fails the run, named by file, line and field.  An
+    ECS document ([output] format = "ecs") is checked against
+    schema/ecs.schema.json, every one."""
     import json
     import time
 
@@ -150,7 +152,7 @@ def _strict_json_scan(session) -> None:
             reporter.write_line(f"NOT STRICT JSON: {b}", red=True)
         reporter.write_line(
             f"record schema scan: {scan.records} records, {scan.validated} validated ({len(scan.seen)} shapes "
-            f"and a sample), {len(scan.invalid)} invalid, {scan_s:.1f} s")
+            f"and a sample), {scan.ecs_documents} ECS documents, {len(scan.invalid)} invalid, {scan_s:.1f} s")
         for b in scan.invalid[:50]:
             reporter.write_line(f"NOT A VALID RECORD (schema/record.schema.json): {b}", red=True)
     if bad or scan.invalid:

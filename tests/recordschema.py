@@ -103,8 +103,17 @@ class RecordScan:
         self.records = 0
         self.validated = 0
         self.invalid: list[str] = []
+        self.ecs_documents = 0
 
     def line(self, path, n: int, rec) -> None:
+        if type(rec) is dict and "kind" not in rec and "@timestamp" in rec and "sniffd" in rec:
+            # An ECS document ([output] format = "ecs"): few in the suite,
+            # each checked against schema/ecs.schema.json.
+            self.ecs_documents += 1
+            found = ecs_problems(rec)
+            if found:
+                self.invalid.append(f"{path}:{n}: (schema/ecs.schema.json) {found[0]}")
+            return
         if type(rec) is not dict or "kind" not in rec:
             return  # not a sniffd record (an operational event, a test's own JSON)
         self.records += 1
@@ -121,6 +130,25 @@ class RecordScan:
             self.invalid.append(f"{path}:{n}: {found[0]}" + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
         elif key is not None:
             self.seen.add(key)
+
+
+ECS_SCHEMA_PATH = SCHEMA_PATH.with_name("ecs.schema.json")
+
+
+@cache
+def ecs_validator():
+    from jsonschema import Draft202012Validator
+
+    with open(ECS_SCHEMA_PATH, encoding="utf-8") as f:
+        ecs_schema = json.load(f)
+    Draft202012Validator.check_schema(ecs_schema)
+    return Draft202012Validator(ecs_schema)
+
+
+def ecs_problems(doc) -> list[str]:
+    """Every error of an ECS document against schema/ecs.schema.json."""
+    errors = sorted(ecs_validator().iter_errors(doc), key=lambda e: (-len(e.absolute_path), e.json_path))
+    return [f"{e.json_path}: {e.message}" for e in errors]
 
 
 _checked: set = set()

@@ -13,6 +13,7 @@ TLS 1.2 handshake.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import sys
 from datetime import datetime, timezone
@@ -31,6 +32,33 @@ CERT_MEMO_SIZE = 32
 MAX_MEMO_BYTES = 8192
 
 CERT_MEMO = Memo(CERT_MEMO_SIZE)
+
+
+# A self-signed certificate (EC P-256, a subjectAltName, a subject with a
+# comma to escape) that ``warm_up`` summarises once.
+_WARM_UP_DER = base64.b64decode(
+    "MIIBdzCCARygAwIBAgICEjQwCgYIKoZIzj0EAwIwNDEYMBYGA1UEAwwPd2FybS11cC5pbnZhbGlk"
+    "MRgwFgYDVQQKDA9zbmlmZmQsIHByZWxvYWQwHhcNMjYwMTAxMDAwMDAwWhcNMzYwMTAxMDAwMDAw"
+    "WjA0MRgwFgYDVQQDDA93YXJtLXVwLmludmFsaWQxGDAWBgNVBAoMD3NuaWZmZCwgcHJlbG9hZDBZ"
+    "MBMGByqGSM49AgEGCCqGSM49AwEHA0IABOT64lzhvAF4R69lwAiMcvYiXPDKMrTahHjnnQqGSNg/"
+    "7qnxDnKpbhc2LH+FOqqOLzVpxvlbFj8Mb+s1J7U2i9ujHjAcMBoGA1UdEQQTMBGCD3dhcm0tdXAu"
+    "aW52YWxpZDAKBggqhkjOPQQDAgNJADBGAiEAt3TxLtuXndjuonmLtWBU2p1aUuPn5SBPx5XepfMr"
+    "RJ8CIQDnrjLc8fdobpgF3UsHItb8DzBxmnLTtLF1G9YRgDUi9g=="
+)
+
+
+def warm_up() -> None:
+    """Load ``cryptography`` and every module a certificate summary reaches, now.
+
+    ``summarise`` imports cryptography at the first certificate, and
+    cryptography imports more of the standard library on the way (email.utils,
+    ipaddress, ...).  The daemon calls this before it drops privileges
+    (sniffd.privileges.preload): after the drop the Python installation may be
+    unreadable, and a first import then fails, which would cost every TLS 1.2
+    connection with a certificate its record."""
+    summary, parsed = summarise(_WARM_UP_DER, hashlib.sha256(_WARM_UP_DER).hexdigest())
+    if not parsed or summary["dns_names"] != ["warm-up.invalid"]:
+        raise RuntimeError(f"the built-in certificate did not parse: {summary}")
 
 
 def first_certificate(body: bytes) -> tuple[bytes | None, bool]:

@@ -243,7 +243,7 @@ def test_limits_tcp_privacy_and_bodies_sections_are_exactly_the_settings_fields(
     sections = [*configmod.SCHEMA["limits"], *configmod.SCHEMA["tcp"], *configmod.SCHEMA["privacy"],
                 *configmod.SCHEMA["bodies"], *configmod.SETTINGS_SECTIONS["output"]]
     assert sorted(f.name for f in fields(Settings)) == sorted(sections)
-    assert ("sensor",) == configmod.SETTINGS_SECTIONS["output"]
+    assert ("sensor", "format") == configmod.SETTINGS_SECTIONS["output"]
     cfg = configmod.parse(
         {
             "limits": {"idle_timeout_s": 30, "max_connections": 7},

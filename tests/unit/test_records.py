@@ -400,3 +400,17 @@ def test_records_dumps_writes_a_sensor_name_with_a_backslash_as_it_is() -> None:
     rec["sensor"] = "dc\\gw-01"
     back = orjson.loads(records.dumps(rec))
     assert ("dc\\gw-01", "a\\\\b") == (back["sensor"], back["request"]["headers"]["x-test"])
+
+
+def test_ip_text_writes_addresses_as_operators_read_them():
+    from sniffd.records import ip_text
+
+    assert ip_text(bytes([10, 0, 0, 1])) == "10.0.0.1"
+    assert ip_text(bytes(4)) == "0.0.0.0"
+    assert ip_text(b"\xff" * 4) == "255.255.255.255"
+    assert ip_text(bytes([192, 168, 1, 10])) == "192.168.1.10"
+    assert ip_text(bytes(15) + b"\x01") == "::1"
+    assert ip_text(bytes.fromhex("20010db8000000000000000000000001")) == "2001:db8::1"
+    assert ip_text(bytes.fromhex("fe800000000000000202b3fffe1e8329")) == "fe80::202:b3ff:fe1e:8329"
+    # IPv4-mapped: as Python's ipaddress writes it (glibc's inet_ntop writes ::ffff:1.2.3.4)
+    assert ip_text(bytes.fromhex("00000000000000000000ffff01020304")) == "::ffff:102:304"
