@@ -61,12 +61,13 @@ def build_parser(daemon_commands: bool = True) -> argparse.ArgumentParser:
     rd.add_argument("files", nargs="+", metavar="FILE",
                     help="pcap or pcapng captures, read in order: files, pipes, - for stdin; gzip or zstd compressed too")
     rd.add_argument("-f", "--filter", dest="bpf", default="", metavar="BPF", help="BPF expression applied by libpcap")
-    rd.add_argument("-o", "--output", default="-", metavar="PATH", help="write JSON lines here instead of stdout")
+    rd.add_argument("-o", "--output", default="-", metavar="PATH",
+                    help="write JSON lines here instead of stdout; nats://HOST:PORT/SUBJECT publishes them to JetStream")
     rd.add_argument("--stats", action="store_true", help="print the run's counters (packets, anomalies by name) as JSON on stderr")
     rd.add_argument("-q", "--quiet", action="store_true",
                     help="no warnings and no progress bar on stderr (errors and --stats still print)")
     rd.add_argument("-c", "--config", metavar="FILE",
-                    help="take [limits], [tcp], [privacy] and [bodies] from this sniffd.toml (capture/output keys are ignored)")
+                    help="take [limits], [tcp], [privacy], [bodies] and [nats] from this sniffd.toml (capture/output keys are ignored)")
     rd.add_argument("-w", "--workers", type=int, default=1, metavar="N",
                     help="spread the connections over N processes (symmetric flow hash); output order is unchanged")
     rd.add_argument("--format", metavar="FORMAT", default=None,
@@ -87,7 +88,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     global _read_done
     from sniffd.readfile import read_files
 
-    settings, key = None, None
+    settings, key, nats = None, None, None
     if args.config:
         from sniffd.config import ConfigError, load
 
@@ -96,6 +97,20 @@ def cmd_read(args: argparse.Namespace) -> int:
             settings, key = cfg.settings(), cfg.redact_key()
         except ConfigError as e:
             return _die(str(e))
+        nats = cfg.values["nats"] if "://" in args.output else None
+    if "://" in args.output:
+        # -o nats://HOST:PORT/SUBJECT: records to JetStream (sniffd.natssink),
+        # with the [nats] keys of -c (or their defaults).
+        from sniffd import natssink
+
+        try:
+            natssink.parse_url(args.output)
+        except natssink.NatsUrlError as e:
+            return _die(f"-o: bad NATS URL {natssink.shown_url(args.output)!r}: {e}")
+        if nats is None:
+            from sniffd.config import defaults
+
+            nats = defaults().values["nats"]
     if args.format is not None:
         # Checked here, not by argparse's choices: one line, as for the config key.
         from dataclasses import replace
@@ -110,7 +125,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         if problem:
             return _die(problem)
     rc = read_files(args.files, bpf=args.bpf, output=args.output, stats=args.stats, workers=args.workers,
-                    settings=settings, redact_key=key, quiet=args.quiet)
+                    settings=settings, redact_key=key, quiet=args.quiet, nats=nats)
     _read_done = True
     return rc
 
@@ -178,7 +193,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interface", metavar="IFACE", help="capture on this interface ([capture] interface)")
     p.add_argument("-f", "--filter", dest="bpf_filter", metavar="BPF", help="BPF expression ([capture] bpf_filter)")
     p.add_argument("-s", "--snaplen", type=int, metavar="BYTES", help="bytes kept per packet ([capture] snaplen)")
-    p.add_argument("-o", "--output", metavar="PATH", help="JSON-lines file, '-' for stdout ([output] path)")
+    p.add_argument("-o", "--output", metavar="PATH", help="JSON-lines file, '-' for stdout, or nats://HOST:PORT/SUBJECT ([output] path)")
     p.add_argument("--user", metavar="USER", help="run as this user after opening the capture ([privileges] user); '' keeps the current one")
     p.add_argument("--group", metavar="GROUP", help="and this group ([privileges] group)")
     p.add_argument("--log-level", choices=configmod.LOG_LEVELS, help="operational log level ([log] level)")
@@ -228,9 +243,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     workers = f", workers {cap['workers']}" if cap["workers"] > 1 else ""
     print(
         f"{where}: OK: interface {cap['interface']}, filter {cap['bpf_filter']!r}, "
-        f"output {cfg.output['path']}, user {cfg.get('privileges', 'user') or '(unchanged)'}{workers}"
+        f"output {_shown_output(cfg.output['path'])}, user {cfg.get('privileges', 'user') or '(unchanged)'}{workers}"
     )
     return EXIT_OK
+
+
+def _shown_output(path: str) -> str:
+    from sniffd.natssink import shown_url
+
+    return shown_url(path) if "://" in path else path
 
 
 def cmd_interfaces(args: argparse.Namespace) -> int:

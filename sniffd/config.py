@@ -142,7 +142,33 @@ def _path(value: str) -> str | None:
 
 
 def _output_path(value: str) -> str | None:
+    """A file path, "-", or a nats://HOST:PORT/SUBJECT URL (sniffd.natssink)."""
+    from sniffd import natssink
+
+    if natssink.is_nats_url(value):
+        problem = _controls(value)
+        if problem:
+            return problem
+        try:
+            natssink.parse_url(value)
+        except natssink.NatsUrlError as e:
+            return f"bad NATS URL {natssink.shown_url(value)!r}: {e}"
+        return None
     return "must not be empty" if not value else _path(value)
+
+
+def _nats_stream(value: str) -> str | None:
+    """A JetStream stream name ("" = any): no white space, '.', '*', '>', '/'
+    or '\\' (the server refuses them), at most 255 characters."""
+    problem = _controls(value)
+    if problem:
+        return problem
+    if len(value) > 255:
+        return f"must be at most 255 characters, got {len(value)}"
+    bad = [c for c in value if c.isspace() or c in ".*>/\\"]
+    if bad:
+        return f"must be a stream name (no white space, '.', '*', '>', '/' or '\\'), got {value!r}"
+    return None
 
 
 def _interface(value: str) -> str | None:
@@ -441,6 +467,34 @@ SCHEMA: dict[str, dict[str, Key]] = {
         **_settings_schema("output"),
     },
     "flow_pcaps": _settings_schema("flow_pcaps"),
+    # Used only when [output] path is a nats:// URL (sniffd.natssink).
+    "nats": {
+        # The stream that must take the subject; "" = whichever does.
+        "stream": Key(str, "", _nats_stream),
+        # Off: sniffd does not create streams on someone's server unless asked
+        # (a stream's limits and storage are the server operator's choice).
+        "create_stream": Key(bool, False),
+        # Publishes awaiting JetStream's ack at once: 1024 keeps a local
+        # server busy (the throughput stops growing well below it) while a
+        # re-send after an outage is at most 1024 records.  1..65536.
+        "max_pending_acks": Key(int, 1024, _between(1, 65536)),
+        # A publish not acknowledged by then is sent again (same message id):
+        # 5 s, nats-py's own request timeout; 0.1 s is below a loaded
+        # server's fsync; 300 s would hold the buffer for a dead server.
+        "ack_timeout_s": Key(float, 5.0, _between(0.1, 300)),
+        # How long start-up waits for the server: `read` fails after it,
+        # `run` starts blocked and keeps trying.  5 s covers a TLS-less
+        # connect across a WAN several times over.
+        "connect_timeout_s": Key(float, 5.0, _between(0.1, 300)),
+        # Between reconnection attempts (without end): 1 s, so the output
+        # resumes within about a second of the server's return.
+        "reconnect_wait_s": Key(float, 1.0, _between(0.05, 60)),
+        # At the end of `read` and at shutdown, how long to wait for the
+        # outstanding acks; what is unacknowledged then is counted lost.
+        # 5 s: with the shutdown budget it stays inside systemd's
+        # TimeoutStopSec=15.
+        "close_timeout_s": Key(float, 5.0, _between(0.1, 600)),
+    },
     "log": {
         "level": Key(str, "info", _one_of(*LOG_LEVELS)),
         "format": Key(str, "json", _one_of(*LOG_FORMATS)),
@@ -727,7 +781,9 @@ def check_environment(cfg: Config) -> None:
             raise ConfigError(f"{cfg.where('privileges', 'group')}: a group needs a user to switch to ([privileges] user is empty)")
     cfg.redact_key()
     out = cfg.output["path"]
-    if out != "-":
+    from sniffd.natssink import is_nats_url
+
+    if out != "-" and not is_nats_url(out):
         directory = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(directory):
             raise ConfigError(f"{cfg.where('output', 'path')}: directory {directory} does not exist")

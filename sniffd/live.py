@@ -157,7 +157,7 @@ class Opened:
     captures: list[LiveCapture]  # one, or the members of the fanout group
     group: int | None  # the fanout group's id; None with one capture
     pipelines: list[Pipeline]  # one per capture
-    sink: JsonLinesSink
+    sink: JsonLinesSink  # or a natssink.NatsSink: a sink.Sink either way
     uid: int
     gid: int
     versions: dict[str, str]
@@ -221,6 +221,11 @@ def start_up(cfg: Config, settings: Settings, workers: int) -> Opened:
         fanout = {} if group is None else {"workers": workers, "fanout_group": group}
         oplog.capture_opened(cfg, captures[0].linktype, **fanout)
         notifier = Notifier()
+        if "://" in cfg.output["path"]:
+            # The NATS client (and what it imports) while the venv is surely readable.
+            import nats  # noqa: F401
+
+            import sniffd.natssink  # noqa: F401
         uid, gid = drop_privileges(cfg.get("privileges", "user"), cfg.get("privileges", "group"))
         if settings.flow_pcap_dir and not os.access(settings.flow_pcap_dir, os.W_OK | os.X_OK):
             # Flow pcaps are made as the user sniffd now runs as.

@@ -135,7 +135,7 @@ def start(cfg: Config, linktype: int, uid: int, gid: int, versions: dict[str, st
         linktype=linktype,
         snaplen=cap["snaplen"],
         promiscuous=cap["promiscuous"],
-        output=cfg.output["path"],
+        output=_shown_output(cfg.output["path"]),
         config=cfg.path,
         user=user,
         uid=uid,
@@ -145,6 +145,15 @@ def start(cfg: Config, linktype: int, uid: int, gid: int, versions: dict[str, st
         **fanout,
         versions=versions,
     )
+
+
+def _shown_output(path: str) -> str:
+    """The output as events show it: a nats:// URL without its credentials."""
+    if "://" not in path:
+        return path
+    from sniffd.natssink import shown_url
+
+    return shown_url(path)
 
 
 # The daemon's counters in the stats and shutdown events, in this order; the

@@ -81,9 +81,10 @@ def _open_all(paths: list[str], bpf: str, names: list[str] | None = None) -> lis
 
 def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Settings | None = None,
                stats: bool = False, workers: int = 1, redact_key: bytes | None = None,
-               quiet: bool = False) -> int:
+               quiet: bool = False, nats: dict | None = None) -> int:
     """``quiet``: no warnings and no progress bar on stderr (errors, and
-    the counters ``stats`` asks for, are still written)."""
+    the counters ``stats`` asks for, are still written).  ``nats``: the
+    ``[nats]`` keys, when ``output`` is a nats:// URL (_read_to_nats)."""
     try:
         captures = _open_all(paths, bpf)
     except CaptureError as e:
@@ -102,6 +103,9 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
         # One random key for the run, shared by every worker, so a
         # credential gets one token throughout the output.
         redact_key = os.urandom(32)
+
+    if nats is not None:
+        return _read_to_nats(captures, bpf, settings, output, nats, stats, workers, redact_key, quiet)
 
     # Where the lines go, and (tmp) the temporary file renamed there at the end.
     where = output
@@ -168,6 +172,61 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
         out.close()
     if stats:
         print(json.dumps(totals, sort_keys=True), file=sys.stderr)
+    return 0
+
+
+def _read_to_nats(captures: list[OfflineCapture], bpf: str, settings: Settings | None, url: str, nats: dict,
+                  stats: bool, workers: int, key: bytes, quiet: bool) -> int:
+    """``read -o nats://...``: every record a JetStream message (sniffd.natssink).
+
+    Unlike the daemon, a read waits for acks when its buffer is full (a file
+    can be read at the pace of the server) rather than drop.  Exit status: 2
+    if the output cannot start (server unreachable within connect_timeout_s,
+    no stream for the subject, bad input), 1 if any record was lost (not
+    acknowledged by the end: ``records_lost`` on stderr), 0 when JetStream
+    acknowledged every record.  Records published before a failure mid-read
+    stay in the stream (a stream has no temporary name to discard)."""
+    from sniffd import natssink
+
+    def event(name: str, **fields: object) -> None:
+        if quiet and name == "output_resumed":
+            return
+        detail = ", ".join(f"{k}={v}" for k, v in fields.items() if k != "path")
+        print(f"sniffd: warning: {fields.get('path', url)}: {name}: {detail}", file=sys.stderr)
+
+    try:
+        sink = natssink.open_nats_sink({"path": url, "backlog_mb": 64.0}, nats, event,
+                                       require_connection=True, wait_for_room=True)
+    except natssink.NatsStartError as e:
+        _err(str(e))
+        return EXIT_BAD_INPUT
+
+    def write(text: str) -> None:
+        # Whole lines, each ending in "\n" (_run and the merge write those).
+        sink.add(text.split("\n")[:-1])
+
+    show = progress_bar.wanted(quiet)
+    try:
+        if workers == 1:
+            totals = _run(captures, settings, write, None, warn=not quiet, key=key, show_progress=show)
+        else:
+            totals = _run_parallel(captures, bpf, settings, write, workers, key, quiet, show)
+    except CaptureError as e:
+        sink.close()
+        _err(f"{e} (records before it were published to {sink.path})")
+        return EXIT_BAD_INPUT
+    finally:
+        sink.close()  # waits for the acks (close_timeout_s); a second call does nothing
+    out = sink.stats()
+    if totals is None:
+        return EXIT_FAILED
+    if stats:
+        totals["output"] = out
+        print(json.dumps(totals, sort_keys=True), file=sys.stderr)
+    if out["records_lost"]:
+        _err(f"{sink.path}: {out['records_lost']} records lost (not acknowledged by JetStream), "
+             f"{out['records_written']} acknowledged")
+        return EXIT_FAILED
     return 0
 
 

@@ -126,9 +126,17 @@ class Sink(Protocol):
         """The output's counters: the OUTPUT_STATS keys, in that order."""
 
 
-def open_sink(cfg: Config, on_event: EventHook = _no_events) -> JsonLinesSink:
-    """The records file of ``[output]``, opened as the user we run as now; OSError names the key."""
+def open_sink(cfg: Config, on_event: EventHook = _no_events) -> Sink:
+    """The records file of ``[output]``, opened as the user we run as now; OSError names the key.
+    A ``nats://`` path is a JetStream output instead (sniffd.natssink)."""
     out = cfg.output
+    if "://" in out["path"]:
+        from sniffd import natssink
+
+        try:
+            return natssink.open_nats_sink(out, cfg.values["nats"], on_event)
+        except natssink.NatsStartError as e:
+            raise OSError(f"{cfg.where('output', 'path')}: {e}") from None
     sink = JsonLinesSink(
         out["path"],
         rotate_bytes=out["rotate_bytes"],

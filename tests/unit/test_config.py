@@ -107,6 +107,10 @@ BAD_FILES = [
     ("stats_too_often", "[stats]\ninterval_s = 0.001\n", [], "[stats] interval_s: must be 0 (off) or between 1 and 86400, got 0.001"),
     ("sensor_too_long", f"[output]\nsensor = '{'g' * 256}'\n", [], "[output] sensor: must be at most 255 characters, got 256"),
     ("newline_in_sensor", '[output]\nsensor = "gw\\n01"\n', [], "[output] sensor: must not contain control characters ('\\n'), got 'gw\\n01'"),
+    # [nats]: the NATS output's keys (sniffd.natssink)
+    ("nats_stream_with_a_dot", "[nats]\nstream = 'sniffd.http'\n", [], "[nats] stream: must be a stream name (no white space, '.', '*', '>', '/' or '\\'), got 'sniffd.http'"),
+    ("nats_no_acks_in_flight", "[nats]\nmax_pending_acks = 0\n", [], "[nats] max_pending_acks: must be between 1 and 65536, got 0"),
+    ("nats_create_stream_not_bool", "[nats]\ncreate_stream = 'yes'\n", [], "[nats] create_stream: expected true or false, got 'yes'"),
 ]
 
 
@@ -159,6 +163,11 @@ BAD_FLAGS = [
     ("invalid_bpf_flag", ["-i", "lo", "-f", "tcp prot 80"], "--filter: invalid BPF expression 'tcp prot 80': "),
     ("snaplen_flag_out_of_range", ["-i", "lo", "--snaplen", "1"], "--snaplen: must be between 64 and 262144, got 1"),
     ("missing_output_dir", ["-i", "lo", "-o", "/nonexistent-dir/http.jsonl"], "--output: directory /nonexistent-dir does not exist"),
+    # A nats:// output: checked as a URL, the password never echoed.
+    ("nats_url_with_a_wildcard", ["-i", "lo", "-o", "nats://u:secret@127.0.0.1:4222/sniffd.*"],
+     "--output: bad NATS URL 'nats://127.0.0.1:4222/sniffd.*': the subject must not hold wildcards (* or >): records are published to one subject, got 'sniffd.*'"),
+    ("nats_url_without_subject", ["-i", "lo", "-o", "nats://127.0.0.1:4222"], "--output: bad NATS URL 'nats://127.0.0.1:4222': no subject (nats://HOST:PORT/SUBJECT)"),
+    ("tls_url", ["-i", "lo", "-o", "tls://127.0.0.1:4222/sniffd"], "--output: bad NATS URL 'tls://127.0.0.1:4222/sniffd': the scheme must be nats://, got tls://"),
 ]
 
 
