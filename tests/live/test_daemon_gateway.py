@@ -234,8 +234,9 @@ def log_dir(sniffd_user):
 class Daemon:
     """One `sniffd run` process in the gateway namespace; its stderr parsed as JSON events."""
 
-    def __init__(self, gateway: Gateway, config: Path) -> None:
+    def __init__(self, gateway: Gateway, config: Path, env: dict[str, str] | None = None) -> None:
         self.argv = in_ns(gateway.gw, str(SNIFFD), "run", "-c", str(config))
+        self.env = {**os.environ, **env} if env else None  # extra environment (NOTIFY_SOCKET, ...)
         self.events: list[dict] = []
         self.stderr_lines: list[str] = []
         self._started = threading.Event()
@@ -243,7 +244,7 @@ class Daemon:
 
     def start(self) -> Daemon:
         # `ip netns exec` execs (no fork): proc.pid is sniffd's own pid.
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=self.env)
         threading.Thread(target=self._read, daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self._started.wait(0.05):

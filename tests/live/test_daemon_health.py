@@ -66,31 +66,13 @@ BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 WATCHDOG_USEC = 1_000_000
 
 
-class HealthDaemon(Daemon):
-    """Daemon with extra environment (NOTIFY_SOCKET, WATCHDOG_USEC)."""
-
-    def __init__(self, gateway, config: Path, env: dict[str, str] | None = None) -> None:
-        super().__init__(gateway, config)
-        self.env = {**os.environ, **(env or {})}
-
-    def start(self) -> HealthDaemon:
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=self.env)
-        threading.Thread(target=self._read, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._started.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"sniffd did not start: {self.stderr()}")
-        return self
-
-
 @pytest.fixture
 def start_daemon(gateway, log_dir):
-    """``start(workers=1, output=None, metrics=None, env=None, wait_start=True) -> HealthDaemon``."""
-    daemons: list[HealthDaemon] = []
+    """``start(workers=1, output=None, metrics=None, env=None, wait_start=True) -> Daemon``."""
+    daemons: list[Daemon] = []
 
     def start(workers: int = 1, output: dict | None = None, metrics: dict | None = None,
-              env: dict | None = None) -> HealthDaemon:
+              env: dict | None = None) -> Daemon:
         out = {"path": str(log_dir / "http.jsonl"), "rotate_bytes": 0, "flush_interval_s": 0.2}
         out.update(output or {})
         met = {"listen": f"127.0.0.1:{METRICS_PORT}"}
@@ -111,7 +93,7 @@ def start_daemon(gateway, log_dir):
             "interval_s = 1.0",
             "",
         ]))
-        daemon = HealthDaemon(gateway, config, env).start()
+        daemon = Daemon(gateway, config, env).start()
         daemons.append(daemon)
         return daemon
 
@@ -201,7 +183,7 @@ def notify_socket(log_dir):
     sock.close()
 
 
-def stats_settled(daemon: HealthDaemon, records: int) -> dict:
+def stats_settled(daemon: Daemon, records: int) -> dict:
     """The first stats event with every record written and no packet since the previous one."""
     def settled():
         events = daemon.named("stats")
