@@ -300,11 +300,27 @@ def run_repeated(name: str, argv: list[str], repeat: int, *, stdout_path: str | 
 # --- report --------------------------------------------------------------------
 
 
+# A record's connection id: drawn at random by every run and every worker
+# (README, "uid"), so two outputs can only agree on which records share one.
+_UID = re.compile(rb'"uid":"C[0-9A-Za-z]{17}"')
+
+
 def same_lines(a: Path, b: Path) -> int | None:
-    """None when the two files are equal, else the first line number where they differ."""
+    """None when the two files are equal but for the values of their uids
+    (each uid numbered by its first appearance in its own file: equal files
+    group their records into connections alike), else the first line number
+    where they differ."""
+    names_a: dict[bytes, bytes] = {}
+    names_b: dict[bytes, bytes] = {}
+
+    def numbered(line: bytes | None, names: dict[bytes, bytes]) -> bytes | None:
+        if line is None:
+            return None
+        return _UID.sub(lambda m: names.setdefault(m.group(0), b'"uid":"#%d"' % len(names)), line)
+
     with open(a, "rb") as fa, open(b, "rb") as fb:
         for no, (la, lb) in enumerate(itertools.zip_longest(fa, fb), 1):
-            if la != lb:
+            if numbered(la, names_a) != numbered(lb, names_b):
                 return no
     return None
 

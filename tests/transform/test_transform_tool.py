@@ -403,3 +403,25 @@ def test_verifier_allows_a_lower_trans_depth_only_after_a_run_of_whole_lost_tran
     assert (False, 0) == (v.ok_unless_undecided, v.uncounted), v.summary()
     v = check(1, 1)
     assert (False, 0) == (v.ok_unless_undecided, v.uncounted), v.summary()
+
+
+def test_bench_compares_two_outputs_by_how_their_uids_group_records_not_by_their_values(tmp_path):
+    """bench/run.py's one-process vs --workers check: every run draws its own
+    uids, so equal outputs differ in the values; they must still group the
+    same records into connections (it reported DIFFERS at line 1 for every
+    run since the uid field came, before the numbering)."""
+    import run
+
+    def uid(ch: str) -> str:
+        return "C" + ch * 17
+
+    def write(name: str, *uids: str) -> Path:
+        path = tmp_path / name
+        path.write_text("".join(f'{{"kind":"http","uid":"{u}","n":{i}}}\n' for i, u in enumerate(uids)))
+        return path
+
+    one = write("w1", uid("A"), uid("B"), uid("A"))
+    assert run.same_lines(one, write("w2", uid("X"), uid("Y"), uid("X"))) is None
+    assert run.same_lines(one, write("merged", uid("X"), uid("X"), uid("X"))) == 2
+    assert run.same_lines(one, write("split", uid("X"), uid("Y"), uid("Z"))) == 3
+    assert run.same_lines(one, write("short", uid("X"), uid("Y"))) == 3
