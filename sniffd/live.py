@@ -444,6 +444,13 @@ class LiveRunner:
         next_tick_expire = 0.0
         meter = self.meter
         report = self.report
+
+        def write(out: list[dict]) -> None:
+            """Records to the sink, and to the metrics' meter when there is one."""
+            sink.add(dumps(r) for r in out)
+            if meter is not None:
+                meter.observe(out)
+
         while True:
             try:
                 item = q.get(timeout=self.read_timeout_s)
@@ -470,9 +477,7 @@ class LiveRunner:
                         # tells snaplen cuts apart by the capture's snaplen.
                         out += pipeline.feed(ts, linktype, frame)
                 if out:
-                    sink.add(dumps(r) for r in out)
-                    if meter is not None:
-                        meter.observe(out)
+                    write(out)
             elif type(item) is Tick and item.wall >= next_tick_expire:
                 # At most once a second, as the pipeline does by packet time:
                 # timeouts are in seconds, and a scan of a large flow table
@@ -482,9 +487,7 @@ class LiveRunner:
                 # last packet changes nothing.
                 out = pipeline.expire(item.wall - tick_lag_s)
                 if out:
-                    sink.add(dumps(r) for r in out)
-                    if meter is not None:
-                        meter.observe(out)
+                    write(out)
             mono = time.monotonic()
             sink.maybe_flush(mono)
             if mono >= next_stats:
@@ -494,9 +497,7 @@ class LiveRunner:
         # Shutdown: every open transaction becomes a record flagged cut_by_shutdown.
         out = pipeline.flush("shutdown")
         if out:
-            sink.add(dumps(r) for r in out)
-            if meter is not None:
-                meter.observe(out)
+            write(out)
         sink.close()
         report.shutdown(self._report_fields(), self.exit_status)
 

@@ -370,8 +370,8 @@ class Pipeline:
             if keys is not None:
                 keys.append(self._emit_at + conn.order)
         self.records += len(out)
-        if self.tap is not None:
-            self.tap.settle()
+        if tap is not None:
+            tap.settle()
         return out
 
     def _count_record_anomaly(self, name: str) -> None:

@@ -129,12 +129,8 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
             return EXIT_BAD_INPUT
         out = os.fdopen(fd, "w", encoding="ascii", buffering=1 << 20)
 
-    show = progress_bar.wanted(quiet)
     try:
-        if workers == 1:
-            totals = _run(captures, settings, out.write, None, warn=not quiet, key=redact_key, show_progress=show)
-        else:
-            totals = _run_parallel(captures, bpf, settings, out.write, workers, redact_key, quiet, show)
+        totals = _run_all(captures, bpf, settings, out.write, workers, redact_key, quiet)
         out.flush()
     except CaptureError as e:
         # Damage found mid-read (a compressed stream cut short or corrupt):
@@ -205,12 +201,8 @@ def _read_to_nats(captures: list[OfflineCapture], bpf: str, settings: Settings |
         # Whole lines, each ending in "\n" (_run and the merge write those).
         sink.add(text.split("\n")[:-1])
 
-    show = progress_bar.wanted(quiet)
     try:
-        if workers == 1:
-            totals = _run(captures, settings, write, None, warn=not quiet, key=key, show_progress=show)
-        else:
-            totals = _run_parallel(captures, bpf, settings, write, workers, key, quiet, show)
+        totals = _run_all(captures, bpf, settings, write, workers, key, quiet)
     except CaptureError as e:
         sink.close()
         _err(f"{e} (records before it were published to {sink.path})")
@@ -228,6 +220,16 @@ def _read_to_nats(captures: list[OfflineCapture], bpf: str, settings: Settings |
              f"{out['records_written']} acknowledged")
         return EXIT_FAILED
     return 0
+
+
+def _run_all(captures: list[OfflineCapture], bpf: str, settings: Settings | None, write, workers: int, key: bytes,
+             quiet: bool) -> dict | None:
+    """Every capture's records to ``write``, by one pipeline or by ``workers``
+    processes (_run_parallel); the stats, or None when a worker failed."""
+    show = progress_bar.wanted(quiet)
+    if workers == 1:
+        return _run(captures, settings, write, None, warn=not quiet, key=key, show_progress=show)
+    return _run_parallel(captures, bpf, settings, write, workers, key, quiet, show)
 
 
 def _run(captures: list[OfflineCapture], settings: Settings | None, write, shard: tuple[int, int] | None,
