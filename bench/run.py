@@ -29,7 +29,15 @@ Steps (see bench/README.md):
    and checks it with bench/damage.py: the first must be exact throughout;
    on the second no transaction may be mispaired, every damaged one must be
    flagged and every other one exact.
-5. Prints the figures, ratios, a summary table and the issue's targets, and
+5. Issue 12's short-TLS check (--tls N, default 10,000; 0 skips it): makes
+   bench/out/tls-N.pcap with bench/tls_corpus.py (N copies of the real
+   handshakes of captures/tls/loopback_handshakes.pcap, 13 packets each) if
+   absent, times ``sniffd read`` on it, each run right after one of the HTTP
+   corpus's one-process runs (so both see the same machine), and checks each
+   TLS record against what the generator knows of its copy (the source
+   connection's answer key, captures/tls/loopback_handshakes.json, and the
+   payload bytes each way).  Target: no fewer packets/s than on the HTTP corpus.
+6. Prints the figures, ratios, a summary table and the issue's targets, and
    writes bench/out/results.json; with --live, then runs bench/live.py.
 
 Exit status: 0 when every sniffd output is exact (on the damaged copies:
@@ -41,6 +49,7 @@ run.  --strict also fails (3) when a speed or memory target is missed.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -64,6 +73,7 @@ from pcapinfo import pcap_info  # noqa: E402
 from verify import verify  # noqa: E402
 
 import damage  # noqa: E402
+import tls_corpus  # noqa: E402
 import transform  # noqa: E402
 
 # The issue's targets for `sniffd read` on this corpus.
@@ -297,7 +307,23 @@ def run_repeated(name: str, argv: list[str], repeat: int, *, stdout_path: str | 
     return res
 
 
+def run_alternating(jobs: list[tuple[str, list[str]]], repeat: int) -> list[Result]:
+    """``run_repeated`` for several commands taking turns (A B A B ...), so
+    that a machine busier at one moment slows each of them alike."""
+    results = [Result(name, argv) for name, argv in jobs]
+    for i in range(repeat):
+        for res in results:
+            say(f"{res.name}: run {i + 1}/{repeat}: {' '.join(res.argv)}")
+            r = measure(res.argv)
+            if r.returncode != 0:
+                raise RuntimeError(f"{res.name} exited {r.returncode}:\n{r.stderr[-3000:]}")
+            res.runs.append(r)
+    return results
+
+
 # --- report --------------------------------------------------------------------
+
+TLS_RUN = "sniffd read (short TLS)"
 
 
 # A record's connection id: drawn at random by every run and every worker
@@ -347,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"(default {DEFAULT_TRANSFORMS!r}: the issue's reordered copy and its 1%% loss copy)")
     ap.add_argument("--no-transforms", action="store_true", help="check only the clean corpus")
     ap.add_argument("--transform-seed", type=int, default=1, help="seed of the damaged copies (default 1)")
+    ap.add_argument("--tls", type=int, default=10_000, metavar="N",
+                    help="time `sniffd read` on N short TLS connections (bench/tls_corpus.py) beside the HTTP corpus "
+                         "(issue 12: no fewer packets/s); 0 skips it (default 10000)")
     ap.add_argument("--live", action="store_true", help="also run bench/live.py (tcpreplay through a veth into `sniffd run`)")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a speed or memory target is missed")
     args = ap.parse_args(argv)
@@ -370,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
     warm_page_cache(pcap)
     info = pcap_info(str(pcap))
     exe = args.sniffd or sniffd_exe()
+    args.tls_corpus = None
+    if args.tls > 0:
+        args.tls_corpus = ensure_tls_corpus(out_dir, args.tls)
+        warm_page_cache(args.tls_corpus[0])
 
     scratch = make_scratch(args.scratch)
     try:
@@ -447,6 +480,62 @@ def check_copies(variants: list[list[str]], seed: int, out_dir: Path, scratch: P
     return copies
 
 
+def ensure_tls_corpus(out_dir: Path, connections: int) -> tuple[Path, dict]:
+    """bench/out/tls-N.pcap and what the generator knew of it, made again
+    when absent or when the source capture changed."""
+    pcap, truth_path = out_dir / f"tls-{connections}.pcap", out_dir / f"tls-{connections}.json"
+    source_sha = hashlib.sha256(tls_corpus.SOURCE.read_bytes()).hexdigest()
+    if pcap.exists() and truth_path.exists():
+        truth = json.loads(truth_path.read_text())
+        if truth.get("source_sha256") == source_sha and truth.get("connections") == connections:
+            return pcap, truth
+    say(f"making the short-TLS corpus: bench/tls_corpus.py --connections {connections}")
+    tls_corpus.build(connections, pcap, truth_path)
+    return pcap, json.loads(truth_path.read_text())
+
+
+# The answer key's fields checked on every TLS record (all of them but "name").
+TLS_KEY = json.loads((REPO_ROOT / "captures" / "tls" / "loopback_handshakes.json").read_text())["connections"]
+
+
+def verify_tls(truth: dict, records_path: Path) -> tuple[bool, str, list[str]]:
+    """Each copy exactly one record of kind "tls", equal to its source
+    connection's answer key, established, no anomaly, and the copy's payload
+    bytes each way; no other record."""
+    want = {(ip, port): (src, cb, sb) for ip, port, src, cb, sb in truth["copies"]}
+    seen: set = set()
+    problems: list[str] = []
+    exact = 0
+    with open(records_path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            rec = json.loads(line)
+            key = (rec.get("client", {}).get("ip"), rec.get("client", {}).get("port"))
+            if rec.get("kind") != "tls" or key not in want or key in seen:
+                problems.append(f"line {n}: not one of the copies' records (kind {rec.get('kind')!r}, client {key})")
+                continue
+            seen.add(key)
+            src, cb, sb = want[key]
+            tls = rec["tls"]
+            expect = {k: v for k, v in TLS_KEY[str(src)].items() if k != "name"}
+            got = {k: tls.get(k) for k in expect}
+            wrong = [k for k in expect if got[k] != expect[k]]
+            if not tls.get("established"):
+                wrong.append("established")
+            if rec.get("anomalies"):
+                wrong.append(f"anomalies {rec['anomalies']}")
+            if (tls.get("client_bytes"), tls.get("server_bytes")) != (cb, sb):
+                wrong.append(f"bytes {tls.get('client_bytes')}/{tls.get('server_bytes')} (copy: {cb}/{sb})")
+            if wrong:
+                problems.append(f"line {n}: client {key[0]}:{key[1]} ({TLS_KEY[str(src)]['name']}): {', '.join(wrong)}")
+            else:
+                exact += 1
+    missing = len(want) - len(seen)
+    if missing:
+        problems.append(f"{missing} cop{'y' if missing == 1 else 'ies'} without a record")
+    ok = not problems
+    return ok, f"{exact:,} of {len(want):,} TLS connections exact" + ("" if ok else f", {len(problems)} problem(s)"), problems
+
+
 class SniffdFailed(RuntimeError):
     """sniffd exited non-zero on an input it must handle: a sniffd bug (exit 1), not a bench problem."""
 
@@ -458,6 +547,7 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
     failures: list[str] = []
     unsupported: dict[int, str] = {}
 
+    tls_res: Result | None = None  # the short-TLS runs (--tls), taking turns with the one-process HTTP runs
     # sniffd: one process, then each --workers N.
     configs = [(1, [])]
     has_workers = sniffd_read_has_workers(exe) if worker_counts else False
@@ -470,8 +560,22 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
     for n, extra in configs:
         name = "sniffd read" if n == 1 else f"sniffd read --workers {n}"
         out = scratch / f"records-w{n}.jsonl"
+        argv = [exe, "read", str(pcap), "-o", str(out), "--stats", *extra]
         try:
-            res = run_repeated(name, [exe, "read", str(pcap), "-o", str(out), "--stats", *extra], args.repeat)
+            if n == 1 and args.tls_corpus:
+                tls_out = scratch / "records-tls.jsonl"
+                res, tls_res = run_alternating(
+                    [(name, argv), (TLS_RUN, [exe, "read", str(args.tls_corpus[0]), "-o", str(tls_out), "--stats"])], args.repeat)
+                tls_out = Path(shutil.move(tls_out, out_dir / tls_out.name))
+                ok, tls_res.note, problems = verify_tls(args.tls_corpus[1], tls_out)
+                tls_res.verdict = ok
+                tls_res.items = args.tls_corpus[1]["connections"]
+                tls_res.item_name = "TLS records"
+                if not ok:
+                    failures.append(TLS_RUN)
+                    (out_dir / "mismatches-tls.txt").write_text("\n".join(problems) + "\n")
+            else:
+                res = run_repeated(name, argv, args.repeat)
         except RuntimeError as e:
             # sniffd failing on a clean capture is a sniffd bug, not a bench problem.
             print(f"bench: FAIL: {e}")
@@ -592,6 +696,28 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
             failures.append(f"sniffd read --workers {n} (output order)")
     if base.note:
         print(f"sniffd read --stats: {base.note}")
+    tls_line = None
+    if tls_res is not None:
+        tls_pcap, tls_truth = args.tls_corpus
+        tls_packets = tls_truth["packets"]
+        trt = tls_res.rates(tls_packets, tls_pcap.stat().st_size)
+        tls_cpu_pps = tls_packets / tls_res.cpu_s if tls_res.cpu_s else 0.0
+        base_cpu_pps = packets / base.cpu_s if base.cpu_s else 0.0
+        pairs = ", ".join(f"{h.wall_s:.2f}/{t.wall_s:.2f}" for h, t in zip(base.runs, tls_res.runs))
+        print()
+        print(f"{TLS_RUN}: {tls_pcap} ({tls_truth['connections']:,} connections, {tls_packets:,} packets, "
+              f"{tls_packets / tls_truth['connections']:.0f} a connection): {trt['pps']:,.0f} packets/s, "
+              f"{tls_cpu_pps:,.0f} packets/cpu-s, wall {tls_res.wall_s:.2f} s, cpu {tls_res.cpu_s:.2f} s, "
+              f"peak RSS {tls_res.peak_rss_bytes / MB:.1f} MB")
+        print(f"  against the HTTP corpus, one process, in turns (wall s HTTP/TLS: {pairs}): "
+              f"{base_pps:,.0f} packets/s, {base_cpu_pps:,.0f} packets/cpu-s; TLS ÷ HTTP {trt['pps'] / base_pps:.2f}x "
+              f"(per cpu-s {tls_cpu_pps / base_cpu_pps if base_cpu_pps else 0:.2f}x)")
+        print(f"correctness of {TLS_RUN}: {tls_res.note}")
+        if not tls_res.verdict:
+            print(f"  full list: {out_dir}/mismatches-tls.txt")
+        tls_line = (trt["pps"] >= base_pps,
+                    f"{trt['pps']:,.0f} vs {base_pps:,.0f} packets/s ({trt['pps'] / base_pps:.2f}x; per cpu-s "
+                    f"{tls_cpu_pps:,.0f} vs {base_cpu_pps:,.0f})")
     for c in copies:
         print(f"correctness {c.label}: {c.verdict.summary()}")
         for name, ok, value in c.verdict.targets():
@@ -628,6 +754,9 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
     for c in copies:
         for name, ok, value in c.verdict.targets():
             targets.append((f"{name} ({c.label.removeprefix('on ').removeprefix('with ')})", ok, value))
+    if tls_line is not None:
+        targets.append(("short TLS packets/s >= HTTP corpus's (issue 12)", *tls_line))
+        targets.append(("every short TLS connection exact", tls_res.verdict, tls_res.note))
     if 2 in speedups:
         targets.append(("--workers 2 >= 1.6x one process", speedups[2] >= TARGET_WORKERS2_SPEEDUP, f"{speedups[2]:.2f}x"))
     elif 2 in unsupported:
@@ -652,6 +781,12 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
         "ratios": ratios,
         "speedups": {str(n): s for n, s in speedups.items()},
         "targets": [{"target": n, "met": ok, "value": v} for n, ok, v in targets],
+        "short_tls": None if tls_res is None else {
+            "pcap": str(args.tls_corpus[0]), "connections": args.tls_corpus[1]["connections"], "packets": args.tls_corpus[1]["packets"],
+            "argv": tls_res.argv, "wall_s": [x.wall_s for x in tls_res.runs], "median_wall_s": tls_res.wall_s,
+            "cpu_s": [x.cpu_s for x in tls_res.runs], "other_cpu_s": [x.other_cpu_s for x in tls_res.runs],
+            **tls_res.rates(args.tls_corpus[1]["packets"], args.tls_corpus[0].stat().st_size),
+            "peak_rss_bytes": tls_res.peak_rss_bytes, "exact": tls_res.verdict, "summary": tls_res.note},
         "damaged_copies": [{"label": c.label, "transforms": c.transforms, "seed": c.sidecar["seed"], "ok": c.verdict.ok,
                             "summary": c.verdict.summary(), "counts": dict(c.verdict.counts), "damaged": c.verdict.damaged,
                             "after_loss": c.verdict.after_loss, "after_loss_exact": c.verdict.after_loss_exact,

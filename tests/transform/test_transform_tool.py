@@ -425,3 +425,43 @@ def test_bench_compares_two_outputs_by_how_their_uids_group_records_not_by_their
     assert run.same_lines(one, write("merged", uid("X"), uid("X"), uid("X"))) == 2
     assert run.same_lines(one, write("split", uid("X"), uid("Y"), uid("Z"))) == 3
     assert run.same_lines(one, write("short", uid("X"), uid("Y"))) == 3
+
+
+def test_bench_short_tls_check_passes_sniffds_records_and_catches_each_wrong_one(tmp_path, sniffd_exe):
+    """bench/run.py --tls: the copies bench/tls_corpus.py makes are judged
+    against the generator's own record of each copy (the answer key of the
+    source connection, its payload bytes each way).  sniffd's records of a
+    25-copy corpus pass; a changed field, a copy's record missing, a record
+    twice and an HTTP record each fail."""
+    import run
+    import tls_corpus
+
+    pcap, truth_path = tmp_path / "tls.pcap", tmp_path / "tls.json"
+    assert tls_corpus.build(25, pcap, truth_path) == 25 * 13
+    truth = json.loads(truth_path.read_text())
+    out = tmp_path / "tls.jsonl"
+    subprocess.run([sniffd_exe, "read", str(pcap), "-o", str(out)], check=True)
+    ok, summary, problems = run.verify_tls(truth, out)
+    assert (ok, summary, problems) == (True, "25 of 25 TLS connections exact", [])
+    lines = out.read_bytes().splitlines(keepends=True)
+
+    def judged(records: list[bytes]) -> tuple[bool, list[str]]:
+        bad = tmp_path / "bad.lines"  # not .jsonl: the suite's schema scan reads only real outputs
+        bad.write_bytes(b"".join(records))
+        ok, _, problems = run.verify_tls(truth, bad)
+        return ok, problems
+
+    rec = json.loads(lines[2])
+    rec["tls"]["sni"] = "other.test"
+    ok, problems = judged(lines[:2] + [json.dumps(rec).encode() + b"\n"] + lines[3:])
+    assert not ok and "sni" in problems[0]
+    rec = json.loads(lines[4])
+    rec["tls"]["server_bytes"] += 1
+    ok, problems = judged(lines[:4] + [json.dumps(rec).encode() + b"\n"] + lines[5:])
+    assert not ok and "bytes" in problems[0]
+    assert judged(lines[:-1]) == (False, ["1 copy without a record"])
+    ok, problems = judged(lines + lines[:1])
+    assert not ok and "not one of the copies' records" in problems[0]
+    http = b'{"kind":"http","client":{"ip":"10.0.0.1","port":20000}}\n'
+    ok, problems = judged([http] + lines[1:])
+    assert not ok and "kind 'http'" in problems[0]
