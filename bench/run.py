@@ -716,8 +716,8 @@ def bench(args, out_dir: Path, scratch: Path, meta: dict, pcap: Path, truth: lis
         if not tls_res.verdict:
             print(f"  full list: {out_dir}/mismatches-tls.txt")
         tls_line = (trt["pps"] >= base_pps,
-                    f"{trt['pps']:,.0f} vs {base_pps:,.0f} packets/s ({trt['pps'] / base_pps:.2f}x; per cpu-s "
-                    f"{tls_cpu_pps:,.0f} vs {base_cpu_pps:,.0f})")
+                    (f"{trt['pps']:,.0f} vs {base_pps:,.0f} packets/s ({trt['pps'] / base_pps:.2f}x; per cpu-s "
+                     f"{tls_cpu_pps:,.0f} vs {base_cpu_pps:,.0f})"))
     for c in copies:
         print(f"correctness {c.label}: {c.verdict.summary()}")
         for name, ok, value in c.verdict.targets():
