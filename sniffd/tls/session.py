@@ -183,109 +183,15 @@ _CLIENT_KEEP = {CLIENT_HELLO: MAX_HELLO_BYTES}
 _SERVER_KEEP = {SERVER_HELLO: MAX_HELLO_BYTES, CERTIFICATE: MAX_CERTIFICATE_BYTES}
 
 
-class TlsSession:
-    """One TLS connection's handshake, seen passively; see the module docstring for the call order."""
+class _Result:
+    """What both TlsSession classes give from their state, once per connection:
+    the record's ``tls`` object.  Reads ``client_hello``, ``server_hello``,
+    ``first_server_hello``, ``server_cert``, ``alerts``, ``established``,
+    ``client_bytes``, ``server_bytes``, ``server_saw_hello_done``,
+    ``server_sent_ccs``, and caches the fingerprints in ``_client_fp`` /
+    ``_server_fp``."""
 
-    def __init__(self) -> None:
-        self._client = _Half(_CLIENT_KEEP)
-        self._server = _Half(_SERVER_KEEP)
-        self.client_hello: ClientHello | None = None
-        self.first_server_hello: ServerHello | None = None  # a HelloRetryRequest when there was one
-        self.server_hello: ServerHello | None = None  # the ServerHello that is not a HelloRetryRequest
-        self.server_cert: dict | None = None
-        self.alerts: list[dict] = []
-        self.anomalies: set[str] = set()
-        self.first_ts: float | None = None
-        self.last_ts: float | None = None
-        self.established_ts: float | None = None  # when the second direction switched to encrypted records
-        self.missed_bytes = 0
-        self.closed = False
-        self._fatal_alert = False
-        self._sslv2_only = False
-        self._client_fp: tuple | None = None  # (ja3, ja4) of client_hello, once asked for
-        self._server_fp: tuple | None = None  # (ja3s, ja4s) of first_server_hello
-
-    # --- what the flow table reads -------------------------------------------------
-
-    @property
-    def established(self) -> bool:
-        """Both directions switched to encrypted records (see ``result``)."""
-        return self._client.mode is Mode.ENCRYPTED and self._server.mode is Mode.ENCRYPTED
-
-    @property
-    def done(self) -> bool:
-        """Nothing more will be parsed: the ``tls`` object changes only in its byte counts.
-
-        The moment to write a record early for a long-lived connection."""
-        return self.closed or (not self._client.parsing and not self._server.parsing)
-
-    @property
-    def mem(self) -> int:
-        """Bytes this session holds in buffers (partial headers, a hello or certificate
-        in progress); 0 once both directions are encrypted or stopped."""
-        c, s = self._client, self._server
-        # A direction that stopped parsing let go of every buffer (_Half.to).
-        return (c.mem if c.parsing else 0) + (s.mem if s.parsing else 0)
-
-    @property
-    def client_bytes(self) -> int:
-        return self._client.bytes
-
-    @property
-    def server_bytes(self) -> int:
-        return self._server.bytes
-
-    # --- input ------------------------------------------------------------------------
-
-    def feed(self, from_client: bool, data: bytes, now: float) -> None:
-        """The next bytes of one direction's stream, captured at ``now``."""
-        if self.first_ts is None:
-            self.first_ts = self.last_ts = now
-        elif now > self.last_ts:  # time never goes back
-            self.last_ts = now
-        half = self._client if from_client else self._server
-        half.bytes += len(data)
-        if not half.parsing or not data:
-            return  # encrypted or given up: only counted
-        if half.mode is Mode.START:
-            data = self._start(half, from_client, data)
-            if not data:  # None: undecided or not TLS; or nothing after an SSL 2.0 hello
-                return
-        self._records(half, from_client, data)
-
-    def gap(self, from_client: bool, nbytes: int) -> None:
-        """``nbytes`` of one direction's stream were lost."""
-        if nbytes <= 0:
-            return
-        half = self._client if from_client else self._server
-        half.bytes += nbytes
-        self.missed_bytes += nbytes
-        if half.parsing:
-            self.anomalies.add(A.GAP)
-            half.to(Event.GAP)
-
-    def close(self, now: float) -> None:
-        """The connection ended; flags a handshake that did not finish."""
-        if self.first_ts is None:
-            self.first_ts = self.last_ts = now
-        elif now > self.last_ts:
-            self.last_ts = now
-        if self.closed:
-            return
-        self.closed = True
-        if (
-            not self.established
-            and self._client.bytes > 0
-            and not self._fatal_alert
-            and not self._sslv2_only
-            and A.NOT_TLS not in self.anomalies
-            and A.SERVER_NOT_TLS not in self.anomalies
-        ):
-            self.anomalies.add(A.TRUNCATED_HANDSHAKE)
-        self._client.to(Event.CLOSE)
-        self._server.to(Event.CLOSE)
-
-    # --- output -----------------------------------------------------------------------
+    __slots__ = ()
 
     def result(self) -> dict:
         """The record's ``tls`` object.  Example (a TLS 1.2 handshake)::
@@ -360,8 +266,8 @@ class TlsSession:
             "ja4": cfp[1],
             "ja4s": sfp[1],
             "server_cert": dict(self.server_cert, dns_names=list(self.server_cert["dns_names"])) if self.server_cert is not None else None,
-            "client_bytes": self._client.bytes,
-            "server_bytes": self._server.bytes,
+            "client_bytes": self.client_bytes,
+            "server_bytes": self.server_bytes,
         }
 
     def _resumed(self) -> bool | None:
@@ -370,13 +276,127 @@ class TlsSession:
             return None
         if sh.version >= TLS13:
             return sh.pre_shared_key
-        server = self._server
-        if server.saw_hello_done:
+        if self.server_saw_hello_done:
             return False  # a full handshake: ServerHelloDone ends the server's first flight
-        if server.sent_ccs:
+        if self.server_sent_ccs:
             return True  # RFC 5246 section 7.3: abbreviated, ChangeCipherSpec right after ServerHello
         ch = self.client_hello
         return bool(sh.session_id) and ch is not None and sh.session_id == ch.session_id
+
+
+class TlsSessionPy(_Result):
+    """One TLS connection's handshake, seen passively; see the module docstring for the call order.
+
+    The reference implementation: ``TlsSessionC`` (sniffd/tls/_session.c) does the same in C,
+    held equal to this by tests/unit/test_tls_session_c.py."""
+
+    def __init__(self) -> None:
+        self._client = _Half(_CLIENT_KEEP)
+        self._server = _Half(_SERVER_KEEP)
+        self.client_hello: ClientHello | None = None
+        self.first_server_hello: ServerHello | None = None  # a HelloRetryRequest when there was one
+        self.server_hello: ServerHello | None = None  # the ServerHello that is not a HelloRetryRequest
+        self.server_cert: dict | None = None
+        self.alerts: list[dict] = []
+        self.anomalies: set[str] = set()
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.established_ts: float | None = None  # when the second direction switched to encrypted records
+        self.missed_bytes = 0
+        self.closed = False
+        self._fatal_alert = False
+        self._sslv2_only = False
+        self._client_fp: tuple | None = None  # (ja3, ja4) of client_hello, once asked for
+        self._server_fp: tuple | None = None  # (ja3s, ja4s) of first_server_hello
+
+    # --- what the flow table reads -------------------------------------------------
+
+    @property
+    def established(self) -> bool:
+        """Both directions switched to encrypted records (see ``result``)."""
+        return self._client.mode is Mode.ENCRYPTED and self._server.mode is Mode.ENCRYPTED
+
+    @property
+    def done(self) -> bool:
+        """Nothing more will be parsed: the ``tls`` object changes only in its byte counts.
+
+        The moment to write a record early for a long-lived connection."""
+        return self.closed or (not self._client.parsing and not self._server.parsing)
+
+    @property
+    def mem(self) -> int:
+        """Bytes this session holds in buffers (partial headers, a hello or certificate
+        in progress); 0 once both directions are encrypted or stopped."""
+        c, s = self._client, self._server
+        # A direction that stopped parsing let go of every buffer (_Half.to).
+        return (c.mem if c.parsing else 0) + (s.mem if s.parsing else 0)
+
+    @property
+    def client_bytes(self) -> int:
+        return self._client.bytes
+
+    @property
+    def server_bytes(self) -> int:
+        return self._server.bytes
+
+    @property
+    def server_saw_hello_done(self) -> bool:
+        """The server sent ServerHelloDone (its first flight of a full TLS <= 1.2 handshake)."""
+        return self._server.saw_hello_done
+
+    @property
+    def server_sent_ccs(self) -> bool:
+        return self._server.sent_ccs
+
+    # --- input ------------------------------------------------------------------------
+
+    def feed(self, from_client: bool, data: bytes, now: float) -> None:
+        """The next bytes of one direction's stream, captured at ``now``."""
+        if self.first_ts is None:
+            self.first_ts = self.last_ts = now
+        elif now > self.last_ts:  # time never goes back
+            self.last_ts = now
+        half = self._client if from_client else self._server
+        half.bytes += len(data)
+        if not half.parsing or not data:
+            return  # encrypted or given up: only counted
+        if half.mode is Mode.START:
+            data = self._start(half, from_client, data)
+            if not data:  # None: undecided or not TLS; or nothing after an SSL 2.0 hello
+                return
+        self._records(half, from_client, data)
+
+    def gap(self, from_client: bool, nbytes: int) -> None:
+        """``nbytes`` of one direction's stream were lost."""
+        if nbytes <= 0:
+            return
+        half = self._client if from_client else self._server
+        half.bytes += nbytes
+        self.missed_bytes += nbytes
+        if half.parsing:
+            self.anomalies.add(A.GAP)
+            half.to(Event.GAP)
+
+    def close(self, now: float) -> None:
+        """The connection ended; flags a handshake that did not finish."""
+        if self.first_ts is None:
+            self.first_ts = self.last_ts = now
+        elif now > self.last_ts:
+            self.last_ts = now
+        if self.closed:
+            return
+        self.closed = True
+        if (
+            not self.established
+            and self._client.bytes > 0
+            and not self._fatal_alert
+            and not self._sslv2_only
+            and A.NOT_TLS not in self.anomalies
+            and A.SERVER_NOT_TLS not in self.anomalies
+        ):
+            self.anomalies.add(A.TRUNCATED_HANDSHAKE)
+        self._client.to(Event.CLOSE)
+        self._server.to(Event.CLOSE)
 
     # --- parsing ----------------------------------------------------------------------
 
@@ -560,3 +580,19 @@ class TlsSession:
             else:
                 self.anomalies.add(A.TOO_MANY_ALERTS)
         half.alert_buf = bytes(buf[i:])
+
+
+try:
+    from sniffd.tls._session import Session as _CSession
+except ImportError:  # built without a compiler: the reference does it all, slower
+    TlsSessionC = None
+    TlsSession = TlsSessionPy
+else:
+
+    class TlsSessionC(_CSession, _Result):
+        """``TlsSessionPy`` with the per-byte machinery in C (sniffd/tls/_session.c), ~10x
+        cheaper per packet; ``result()`` is the same Python code for both."""
+
+        __slots__ = ()
+
+    TlsSession = TlsSessionC
