@@ -1570,8 +1570,46 @@ attr_of(const char *module, const char *name)
     return v;
 }
 
+/* The hello parsers alone, for tests/unit/test_tls_session_c.py: (hello or None,
+ * highest_version() / version as the session keeps it, or None). */
+static PyObject *
+mod_parse_hello(PyObject *arg, int client)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    int malformed = 0, version = -1, hrr = 0;
+    PyObject *hello = client ? parse_client_hello(view.buf, view.len, &malformed, &version)
+                             : parse_server_hello(view.buf, view.len, &malformed, &version, &hrr);
+    PyBuffer_Release(&view);
+    if (hello == NULL)
+        return NULL;
+    if (hello == Py_None)
+        return Py_BuildValue("(NO)", hello, Py_None);
+    return Py_BuildValue("(Ni)", hello, version);
+}
+
+static PyObject *
+mod_parse_client_hello(PyObject *m, PyObject *arg)
+{
+    return mod_parse_hello(arg, 1);
+}
+
+static PyObject *
+mod_parse_server_hello(PyObject *m, PyObject *arg)
+{
+    return mod_parse_hello(arg, 0);
+}
+
+static PyMethodDef module_methods[] = {
+    {"parse_client_hello", mod_parse_client_hello, METH_O, "(ClientHello or None, its highest_version())"},
+    {"parse_server_hello", mod_parse_server_hello, METH_O, "(ServerHello or None, its version)"},
+    {NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "sniffd.tls._session", "TlsSession's machinery in C (see sniffd/tls/session.py).", -1, NULL,
+    PyModuleDef_HEAD_INIT, "sniffd.tls._session", "TlsSession's machinery in C (see sniffd/tls/session.py).", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC
