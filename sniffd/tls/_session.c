@@ -1601,7 +1601,77 @@ mod_parse_server_hello(PyObject *m, PyObject *arg)
     return mod_parse_hello(arg, 0);
 }
 
+/* detect.looks_like_tls_client_hello_py in C: the flow table asks it of every
+ * connection's first client bytes that start with 22.  True, False, or None
+ * (more bytes needed); the same checks in the same order as the reference. */
+static PyObject *
+mod_looks_like_tls_client_hello(PyObject *m, PyObject *arg)
+{
+    Py_buffer view;
+    const unsigned char *d;
+    Py_ssize_t n;
+    int release = 0;
+    if (PyBytes_CheckExact(arg)) {
+        d = (const unsigned char *)PyBytes_AS_STRING(arg);
+        n = PyBytes_GET_SIZE(arg);
+    }
+    else {
+        if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+            return NULL;
+        d = view.buf;
+        n = view.len;
+        release = 1;
+    }
+    unsigned char got[6];
+    int have = 0;
+    Py_ssize_t pos = 0;
+    PyObject *verdict = Py_True;
+    while (have < 6) {
+        if (pos >= n) {
+            verdict = Py_None;
+            break;
+        }
+        if (d[pos] != HANDSHAKE || (pos + 1 < n && d[pos + 1] != 3) || (pos + 2 < n && d[pos + 2] > 4)) {
+            verdict = Py_False;
+            break;
+        }
+        if (pos + 5 > n) {
+            verdict = Py_None;
+            break;
+        }
+        Py_ssize_t length = U16(d, pos + 3);
+        if (length == 0 || length > 16384) { /* RFC 5246 section 6.2.1 */
+            verdict = Py_False;
+            break;
+        }
+        Py_ssize_t avail = n - pos - 5 < length ? n - pos - 5 : length;
+        Py_ssize_t take = avail < 6 - have ? avail : 6 - have;
+        memcpy(got + have, d + pos + 5, take);
+        have += (int)take;
+        if (!have) {
+            verdict = Py_None;
+            break;
+        }
+        if (got[0] != CLIENT_HELLO || (have >= 4 && (((Py_ssize_t)got[1] << 16) | (got[2] << 8) | got[3]) < 41) ||
+            (have >= 5 && got[4] != 3) || (have >= 6 && got[5] > 4)) {
+            verdict = Py_False;
+            break;
+        }
+        if (avail < length) {
+            verdict = have < 6 ? Py_None : Py_True;
+            break;
+        }
+        pos += 5 + length;
+    }
+    if (release)
+        PyBuffer_Release(&view);
+    Py_INCREF(verdict);
+    return verdict;
+}
+
 static PyMethodDef module_methods[] = {
+    {"looks_like_tls_client_hello", mod_looks_like_tls_client_hello, METH_O,
+     "detect.looks_like_tls_client_hello_py in C"},
     {"parse_client_hello", mod_parse_client_hello, METH_O, "(ClientHello or None, its highest_version())"},
     {"parse_server_hello", mod_parse_server_hello, METH_O, "(ServerHello or None, its version)"},
     {NULL},

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_tls_session import CH12, CH13, DER, SERVER_FINISH12, SH12, SID, TLS12, TLS13
 
-from sniffd.tls import detect, flow, session
+from sniffd.tls import detect, flow, session, starttls  # noqa: F401
 from sniffd.tls.session import TlsSessionC, TlsSessionPy
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures" / "tls"
@@ -412,3 +412,54 @@ def test_hello_parsers_agree_on_real_hellos_with_changed_bytes(hello, rnd):
 
 def test_real_hellos_are_many():
     assert len(REAL_HELLOS) >= 20
+
+
+# --- the ClientHello detector -------------------------------------------------------------------
+
+
+def test_the_c_detector_is_used():
+    from sniffd import flows
+    from sniffd.tls import starttls
+
+    assert detect.looks_like_tls_client_hello is C_SESSION.looks_like_tls_client_hello
+    assert flows.looks_like_tls_client_hello is C_SESSION.looks_like_tls_client_hello
+    assert starttls.looks_like_tls_client_hello is C_SESSION.looks_like_tls_client_hello
+
+
+def detectors_agree(data) -> None:
+    assert detect.looks_like_tls_client_hello_py(data) is C_SESSION.looks_like_tls_client_hello(data)
+
+
+def test_detectors_agree_on_every_prefix_of_every_client_stream():
+    for segments in CONVERSATIONS.values():
+        stream = b"".join(d for fc, d, _ in segments if fc)[:200]
+        for n in range(len(stream) + 1):
+            detectors_agree(stream[:n])
+            detectors_agree(memoryview(stream)[:n])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([22, 22, 22, 23, 0x80]), st.sampled_from([3, 3, 2]), st.sampled_from([1, 3, 4, 5]),
+                          st.sampled_from([0, 1, 3, 6, 40, 16384, 16385]), st.binary(max_size=10)), max_size=7),
+       st.integers(0, 200))  # fmt: skip
+def test_detectors_agree_on_record_soup(records, cut):
+    data = b"".join(bytes([t, major, minor]) + T.u16(length) + body for t, major, minor, length, body in records)
+    data = data.replace(b"\x16\x03\x01\x00\x28", b"\x16\x03\x01\x00\x28\x01\x00\x00\x30\x03\x03")  # hello-looking starts
+    detectors_agree(data[:cut])
+    detectors_agree(data)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.sampled_from([1, 1, 1, 2]), st.sampled_from([0, 40, 41, 0x101]), st.sampled_from([3, 3, 2]), st.sampled_from([0, 3, 4, 5]),
+       st.lists(st.integers(1, 7), min_size=1, max_size=7), st.sampled_from([None, None, 0, 16384, 16385]), st.integers(0, 80))  # fmt: skip
+def test_detectors_agree_on_hello_starts_cut_into_records(mtype, length, major, minor, sizes, declared, cut):
+    """A hello's first bytes (type, length, version) over records of 1-7 bytes;
+    ``declared``: the first record's header claims that length instead."""
+    hello = bytes([mtype]) + length.to_bytes(3, "big") + bytes([major, minor]) + bytes(40)
+    data, pos = b"", 0
+    for i, size in enumerate(sizes):
+        piece = hello[pos : pos + size]
+        pos += size
+        data += bytes([22, 3, 1]) + T.u16(declared if i == 0 and declared is not None else len(piece)) + piece
+    detectors_agree(data)
+    detectors_agree(data[:cut])
