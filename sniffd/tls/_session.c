@@ -98,6 +98,7 @@ typedef struct {
     PyObject *alerts, *anomalies;
     PyObject *first_ts, *last_ts, *established_ts;
     PyObject *client_fp, *server_fp;
+    PyObject *client_key, *server_key; /* fingerprint._client_key(client_hello), _server_key(first_server_hello) */
     long long missed_bytes;
     char closed, fatal_alert, sslv2_only;
     int ch_highest;  /* client_hello.highest_version() */
@@ -550,14 +551,65 @@ extensions(const unsigned char *b, Py_ssize_t pos, Py_ssize_t n, const int *want
 #define EXT_PRE_SHARED_KEY 41
 #define EXT_SUPPORTED_VERSIONS 43
 
+/* fingerprint._packed: the values of ``lists`` as big-endian 16-bit numbers,
+ * or Py_None when more than MAX_MEMO_VALUES (or one is out of range). */
+#define MAX_MEMO_VALUES 512
+
+static PyObject *
+packed(PyObject **lists, int k)
+{
+    Py_ssize_t total = 0;
+    for (int i = 0; i < k; i++)
+        total += PyList_GET_SIZE(lists[i]);
+    if (total > MAX_MEMO_VALUES)
+        Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 2 * total);
+    if (out == NULL)
+        return NULL;
+    unsigned char *p = (unsigned char *)PyBytes_AS_STRING(out);
+    for (int i = 0; i < k; i++) {
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(lists[i]); j++) {
+            long v = PyLong_AsLong(PyList_GET_ITEM(lists[i], j));
+            if (v < 0 || v > 0xFFFF) {
+                Py_DECREF(out);
+                if (PyErr_Occurred())
+                    return NULL;
+                Py_RETURN_NONE;
+            }
+            *p++ = (unsigned char)(v >> 8);
+            *p++ = (unsigned char)v;
+        }
+    }
+    return out;
+}
+
+/* fingerprint._client_key of the ClientHello made of ``fields`` */
+static PyObject *
+client_key(PyObject **fields)
+{
+    PyObject *lists[6] = {fields[2], fields[3], fields[7], fields[8], fields[6], fields[9]};
+    PyObject *pk = packed(lists, 6);
+    if (pk == NULL || pk == Py_None)
+        return pk;
+    PyObject *counts = Py_BuildValue("(nnnnn)", PyList_GET_SIZE(fields[2]), PyList_GET_SIZE(fields[3]),
+                                     PyList_GET_SIZE(fields[7]), PyList_GET_SIZE(fields[8]), PyList_GET_SIZE(fields[6]));
+    PyObject *key = NULL;
+    if (counts != NULL)
+        key = PyTuple_Pack(4, fields[0], counts, pk, PyList_GET_SIZE(fields[5]) ? PyList_GET_ITEM(fields[5], 0) : Py_None);
+    Py_XDECREF(counts);
+    Py_DECREF(pk);
+    return key;
+}
+
 static const int CLIENT_WANTED[6] = {EXT_SERVER_NAME, EXT_ALPN, EXT_SUPPORTED_VERSIONS, EXT_SUPPORTED_GROUPS,
                                      EXT_EC_POINT_FORMATS, EXT_SIGNATURE_ALGORITHMS};
 
 /* hello.parse_client_hello: a ClientHello, Py_None, or NULL on error;
  * *malformed and *highest (highest_version()) for a ClientHello. */
 static PyObject *
-parse_client_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int *highest)
+parse_client_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int *highest, PyObject **key)
 {
+    *key = NULL;
     if (n < 35)
         Py_RETURN_NONE;
     Py_ssize_t pos = 35 + body[34];
@@ -679,6 +731,8 @@ parse_client_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int 
     fields[11] = bad ? Py_True : Py_False;
     Py_INCREF(fields[11]);
     PyObject *hello = PyObject_Vectorcall(ClientHelloT, fields, 12, NULL);
+    if (hello != NULL && (*key = client_key(fields)) == NULL)
+        Py_CLEAR(hello);
     for (int k = 0; k < 12; k++)
         Py_XDECREF(fields[k]);
     if (hello == NULL)
@@ -700,8 +754,9 @@ static const unsigned char HELLO_RETRY_RANDOM[32] = {
 
 /* hello.parse_server_hello: a ServerHello, Py_None, or NULL on error */
 static PyObject *
-parse_server_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int *version, int *hrr)
+parse_server_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int *version, int *hrr, PyObject **key)
 {
+    *key = NULL;
     if (n < 35)
         Py_RETURN_NONE;
     Py_ssize_t pos = 35 + body[34];
@@ -763,6 +818,20 @@ parse_server_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int 
     PyObject *hello = NULL;
     if (fields[0] != NULL && fields[1] != NULL && fields[2] != NULL && fields[4] != NULL)
         hello = PyObject_Vectorcall(ServerHelloT, fields, 9, NULL);
+    if (hello != NULL) {
+        /* fingerprint._server_key */
+        PyObject *pk = packed(&fields[3], 1);
+        if (pk == NULL)
+            Py_CLEAR(hello);
+        else if (pk == Py_None)
+            *key = pk;
+        else {
+            *key = PyTuple_Pack(5, fields[0], fields[4], fields[2], fields[5], pk);
+            Py_DECREF(pk);
+            if (*key == NULL)
+                Py_CLEAR(hello);
+        }
+    }
     for (int k = 0; k < 9; k++)
         Py_XDECREF(fields[k]);
     if (hello == NULL)
@@ -829,9 +898,11 @@ client_message(Session *self, HsEvent *ev)
     if (ev->length > MAX_HELLO_BYTES)
         return 0;
     int malformed = 0, highest = 0;
-    PyObject *hello = parse_client_hello(ev->body, ev->blen, &malformed, &highest);
+    PyObject *key;
+    PyObject *hello = parse_client_hello(ev->body, ev->blen, &malformed, &highest, &key);
     if (hello == NULL)
         return -1;
+    Py_XSETREF(self->client_key, key);
     if ((hello == Py_None || malformed) && add_anomaly(self, A_BAD_HELLO) < 0) {
         Py_DECREF(hello);
         return -1;
@@ -852,7 +923,8 @@ server_message(Session *self, HsEvent *ev)
         if (ev->body == NULL || ev->length > MAX_HELLO_BYTES)
             return 0;
         int malformed = 0, version = 0, hrr = 0;
-        PyObject *hello = parse_server_hello(ev->body, ev->blen, &malformed, &version, &hrr);
+        PyObject *key;
+        PyObject *hello = parse_server_hello(ev->body, ev->blen, &malformed, &version, &hrr, &key);
         if (hello == NULL)
             return -1;
         if ((hello == Py_None || malformed) && add_anomaly(self, A_BAD_HELLO) < 0) {
@@ -867,7 +939,10 @@ server_message(Session *self, HsEvent *ev)
             Py_INCREF(hello);
             self->first_server_hello = hello;
             self->fsh_version = version;
+            Py_XSETREF(self->server_key, key);
         }
+        else
+            Py_XDECREF(key);
         if (!hrr && self->server_hello == NULL) {
             Py_INCREF(hello);
             self->server_hello = hello;
@@ -1196,6 +1271,7 @@ do_start(Session *self, Half *h, int fc, const unsigned char *data, Py_ssize_t n
                     goto done;
                 }
                 Py_XSETREF(self->client_hello, hello);
+                Py_CLEAR(self->client_key); /* an SSL 2.0 hello has no fingerprint */
                 self->ch_highest = (int)highest;
                 if (add_anomaly(self, A_SSLV2_HELLO) < 0) {
                     rc = -1;
@@ -1381,6 +1457,8 @@ Session_traverse(Session *self, visitproc visit, void *arg)
     Py_VISIT(self->established_ts);
     Py_VISIT(self->client_fp);
     Py_VISIT(self->server_fp);
+    Py_VISIT(self->client_key);
+    Py_VISIT(self->server_key);
     return 0;
 }
 
@@ -1398,6 +1476,8 @@ Session_clear(Session *self)
     Py_CLEAR(self->established_ts);
     Py_CLEAR(self->client_fp);
     Py_CLEAR(self->server_fp);
+    Py_CLEAR(self->client_key);
+    Py_CLEAR(self->server_key);
     return 0;
 }
 
@@ -1430,6 +1510,8 @@ OBJ_GETTER(server_cert)
 OBJ_GETTER(first_ts)
 OBJ_GETTER(last_ts)
 OBJ_GETTER(established_ts)
+OBJ_GETTER(client_key)
+OBJ_GETTER(server_key)
 
 static PyObject *
 Session_get_established(Session *self, void *c)
@@ -1522,6 +1604,8 @@ static PyGetSetDef Session_getset[] = {
     {"_sslv2_only", (getter)Session_get_sslv2_only, NULL, NULL, NULL},
     {"server_sent_ccs", (getter)Session_get_server_sent_ccs, NULL, NULL, NULL},
     {"server_saw_hello_done", (getter)Session_get_server_saw_hello_done, NULL, NULL, NULL},
+    {"_client_memo_key", (getter)Session_get_client_key, NULL, "fingerprint._client_key(client_hello)", NULL},
+    {"_server_memo_key", (getter)Session_get_server_key, NULL, "fingerprint._server_key(first_server_hello)", NULL},
     {"_modes", (getter)Session_get_modes, NULL, "(client mode, server mode), as Mode values", NULL},
     {NULL},
 };
@@ -1571,7 +1655,7 @@ attr_of(const char *module, const char *name)
 }
 
 /* The hello parsers alone, for tests/unit/test_tls_session_c.py: (hello or None,
- * highest_version() / version as the session keeps it, or None). */
+ * highest_version() / version as the session keeps it, its fingerprint memo key). */
 static PyObject *
 mod_parse_hello(PyObject *arg, int client)
 {
@@ -1579,14 +1663,15 @@ mod_parse_hello(PyObject *arg, int client)
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
     int malformed = 0, version = -1, hrr = 0;
-    PyObject *hello = client ? parse_client_hello(view.buf, view.len, &malformed, &version)
-                             : parse_server_hello(view.buf, view.len, &malformed, &version, &hrr);
+    PyObject *key = NULL;
+    PyObject *hello = client ? parse_client_hello(view.buf, view.len, &malformed, &version, &key)
+                             : parse_server_hello(view.buf, view.len, &malformed, &version, &hrr, &key);
     PyBuffer_Release(&view);
     if (hello == NULL)
         return NULL;
     if (hello == Py_None)
-        return Py_BuildValue("(NO)", hello, Py_None);
-    return Py_BuildValue("(Ni)", hello, version);
+        return Py_BuildValue("(NOO)", hello, Py_None, Py_None);
+    return Py_BuildValue("(NiN)", hello, version, key);
 }
 
 static PyObject *

@@ -39,7 +39,7 @@ from sniffd.tls import anomalies as A
 from sniffd.tls.alerts import FATAL, alert
 from sniffd.tls.ciphers import cipher_name
 from sniffd.tls.detect import looks_like_sslv2_client_hello
-from sniffd.tls.fingerprint import client_fingerprints, server_fingerprints
+from sniffd.tls.fingerprint import _client_key, _server_key, client_fingerprints, server_fingerprints
 from sniffd.tls.handshake import (
     CERTIFICATE,
     CLIENT_HELLO,
@@ -188,7 +188,7 @@ class _Result:
     the record's ``tls`` object.  Reads ``client_hello``, ``server_hello``,
     ``first_server_hello``, ``server_cert``, ``alerts``, ``established``,
     ``client_bytes``, ``server_bytes``, ``server_saw_hello_done``,
-    ``server_sent_ccs``, and caches the fingerprints in ``_client_fp`` /
+    ``server_sent_ccs``, ``_client_memo_key``, ``_server_memo_key``, and caches the fingerprints in ``_client_fp`` /
     ``_server_fp``."""
 
     __slots__ = ()
@@ -239,9 +239,9 @@ class _Result:
         first = self.first_server_hello
         # The hellos never change once parsed: fingerprint them once.
         if ch is not None and self._client_fp is None:
-            self._client_fp = client_fingerprints(ch)
+            self._client_fp = client_fingerprints(ch, self._client_memo_key)
         if first is not None and self._server_fp is None:
-            self._server_fp = server_fingerprints(first)
+            self._server_fp = server_fingerprints(first, self._server_memo_key)
         cfp = self._client_fp or (None, None)
         sfp = self._server_fp or (None, None)
         if sh is not None:
@@ -347,6 +347,16 @@ class TlsSessionPy(_Result):
     @property
     def server_sent_ccs(self) -> bool:
         return self._server.sent_ccs
+
+    @property
+    def _client_memo_key(self) -> tuple | None:
+        """The fingerprint memo's key of client_hello (the C session keeps it from the parse)."""
+        return _client_key(self.client_hello) if self.client_hello is not None else None
+
+    @property
+    def _server_memo_key(self) -> tuple | None:
+        """The fingerprint memo's key of first_server_hello."""
+        return _server_key(self.first_server_hello) if self.first_server_hello is not None else None
 
     # --- input ------------------------------------------------------------------------
 

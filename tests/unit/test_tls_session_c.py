@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_tls_session import CH12, CH13, DER, SERVER_FINISH12, SH12, SID, TLS12, TLS13
 
-from sniffd.tls import detect, flow, session, starttls  # noqa: F401
+from sniffd.tls import detect, fingerprint, flow, session, starttls  # noqa: F401
 from sniffd.tls.session import TlsSessionC, TlsSessionPy
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures" / "tls"
@@ -75,6 +75,8 @@ def observe(s) -> dict:
         "bytes": (s.client_bytes, s.server_bytes),
         "flags": (s._fatal_alert, s._sslv2_only, s.server_sent_ccs, s.server_saw_hello_done),
         "modes": modes,
+        # the fingerprint memo's keys (an SSL 2.0 hello has no fingerprint: its key is not used)
+        "keys": (None if s.client_hello is None or s.client_hello.sslv2 else s._client_memo_key, s._server_memo_key),
     }
 
 
@@ -164,6 +166,8 @@ def _crafted() -> dict[str, list[tuple[bool, bytes, float]]]:
         "early-data-before-server-hello": [("c", T.record(22, CH13) + T.app_data(40)), ("s", T.record(22, sh13_bare) + T.app_data(30)),
                                            ("c", T.app_data(20))],
         "heartbeat": [TLS12[0], ("s", T.record(24, b"\x01\x00\x03abc") + T.record(22, SH12))],
+        "too-many-values-to-remember": [("c", T.record(22, T.client_hello(list(range(1, 601)), [T.ext_sni("many.test")]))),
+                                        ("s", T.record(22, T.server_hello(0x002F, [(0x1000 + i, b"") for i in range(600)])))],
         "empty-records": [("c", T.record(22, b"") + T.record(22, CH12)), ("s", T.record(23, b"") + T.record(22, b""))],
     }
     return {name: _steps(steps) for name, steps in flights.items()}
@@ -362,13 +366,14 @@ def hello_body(draw, server: bool) -> bytes:
 
 
 def hellos_agree(body: bytes, server: bool) -> None:
-    c_hello, version = (C_SESSION.parse_server_hello if server else C_SESSION.parse_client_hello)(body)
+    c_hello, version, key = (C_SESSION.parse_server_hello if server else C_SESSION.parse_client_hello)(body)
     py_hello = (parse_server_hello if server else parse_client_hello)(body)
     assert repr(py_hello) == repr(c_hello)
     if py_hello is None:
-        assert version is None
+        assert (None, None) == (version, key)
     else:
         assert (py_hello.version if server else py_hello.highest_version()) == version
+        assert (fingerprint._server_key(py_hello) if server else fingerprint._client_key(py_hello)) == key
 
 
 @settings(max_examples=600, deadline=None)
