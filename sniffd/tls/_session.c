@@ -108,6 +108,10 @@ typedef struct {
     PyObject *client_key, *server_key; /* fingerprint._client_key(client_hello), _server_key(first_server_hello) */
     long long missed_bytes;
     char closed, fatal_alert, sslv2_only;
+    /* mem, done and established as the members the flow table and result()
+     * read (see NONE), brought up to date at the end of every call (sync_members) */
+    PyObject *mem_obj, *done_obj, *established_obj;
+    Py_ssize_t mem_now;
     int ch_highest;  /* client_hello.highest_version() */
     int sh_version;  /* server_hello.version */
     int fsh_version; /* first_server_hello.version */
@@ -359,6 +363,26 @@ hs_feed(Half *h, const unsigned char *chunk, Py_ssize_t n, Events *e)
 
 #define U16(b, i) (((unsigned)(b)[i] << 8) | (b)[(i) + 1])
 
+/* The ints of hellos (suites, extension types, groups, signature algorithms:
+ * 16-bit codes), made once each and kept for the process, as CPython keeps
+ * 0..256: a ClientHello has ~80 of them, mostly above 256, and making each
+ * anew was a third of its parse.  Bounded: at most 65536 ints (~2 MB), and
+ * real traffic uses a few hundred codes. */
+static PyObject *u16_ints[65536];
+
+static PyObject *
+u16_long(unsigned v)
+{
+    PyObject *o = u16_ints[v & 0xFFFF];
+    if (o == NULL) {
+        if ((o = PyLong_FromLong(v & 0xFFFF)) == NULL)
+            return NULL;
+        u16_ints[v & 0xFFFF] = o;
+    }
+    Py_INCREF(o);
+    return o;
+}
+
 static int
 is_grease(unsigned v)
 {
@@ -390,7 +414,7 @@ u16s(const unsigned char *b, Py_ssize_t start, Py_ssize_t stop, int len_bytes)
     if (out == NULL)
         return NULL;
     for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *v = PyLong_FromLong(U16(b, first + 2 * i));
+        PyObject *v = u16_long(U16(b, first + 2 * i));
         if (v == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -499,7 +523,7 @@ extensions(const unsigned char *b, Py_ssize_t pos, Py_ssize_t n, const int *want
         }
         unsigned etype = U16(b, i);
         Py_ssize_t length = U16(b, i + 2);
-        PyObject *t = PyLong_FromLong(etype);
+        PyObject *t = u16_long(etype);
         if (t == NULL || PyList_Append(types, t) < 0) {
             Py_XDECREF(t);
             Py_DECREF(types);
@@ -639,7 +663,7 @@ parse_client_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int 
     int bad = dup || (pos - 35) > 32;
     PyObject *fields[12] = {NULL};
     unsigned legacy = U16(body, 0);
-    fields[0] = PyLong_FromLong(legacy);
+    fields[0] = u16_long(legacy);
     fields[1] = PyBytes_FromStringAndSize((const char *)body + 35, pos - 35);
     fields[2] = u16s(body, pos, suites_end, 2);
     fields[3] = types;
@@ -810,11 +834,11 @@ parse_server_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int 
             psk = 1;
     }
     PyObject *fields[9];
-    fields[0] = PyLong_FromLong(legacy);
+    fields[0] = u16_long(legacy);
     fields[1] = PyBytes_FromStringAndSize((const char *)body + 35, pos - 35);
-    fields[2] = PyLong_FromLong(U16(body, pos));
+    fields[2] = u16_long(U16(body, pos));
     fields[3] = types;
-    fields[4] = selected >= 0 ? PyLong_FromLong(selected) : (Py_INCREF(Py_None), Py_None);
+    fields[4] = selected >= 0 ? u16_long((unsigned)selected) : (Py_INCREF(Py_None), Py_None);
     fields[5] = alpn != NULL ? alpn : (Py_INCREF(Py_None), Py_None);
     fields[6] = psk ? Py_True : Py_False;
     fields[7] = retry ? Py_True : Py_False;
@@ -1323,6 +1347,40 @@ set_ts(Session *self, PyObject *now)
     return 0;
 }
 
+static Py_ssize_t
+session_mem(Session *self)
+{
+    /* A direction that stopped parsing let go of every buffer (half_to). */
+    return (self->c.parsing ? half_mem(&self->c) : 0) + (self->s.parsing ? half_mem(&self->s) : 0);
+}
+
+static int
+session_done(Session *self)
+{
+    return self->closed || (!self->c.parsing && !self->s.parsing);
+}
+
+/* mem_obj, done_obj, established_obj after a call changed the state; rc: the call's */
+static int
+sync_members(Session *self, int rc)
+{
+    Py_ssize_t mem = session_mem(self);
+    if (mem != self->mem_now) {
+        PyObject *m = PyLong_FromSsize_t(mem);
+        if (m == NULL)
+            return -1;
+        Py_XSETREF(self->mem_obj, m);
+        self->mem_now = mem;
+    }
+    PyObject *done = session_done(self) ? Py_True : Py_False;
+    if (done != self->done_obj)
+        Py_XSETREF(self->done_obj, Py_NewRef(done));
+    PyObject *est = established(self) ? Py_True : Py_False;
+    if (est != self->established_obj)
+        Py_XSETREF(self->established_obj, Py_NewRef(est));
+    return rc;
+}
+
 static PyObject *
 Session_feed(Session *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1364,7 +1422,7 @@ Session_feed(Session *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (release)
         PyBuffer_Release(&view);
-    if (rc < 0)
+    if (sync_members(self, rc) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -1392,6 +1450,8 @@ Session_gap(Session *self, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         half_to(h, E_GAP);
     }
+    if (sync_members(self, 0) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1413,6 +1473,8 @@ Session_close(Session *self, PyObject *now)
     }
     half_to(&self->c, E_CLOSE);
     half_to(&self->s, E_CLOSE);
+    if (sync_members(self, 0) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1431,9 +1493,12 @@ Session_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                          &self->client_key, &self->server_key};
     for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
         *none[i] = Py_NewRef(Py_None);
+    self->mem_obj = PyLong_FromLong(0);
+    self->done_obj = Py_NewRef(Py_False);
+    self->established_obj = Py_NewRef(Py_False);
     self->alerts = PyList_New(0);
     self->anomalies = PySet_New(NULL);
-    if (self->alerts == NULL || self->anomalies == NULL) {
+    if (self->alerts == NULL || self->anomalies == NULL || self->mem_obj == NULL) {
         Py_DECREF(self);
         return NULL;
     }
@@ -1486,6 +1551,9 @@ Session_clear(Session *self)
     Py_CLEAR(self->server_fp);
     Py_CLEAR(self->client_key);
     Py_CLEAR(self->server_key);
+    Py_CLEAR(self->mem_obj);
+    Py_CLEAR(self->done_obj);
+    Py_CLEAR(self->established_obj);
     return 0;
 }
 
@@ -1500,23 +1568,8 @@ Session_dealloc(Session *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *
-Session_get_established(Session *self, void *c)
-{
-    return PyBool_FromLong(established(self));
-}
 
-static PyObject *
-Session_get_done(Session *self, void *c)
-{
-    return PyBool_FromLong(self->closed || (!self->c.parsing && !self->s.parsing));
-}
 
-static PyObject *
-Session_get_mem(Session *self, void *c)
-{
-    return PyLong_FromSsize_t((self->c.parsing ? half_mem(&self->c) : 0) + (self->s.parsing ? half_mem(&self->s) : 0));
-}
 
 static PyObject *
 Session_get_client_bytes(Session *self, void *c)
@@ -1573,9 +1626,6 @@ Session_get_modes(Session *self, void *c)
 }
 
 static PyGetSetDef Session_getset[] = {
-    {"established", (getter)Session_get_established, NULL, "Both directions switched to encrypted records.", NULL},
-    {"done", (getter)Session_get_done, NULL, "Nothing more will be parsed.", NULL},
-    {"mem", (getter)Session_get_mem, NULL, "Bytes held in buffers.", NULL},
     {"client_bytes", (getter)Session_get_client_bytes, NULL, NULL, NULL},
     {"server_bytes", (getter)Session_get_server_bytes, NULL, NULL, NULL},
     {"missed_bytes", (getter)Session_get_missed_bytes, NULL, NULL, NULL},
@@ -1597,6 +1647,10 @@ static PyMemberDef Session_members[] = {
     {"last_ts", T_OBJECT_EX, offsetof(Session, last_ts), READONLY, NULL},
     {"established_ts", T_OBJECT_EX, offsetof(Session, established_ts), READONLY, NULL},
     {"alerts", T_OBJECT_EX, offsetof(Session, alerts), READONLY, NULL},
+    {"mem", T_OBJECT_EX, offsetof(Session, mem_obj), READONLY, "Bytes held in buffers."},
+    {"done", T_OBJECT_EX, offsetof(Session, done_obj), READONLY, "Nothing more will be parsed."},
+    {"established", T_OBJECT_EX, offsetof(Session, established_obj), READONLY,
+     "Both directions switched to encrypted records."},
     {"anomalies", T_OBJECT_EX, offsetof(Session, anomalies), READONLY, NULL},
     {"_client_memo_key", T_OBJECT_EX, offsetof(Session, client_key), READONLY, "fingerprint._client_key(client_hello)"},
     {"_server_memo_key", T_OBJECT_EX, offsetof(Session, server_key), READONLY, "fingerprint._server_key(first_server_hello)"},
