@@ -121,10 +121,17 @@ class TlsFlow:
 
     def feed_data(self, from_client: bool, data: bytes, now: float, ack: int | None = None) -> None:
         """``feed`` for one in-order data chunk (the flow table's fast path)."""
-        self.session.feed(from_client, data, now)
+        s = self.session
+        s.feed(from_client, data, now)
         self.last_ts = now
         if self.done_at is None:
-            self._after_feed(now)
+            # _after_feed, written out: most of a short connection's segments come here.
+            mem = s.mem
+            if mem != self.charged:
+                self.meter.add(mem - self.charged)
+                self.charged = mem
+            if s.done:
+                self.done_at = now
 
     def note(self, from_client: bool, names) -> None:
         if not self.written:

@@ -37,7 +37,7 @@ import enum
 from sniffd.http.syntax import text as wire_text  # wire bytes -> str, lossless (surrogateescape)
 from sniffd.tls import anomalies as A
 from sniffd.tls.alerts import FATAL, alert
-from sniffd.tls.ciphers import cipher_name
+from sniffd.tls.ciphers import CIPHER_SUITES, cipher_name
 from sniffd.tls.detect import looks_like_sslv2_client_hello
 from sniffd.tls.fingerprint import _client_key, _server_key, client_fingerprints, server_fingerprints
 from sniffd.tls.handshake import (
@@ -50,6 +50,7 @@ from sniffd.tls.handshake import (
 )
 from sniffd.tls.hello import (
     TLS13,
+    VERSION_NAMES,
     ClientHello,
     ServerHello,
     parse_client_hello,
@@ -183,6 +184,10 @@ _CLIENT_KEEP = {CLIENT_HELLO: MAX_HELLO_BYTES}
 _SERVER_KEEP = {SERVER_HELLO: MAX_HELLO_BYTES, CERTIFICATE: MAX_CERTIFICATE_BYTES}
 
 
+# (ja3, ja4) / (ja3s, ja4s) without a hello.
+_NO_FINGERPRINTS = (None, None)
+
+
 class _Result:
     """What both TlsSession classes give from their state, once per connection:
     the record's ``tls`` object.  Reads ``client_hello``, ``server_hello``,
@@ -233,31 +238,47 @@ class _Result:
           null in TLS 1.3 (encrypted), in a resumed session and without one.
         - ``client_bytes``/``server_bytes``: TCP payload bytes each way, lost bytes included.
         """
+        # Once per connection, but a short connection's record costs little
+        # else: written out flat (no property or helper calls on the way).
         ch = self.client_hello
         final = self.server_hello
-        sh = final if final is not None else self.first_server_hello
         first = self.first_server_hello
+        sh = final if final is not None else first
         # The hellos never change once parsed: fingerprint them once.
-        if ch is not None and self._client_fp is None:
-            self._client_fp = client_fingerprints(ch, self._client_memo_key)
-        if first is not None and self._server_fp is None:
-            self._server_fp = server_fingerprints(first, self._server_memo_key)
-        cfp = self._client_fp or (None, None)
-        sfp = self._server_fp or (None, None)
-        if sh is not None:
-            version: str | None = version_name(sh.version)
-        elif ch is not None:
-            version = version_name(ch.highest_version())
+        if ch is None:
+            cfp = _NO_FINGERPRINTS
+            sni = None
+            alpn_offered = []
         else:
-            version = None
+            cfp = self._client_fp
+            if cfp is None:
+                cfp = self._client_fp = client_fingerprints(ch, self._client_memo_key)
+            sni = ch.sni
+            alpn_offered = [wire_text(p) for p in ch.alpn] if ch.alpn else []
+        if first is None:
+            sfp = _NO_FINGERPRINTS
+        else:
+            sfp = self._server_fp
+            if sfp is None:
+                sfp = self._server_fp = server_fingerprints(first, self._server_memo_key)
+        if sh is not None:
+            v = sh.selected_version  # ServerHello.version, inlined
+            if v is None:
+                v = sh.legacy_version
+            version: str | None = VERSION_NAMES.get(v) or version_name(v)
+            cipher = CIPHER_SUITES.get(sh.cipher_suite) or cipher_name(sh.cipher_suite)
+        else:
+            version = version_name(ch.highest_version()) if ch is not None else None
+            cipher = None
+        cert = self.server_cert
         return {
             "version": version,
             "negotiated": sh is not None,
-            "cipher": cipher_name(sh.cipher_suite) if sh is not None else None,
-            "sni": ch.sni if ch is not None else None,
-            "alpn_offered": [wire_text(p) for p in ch.alpn] if ch is not None else [],
+            "cipher": cipher,
+            "sni": sni,
+            "alpn_offered": alpn_offered,
             "alpn": wire_text(final.alpn) if final is not None and final.alpn is not None else None,
-            "resumed": self._resumed(),
+            "resumed": self._resumed() if final is not None else None,
             "established": self.established,
             "hello_retry": first is not None and first.hello_retry,
             "alerts": list(self.alerts),
@@ -265,7 +286,7 @@ class _Result:
             "ja3s": sfp[0],
             "ja4": cfp[1],
             "ja4s": sfp[1],
-            "server_cert": dict(self.server_cert, dns_names=list(self.server_cert["dns_names"])) if self.server_cert is not None else None,
+            "server_cert": dict(cert, dns_names=list(cert["dns_names"])) if cert is not None else None,
             "client_bytes": self.client_bytes,
             "server_bytes": self.server_bytes,
         }
