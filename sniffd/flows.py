@@ -410,10 +410,18 @@ class FlowTable:
                 # RST, URG, a hole, a hold...) takes the general path.
                 hs = conn.c2s if from_client else conn.s2c
                 base = hs.base
+                # Its hop limit the direction's, its checksum not checked or
+                # valid after valid ones: nothing for _segment to note.
+                steady = ttl == hs.ttl and (csum < 0 or (csum and hs.csum_run >= CSUM_RUN))
                 if (base is not None and not conn.closed and not conn.accounted and not hs.pending
-                        and seq == ((base + hs.next) & 0xFFFFFFFF) and conn.hold is None and ttl == hs.ttl
-                        and hs.fin_at is None
-                        and (csum < 0 or (csum and hs.csum_run >= CSUM_RUN))):
+                        and seq == ((base + hs.next) & 0xFFFFFFFF) and conn.hold is None and hs.fin_at is None
+                        # A direction's first data segment (it sets the hop
+                        # limit's reference) or first valid checksums too,
+                        # unless the general path would do more first: act
+                        # on the memory budget, or look at the table's
+                        # buffers (_account).  (csum 0: a wrong checksum.)
+                        and (steady or (csum and (ttl == hs.ttl or hs.ttl is None) and not self.meter.over
+                                        and conn not in self.waiting))):
                     opp = conn.s2c if from_client else conn.c2s
                     obase = opp.base
                     if not flags & TH_ACK or obase is None:
@@ -425,6 +433,16 @@ class FlowTable:
                     else:
                         mark = -1
                     if mark != -1:
+                        if not steady:
+                            # What _segment notes of such a segment: the hop
+                            # limit's reference, the valid checksums in a
+                            # row, the largest payload with a valid one.
+                            hs.ttl = ttl
+                            if csum > 0:
+                                if hs.csum_run < CSUM_RUN:
+                                    hs.csum_run += 1
+                                if len(payload) > hs.csum_max:
+                                    hs.csum_max = len(payload)
                         conn.last_seen = now
                         if now - conn.touched >= 1.0:
                             conn.touched = now
@@ -439,7 +457,9 @@ class FlowTable:
                                 h = self._succeed(conn, h)
                             for txn in h.take():
                                 self.out.append((conn, txn))
-                        if self.meter.over:
+                        if self.meter.over and steady:
+                            # (Raised by a segment the general path takes as
+                            # well, it waits for the next packet, as there.)
                             self.enforce(now)
                         if self.out:
                             return self._take()
