@@ -163,8 +163,9 @@ class Connection:
         self.encap_rec: dict | None = None
         # While young: segments kept aside for a direction whose ISN is not
         # known yet, in arrival order ((from_client, segment fields)); None
-        # once the connection is settled.
-        self.early: list | None = []
+        # once the connection is settled.  An empty tuple until the first
+        # (most connections settle on their SYN-ACK with none).
+        self.early: list | tuple | None = ()
         self.early_bytes = 0
         self.born_packets = 0
         # A SYN with another ISN while the connection is open: (isn, time).
@@ -559,6 +560,8 @@ class FlowTable:
                 and not self._refusal(conn, from_client, flags)):
             # Young, and this direction's ISN is not known yet, or the
             # other's (which its ACK must be read against): aside.
+            if not conn.early:
+                conn.early = []
             conn.early.append((from_client, (seq, ack, flags, payload, lost, ttl, csum, now)))
             conn.early_bytes += len(payload)
             conn.born_packets += 1
@@ -906,7 +909,7 @@ class FlowTable:
         hs = conn.c2s if from_client else conn.s2c
         if hs.anomalies:
             names = hs.anomalies
-            hs.anomalies = []
+            hs.anomalies = ()
             for n in names:
                 self._count(n)
             rest = [n for n in names if n != "tcp_overlap_conflict"]
@@ -916,7 +919,7 @@ class FlowTable:
             # On the message whose bytes had two different copies.
             for lo, _hi in hs.conflicts:
                 conn.http.note_at(from_client, lo, ("tcp_overlap_conflict",))
-            hs.conflicts = []
+            hs.conflicts = ()
         if chunks:
             opp = conn.s2c if from_client else conn.c2s
             for i, c in enumerate(chunks):
