@@ -996,7 +996,7 @@ class FlowTable:
     def _check_finished(self, conn: Connection, from_client: bool, now: float) -> None:
         hs = conn.c2s if from_client else conn.s2c
         hold = conn.hold
-        if hs.finished and (hold is None or not hold.held[from_client]):
+        if hs.is_finished() and (hold is None or not hold.held[from_client]):
             h = conn._http
             if h is not None:
                 h.end(from_client, now)
@@ -1005,7 +1005,7 @@ class FlowTable:
                 elif h.pairing.done:  # all a delivery of nothing would do
                     self._collect(conn, h)
             # (``hs`` is still finished: the session changes no stream.)
-            if not conn.closed and (conn.s2c if from_client else conn.c2s).finished:
+            if not conn.closed and (conn.s2c if from_client else conn.c2s).is_finished():
                 self._close(conn, None, now, "fin")
 
     def _reaccount(self, conn: Connection) -> int:

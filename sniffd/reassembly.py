@@ -130,9 +130,14 @@ class HalfStream:
             d -= 0x100000000
         return self.next + d
 
-    @property
-    def finished(self) -> bool:
+    def is_finished(self) -> bool:
+        """Has this direction ended: closed, or its FIN reached with nothing
+        buffered before it?"""
         return self.closed or (self.fin_at is not None and self.next >= self.fin_at and not self.pending)
+
+    # The same as a property, for readers; the flow table calls the method
+    # (CPython 3.11 runs a property's getter in a second interpreter frame).
+    finished = property(is_finished)
 
     @property
     def consumed(self) -> int:
