@@ -163,8 +163,9 @@ class Connection:
         self.encap_rec: dict | None = None
         # While young: segments kept aside for a direction whose ISN is not
         # known yet, in arrival order ((from_client, segment fields)); None
-        # once the connection is settled.
-        self.early: list | None = []
+        # once the connection is settled.  An empty tuple until the first
+        # (most connections settle on their SYN-ACK with none).
+        self.early: list | tuple | None = ()
         self.early_bytes = 0
         self.born_packets = 0
         # A SYN with another ISN while the connection is open: (isn, time).
@@ -410,10 +411,18 @@ class FlowTable:
                 # RST, URG, a hole, a hold...) takes the general path.
                 hs = conn.c2s if from_client else conn.s2c
                 base = hs.base
+                # Its hop limit the direction's, its checksum not checked or
+                # valid after valid ones: nothing for _segment to note.
+                steady = ttl == hs.ttl and (csum < 0 or (csum and hs.csum_run >= CSUM_RUN))
                 if (base is not None and not conn.closed and not conn.accounted and not hs.pending
-                        and seq == ((base + hs.next) & 0xFFFFFFFF) and conn.hold is None and ttl == hs.ttl
-                        and hs.fin_at is None
-                        and (csum < 0 or (csum and hs.csum_run >= CSUM_RUN))):
+                        and seq == ((base + hs.next) & 0xFFFFFFFF) and conn.hold is None and hs.fin_at is None
+                        # A direction's first data segment (it sets the hop
+                        # limit's reference) or first valid checksums too,
+                        # unless the general path would do more first: act
+                        # on the memory budget, or look at the table's
+                        # buffers (_account).  (csum 0: a wrong checksum.)
+                        and (steady or (csum and (ttl == hs.ttl or hs.ttl is None) and not self.meter.over
+                                        and conn not in self.waiting))):
                     opp = conn.s2c if from_client else conn.c2s
                     obase = opp.base
                     if not flags & TH_ACK or obase is None:
@@ -425,6 +434,16 @@ class FlowTable:
                     else:
                         mark = -1
                     if mark != -1:
+                        if not steady:
+                            # What _segment notes of such a segment: the hop
+                            # limit's reference, the valid checksums in a
+                            # row, the largest payload with a valid one.
+                            hs.ttl = ttl
+                            if csum > 0:
+                                if hs.csum_run < CSUM_RUN:
+                                    hs.csum_run += 1
+                                if len(payload) > hs.csum_max:
+                                    hs.csum_max = len(payload)
                         conn.last_seen = now
                         if now - conn.touched >= 1.0:
                             conn.touched = now
@@ -434,12 +453,14 @@ class FlowTable:
                         if h is None or not conn.chosen:
                             h = self._choose(conn, from_client, payload)
                         h.feed_data(from_client, payload, now, mark)
-                        if h.pairing.done:
+                        if h.pairing.done:  # (_collect, inline)
                             if h.successor is not None:
                                 h = self._succeed(conn, h)
                             for txn in h.take():
                                 self.out.append((conn, txn))
-                        if self.meter.over:
+                        if self.meter.over and steady:
+                            # (Raised by a segment the general path takes as
+                            # well, it waits for the next packet, as there.)
                             self.enforce(now)
                         if self.out:
                             return self._take()
@@ -454,7 +475,7 @@ class FlowTable:
                 entry = self.conns[key]
             else:
                 conn.last_seen = now
-                return self._take()
+                return self._take() if self.out else _NOTHING
         if conn is None:
             if flags & TH_RST:
                 return self._take()  # RST for a connection we never saw
@@ -539,6 +560,8 @@ class FlowTable:
                 and not self._refusal(conn, from_client, flags)):
             # Young, and this direction's ISN is not known yet, or the
             # other's (which its ACK must be read against): aside.
+            if not conn.early:
+                conn.early = []
             conn.early.append((from_client, (seq, ack, flags, payload, lost, ttl, csum, now)))
             conn.early_bytes += len(payload)
             conn.born_packets += 1
@@ -627,7 +650,13 @@ class FlowTable:
         """Deliver a data segment (captured at ``ts``) that waits for
         nothing, then its FIN."""
         hs = conn.c2s if from_client else conn.s2c
-        mark = self._mark(conn, from_client, flags, ack)
+        # The segment's acknowledgement as an offset in the other
+        # direction's stream (None: no ACK, or that stream has no base).
+        mark = None
+        if flags & TH_ACK:
+            opp = conn.s2c if from_client else conn.c2s
+            if opp.base is not None:
+                mark = opp.rel(ack)
         self._deliver(conn, from_client, hs.feed(seq, payload, ts, ack if flags & TH_ACK else None), ts, mark)
         if lost:
             # The snaplen cut the end of this segment: those bytes are a
@@ -651,15 +680,6 @@ class FlowTable:
             self._check_finished(conn, from_client, now)
         else:
             self._flag(conn, from_client, "tcp_fin_ignored")
-
-    @staticmethod
-    def _mark(conn: Connection, from_client: bool, flags: int, ack: int) -> int | None:
-        """The segment's acknowledgement as an offset in the other
-        direction's stream (None: no ACK, or that stream has no base)."""
-        if not flags & TH_ACK:
-            return None
-        opp = conn.s2c if from_client else conn.c2s
-        return None if opp.base is None else opp.rel(ack)
 
     @staticmethod
     def _refusal(conn: Connection, from_client: bool, flags: int) -> bool:
@@ -771,7 +791,7 @@ class FlowTable:
         if conn.syn_data is not None:
             self._flag(conn, True, "tcp_syn_data")  # no SYN-ACK took it
             conn.syn_data = None
-        for fc in (True, False):
+        for fc in (True, False) if early else ():
             hs = conn.c2s if fc else conn.s2c
             if hs.base is not None:
                 continue
@@ -788,7 +808,7 @@ class FlowTable:
             if conn.closed:
                 break
             self._segment(conn, fc, seq, ack, flags, payload, lost, ttl, csum, ts)
-        if not conn.waiting:
+        if conn in self.waiting and not conn.waiting:
             self.waiting.discard(conn)
 
     def _judge(self, conn: Connection, from_client: bool, seq: int, ack: int, flags: int,
@@ -889,7 +909,7 @@ class FlowTable:
         hs = conn.c2s if from_client else conn.s2c
         if hs.anomalies:
             names = hs.anomalies
-            hs.anomalies = []
+            hs.anomalies = ()
             for n in names:
                 self._count(n)
             rest = [n for n in names if n != "tcp_overlap_conflict"]
@@ -899,7 +919,7 @@ class FlowTable:
             # On the message whose bytes had two different copies.
             for lo, _hi in hs.conflicts:
                 conn.http.note_at(from_client, lo, ("tcp_overlap_conflict",))
-            hs.conflicts = []
+            hs.conflicts = ()
         if chunks:
             opp = conn.s2c if from_client else conn.c2s
             for i, c in enumerate(chunks):
@@ -918,10 +938,16 @@ class FlowTable:
                 self._release(conn, now)
         h = conn._http
         if h is not None and h.pairing.done:
-            if h.successor is not None:  # a hand-over (feed, end or close found it)
-                h = self._succeed(conn, h)
-            for txn in h.take():
-                self.out.append((conn, txn))
+            self._collect(conn, h)
+
+    def _collect(self, conn: Connection, h) -> None:
+        """Take the transactions ``h``, the connection's session, finished
+        (``h.pairing.done``), after its hand-over when it found one (feed,
+        end or close)."""
+        if h.successor is not None:
+            h = self._succeed(conn, h)
+        for txn in h.take():
+            self.out.append((conn, txn))
 
     def _release(self, conn: Connection, now: float, force: bool = False, keep: int = 0,
                  before: float | None = None) -> None:
@@ -970,11 +996,16 @@ class FlowTable:
     def _check_finished(self, conn: Connection, from_client: bool, now: float) -> None:
         hs = conn.c2s if from_client else conn.s2c
         hold = conn.hold
-        if hs.finished and (hold is None or not hold.held[from_client]):
-            if conn._http is not None:
-                conn._http.end(from_client, now)
-                self._deliver(conn, from_client, [], now)
-            if conn.c2s.finished and conn.s2c.finished and not conn.closed:
+        if hs.is_finished() and (hold is None or not hold.held[from_client]):
+            h = conn._http
+            if h is not None:
+                h.end(from_client, now)
+                if hs.anomalies or hs.conflicts:
+                    self._deliver(conn, from_client, _NOTHING, now)
+                elif h.pairing.done:  # all a delivery of nothing would do
+                    self._collect(conn, h)
+            # (``hs`` is still finished: the session changes no stream.)
+            if not conn.closed and (conn.s2c if from_client else conn.c2s).is_finished():
                 self._close(conn, None, now, "fin")
 
     def _reaccount(self, conn: Connection) -> int:
@@ -1109,31 +1140,47 @@ class FlowTable:
             if self.lru.pop(conn, 0) is None:
                 self.closing[conn] = now
             return
-        self._release(conn, now, force=True)
+        if conn.hold is not None:
+            self._release(conn, now, force=True)
         for fc in (True, False):
             hs = conn.c2s if fc else conn.s2c
-            self._deliver(conn, fc, hs.close(), now)
+            chunks = hs.close()
+            # A delivery of nothing, with no anomaly to pass on, would only
+            # collect (below).
+            if chunks or hs.anomalies or hs.conflicts:
+                self._deliver(conn, fc, chunks, now)
         h = conn._http
         if h is not None:
+            if h.pairing.done:
+                self._collect(conn, h)
+                h = conn._http
             h.close(reason, now, why)
-            self._deliver(conn, True, [], now)
+            if h.pairing.done:
+                self._collect(conn, h)
             if conn._http is not h:
                 # Handed over as it closed (a stream found not to be HTTP at
                 # its end): close its successor too.
                 h = conn._http
                 h.close(reason, now, why)
-                self._deliver(conn, True, [], now)
+                if h.pairing.done:
+                    self._collect(conn, h)
             for name in h.loose:
                 self._count(name)
             h.loose = []
         conn.closed = True
-        self.waiting.discard(conn)
-        self._reaccount(conn)
+        if conn.accounted or conn in self.waiting:  # else it never buffered anything (see feed)
+            self.waiting.discard(conn)
+            self._reaccount(conn)
         if self.lru.pop(conn, 0) is None:
             self.closing[conn] = now
 
     def _remove(self, conn: Connection) -> None:
-        if conn._http is not None and (conn in self.lru or conn in self.closing):
+        # Still in the table (open: in lru, whose values are None; or
+        # lingering: in closing, whose values are times)?
+        listed = self.lru.pop(conn, 0) is None
+        if self.closing.pop(conn, None) is not None:
+            listed = True
+        if conn._http is not None and listed:
             self.meter.sessions -= 1
         if conn.accounted:
             self.buffered -= conn.accounted
@@ -1142,8 +1189,6 @@ class FlowTable:
             entry = self.conns.get(k)
             if entry is not None and entry[0] is conn:
                 del self.conns[k]
-        self.lru.pop(conn, None)
-        self.closing.pop(conn, None)
         self.waiting.discard(conn)
         self.young.discard(conn)
         self.tls_open.discard(conn)

@@ -342,7 +342,7 @@ class Pipeline:
                 conn.cid = records.community_id(cip, cport, sip, sport)
                 conn.client_rec = {"ip": records.ip_text(cip), "port": cport}
                 conn.server_rec = {"ip": records.ip_text(sip), "port": sport}
-                conn.encap_rec = records.encapsulation(conn.ctx)
+                conn.encap_rec = None if conn.ctx is None else records.encapsulation(conn.ctx)
                 if conn.uid is None:  # else carried over (FlowTable._after_rst)
                     conn.uid = self._uid()
             if txn.__class__ is TlsRecord:

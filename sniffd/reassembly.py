@@ -76,11 +76,13 @@ class HalfStream:
         self.gap_timeout_s = gap_timeout_s
         self.max_buffer_bytes = max_buffer_bytes
         # Anomaly names raised since the owner last took them (drain_anomalies).
-        self.anomalies: list[str] = []
+        # This and the next two are tuples until something goes in (most
+        # streams never see any): an empty tuple is no object to make.
+        self.anomalies: tuple[str, ...] = ()
         # Relative ranges [start, end) where a copy disagreed with the first
         # (tcp_overlap_conflict), since the owner last took them: the HTTP
         # stage puts the anomaly on the message those bytes belong to.
-        self.conflicts: list[tuple[int, int]] = []
+        self.conflicts: tuple[tuple[int, int], ...] = ()
         self.missed_bytes = 0
         self.closed = False
         # Kept here for the flow table's checks of this direction: the last
@@ -96,7 +98,7 @@ class HalfStream:
         # those bytes replaces it, and only if none comes before the bytes
         # must be given up (the receiver acknowledged them, the wait is
         # over) is it used instead of a gap (tcp_bad_checksum either way).
-        self.aside: list[tuple[int, bytes, float, int | None]] = []
+        self.aside: list[tuple[int, bytes, float, int | None]] | tuple = ()
         self.aside_bytes = 0
 
     def start(self, seq: int) -> None:
@@ -128,9 +130,14 @@ class HalfStream:
             d -= 0x100000000
         return self.next + d
 
-    @property
-    def finished(self) -> bool:
+    def is_finished(self) -> bool:
+        """Has this direction ended: closed, or its FIN reached with nothing
+        buffered before it?"""
         return self.closed or (self.fin_at is not None and self.next >= self.fin_at and not self.pending)
+
+    # The same as a property, for readers; the flow table calls the method
+    # (CPython 3.11 runs a property's getter in a second interpreter frame).
+    finished = property(is_finished)
 
     @property
     def consumed(self) -> int:
@@ -155,6 +162,8 @@ class HalfStream:
         start = self.rel(seq)
         if self.closed or not payload or start + len(payload) <= self.next:
             return
+        if not self.aside:
+            self.aside = []
         insort(self.aside, (start, payload, now, ack), key=_start)
         self.aside_bytes += len(payload)
         while self.aside_bytes > self.max_buffer_bytes:
@@ -199,7 +208,7 @@ class HalfStream:
             # Each buffered segment also costs ~128 bytes of objects: count
             # them, or a flood of 1-byte segments would slip under the bound.
             if self.pending_bytes + len(self.pending) * SEGMENT_COST > self.max_buffer_bytes:
-                self.anomalies.append("tcp_buffer_overflow")
+                self.anomalies += ("tcp_buffer_overflow",)
                 # As many holes as it takes to get back under the bound
                 # (one per call let 1-byte pieces between holes grow it).
                 while self.pending and self.pending_bytes + len(self.pending) * SEGMENT_COST > self.max_buffer_bytes:
@@ -274,7 +283,7 @@ class HalfStream:
         """Skip the current hole now (memory pressure elsewhere)."""
         out: list = []
         if self.pending:
-            self.anomalies.append("tcp_buffer_overflow")
+            self.anomalies += ("tcp_buffer_overflow",)
             self._skip_hole(out)
         return out
 
@@ -284,8 +293,8 @@ class HalfStream:
         rs, r = self.recent_start, self.recent
         lo, hi = max(start, rs), min(start + len(data), rs + len(r))
         if lo < hi and data[lo - start : hi - start] != r[lo - rs : hi - rs]:
-            self.anomalies.append("tcp_overlap_conflict")
-            self.conflicts.append((lo, hi))
+            self.anomalies += ("tcp_overlap_conflict",)
+            self.conflicts += ((lo, hi),)
 
     def _buffer(self, start: int, data: bytes, now: float, ack: int | None = None) -> None:
         """Insert the parts of [start, start+len) not already buffered.
@@ -303,8 +312,8 @@ class HalfStream:
                 continue
             lo, hi = max(s, start), min(e, end)
             if data[lo - start : hi - start] != b[lo - s : hi - s]:
-                self.anomalies.append("tcp_overlap_conflict")
-                self.conflicts.append((lo, hi))
+                self.anomalies += ("tcp_overlap_conflict",)
+                self.conflicts += ((lo, hi),)
             nxt = []
             for ps, pe in pieces:
                 if pe <= s or ps >= e:
@@ -359,7 +368,7 @@ class HalfStream:
             self.next += len(take)
             n -= len(take)
             if "tcp_bad_checksum" not in self.anomalies:
-                self.anomalies.append("tcp_bad_checksum")
+                self.anomalies += ("tcp_bad_checksum",)
             if self.next >= end:
                 self.aside.pop(0)
                 self.aside_bytes -= len(b)
@@ -371,7 +380,7 @@ class HalfStream:
         self.next += n
         self.missed_bytes += n
         if "tcp_gap" not in self.anomalies:
-            self.anomalies.append("tcp_gap")
+            self.anomalies += ("tcp_gap",)
 
     def _replace_aside(self, start: int, length: int) -> None:
         """A valid copy of [start, start+length) came: what waited aside for
@@ -393,7 +402,7 @@ class HalfStream:
             self.aside = keep
             self.aside_bytes = sum(len(x[1]) for x in keep)
             if "tcp_bad_checksum" not in self.anomalies:
-                self.anomalies.append("tcp_bad_checksum")
+                self.anomalies += ("tcp_bad_checksum",)
 
     def _skip_hole(self, out: list) -> None:
         """Declare the hole before the first buffered segment lost."""

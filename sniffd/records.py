@@ -11,7 +11,7 @@ backslash that was sent doubled; see ``wire_text``).
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import ipaddress
 import itertools
@@ -42,10 +42,17 @@ _ntop = socket.inet_ntop
 def community_id(src: bytes, sport: int, dst: bytes, dport: int, proto: int = 6, seed: int = 0) -> str:
     """Community ID v1 (https://github.com/corelight/community-id-spec):
     the same flow hashes the same in sniffd, Zeek, Suricata and others."""
-    if (src, sport) > (dst, dport):
+    if src > dst or (src == dst and sport > dport):  # (src, sport) > (dst, dport), without the tuples
         src, sport, dst, dport = dst, dport, src, sport
-    h = hashlib.sha1(struct.pack("!H", seed) + src + dst + struct.pack("!BBHH", proto, 0, sport, dport))
-    return "1:" + base64.b64encode(h.digest()).decode("ascii")
+    h = _sha1((_SEED_0 if seed == 0 else _SEED(seed)) + src + dst + _PORTS(proto, 0, sport, dport))
+    return "1:" + _b64(h.digest(), newline=False).decode("ascii")
+
+
+_SEED = struct.Struct("!H").pack
+_SEED_0 = _SEED(0)
+_PORTS = struct.Struct("!BBHH").pack
+_sha1 = hashlib.sha1
+_b64 = binascii.b2a_base64  # base64.b64encode's work, without its Python call
 
 
 def rfc3339(ts: float) -> str:

@@ -615,7 +615,7 @@ def test_reassembly_any_order_and_duplication_gives_the_stream_back(data) -> Non
         for c in hs.feed((isn + rel) % 2**32, piece, T0):
             assert c.__class__ is not int
             out += c[0] if c.__class__ is tuple else c
-    assert (bytes(stream), []) == (bytes(out), hs.anomalies)
+    assert (bytes(stream), ()) == (bytes(out), hs.anomalies)
 
 
 # -------------------------------------------------------------------- http
