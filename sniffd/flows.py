@@ -444,6 +444,11 @@ class FlowTable:
                                     hs.csum_run += 1
                                 if len(payload) > hs.csum_max:
                                     hs.csum_max = len(payload)
+                        elif len(payload) > FULL_SEGMENT and csum > 0 and len(payload) > hs.csum_max:
+                            # A valid segment larger than a 1,500-byte link's
+                            # full one (a jumbo-frame link): "auto" checks
+                            # segments up to its size from now on (_segment).
+                            hs.csum_max = len(payload)
                         conn.last_seen = now
                         if now - conn.touched >= 1.0:
                             conn.touched = now

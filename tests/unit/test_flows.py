@@ -613,6 +613,27 @@ def bad_checksum_on_a_super_segment_is_taken_under_auto():
     return s, {"tcp_overlap_conflict": 1}
 
 
+JUMBO = "/" + "j" * 2960  # a 2,999-byte request: one segment on a 9000-byte MTU link
+
+
+def bad_checksum_no_larger_than_a_valid_jumbo_segment_is_checked_under_auto():
+    """A jumbo-frame link: /a, then a valid 2,999-byte segment (on the data
+    fast path); a 1,539-byte copy of the next request's range with other
+    bytes and a wrong checksum is larger than a 1,500-byte link's full
+    segment but no larger than one this direction showed valid: checked,
+    kept aside, and the real request replaces it.  (The fast path did not
+    note the valid segment's size, so the chaff was taken as a super-segment.)"""
+    s = Steps()
+    s.handshake()
+    s.exchange(0.01, "/a", out=[T("GET /a", 200, 1, 0.01)])
+    s.exchange(0.02, JUMBO, out=[T("GET " + JUMBO, 200, 2, 0.02)])
+    (b,) = s.c.client_data(request(LONG))
+    s.at(0.03, replace(b.with_payload(request("/" + "x" * 1500)), bad_checksum=True))
+    s.at(0.031, b)
+    s.at(0.035, *s.c.server_data(ANSWER), out=[T("GET " + LONG, 200, 3, 0.031, ("tcp_bad_checksum",))])
+    return s, {"tcp_bad_checksum": 1}
+
+
 def bad_checksum_when_no_valid_one_came_from_that_side_is_taken_under_auto():
     """Every client packet has a wrong checksum, the handshake's too (the capture
     host offloads them): auto checks nothing from that side, and the chaff is
@@ -926,6 +947,7 @@ CASES = [
     Case(bad_checksum_after_a_valid_one_is_dropped_under_auto),
     Case(bad_checksum_larger_than_the_valid_ones_is_still_checked_under_auto),
     Case(bad_checksum_on_a_super_segment_is_taken_under_auto),
+    Case(bad_checksum_no_larger_than_a_valid_jumbo_segment_is_checked_under_auto),
     Case(bad_checksum_when_no_valid_one_came_from_that_side_is_taken_under_auto),
     Case(bad_checksum_is_dropped_under_on, Settings(verify_checksums="on")),
     Case(bad_checksum_is_taken_under_off, Settings(verify_checksums="off")),
