@@ -15,7 +15,7 @@ when no packet comes, so a quiet link still flushes idle connections.
 from __future__ import annotations
 
 import os
-import socket
+import _socket as socket  # socket.py's C core: inet_ntop, gethostname; socket.py's enums cost ~15 M instructions at start-up
 import struct
 from collections import namedtuple
 
