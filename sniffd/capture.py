@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
-import socket
 import struct
 import sys
 import time
@@ -365,6 +363,8 @@ class OfflineCapture:
                 # libpcap stopped before the end: the child may be waiting
                 # for more input to write what no one will read.  (Of a
                 # compressed stream it reads the rest, to check it.)
+                import signal  # here: `sniffd read` imports no more than it uses
+
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             with open(er, "rb") as f:
@@ -522,6 +522,8 @@ class LiveCapture:
         if not flags & PACKET_FANOUT_FLAG_UNIQUEID:
             return group_id
         # getsockopt(PACKET_FANOUT) = group id | type and flags << 16.
+        import socket  # here, not with the module: `sniffd read` never needs it (~15 M instructions)
+
         sock = socket.socket(fileno=self._handle.getfd())
         try:
             return sock.getsockopt(_SOL_PACKET, _PACKET_FANOUT) & 0xFFFF

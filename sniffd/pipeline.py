@@ -15,7 +15,7 @@ when no packet comes, so a quiet link still flushes idle connections.
 from __future__ import annotations
 
 import os
-import socket
+import _socket as socket  # socket.py's C core: socket.py's IntEnums cost ~14 M instructions at start-up
 import struct
 from collections import namedtuple
 

@@ -27,6 +27,7 @@ def preload() -> None:
     """
     import codecs
     import ctypes  # noqa: F401  (drop_capabilities, oplog.versions)
+    import socket  # noqa: F401  (LiveCapture.set_fanout)
     import traceback  # noqa: F401  (log.exception)
 
     import hpack  # noqa: F401  (sniffd.http2.decoder, at the first HTTP/2 connection)

@@ -29,10 +29,8 @@ from __future__ import annotations
 import heapq
 import json
 import os
-import shutil
 import stat
 import sys
-import tempfile
 
 from sniffd import progress as progress_bar
 from sniffd.capture import CaptureError, OfflineCapture
@@ -121,6 +119,10 @@ def read_files(paths: list[str], bpf: str = "", output: str = "-", settings: Set
             _err(f"{output}: cannot write: {e.strerror}")
             return EXIT_BAD_INPUT
     else:
+        # tempfile (and random) only here: ~4 M instructions that a run to
+        # stdout, a device or NATS does not need.
+        import tempfile
+
         directory = os.path.dirname(os.path.abspath(output))
         try:
             fd, tmp = tempfile.mkstemp(prefix=".sniffd-", suffix=".tmp", dir=directory)
@@ -321,6 +323,9 @@ def _run_parallel(captures: list[OfflineCapture], bpf: str, settings: Settings |
     # from the memory the parent holds it in (inherited across fork).
     paths = [cap.reopen_path for cap in captures]
     names = [cap.path for cap in captures]
+    import shutil
+    import tempfile
+
     tmpdir = tempfile.mkdtemp(prefix="sniffd-read-")
     try:
         import multiprocessing  # here: one-process runs start faster without it

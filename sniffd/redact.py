@@ -235,12 +235,32 @@ _MEMO_MAX = 4096
 _URL_MEMO_MAX = 1024
 _URL_MEMO_CHARS = 256
 
+
+class _Pattern:
+    """A module pattern compiled at its first use, not at import: most runs
+    redact a few headers and never see a cookie, a form or an XML body, and
+    compiling all the patterns below cost ~9 M instructions of every
+    `sniffd read`'s start-up.  The first attribute looked up (``.match``,
+    ``.sub``, ...) compiles it and puts the ``re.Pattern`` in the module's
+    globals in its place, so every later use is the plain compiled pattern."""
+
+    __slots__ = ("name", "args")
+
+    def __init__(self, name: str, *args) -> None:
+        self.name, self.args = name, args
+
+    def __getattr__(self, attr: str):
+        compiled = re.compile(*self.args)
+        globals()[self.name] = compiled
+        return getattr(compiled, attr)
+
+
 _WS = " \t"
-_NONWORD = re.compile(r"[^a-z0-9]+")
+_NONWORD = _Pattern("_NONWORD", r"[^a-z0-9]+")
 # Words of a name: runs of capitals (an acronym, up to the capital that starts
 # the next word: "SAMLResponse" -> SAML, Response), capitalised or lowercase
 # words, numbers.  Everything else (_ - . [ ] and the rest) separates.
-_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+_WORD = _Pattern("_WORD", r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 # A comma in a joined Set-Cookie value starts a new cookie where "name="
 # follows (the name being anything up to "=" but ";" and ",": PHP's
@@ -248,42 +268,42 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 # contain a comma, but in every HTTP-date format that has one (RFC 9110
 # section 5.6.7: "Wed, 21 Oct 2026 07:28:00 GMT", "Wednesday, 21-Oct-26
 # 07:28:00 GMT") what follows it is the day number and a space, never "=".
-_COOKIE_AHEAD = re.compile(r"[ \t]*[^=;,]+=")
-_EXPIRES_DAY = re.compile(r"[ \t]*expires[ \t]*=[ \t]*[A-Za-z]+[ \t]*", re.IGNORECASE)
-_AUTH = re.compile(r"([ \t]*\S+)([ \t]+)(.*)", re.DOTALL)
-_ABSOLUTE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)")
-_AUTHORITY_END = re.compile(r"[/?#]|$")
+_COOKIE_AHEAD = _Pattern("_COOKIE_AHEAD", r"[ \t]*[^=;,]+=")
+_EXPIRES_DAY = _Pattern("_EXPIRES_DAY", r"[ \t]*expires[ \t]*=[ \t]*[A-Za-z]+[ \t]*", re.IGNORECASE)
+_AUTH = _Pattern("_AUTH", r"([ \t]*\S+)([ \t]+)(.*)", re.DOTALL)
+_ABSOLUTE = _Pattern("_ABSOLUTE", r"([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)")
+_AUTHORITY_END = _Pattern("_AUTHORITY_END", r"[/?#]|$")
 # The name of a query, fragment or form parameter: at the start or after a
 # "&" or ";" separator, up to "=" (the name may be empty; a piece without
 # "=" has no value to hide).
-_NAME_S = re.compile(r"(?:^|(?<=[&;]))([^&;=]*)=")
-_NAME_B = re.compile(rb"(?:^|(?<=[&;]))([^&;=]*)=")
+_NAME_S = _Pattern("_NAME_S", r"(?:^|(?<=[&;]))([^&;=]*)=")
+_NAME_B = _Pattern("_NAME_B", rb"(?:^|(?<=[&;]))([^&;=]*)=")
 # A path parameter's name: after ";", up to "=" (RFC 3986 section 3.3).
-_PATH_PARAM = re.compile(r";([^;/=]*)=")
-_BRACKETS = re.compile(r"\[([^\]]*)\]")
+_PATH_PARAM = _Pattern("_PATH_PARAM", r";([^;/=]*)=")
+_BRACKETS = _Pattern("_BRACKETS", r"\[([^\]]*)\]")
 # A JSON string, escapes included (RFC 8259 section 7).
-_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
+_JSON_STRING = _Pattern("_JSON_STRING", r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
 _JSON_DECODER = _json.JSONDecoder()
 # Refresh: "<delay>[;,] [url=]['"]<url>['"]" (the HTML standard's "shared
 # declarative refresh steps": the separator, URL= and the quotes are optional).
-_REFRESH = re.compile(r"""([ \t]*[0-9.]*[ \t]*[;,]?[ \t]*(?:url[ \t]*=[ \t]*)?['"]?)(.*?)(['"]?[ \t]*)""", re.IGNORECASE | re.DOTALL)
-_LINK_URL = re.compile(r"<([^>]*)>")
+_REFRESH = _Pattern("_REFRESH", r"""([ \t]*[0-9.]*[ \t]*[;,]?[ \t]*(?:url[ \t]*=[ \t]*)?['"]?)(.*?)(['"]?[ \t]*)""", re.IGNORECASE | re.DOTALL)
+_LINK_URL = _Pattern("_LINK_URL", r"<([^>]*)>")
 # Sec-WebSocket-Protocol entries that carry a bearer token: Kubernetes'
 # "base64url.bearer.authorization.k8s.io.<base64url token>" and the generic
 # "authorization.bearer.<token>"; AWS AppSync's "header-<base64url JSON of
 # the auth headers>"; a bare JWT (RFC 7519: base64url JSON, "eyJ" = '{"').
-_WS_BEARER = re.compile(r"((?:[^,]*?\.)?bearer\.(?:authorization\.k8s\.io\.)?)(.+)", re.IGNORECASE | re.DOTALL)
+_WS_BEARER = _Pattern("_WS_BEARER", r"((?:[^,]*?\.)?bearer\.(?:authorization\.k8s\.io\.)?)(.+)", re.IGNORECASE | re.DOTALL)
 _WS_K8S = "base64url.bearer.authorization.k8s.io."
-_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
+_JWT = _Pattern("_JWT", r"eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
 # XML (bodies): a start tag, its name and attributes; the text of a leaf
 # element up to its end tag (CDATA sections included); an attribute.
-_XML_START = re.compile(r"<([A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?)((?:[^<>\"']|\"[^\"]*\"|'[^']*')*)>")
-_XML_TEXT = re.compile(r"([^<]*+(?:<!\[CDATA\[.*?\]\]>[^<]*+)*+)</([^\s>]+)\s*>", re.DOTALL)
-_XML_ATTR = re.compile(r"""([A-Za-z_][\w.\-:]*)[ \t\r\n]*=[ \t\r\n]*("[^"]*"|'[^']*')""")
+_XML_START = _Pattern("_XML_START", r"<([A-Za-z_][\w.\-]*(?::[A-Za-z_][\w.\-]*)?)((?:[^<>\"']|\"[^\"]*\"|'[^']*')*)>")
+_XML_TEXT = _Pattern("_XML_TEXT", r"([^<]*+(?:<!\[CDATA\[.*?\]\]>[^<]*+)*+)</([^\s>]+)\s*>", re.DOTALL)
+_XML_ATTR = _Pattern("_XML_ATTR", r"""([A-Za-z_][\w.\-:]*)[ \t\r\n]*=[ \t\r\n]*("[^"]*"|'[^']*')""")
 # The last attribute of a start tag cut short, its value unterminated.
-_XML_CUT_ATTR = re.compile(r"""([A-Za-z_][\w.\-:]*)[ \t\r\n]*=[ \t\r\n]*["']([^"']+)$""")
-_XML_CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
-_XML_REF = re.compile(r"&(#[0-9]+|#x[0-9A-Fa-f]+|amp|lt|gt|quot|apos);")
+_XML_CUT_ATTR = _Pattern("_XML_CUT_ATTR", r"""([A-Za-z_][\w.\-:]*)[ \t\r\n]*=[ \t\r\n]*["']([^"']+)$""")
+_XML_CDATA = _Pattern("_XML_CDATA", r"<!\[CDATA\[(.*?)\]\]>", re.DOTALL)
+_XML_REF = _Pattern("_XML_REF", r"&(#[0-9]+|#x[0-9A-Fa-f]+|amp|lt|gt|quot|apos);")
 _XML_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 # SAML assertions (OASIS SAML 2.0 core section 2.3.3) are bearer credentials:
 # the whole element is tokenised, signature and all.
