@@ -62,6 +62,75 @@ static PyObject *A_NOT_TLS, *A_SERVER_NOT_TLS, *A_SSLV2_HELLO, *A_BAD_RECORD, *A
     *A_HANDSHAKE_TOO_LARGE, *A_BAD_HELLO, *A_BAD_CERTIFICATE, *A_GAP, *A_TRUNCATED_HANDSHAKE, *A_TOO_MANY_ALERTS;
 static PyObject *S_highest_version, *S_legacy_version;
 
+/* --- the hello dataclasses, made without their generated __init__ -------------------------
+ *
+ * ClientHello(...) / ServerHello(...) ran the dataclass's generated __init__
+ * (a Python frame, ~12 stores, and a default_factory call per list not given):
+ * ~95 bytecodes a connection.  The C parser has every field's value already,
+ * so the object is allocated by its type and its slots are filled directly.
+ * The same type and the same values (tests/unit/test_tls_session_c.py compares
+ * repr and ==): the offsets are read once, at import, from the classes' own
+ * member descriptors, in the order of their __dataclass_fields__, which must
+ * be these names (else the import fails, loudly, in the tests), and a class
+ * with a __post_init__ is refused (its __init__ would do more than store). */
+static const char *CH_FIELDS[] = {"legacy_version", "session_id", "cipher_suites", "extensions", "sni", "alpn",
+                                  "supported_versions", "supported_groups", "ec_point_formats",
+                                  "signature_algorithms", "sslv2", "malformed"};
+static const char *SH_FIELDS[] = {"legacy_version", "session_id", "cipher_suite", "extensions", "selected_version",
+                                  "alpn", "pre_shared_key", "hello_retry", "malformed"};
+#define N_CH_FIELDS 12
+#define N_SH_FIELDS 9
+static Py_ssize_t ch_off[N_CH_FIELDS], sh_off[N_SH_FIELDS];
+enum { CH_LEGACY, CH_SESSION_ID, CH_SUITES, CH_EXTENSIONS, CH_SNI, CH_ALPN };
+enum { SH_LEGACY, SH_SESSION_ID, SH_CIPHER, SH_EXTENSIONS, SH_SELECTED, SH_ALPN, SH_PSK, SH_HRR };
+/* a hello's field (a borrowed reference; every field is set by both ways of making one) */
+#define FIELD(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+static int
+slot_offsets(PyObject *type, const char **names, int n, Py_ssize_t *off)
+{
+    if (!PyType_Check(type) || PyObject_HasAttrString(type, "__post_init__")) {
+        PyErr_Format(PyExc_TypeError, "sniffd.tls._session: %R is not a plain dataclass", type);
+        return -1;
+    }
+    PyObject *fields = PyObject_GetAttrString(type, "__dataclass_fields__");
+    if (fields == NULL)
+        return -1;
+    int ok = PyDict_Check(fields) && PyDict_GET_SIZE(fields) == n;
+    Py_ssize_t pos = 0, i = 0;
+    PyObject *k, *v;
+    while (ok && PyDict_Next(fields, &pos, &k, &v))
+        ok = PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, names[i++]) == 0;
+    Py_DECREF(fields);
+    for (i = 0; ok && i < n; i++) {
+        PyObject *d = PyObject_GetAttrString(type, names[i]);
+        if (d == NULL)
+            return -1;
+        ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok)
+            off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+    }
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "sniffd.tls._session: the fields of %R changed", type);
+        return -1;
+    }
+    return 0;
+}
+
+/* type(*fields), as the generated __init__ would make it (the fields are borrowed) */
+static PyObject *
+new_hello(PyObject *type, const Py_ssize_t *off, PyObject **fields, int n)
+{
+    PyTypeObject *t = (PyTypeObject *)type;
+    PyObject *o = t->tp_alloc(t, 0);
+    if (o == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        FIELD(o, off[i]) = Py_NewRef(fields[i]);
+    return o;
+}
+
 typedef struct {
     int mode;
     int parsing;
@@ -761,7 +830,7 @@ parse_client_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int 
     Py_INCREF(Py_False);
     fields[11] = bad ? Py_True : Py_False;
     Py_INCREF(fields[11]);
-    PyObject *hello = PyObject_Vectorcall(ClientHelloT, fields, 12, NULL);
+    PyObject *hello = new_hello(ClientHelloT, ch_off, fields, N_CH_FIELDS);
     if (hello != NULL && (*key = client_key(fields)) == NULL)
         Py_CLEAR(hello);
     for (int k = 0; k < 12; k++)
@@ -848,7 +917,7 @@ parse_server_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int 
     Py_INCREF(fields[8]);
     PyObject *hello = NULL;
     if (fields[0] != NULL && fields[1] != NULL && fields[2] != NULL && fields[4] != NULL)
-        hello = PyObject_Vectorcall(ServerHelloT, fields, 9, NULL);
+        hello = new_hello(ServerHelloT, sh_off, fields, N_SH_FIELDS);
     if (hello != NULL) {
         /* fingerprint._server_key */
         PyObject *pk = packed(&fields[3], 1);
@@ -1478,6 +1547,210 @@ Session_close(Session *self, PyObject *now)
     Py_RETURN_NONE;
 }
 
+/* --- result(): session._Result.result in C ------------------------------------------------
+ *
+ * The record's tls object, once per connection; the Python mixin
+ * session._Result is the reference (TlsSessionPy uses it) and the docstring of
+ * its result() says what each field is.  Written here because, per short
+ * connection, the Python one was ~230 bytecodes (with _resumed, the ALPN
+ * comprehension and http.syntax.text) of a record that costs little else.
+ * Version and cipher names come from the same dicts (hello.VERSION_NAMES,
+ * ciphers.CIPHER_SUITES), the fingerprints from the same memoised functions
+ * (fingerprint.client_fingerprints / server_fingerprints, called once per
+ * connection each and cached as the mixin caches them). */
+
+static PyObject *VERSION_NAMES_D, *CIPHER_SUITES_D, *client_fps_fn, *server_fps_fn;
+enum { R_VERSION, R_NEGOTIATED, R_CIPHER, R_SNI, R_ALPN_OFFERED, R_ALPN, R_RESUMED, R_ESTABLISHED, R_HELLO_RETRY,
+       R_ALERTS, R_JA3, R_JA3S, R_JA4, R_JA4S, R_SERVER_CERT, R_CLIENT_BYTES, R_SERVER_BYTES, N_RESULT };
+/* in the order of the reference's dict */
+static const char *RESULT_KEYS[N_RESULT] = {"version", "negotiated", "cipher", "sni", "alpn_offered", "alpn", "resumed",
+                                            "established", "hello_retry", "alerts", "ja3", "ja3s", "ja4", "ja4s",
+                                            "server_cert", "client_bytes", "server_bytes"};
+static PyObject *result_keys[N_RESULT], *S_dns_names;
+
+/* hello.version_name / ciphers.cipher_name: names[code], else "0x" and 4 hex digits */
+static PyObject *
+code_name(PyObject *names, PyObject *code)
+{
+    PyObject *name = PyDict_GetItemWithError(names, code);
+    if (name != NULL)
+        return Py_NewRef(name);
+    if (PyErr_Occurred())
+        return NULL;
+    long v = PyLong_AsLong(code);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    if (v < 0 || v > 0xFFFF) { /* a 16-bit code of a parsed hello */
+        PyErr_Format(PyExc_ValueError, "not a 16-bit code: %ld", v);
+        return NULL;
+    }
+    char buf[8];
+    snprintf(buf, sizeof(buf), "0x%04lx", v);
+    return PyUnicode_FromString(buf);
+}
+
+/* http.syntax.text: UTF-8, else surrogateescape (the same str either way) */
+static PyObject *
+wire_text(PyObject *b)
+{
+    if (!PyBytes_Check(b)) {
+        PyErr_SetString(PyExc_TypeError, "an ALPN name must be bytes");
+        return NULL;
+    }
+    return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), "surrogateescape");
+}
+
+/* (ja3, ja4) / (ja3s, ja4s) of a hello, once: cached in *cache */
+static PyObject *
+fingerprints(PyObject **cache, PyObject *fn, PyObject *hello, PyObject *key)
+{
+    if (NONE(*cache)) {
+        PyObject *args[2] = {hello, key};
+        PyObject *fps = PyObject_Vectorcall(fn, args, 2, NULL);
+        if (fps == NULL)
+            return NULL;
+        if (!PyTuple_Check(fps) || PyTuple_GET_SIZE(fps) != 2) {
+            Py_DECREF(fps);
+            PyErr_SetString(PyExc_TypeError, "fingerprints must be a pair");
+            return NULL;
+        }
+        Py_XSETREF(*cache, fps);
+    }
+    return *cache;
+}
+
+/* session._Result._resumed, for a session with a server_hello */
+static PyObject *
+resumed(Session *self, PyObject *sh)
+{
+    if (self->sh_version >= TLS13)
+        return Py_NewRef(FIELD(sh, sh_off[SH_PSK]));
+    if (self->s.saw_hello_done)
+        Py_RETURN_FALSE; /* a full handshake: ServerHelloDone ends the server's first flight */
+    if (self->s.sent_ccs)
+        Py_RETURN_TRUE; /* RFC 5246 section 7.3: abbreviated, ChangeCipherSpec right after ServerHello */
+    PyObject *sid = FIELD(sh, sh_off[SH_SESSION_ID]);
+    int r = PyObject_IsTrue(sid);
+    if (r <= 0 || NONE(self->client_hello))
+        return r < 0 ? NULL : Py_NewRef(Py_False);
+    return PyObject_RichCompare(sid, FIELD(self->client_hello, ch_off[CH_SESSION_ID]), Py_EQ);
+}
+
+static PyObject *
+Session_result(Session *self, PyObject *unused)
+{
+    PyObject *ch = self->client_hello, *final = self->server_hello, *first = self->first_server_hello;
+    if (ch == NULL || final == NULL || first == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "result() of a cleared session");
+        return NULL;
+    }
+    if ((ch != Py_None && !Py_IS_TYPE(ch, (PyTypeObject *)ClientHelloT)) ||
+        (final != Py_None && !Py_IS_TYPE(final, (PyTypeObject *)ServerHelloT)) ||
+        (first != Py_None && !Py_IS_TYPE(first, (PyTypeObject *)ServerHelloT))) {
+        PyErr_SetString(PyExc_TypeError, "result(): a hello of another type");
+        return NULL;
+    }
+    PyObject *sh = final != Py_None ? final : first;
+    PyObject *v[N_RESULT] = {NULL};
+    PyObject *out = NULL;
+    PyObject *cfp = NULL, *sfp = NULL; /* borrowed from the caches */
+    if (ch == Py_None) {
+        v[R_SNI] = Py_NewRef(Py_None);
+        v[R_ALPN_OFFERED] = PyList_New(0);
+    }
+    else {
+        if ((cfp = fingerprints(&self->client_fp, client_fps_fn, ch, self->client_key)) == NULL)
+            goto done;
+        v[R_SNI] = Py_NewRef(FIELD(ch, ch_off[CH_SNI]));
+        PyObject *alpn = FIELD(ch, ch_off[CH_ALPN]);
+        if (!PyList_Check(alpn)) {
+            PyErr_SetString(PyExc_TypeError, "ClientHello.alpn must be a list");
+            goto done;
+        }
+        Py_ssize_t k = PyList_GET_SIZE(alpn);
+        if ((v[R_ALPN_OFFERED] = PyList_New(k)) == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            PyObject *t = wire_text(PyList_GET_ITEM(alpn, i));
+            if (t == NULL)
+                goto done;
+            PyList_SET_ITEM(v[R_ALPN_OFFERED], i, t);
+        }
+    }
+    if (first != Py_None && (sfp = fingerprints(&self->server_fp, server_fps_fn, first, self->server_key)) == NULL)
+        goto done;
+    if (sh != Py_None) {
+        PyObject *code = FIELD(sh, sh_off[SH_SELECTED]); /* ServerHello.version */
+        if (code == Py_None)
+            code = FIELD(sh, sh_off[SH_LEGACY]);
+        v[R_VERSION] = code_name(VERSION_NAMES_D, code);
+        v[R_CIPHER] = code_name(CIPHER_SUITES_D, FIELD(sh, sh_off[SH_CIPHER]));
+    }
+    else if (ch != Py_None) {
+        PyObject *code = PyLong_FromLong(self->ch_highest); /* highest_version() */
+        v[R_VERSION] = code ? code_name(VERSION_NAMES_D, code) : NULL;
+        Py_XDECREF(code);
+        v[R_CIPHER] = Py_NewRef(Py_None);
+    }
+    else {
+        v[R_VERSION] = Py_NewRef(Py_None);
+        v[R_CIPHER] = Py_NewRef(Py_None);
+    }
+    v[R_NEGOTIATED] = PyBool_FromLong(sh != Py_None);
+    if (final != Py_None && FIELD(final, sh_off[SH_ALPN]) != Py_None)
+        v[R_ALPN] = wire_text(FIELD(final, sh_off[SH_ALPN]));
+    else
+        v[R_ALPN] = Py_NewRef(Py_None);
+    v[R_RESUMED] = final != Py_None ? resumed(self, final) : Py_NewRef(Py_None);
+    v[R_ESTABLISHED] = PyBool_FromLong(established(self));
+    v[R_HELLO_RETRY] = first != Py_None ? Py_NewRef(FIELD(first, sh_off[SH_HRR])) : Py_NewRef(Py_False);
+    v[R_ALERTS] = PySequence_List(self->alerts);
+    v[R_JA3] = Py_NewRef(cfp ? PyTuple_GET_ITEM(cfp, 0) : Py_None);
+    v[R_JA3S] = Py_NewRef(sfp ? PyTuple_GET_ITEM(sfp, 0) : Py_None);
+    v[R_JA4] = Py_NewRef(cfp ? PyTuple_GET_ITEM(cfp, 1) : Py_None);
+    v[R_JA4S] = Py_NewRef(sfp ? PyTuple_GET_ITEM(sfp, 1) : Py_None);
+    if (NONE(self->server_cert))
+        v[R_SERVER_CERT] = Py_NewRef(Py_None);
+    else if (!PyDict_Check(self->server_cert)) {
+        PyErr_SetString(PyExc_TypeError, "server_cert must be a dict");
+        goto done;
+    }
+    else {
+        /* dict(cert, dns_names=list(cert["dns_names"])): a copy the record owns */
+        PyObject *names = PyDict_GetItemWithError(self->server_cert, S_dns_names);
+        if (names == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, S_dns_names);
+            goto done;
+        }
+        PyObject *copy = PyDict_Copy(self->server_cert), *list = copy ? PySequence_List(names) : NULL;
+        if (list == NULL || PyDict_SetItem(copy, S_dns_names, list) < 0) {
+            Py_XDECREF(copy);
+            Py_XDECREF(list);
+            goto done;
+        }
+        Py_DECREF(list);
+        v[R_SERVER_CERT] = copy;
+    }
+    v[R_CLIENT_BYTES] = PyLong_FromLongLong(self->c.bytes);
+    v[R_SERVER_BYTES] = PyLong_FromLongLong(self->s.bytes);
+    for (int i = 0; i < N_RESULT; i++)
+        if (v[i] == NULL)
+            goto done;
+    if ((out = PyDict_New()) == NULL)
+        goto done;
+    for (int i = 0; i < N_RESULT; i++) {
+        if (PyDict_SetItem(out, result_keys[i], v[i]) < 0) {
+            Py_CLEAR(out);
+            break;
+        }
+    }
+done:
+    for (int i = 0; i < N_RESULT; i++)
+        Py_XDECREF(v[i]);
+    return out;
+}
+
 /* --- the type ------------------------------------------------------------------------- */
 
 static PyObject *
@@ -1664,6 +1937,7 @@ static PyMethodDef Session_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))Session_feed, METH_FASTCALL, "feed(from_client, data, now)"},
     {"gap", (PyCFunction)(void (*)(void))Session_gap, METH_FASTCALL, "gap(from_client, nbytes)"},
     {"close", (PyCFunction)Session_close, METH_O, "close(now)"},
+    {"result", (PyCFunction)Session_result, METH_NOARGS, "The record's tls object (session._Result.result in C)."},
     {NULL},
 };
 
@@ -1822,6 +2096,10 @@ PyInit__session(void)
         {&first_cert, "sniffd.tls.x509", "first_certificate"},
         {&cert_summary, "sniffd.tls.x509", "certificate_summary"},
         {&alert_fn, "sniffd.tls.alerts", "alert"},
+        {&VERSION_NAMES_D, "sniffd.tls.hello", "VERSION_NAMES"},
+        {&CIPHER_SUITES_D, "sniffd.tls.ciphers", "CIPHER_SUITES"},
+        {&client_fps_fn, "sniffd.tls.fingerprint", "client_fingerprints"},
+        {&server_fps_fn, "sniffd.tls.fingerprint", "server_fingerprints"},
         {&A_NOT_TLS, "sniffd.tls.anomalies", "NOT_TLS"},
         {&A_SERVER_NOT_TLS, "sniffd.tls.anomalies", "SERVER_NOT_TLS"},
         {&A_SSLV2_HELLO, "sniffd.tls.anomalies", "SSLV2_HELLO"},
@@ -1838,6 +2116,18 @@ PyInit__session(void)
         if (*wanted[i].slot == NULL && (*wanted[i].slot = attr_of(wanted[i].module, wanted[i].name)) == NULL)
             return NULL;
     }
+    if (!PyDict_Check(VERSION_NAMES_D) || !PyDict_Check(CIPHER_SUITES_D)) {
+        PyErr_SetString(PyExc_TypeError, "sniffd.tls._session: VERSION_NAMES and CIPHER_SUITES must be dicts");
+        return NULL;
+    }
+    for (int i = 0; i < N_RESULT; i++)
+        if ((result_keys[i] = PyUnicode_InternFromString(RESULT_KEYS[i])) == NULL)
+            return NULL;
+    if ((S_dns_names = PyUnicode_InternFromString("dns_names")) == NULL)
+        return NULL;
+    if (slot_offsets(ClientHelloT, CH_FIELDS, N_CH_FIELDS, ch_off) < 0 ||
+        slot_offsets(ServerHelloT, SH_FIELDS, N_SH_FIELDS, sh_off) < 0)
+        return NULL;
     if ((S_highest_version = PyUnicode_InternFromString("highest_version")) == NULL ||
         (S_legacy_version = PyUnicode_InternFromString("legacy_version")) == NULL)
         return NULL;

@@ -87,12 +87,17 @@ def same(ops: list[tuple], close_at: float | None = 1e9) -> dict:
         for s in (py, c):
             getattr(s, op[0])(*op[1:])
         assert observe(py) == observe(c), (i, op[:2])
+        if i % 3 == 0 or i == len(ops) - 1:  # result() may be asked at any time (TlsFlow.tick)
+            assert py.result() == c.result(), (i, op[:2])
     if close_at is not None:
         py.close(close_at)
         c.close(close_at)
         assert observe(py) == observe(c)
     got = py.result()
     assert got == c.result()
+    # the C result() and the Python one (session._Result) on the same C state
+    assert got == session._Result.result(c)
+    assert list(got) == list(c.result())  # the keys in the same order (the record's)
     # result() caches the fingerprints: a second call gives the same again
     assert got == c.result() == py.result()
     return got
@@ -169,6 +174,16 @@ def _crafted() -> dict[str, list[tuple[bool, bytes, float]]]:
         "too-many-values-to-remember": [("c", T.record(22, T.client_hello(list(range(1, 601)), [T.ext_sni("many.test")]))),
                                         ("s", T.record(22, T.server_hello(0x002F, [(0x1000 + i, b"") for i in range(600)])))],
         "empty-records": [("c", T.record(22, b"") + T.record(22, CH12)), ("s", T.record(23, b"") + T.record(22, b""))],
+        # result()'s branches that the flights above do not reach (see test_result_branches)
+        "tls12-resumed-by-session-id": [("c", T.record(22, ch_resume)), ("s", T.record(22, sh_resume))],
+        "tls12-new-session-id": [("c", T.record(22, ch_resume)), ("s", T.record(22, T.server_hello(0xC02F, [], session_id=b"\x07" * 32)))],
+        "tls12-empty-session-id": [("c", T.record(22, T.client_hello([0xC02F], []))), ("s", T.record(22, T.server_hello(0xC02F, [])))],
+        "odd-codes-and-alpn": [("c", T.record(22, T.client_hello([0xBEEF], [T.ext_alpn([b"h2", b"\xff\xfe", b"caf\xc3\xa9", b""])], version=0x0399))),
+                               ("s", T.record(22, T.server_hello(0xBEEF, [T.ext_alpn([b"\xc3\x28"])], version=0x7F1C)))],
+        "client-hello-only-odd-version": [("c", T.record(22, T.client_hello([0x1301], [T.ext_supported_versions([0x0A0A, 0x7F17, 0x0303])])))],
+        "server-alpn-and-certificate": [("c", T.record(22, T.client_hello([0xC02F], [T.ext_alpn([b"http/1.1"])]))),
+                                        ("s", T.record(22, T.server_hello(0xC02F, [T.ext_alpn([b"http/1.1"])]) + T.certificate([DER])
+                                                       + T.SERVER_HELLO_DONE))],
     }
     return {name: _steps(steps) for name, steps in flights.items()}
 
@@ -190,6 +205,66 @@ def test_every_stream_as_captured_and_byte_by_byte(name):
     same(ops_of(segments))
     if sum(len(d) for _, d, _ in segments) < 40_000:
         same(ops_of([(fc, data[i : i + 1], ts) for fc, data, ts in segments for i in range(len(data))]))
+
+
+# --- result() in C ----------------------------------------------------------------------------------
+
+
+def test_the_c_result_is_used():
+    """TlsSessionC's result() is the extension's, not the Python mixin's (the reference)."""
+    from sniffd.tls import _session
+
+    assert TlsSessionC.result is _session.Session.result
+    assert TlsSessionPy.result is session._Result.result
+
+
+# Each of result()'s branches, with the values written by hand; same() holds the C
+# result() equal to the reference's on every stream here, these say the streams
+# reach the branches.
+BRANCHES = {
+    "not-tls": {"version": None, "negotiated": False, "cipher": None, "sni": None, "alpn_offered": [], "alpn": None,
+                "resumed": None, "hello_retry": False, "ja3": None, "ja4": None, "ja3s": None, "ja4s": None, "server_cert": None},
+    "sslv2-only": {"version": "SSLv2", "negotiated": False, "cipher": None, "resumed": None, "ja3": None, "ja4": None},
+    "hello-retry": {"version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256", "hello_retry": True, "resumed": False, "sni": "tls13.test"},
+    "tls13-psk": {"version": "TLSv1.3", "hello_retry": False, "resumed": True, "established": True},
+    "tls12-abbreviated": {"version": "TLSv1.2", "resumed": True, "server_cert": None},  # by the server's CCS
+    "tls12-resumed-by-session-id": {"resumed": True, "established": False},
+    "tls12-new-session-id": {"resumed": False},
+    "tls12-empty-session-id": {"resumed": False},
+    "tls12": {"resumed": False, "sni": "www.example.test", "alpn_offered": ["h2", "http/1.1"], "alpn": "h2"},
+    "odd-codes-and-alpn": {"version": "0x7f1c", "cipher": "0xbeef", "negotiated": True,
+                           "alpn_offered": ["h2", "\udcff\udcfe", "caf\u00e9", ""], "alpn": "\udcc3("},
+    "client-hello-only-odd-version": {"version": "0x7f17", "negotiated": False, "cipher": None, "alpn": None, "resumed": None,
+                                      "ja3s": None, "ja4s": None},
+    "alerts": {"negotiated": False, "established": False},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BRANCHES))
+def test_result_branches(name):
+    got = same(ops_of(CONVERSATIONS[name]))
+    expected = BRANCHES[name]
+    assert expected == {k: got[k] for k in expected}
+
+
+def test_result_alerts_and_certificate_are_the_records_own():
+    """The alerts list and the certificate's dict and dns_names are copies: changing the
+    record does not change the session (a record written early, then the session's at close)."""
+    for name in ("tls12", "server-alpn-and-certificate", "alerts"):
+        c = TlsSessionC()
+        for fc, data, ts in CONVERSATIONS[name]:
+            c.feed(fc, data, ts)
+        got = c.result()
+        if name == "alerts":
+            assert 16 == len(got["alerts"]) == len(c.alerts)
+            got["alerts"].clear()
+            assert 16 == len(c.alerts)
+            continue
+        assert ["unit.test", "*.unit.test"] == got["server_cert"]["dns_names"]
+        assert got["server_cert"] == c.server_cert and got["server_cert"] is not c.server_cert
+        got["server_cert"]["dns_names"].append("x")
+        got["server_cert"]["subject"] = "y"
+        assert c.result()["server_cert"] == c.server_cert != got["server_cert"]
 
 
 # --- replays chosen by hypothesis ---------------------------------------------------------------
