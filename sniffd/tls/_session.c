@@ -93,14 +93,27 @@ slot_offsets(PyObject *type, const char **names, int n, Py_ssize_t *off)
         PyErr_Format(PyExc_TypeError, "sniffd.tls._session: %R is not a plain dataclass", type);
         return -1;
     }
-    PyObject *fields = PyObject_GetAttrString(type, "__dataclass_fields__");
+    /* a dataclass: its fields in order; any other class: its __slots__, in order
+     * (its __init__ stores each argument in the slot of its name: TlsRecord, _Done) */
+    int dc = PyObject_HasAttrString(type, "__dataclass_fields__");
+    PyObject *fields = PyObject_GetAttrString(type, dc ? "__dataclass_fields__" : "__slots__");
     if (fields == NULL)
         return -1;
-    int ok = PyDict_Check(fields) && PyDict_GET_SIZE(fields) == n;
-    Py_ssize_t pos = 0, i = 0;
-    PyObject *k, *v;
-    while (ok && PyDict_Next(fields, &pos, &k, &v))
-        ok = PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, names[i++]) == 0;
+    int ok;
+    Py_ssize_t i = 0;
+    if (dc) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        ok = PyDict_Check(fields) && PyDict_GET_SIZE(fields) == n;
+        while (ok && PyDict_Next(fields, &pos, &k, &v))
+            ok = PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, names[i++]) == 0;
+    }
+    else {
+        ok = PyTuple_Check(fields) && PyTuple_GET_SIZE(fields) == n;
+        for (i = 0; ok && i < n; i++)
+            ok = PyUnicode_Check(PyTuple_GET_ITEM(fields, i)) &&
+                 PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(fields, i), names[i]) == 0;
+    }
     Py_DECREF(fields);
     for (i = 0; ok && i < n; i++) {
         PyObject *d = PyObject_GetAttrString(type, names[i]);
@@ -1956,6 +1969,448 @@ static PyTypeObject SessionType = {
     .tp_getset = Session_getset,
 };
 
+/* --- Flow: TlsFlow's per-segment and per-connection work ---------------------------------
+ *
+ * sniffd.tls.flow.TlsFlow is this type with the Python mixin flow._FlowRules (the
+ * calls the flow table makes rarely: note, note_at, end, tick, open_transactions);
+ * flow.TlsFlowPy is the reference, all in Python, and tests/unit/test_tls_session_c.py
+ * holds the two equal after every call.  Here: __init__, feed_data (the flow
+ * table's call for every in-order segment), feed, close, _write and take, which
+ * were ~330 bytecodes and ~10 Python frames per short connection.  The session is
+ * a C Session (flow.py's setup gives its type) whose feed/gap/close/result are
+ * called directly.  flow.py owns the rules' values: flow_setup() gives the
+ * session, record, done-list and meter types and the end_reasons that end a
+ * connection at its closing packet (_ENDED_BY_PACKET). */
+
+static PyObject *FLOW_SESSION_T, *FLOW_RECORD_T, *FLOW_DONE_T, *FLOW_METER_T, *FLOW_ENDED_BY_PACKET;
+static const char *RECORD_FIELDS[] = {"ts", "tls", "duration_ms", "end_reason", "anomalies"};
+static const char *DONE_FIELDS[] = {"done"};
+static Py_ssize_t record_off[5], done_off[1];
+static PyObject *S_add, *S_http_bytes, *S_done, *S_starttls, *round_fn, *FLOAT_0, *FLOAT_1000, *INT_3;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *session, *pairing, *loose, *anomalies, *meter, *last_ts, *done_at, *starttls;
+    Py_ssize_t charged;
+    char written;
+} Flow;
+
+static PyObject *
+Flow_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (FLOW_SESSION_T == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "sniffd.tls._session.flow_setup() was not called");
+        return NULL;
+    }
+    Flow *self = (Flow *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    PyObject **none[] = {&self->session, &self->pairing, &self->loose, &self->anomalies, &self->meter,
+                         &self->last_ts, &self->done_at, &self->starttls};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+        *none[i] = Py_NewRef(Py_None);
+    return (PyObject *)self;
+}
+
+/* TlsFlowPy.__init__(meter=None, anomalies=(), starttls=None) */
+static int
+Flow_init(Flow *self, PyObject *args, PyObject *kwds)
+{
+    static const char *names[] = {"meter", "anomalies", "starttls"};
+    PyObject *given[3] = {Py_None, NULL, Py_None};
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "TlsFlow(meter=None, anomalies=(), starttls=None)");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        given[i] = PyTuple_GET_ITEM(args, i);
+    if (kwds != NULL) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(kwds, &pos, &k, &v)) {
+            int i = 0;
+            while (i < 3 && !(PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, names[i]) == 0))
+                i++;
+            if (i == 3 || i < nargs) {
+                PyErr_Format(PyExc_TypeError, "TlsFlow(): unexpected or repeated argument %R", k);
+                return -1;
+            }
+            given[i] = v;
+        }
+    }
+    PyObject *session = PyObject_CallNoArgs(FLOW_SESSION_T);
+    if (session == NULL)
+        return -1;
+    Py_XSETREF(self->session, session);
+    PyObject *done = PyList_New(0);
+    if (done == NULL)
+        return -1;
+    PyObject *pairing = new_hello(FLOW_DONE_T, done_off, &done, 1); /* _Done() */
+    Py_DECREF(done);
+    if (pairing == NULL)
+        return -1;
+    Py_XSETREF(self->pairing, pairing);
+    PyObject *loose = PyList_New(0);
+    if (loose == NULL)
+        return -1;
+    Py_XSETREF(self->loose, loose);
+    PyObject *anomalies = PySet_New(given[1]);
+    if (anomalies == NULL)
+        return -1;
+    Py_XSETREF(self->anomalies, anomalies);
+    PyObject *meter = given[0] != Py_None ? Py_NewRef(given[0]) : PyObject_CallNoArgs(FLOW_METER_T);
+    if (meter == NULL)
+        return -1;
+    Py_XSETREF(self->meter, meter);
+    Py_XSETREF(self->starttls, Py_NewRef(given[2]));
+    Py_XSETREF(self->last_ts, Py_NewRef(Py_None));
+    Py_XSETREF(self->done_at, Py_NewRef(Py_None));
+    self->charged = 0;
+    self->written = 0;
+    return 0;
+}
+
+static Session *
+flow_session(Flow *self)
+{
+    if (self->session == NULL || !PyObject_TypeCheck(self->session, &SessionType)) {
+        PyErr_SetString(PyExc_TypeError, "TlsFlow.session must be a C TlsSession");
+        return NULL;
+    }
+    return (Session *)self->session;
+}
+
+/* TlsFlowPy._after_feed: charge what the session holds to the meter; note when the handshake was over */
+static int
+flow_after_feed(Flow *self, Session *s, PyObject *now)
+{
+    Py_ssize_t mem = s->mem_now;
+    if (mem != self->charged) {
+        PyObject *delta = PyLong_FromSsize_t(mem - self->charged);
+        if (delta == NULL)
+            return -1;
+        PyObject *r = PyObject_CallMethodOneArg(self->meter, S_add, delta);
+        Py_DECREF(delta);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        self->charged = mem;
+    }
+    if (NONE(self->done_at) && session_done(s))
+        Py_XSETREF(self->done_at, Py_NewRef(now));
+    return 0;
+}
+
+/* feed_data(from_client, data, now, ack=None): feed for one in-order data chunk */
+static PyObject *
+Flow_feed_data(Flow *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "feed_data(from_client, data, now, ack=None)");
+        return NULL;
+    }
+    Session *s = flow_session(self);
+    if (s == NULL)
+        return NULL;
+    PyObject *r = Session_feed(s, args, 3);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_XSETREF(self->last_ts, Py_NewRef(args[2]));
+    if (NONE(self->done_at) && flow_after_feed(self, s, args[2]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* feed(from_client, chunks, now, ack=None): HttpSession.feed's chunks: bytes (at now),
+ * (bytes, ts), (bytes, ts, ack), or an int (bytes lost) */
+static PyObject *
+Flow_feed(Flow *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "feed(from_client, chunks, now, ack=None)");
+        return NULL;
+    }
+    Session *s = flow_session(self);
+    if (s == NULL)
+        return NULL;
+    PyObject *it = PyObject_GetIter(args[1]);
+    if (it == NULL)
+        return NULL;
+    PyObject *c;
+    while ((c = PyIter_Next(it)) != NULL) {
+        PyObject *r;
+        if (PyLong_CheckExact(c)) {
+            PyObject *a[2] = {args[0], c};
+            r = Session_gap(s, a, 2);
+        }
+        else if (PyTuple_CheckExact(c)) {
+            if (PyTuple_GET_SIZE(c) < 2) {
+                PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+                r = NULL;
+            }
+            else {
+                PyObject *a[3] = {args[0], PyTuple_GET_ITEM(c, 0), PyTuple_GET_ITEM(c, 1)};
+                r = Session_feed(s, a, 3);
+                if (r != NULL)
+                    Py_XSETREF(self->last_ts, Py_NewRef(PyTuple_GET_ITEM(c, 1)));
+            }
+        }
+        else {
+            PyObject *a[3] = {args[0], c, args[2]};
+            r = Session_feed(s, a, 3);
+            if (r != NULL)
+                Py_XSETREF(self->last_ts, Py_NewRef(args[2]));
+        }
+        Py_DECREF(c);
+        if (r == NULL) {
+            Py_DECREF(it);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    if (NONE(self->done_at) && flow_after_feed(self, s, args[2]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* TlsFlowPy._write(end_reason, end): the connection's one record */
+static int
+flow_write(Flow *self, PyObject *end_reason, PyObject *end)
+{
+    Session *s = flow_session(self);
+    if (s == NULL)
+        return -1;
+    self->written = 1;
+    if (self->charged) {
+        PyObject *held = PyObject_GetAttr(self->meter, S_http_bytes);
+        PyObject *charged = held ? PyLong_FromSsize_t(self->charged) : NULL;
+        PyObject *left = charged ? PyNumber_Subtract(held, charged) : NULL;
+        Py_XDECREF(held);
+        Py_XDECREF(charged);
+        int r = left ? PyObject_SetAttr(self->meter, S_http_bytes, left) : -1;
+        Py_XDECREF(left);
+        if (r < 0)
+            return -1;
+        self->charged = 0;
+    }
+    PyObject *first = NONE(s->first_ts) ? end : s->first_ts;
+    /* round(max(0.0, end - first) * 1000.0, 3) */
+    PyObject *diff = PyNumber_Subtract(end, first);
+    if (diff == NULL)
+        return -1;
+    int later = PyFloat_CheckExact(diff) ? PyFloat_AS_DOUBLE(diff) > 0.0 : PyObject_RichCompareBool(diff, FLOAT_0, Py_GT);
+    if (later < 0) {
+        Py_DECREF(diff);
+        return -1;
+    }
+    PyObject *ms = PyNumber_Multiply(later ? diff : FLOAT_0, FLOAT_1000);
+    Py_DECREF(diff);
+    if (ms == NULL)
+        return -1;
+    PyObject *rargs[2] = {ms, INT_3};
+    PyObject *duration = PyObject_Vectorcall(round_fn, rargs, 2, NULL);
+    Py_DECREF(ms);
+    if (duration == NULL)
+        return -1;
+    PyObject *fields[5] = {first, NULL, duration, end_reason, NULL};
+    PyObject *rec = NULL, *done = NULL;
+    fields[1] = Session_result(s, NULL);
+    if (fields[1] == NULL || PyDict_SetItem(fields[1], S_starttls, self->starttls) < 0)
+        goto error;
+    if ((fields[4] = PyNumber_Or(self->anomalies, s->anomalies)) == NULL)
+        goto error;
+    if ((rec = new_hello(FLOW_RECORD_T, record_off, fields, 5)) == NULL) /* TlsRecord(...) */
+        goto error;
+    if ((done = PyObject_GetAttr(self->pairing, S_done)) == NULL)
+        goto error;
+    if (!PyList_Check(done)) {
+        PyErr_SetString(PyExc_TypeError, "pairing.done must be a list");
+        goto error;
+    }
+    if (PyList_Append(done, rec) < 0)
+        goto error;
+    Py_DECREF(done);
+    Py_DECREF(rec);
+    Py_DECREF(duration);
+    Py_DECREF(fields[1]);
+    Py_DECREF(fields[4]);
+    return 0;
+error:
+    Py_XDECREF(done);
+    Py_XDECREF(rec);
+    Py_DECREF(duration);
+    Py_XDECREF(fields[1]);
+    Py_XDECREF(fields[4]);
+    return -1;
+}
+
+static PyObject *
+Flow__write(Flow *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_write(end_reason, end)");
+        return NULL;
+    }
+    if (flow_write(self, args[0], args[1]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* close(reason, now, why="end_of_input"): the connection ended */
+static PyObject *
+Flow_close(Flow *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "close(reason, now, why='end_of_input')");
+        return NULL;
+    }
+    if (self->written)
+        Py_RETURN_NONE;
+    PyObject *reason = args[0], *now = args[1];
+    PyObject *why = nargs == 3 ? args[2] : NULL;
+    PyObject *why_owned = NULL;
+    if (why == NULL && (why = why_owned = PyUnicode_FromString("end_of_input")) == NULL)
+        return NULL;
+    int r = PyObject_IsTrue(reason);
+    if (r > 0 && NONE(self->done_at))
+        r = PySet_Add(self->anomalies, reason);
+    Session *s = r < 0 ? NULL : flow_session(self);
+    int by_packet = s == NULL ? -1 : PySet_Contains(FLOW_ENDED_BY_PACKET, why);
+    PyObject *out = NULL;
+    if (by_packet >= 0) {
+        PyObject *end = by_packet || NONE(self->last_ts) ? now : self->last_ts;
+        Py_INCREF(end);
+        PyObject *c = Session_close(s, end);
+        if (c != NULL) {
+            Py_DECREF(c);
+            if (flow_write(self, why, end) == 0)
+                out = Py_NewRef(Py_None);
+        }
+        Py_DECREF(end);
+    }
+    Py_XDECREF(why_owned);
+    return out;
+}
+
+/* take(): the finished records (pairing.done), handed over */
+static PyObject *
+Flow_take(Flow *self, PyObject *unused)
+{
+    PyObject *done = PyObject_GetAttr(self->pairing, S_done);
+    if (done == NULL)
+        return NULL;
+    int r = PyObject_IsTrue(done);
+    if (r > 0) {
+        PyObject *fresh = PyList_New(0);
+        r = fresh ? PyObject_SetAttr(self->pairing, S_done, fresh) : -1;
+        Py_XDECREF(fresh);
+    }
+    if (r < 0) {
+        Py_DECREF(done);
+        return NULL;
+    }
+    return done;
+}
+
+static int
+Flow_traverse(Flow *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->session);
+    Py_VISIT(self->pairing);
+    Py_VISIT(self->loose);
+    Py_VISIT(self->anomalies);
+    Py_VISIT(self->meter);
+    Py_VISIT(self->last_ts);
+    Py_VISIT(self->done_at);
+    Py_VISIT(self->starttls);
+    return 0;
+}
+
+static int
+Flow_clear(Flow *self)
+{
+    Py_CLEAR(self->session);
+    Py_CLEAR(self->pairing);
+    Py_CLEAR(self->loose);
+    Py_CLEAR(self->anomalies);
+    Py_CLEAR(self->meter);
+    Py_CLEAR(self->last_ts);
+    Py_CLEAR(self->done_at);
+    Py_CLEAR(self->starttls);
+    return 0;
+}
+
+static void
+Flow_dealloc(Flow *self)
+{
+    PyObject_GC_UnTrack(self);
+    Flow_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Flow_members[] = {
+    {"session", T_OBJECT_EX, offsetof(Flow, session), READONLY, NULL},
+    {"pairing", T_OBJECT_EX, offsetof(Flow, pairing), 0, "pairing.done: the finished records"},
+    {"loose", T_OBJECT_EX, offsetof(Flow, loose), 0, NULL},
+    {"anomalies", T_OBJECT_EX, offsetof(Flow, anomalies), 0, NULL},
+    {"meter", T_OBJECT_EX, offsetof(Flow, meter), READONLY, NULL},
+    {"last_ts", T_OBJECT_EX, offsetof(Flow, last_ts), 0, NULL},
+    {"done_at", T_OBJECT_EX, offsetof(Flow, done_at), 0, NULL},
+    {"starttls", T_OBJECT_EX, offsetof(Flow, starttls), 0, NULL},
+    {"charged", T_PYSSIZET, offsetof(Flow, charged), 0, NULL},
+    {"written", T_BOOL, offsetof(Flow, written), 0, NULL},
+    {NULL},
+};
+
+static PyMethodDef Flow_methods[] = {
+    {"feed_data", (PyCFunction)(void (*)(void))Flow_feed_data, METH_FASTCALL, "feed_data(from_client, data, now, ack=None)"},
+    {"feed", (PyCFunction)(void (*)(void))Flow_feed, METH_FASTCALL, "feed(from_client, chunks, now, ack=None)"},
+    {"close", (PyCFunction)(void (*)(void))Flow_close, METH_FASTCALL, "close(reason, now, why='end_of_input')"},
+    {"_write", (PyCFunction)(void (*)(void))Flow__write, METH_FASTCALL, "_write(end_reason, end)"},
+    {"take", (PyCFunction)Flow_take, METH_NOARGS, "take(): the finished records"},
+    {NULL},
+};
+
+static PyTypeObject FlowType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sniffd.tls._session.Flow",
+    .tp_basicsize = sizeof(Flow),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "TlsFlow's per-segment work in C (see sniffd/tls/flow.py)",
+    .tp_new = Flow_new,
+    .tp_init = (initproc)Flow_init,
+    .tp_dealloc = (destructor)Flow_dealloc,
+    .tp_traverse = (traverseproc)Flow_traverse,
+    .tp_clear = (inquiry)Flow_clear,
+    .tp_methods = Flow_methods,
+    .tp_members = Flow_members,
+};
+
+/* flow_setup(session_type, record_type, done_type, meter_type, ended_by_packet): flow.py's values */
+static PyObject *
+mod_flow_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "flow_setup(session_type, record_type, done_type, meter_type, ended_by_packet)");
+        return NULL;
+    }
+    if (!PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &SessionType) ||
+        !PyFrozenSet_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "flow_setup(): a Session subclass and a frozenset of end_reasons");
+        return NULL;
+    }
+    if (slot_offsets(args[1], RECORD_FIELDS, 5, record_off) < 0 || slot_offsets(args[2], DONE_FIELDS, 1, done_off) < 0)
+        return NULL;
+    PyObject **slots[] = {&FLOW_SESSION_T, &FLOW_RECORD_T, &FLOW_DONE_T, &FLOW_METER_T, &FLOW_ENDED_BY_PACKET};
+    for (int i = 0; i < 5; i++)
+        Py_XSETREF(*slots[i], Py_NewRef(args[i]));
+    Py_RETURN_NONE;
+}
+
 /* --- the module ----------------------------------------------------------------------- */
 
 static PyObject *
@@ -2074,6 +2529,8 @@ static PyMethodDef module_methods[] = {
      "detect.looks_like_tls_client_hello_py in C"},
     {"parse_client_hello", mod_parse_client_hello, METH_O, "(ClientHello or None, its highest_version())"},
     {"parse_server_hello", mod_parse_server_hello, METH_O, "(ServerHello or None, its version)"},
+    {"flow_setup", (PyCFunction)(void (*)(void))mod_flow_setup, METH_FASTCALL,
+     "flow_setup(session_type, record_type, done_type, meter_type, ended_by_packet)"},
     {NULL},
 };
 
@@ -2131,12 +2588,25 @@ PyInit__session(void)
     if ((S_highest_version = PyUnicode_InternFromString("highest_version")) == NULL ||
         (S_legacy_version = PyUnicode_InternFromString("legacy_version")) == NULL)
         return NULL;
-    if (PyType_Ready(&SessionType) < 0)
+    if ((S_add = PyUnicode_InternFromString("add")) == NULL ||
+        (S_http_bytes = PyUnicode_InternFromString("http_bytes")) == NULL ||
+        (S_done = PyUnicode_InternFromString("done")) == NULL ||
+        (S_starttls = PyUnicode_InternFromString("starttls")) == NULL ||
+        (FLOAT_0 = PyFloat_FromDouble(0.0)) == NULL || (FLOAT_1000 = PyFloat_FromDouble(1000.0)) == NULL ||
+        (INT_3 = PyLong_FromLong(3)) == NULL || (round_fn = attr_of("builtins", "round")) == NULL)
+        return NULL;
+    if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&FlowType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     Py_INCREF(&SessionType);
+    Py_INCREF(&FlowType);
+    if (PyModule_AddObject(m, "Flow", (PyObject *)&FlowType) < 0) {
+        Py_DECREF(&FlowType);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddObject(m, "Session", (PyObject *)&SessionType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_HELLO_BYTES", MAX_HELLO_BYTES) < 0 ||
         PyModule_AddIntConstant(m, "MAX_CERTIFICATE_BYTES", MAX_CERTIFICATE_BYTES) < 0 ||

@@ -377,6 +377,159 @@ def test_many_sessions_do_not_leak():
     assert after - before < 2048, (before, after)  # KiB
 
 
+# --- TlsFlow in C (flow.TlsFlow) held equal to flow.TlsFlowPy ------------------------------------
+
+from sniffd.budget import Meter  # noqa: E402
+
+
+def observe_flow(t) -> dict:
+    return {
+        "session": observe(t.session),
+        "charged": t.charged,
+        "times": repr((t.last_ts, t.done_at)),
+        "written": t.written,
+        "anomalies": sorted(t.anomalies),
+        "starttls": t.starttls,
+        "open_transactions": t.open_transactions,
+        "meter": (t.meter.http_bytes, t.meter.over),
+        "loose": t.loose,
+        "records": [record_of(r) for r in t.pairing.done],
+    }
+
+
+def record_of(r) -> tuple:
+    # repr of the numbers: a float is not an int (the record's JSON would differ)
+    return (type(r).__name__, repr(r.ts), r.tls, list(r.tls), repr(r.duration_ms), r.end_reason, sorted(r.anomalies), type(r.anomalies))
+
+
+class Fresh(list):
+    """Chunks given to each flow as a new iterator (any iterable, not only a list)."""
+
+
+def same_flow(ops: list[tuple], anomalies=(), starttls=None, limit: int = 1 << 62) -> list[tuple]:
+    """Runs ``ops`` on a TlsFlowPy and a TlsFlow, comparing after every call; returns the records taken."""
+    meters = Meter(), Meter()
+    for m in meters:
+        m.limit = limit
+    py = flow.TlsFlowPy(meters[0], anomalies, starttls=starttls)
+    c = flow.TlsFlow(meters[1], anomalies, starttls=starttls)
+    taken = []
+    for i, op in enumerate(ops):
+        got = [getattr(t, op[0])(*[iter(a) if isinstance(a, Fresh) else a for a in op[1:]]) for t in (py, c)]
+        if op[0] == "take":
+            assert [record_of(r) for r in got[0]] == [record_of(r) for r in got[1]], i
+            taken += [record_of(r) for r in got[0]]
+        else:
+            assert got[0] is got[1] is None
+        assert observe_flow(py) == observe_flow(c), (i, op[:2])
+    return taken
+
+
+def flow_ops(session_ops: list[tuple], rnd: random.Random) -> list[tuple]:
+    """A session's calls as the flow table makes them of a TlsFlow: feed_data, feed with
+    every chunk shape, notes, ticks, take, and a close with any reason."""
+    out = []
+    for op in session_ops:
+        if op[0] == "gap":
+            out.append(("feed", op[1], [op[2]], 0.5))
+        elif op[0] == "close":
+            out.append(("close", rnd.choice([None, "", "idle_timeout"]), op[1], rnd.choice(["fin", "rst", "idle", "end_of_input"])))
+        else:
+            _, fc, data, ts = op
+            what = rnd.random()
+            if what < 0.6:
+                out.append(("feed_data", fc, data, ts) + ((rnd.choice([None, 7]),) if rnd.random() < 0.3 else ()))
+            elif what < 0.75:
+                out.append(("feed", fc, [(data, ts)], ts + 1))
+            elif what < 0.85:
+                out.append(("feed", fc, [(data[:3], ts, 9), data[3:], 0] if len(data) > 3 else [data], ts))
+            else:
+                out.append(("feed", fc, Fresh([data]), ts))
+        if rnd.random() < 0.1:
+            out.append(("note", rnd.random() < 0.5, ("tcp_gap",)))
+        if rnd.random() < 0.1:
+            out.append(("tick", rnd.choice([0.0, 50.0, 1e6])))
+        if rnd.random() < 0.1:
+            out.append(("take",))
+    if rnd.random() < 0.8:
+        out.append(("close", rnd.choice([None, "cut_by_shutdown"]), 1e6 + 1, rnd.choice(["fin", "shutdown", "end_of_input"])))
+    if rnd.random() < 0.3:  # a second close and a late note change nothing
+        out += [("close", "idle_timeout", 2e6), ("note", True, ("late",))]
+    out.append(("take",))
+    return out
+
+
+def test_the_c_flow_is_used():
+    from sniffd.tls import _session, starttls
+
+    assert flow.TlsFlow.__mro__[1] is _session.Flow
+    assert flow.TlsFlowPy.session_type is TlsSessionPy
+    assert starttls.TlsFlow is flow.TlsFlow
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_flow_on_every_stream(name):
+    segments = CONVERSATIONS[name]
+    for seed in range(3):
+        rnd = random.Random(seed)
+        records = same_flow(flow_ops(ops_of(segments), rnd), anomalies={"tcp_data_after_rst"} if seed == 1 else (),
+                            starttls="smtp" if seed == 2 else None)
+        assert len(records) <= 1
+    # byte by byte, with a tight memory limit: the charge goes up and down, and over is raised
+    if sum(len(d) for _, d, _ in segments) < 20_000:
+        ops = [("feed_data", fc, data[i : i + 1], ts) for fc, data, ts in segments for i in range(len(data))]
+        same_flow(ops + [("close", None, 1e9), ("take",)], limit=50)
+
+
+@FAST
+@given(replay(mutate=True), st.integers(0, 2**32 - 1))
+def test_flow_any_segmentation_and_mutation(ops, seed):
+    same_flow(flow_ops(ops, random.Random(seed)))
+
+
+def test_flow_records_by_hand():
+    """A TLS 1.2 handshake through the C flow: the record's values written by hand."""
+    t = flow.TlsFlow(Meter(), ("tcp_gap",), starttls="smtp")
+    for fc, data, ts in CONVERSATIONS["tls12"]:
+        t.feed_data(fc, data, ts)
+    assert (103.0, 0, True) == (t.done_at, t.open_transactions, t.session.established)
+    t.tick(103.0 + flow.EARLY_RECORD_S)
+    (rec,) = t.take()
+    assert (flow.TlsRecord, 100.0, 13000.0, "open", {"tcp_gap"}, "smtp", "TLSv1.2") == (
+        type(rec), rec.ts, rec.duration_ms, rec.end_reason, rec.anomalies, rec.tls["starttls"], rec.tls["version"])
+    t.close("idle_timeout", 200.0, "fin")
+    assert ([], True) == (t.take(), t.written)
+    u = flow.TlsFlow()
+    u.feed_data(True, CONVERSATIONS["tls12"][0][1][:20], 5)
+    assert (20 - 5 - 4, 20 - 5 - 4) == (u.charged, u.meter.http_bytes)  # record and handshake headers read, 11 bytes of hello held
+    u.close("idle_timeout", 9, "idle")
+    (rec,) = u.take()
+    assert (5, 0.0, "idle", {"idle_timeout", "tls_truncated_handshake"}, 0, 0) == (
+        rec.ts, rec.duration_ms, rec.end_reason, rec.anomalies, u.charged, u.meter.http_bytes)
+
+
+def test_many_flows_do_not_leak():
+    """50k flows through whole handshakes to their record: peak RSS flat after the first 10k."""
+
+    def run(n):
+        segs = CONVERSATIONS["tls12"]
+        meter = Meter()
+        for i in range(n):
+            t = flow.TlsFlow(meter, ("x",), starttls=None)
+            for fc, data, ts in segs:
+                t.feed_data(fc, data[:7], ts)
+                t.feed(fc, [(data[7:], ts), 0], ts)
+            t.tick(1e9)
+            t.close("idle_timeout", 1e9 + 1, "fin")
+            t.take()
+
+    run(10_000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run(50_000)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert after - before < 2048, (before, after)  # KiB
+
+
 # --- the hello parsers alone --------------------------------------------------------------------
 
 from sniffd.tls import _session as C_SESSION  # noqa: E402
