@@ -81,7 +81,7 @@ static const char *SH_FIELDS[] = {"legacy_version", "session_id", "cipher_suite"
 #define N_CH_FIELDS 12
 #define N_SH_FIELDS 9
 static Py_ssize_t ch_off[N_CH_FIELDS], sh_off[N_SH_FIELDS];
-enum { CH_LEGACY, CH_SESSION_ID, CH_SUITES, CH_EXTENSIONS, CH_SNI, CH_ALPN };
+enum { CH_LEGACY, CH_SESSION_ID, CH_SUITES, CH_EXTENSIONS, CH_SNI, CH_ALPN, CH_SSLV2 = 10 };
 enum { SH_LEGACY, SH_SESSION_ID, SH_CIPHER, SH_EXTENSIONS, SH_SELECTED, SH_ALPN, SH_PSK, SH_HRR };
 /* a hello's field (a borrowed reference; every field is set by both ways of making one) */
 #define FIELD(o, off) (*(PyObject **)((char *)(o) + (off)))
@@ -1613,13 +1613,56 @@ wire_text(PyObject *b)
     return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), "surrogateescape");
 }
 
-/* (ja3, ja4) / (ja3s, ja4s) of a hello, once: cached in *cache */
+/* Memo.get(key) of the memo fingerprint.<name> (looked up at each call: tests swap
+ * it): the remembered value (a new reference) counted as a hit, or NULL, counted
+ * nowhere (the Python function that computes it on a miss asks Memo.get again,
+ * which counts the miss): what a hit costs without the two Python frames of
+ * client_fingerprints and Memo.get (tests/unit/test_tls_session_c.py: the
+ * memos' counts and contents are the same as with the Python path). */
+static PyObject *fp_module_dict, *S__values, *S_hits, *S_CLIENT_MEMO, *S_SERVER_MEMO, *INT_1;
+
 static PyObject *
-fingerprints(PyObject **cache, PyObject *fn, PyObject *hello, PyObject *key)
+memo_hit(PyObject *name, PyObject *key)
+{
+    PyObject *memo = PyDict_GetItemWithError(fp_module_dict, name);
+    if (memo == NULL)
+        return NULL;
+    PyObject *values = PyObject_GetAttr(memo, S__values);
+    if (values == NULL)
+        return NULL;
+    PyObject *got = PyDict_Check(values) ? PyDict_GetItemWithError(values, key) : NULL;
+    Py_XINCREF(got);
+    Py_DECREF(values);
+    if (got == NULL || got == Py_None) {
+        Py_XDECREF(got);
+        return NULL;
+    }
+    PyObject *hits = PyObject_GetAttr(memo, S_hits);
+    PyObject *more = hits ? PyNumber_Add(hits, INT_1) : NULL;
+    int r = more ? PyObject_SetAttr(memo, S_hits, more) : -1;
+    Py_XDECREF(hits);
+    Py_XDECREF(more);
+    if (r < 0)
+        Py_CLEAR(got);
+    return got;
+}
+
+/* (ja3, ja4) / (ja3s, ja4s) of a hello, once: cached in *cache; ``memo``: the
+ * memo's name, when the hello has fingerprints and a key */
+static PyObject *
+fingerprints(PyObject **cache, PyObject *fn, PyObject *hello, PyObject *key, PyObject *memo)
 {
     if (NONE(*cache)) {
-        PyObject *args[2] = {hello, key};
-        PyObject *fps = PyObject_Vectorcall(fn, args, 2, NULL);
+        PyObject *fps = NULL;
+        if (memo != NULL && !NONE(key)) {
+            fps = memo_hit(memo, key);
+            if (fps == NULL && PyErr_Occurred())
+                return NULL;
+        }
+        if (fps == NULL) {
+            PyObject *args[2] = {hello, key};
+            fps = PyObject_Vectorcall(fn, args, 2, NULL);
+        }
         if (fps == NULL)
             return NULL;
         if (!PyTuple_Check(fps) || PyTuple_GET_SIZE(fps) != 2) {
@@ -1672,7 +1715,9 @@ Session_result(Session *self, PyObject *unused)
         v[R_ALPN_OFFERED] = PyList_New(0);
     }
     else {
-        if ((cfp = fingerprints(&self->client_fp, client_fps_fn, ch, self->client_key)) == NULL)
+        /* an SSL 2.0-format hello has no fingerprints: client_fingerprints says so */
+        PyObject *memo = FIELD(ch, ch_off[CH_SSLV2]) == Py_False ? S_CLIENT_MEMO : NULL;
+        if ((cfp = fingerprints(&self->client_fp, client_fps_fn, ch, self->client_key, memo)) == NULL)
             goto done;
         v[R_SNI] = Py_NewRef(FIELD(ch, ch_off[CH_SNI]));
         PyObject *alpn = FIELD(ch, ch_off[CH_ALPN]);
@@ -1690,7 +1735,7 @@ Session_result(Session *self, PyObject *unused)
             PyList_SET_ITEM(v[R_ALPN_OFFERED], i, t);
         }
     }
-    if (first != Py_None && (sfp = fingerprints(&self->server_fp, server_fps_fn, first, self->server_key)) == NULL)
+    if (first != Py_None && (sfp = fingerprints(&self->server_fp, server_fps_fn, first, self->server_key, S_SERVER_MEMO)) == NULL)
         goto done;
     if (sh != Py_None) {
         PyObject *code = FIELD(sh, sh_off[SH_SELECTED]); /* ServerHello.version */
@@ -1750,7 +1795,8 @@ Session_result(Session *self, PyObject *unused)
     for (int i = 0; i < N_RESULT; i++)
         if (v[i] == NULL)
             goto done;
-    if ((out = PyDict_New()) == NULL)
+    /* sized for its keys and TlsFlow's "starttls": no resize on the way */
+    if ((out = _PyDict_NewPresized(N_RESULT + 1)) == NULL)
         goto done;
     for (int i = 0; i < N_RESULT; i++) {
         if (PyDict_SetItem(out, result_keys[i], v[i]) < 0) {
@@ -1986,7 +2032,7 @@ static PyObject *FLOW_SESSION_T, *FLOW_RECORD_T, *FLOW_DONE_T, *FLOW_METER_T, *F
 static const char *RECORD_FIELDS[] = {"ts", "tls", "duration_ms", "end_reason", "anomalies"};
 static const char *DONE_FIELDS[] = {"done"};
 static Py_ssize_t record_off[5], done_off[1];
-static PyObject *S_add, *S_http_bytes, *S_done, *S_starttls, *round_fn, *FLOAT_0, *FLOAT_1000, *INT_3;
+static PyObject *S_add, *S_http_bytes, *S_done, *S_starttls, *round_fn, *FLOAT_0, *FLOAT_1000, *INT_3, *EMPTY_TUPLE;
 
 typedef struct {
     PyObject_HEAD
@@ -2039,7 +2085,8 @@ Flow_init(Flow *self, PyObject *args, PyObject *kwds)
             given[i] = v;
         }
     }
-    PyObject *session = PyObject_CallNoArgs(FLOW_SESSION_T);
+    /* TlsSessionC(): its type's tp_new, Session_new (it has no __init__ of its own) */
+    PyObject *session = ((PyTypeObject *)FLOW_SESSION_T)->tp_new((PyTypeObject *)FLOW_SESSION_T, EMPTY_TUPLE, NULL);
     if (session == NULL)
         return -1;
     Py_XSETREF(self->session, session);
@@ -2399,6 +2446,7 @@ mod_flow_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     if (!PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &SessionType) ||
+        ((PyTypeObject *)args[0])->tp_init != SessionType.tp_init || ((PyTypeObject *)args[0])->tp_new != Session_new ||
         !PyFrozenSet_Check(args[4])) {
         PyErr_SetString(PyExc_TypeError, "flow_setup(): a Session subclass and a frozenset of end_reasons");
         return NULL;
@@ -2580,8 +2628,17 @@ PyInit__session(void)
     for (int i = 0; i < N_RESULT; i++)
         if ((result_keys[i] = PyUnicode_InternFromString(RESULT_KEYS[i])) == NULL)
             return NULL;
-    if ((S_dns_names = PyUnicode_InternFromString("dns_names")) == NULL)
+    if ((S_dns_names = PyUnicode_InternFromString("dns_names")) == NULL ||
+        (S__values = PyUnicode_InternFromString("_values")) == NULL ||
+        (S_hits = PyUnicode_InternFromString("hits")) == NULL ||
+        (S_CLIENT_MEMO = PyUnicode_InternFromString("CLIENT_MEMO")) == NULL ||
+        (S_SERVER_MEMO = PyUnicode_InternFromString("SERVER_MEMO")) == NULL)
         return NULL;
+    PyObject *fp_module = PyImport_ImportModule("sniffd.tls.fingerprint");
+    if (fp_module == NULL)
+        return NULL;
+    fp_module_dict = Py_NewRef(PyModule_GetDict(fp_module)); /* kept for the process, as the module is */
+    Py_DECREF(fp_module);
     if (slot_offsets(ClientHelloT, CH_FIELDS, N_CH_FIELDS, ch_off) < 0 ||
         slot_offsets(ServerHelloT, SH_FIELDS, N_SH_FIELDS, sh_off) < 0)
         return NULL;
@@ -2593,7 +2650,8 @@ PyInit__session(void)
         (S_done = PyUnicode_InternFromString("done")) == NULL ||
         (S_starttls = PyUnicode_InternFromString("starttls")) == NULL ||
         (FLOAT_0 = PyFloat_FromDouble(0.0)) == NULL || (FLOAT_1000 = PyFloat_FromDouble(1000.0)) == NULL ||
-        (INT_3 = PyLong_FromLong(3)) == NULL || (round_fn = attr_of("builtins", "round")) == NULL)
+        (INT_3 = PyLong_FromLong(3)) == NULL || (INT_1 = PyLong_FromLong(1)) == NULL ||
+        (EMPTY_TUPLE = PyTuple_New(0)) == NULL || (round_fn = attr_of("builtins", "round")) == NULL)
         return NULL;
     if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&FlowType) < 0)
         return NULL;

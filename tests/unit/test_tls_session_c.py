@@ -267,6 +267,29 @@ def test_result_alerts_and_certificate_are_the_records_own():
         assert c.result()["server_cert"] == c.server_cert != got["server_cert"]
 
 
+def test_the_fingerprint_memos_are_used_as_by_the_python_result(monkeypatch):
+    """The C result() reads a memo hit itself (without the Python frames of
+    client_fingerprints and Memo.get): the same fingerprints, and the memos end with
+    the same hits, misses, values and first sightings as with the Python result()."""
+    from sniffd.tls.memo import Memo
+
+    ends = []
+    for cls in (TlsSessionPy, TlsSessionC):
+        monkeypatch.setattr(fingerprint, "CLIENT_MEMO", Memo(4))  # small: entries are dropped too
+        monkeypatch.setattr(fingerprint, "SERVER_MEMO", Memo(4))
+        results = []
+        for _ in range(3):
+            for name in NAMES:
+                s = cls()
+                for fc, data, ts in CONVERSATIONS[name]:
+                    s.feed(fc, data, ts)
+                results.append((s.result(), s.result()))
+        memos = [(m.hits, m.misses, dict(m._values), list(m._seen)) for m in (fingerprint.CLIENT_MEMO, fingerprint.SERVER_MEMO)]
+        ends.append((results, memos))
+    assert ends[0] == ends[1]
+    assert ends[1][1][0][0] > 20 and ends[1][1][1][0] > 20  # hits, both memos
+
+
 # --- replays chosen by hypothesis ---------------------------------------------------------------
 
 
