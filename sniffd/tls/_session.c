@@ -7,9 +7,11 @@
  * record reader of records.py and the handshake reader of handshake.py, the
  * hello parsers of hello.py); this file does the same, byte for byte, and
  * tests/unit/test_tls_session_c.py holds the two equal after every call on
- * every TLS stream of the test captures, cut, mutated and interleaved.  The
- * Python subclass TlsSessionC (session.py) adds result(), shared with the
- * reference.  Rare or heavy paths call back into the Python functions: SSL
+ * every TLS stream of the test captures, cut, mutated and interleaved.
+ * result() (the record's tls object, session._Result's in C) and Flow
+ * (flow.TlsFlow's per-segment work, flow.TlsFlowPy's in C) are held equal to
+ * their references the same way.  Rare or heavy paths call back into the
+ * Python functions: the fingerprints on a memo miss, SSL
  * 2.0 hellos (detect.looks_like_sslv2_client_hello,
  * hello.parse_sslv2_client_hello), the certificate (x509.first_certificate,
  * x509.certificate_summary) and alerts.alert().
