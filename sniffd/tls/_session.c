@@ -1581,7 +1581,7 @@ enum { R_VERSION, R_NEGOTIATED, R_CIPHER, R_SNI, R_ALPN_OFFERED, R_ALPN, R_RESUM
 static const char *RESULT_KEYS[N_RESULT] = {"version", "negotiated", "cipher", "sni", "alpn_offered", "alpn", "resumed",
                                             "established", "hello_retry", "alerts", "ja3", "ja3s", "ja4", "ja4s",
                                             "server_cert", "client_bytes", "server_bytes"};
-static PyObject *result_keys[N_RESULT], *S_dns_names;
+static PyObject *result_keys[N_RESULT], *S_dns_names, *result_template;
 
 /* hello.version_name / ciphers.cipher_name: names[code], else "0x" and 4 hex digits */
 static PyObject *
@@ -1797,8 +1797,9 @@ Session_result(Session *self, PyObject *unused)
     for (int i = 0; i < N_RESULT; i++)
         if (v[i] == NULL)
             goto done;
-    /* sized for its keys and TlsFlow's "starttls": no resize on the way */
-    if ((out = _PyDict_NewPresized(N_RESULT + 1)) == NULL)
+    /* a copy of a dict of the keys (a memcpy of its table, room left for TlsFlow's
+     * "starttls"), whose values are then replaced: no insertion, no resize */
+    if ((out = PyDict_Copy(result_template)) == NULL)
         goto done;
     for (int i = 0; i < N_RESULT; i++) {
         if (PyDict_SetItem(out, result_keys[i], v[i]) < 0) {
@@ -2627,8 +2628,11 @@ PyInit__session(void)
         PyErr_SetString(PyExc_TypeError, "sniffd.tls._session: VERSION_NAMES and CIPHER_SUITES must be dicts");
         return NULL;
     }
+    if ((result_template = _PyDict_NewPresized(N_RESULT + 1)) == NULL)
+        return NULL;
     for (int i = 0; i < N_RESULT; i++)
-        if ((result_keys[i] = PyUnicode_InternFromString(RESULT_KEYS[i])) == NULL)
+        if ((result_keys[i] = PyUnicode_InternFromString(RESULT_KEYS[i])) == NULL ||
+            PyDict_SetItem(result_template, result_keys[i], Py_None) < 0)
             return NULL;
     if ((S_dns_names = PyUnicode_InternFromString("dns_names")) == NULL ||
         (S__values = PyUnicode_InternFromString("_values")) == NULL ||
