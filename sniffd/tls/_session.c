@@ -7,9 +7,11 @@
  * record reader of records.py and the handshake reader of handshake.py, the
  * hello parsers of hello.py); this file does the same, byte for byte, and
  * tests/unit/test_tls_session_c.py holds the two equal after every call on
- * every TLS stream of the test captures, cut, mutated and interleaved.  The
- * Python subclass TlsSessionC (session.py) adds result(), shared with the
- * reference.  Rare or heavy paths call back into the Python functions: SSL
+ * every TLS stream of the test captures, cut, mutated and interleaved.
+ * result() (the record's tls object, session._Result's in C) and Flow
+ * (flow.TlsFlow's per-segment work, flow.TlsFlowPy's in C) are held equal to
+ * their references the same way.  Rare or heavy paths call back into the
+ * Python functions: the fingerprints on a memo miss, SSL
  * 2.0 hellos (detect.looks_like_sslv2_client_hello,
  * hello.parse_sslv2_client_hello), the certificate (x509.first_certificate,
  * x509.certificate_summary) and alerts.alert().
@@ -61,6 +63,88 @@ static PyObject *ClientHelloT, *ServerHelloT, *looks_sslv2, *parse_sslv2, *first
 static PyObject *A_NOT_TLS, *A_SERVER_NOT_TLS, *A_SSLV2_HELLO, *A_BAD_RECORD, *A_RECORD_OVERSIZED,
     *A_HANDSHAKE_TOO_LARGE, *A_BAD_HELLO, *A_BAD_CERTIFICATE, *A_GAP, *A_TRUNCATED_HANDSHAKE, *A_TOO_MANY_ALERTS;
 static PyObject *S_highest_version, *S_legacy_version;
+
+/* --- the hello dataclasses, made without their generated __init__ -------------------------
+ *
+ * ClientHello(...) / ServerHello(...) ran the dataclass's generated __init__
+ * (a Python frame, ~12 stores, and a default_factory call per list not given):
+ * ~95 bytecodes a connection.  The C parser has every field's value already,
+ * so the object is allocated by its type and its slots are filled directly.
+ * The same type and the same values (tests/unit/test_tls_session_c.py compares
+ * repr and ==): the offsets are read once, at import, from the classes' own
+ * member descriptors, in the order of their __dataclass_fields__, which must
+ * be these names (else the import fails, loudly, in the tests), and a class
+ * with a __post_init__ is refused (its __init__ would do more than store). */
+static const char *CH_FIELDS[] = {"legacy_version", "session_id", "cipher_suites", "extensions", "sni", "alpn",
+                                  "supported_versions", "supported_groups", "ec_point_formats",
+                                  "signature_algorithms", "sslv2", "malformed"};
+static const char *SH_FIELDS[] = {"legacy_version", "session_id", "cipher_suite", "extensions", "selected_version",
+                                  "alpn", "pre_shared_key", "hello_retry", "malformed"};
+#define N_CH_FIELDS 12
+#define N_SH_FIELDS 9
+static Py_ssize_t ch_off[N_CH_FIELDS], sh_off[N_SH_FIELDS];
+enum { CH_LEGACY, CH_SESSION_ID, CH_SUITES, CH_EXTENSIONS, CH_SNI, CH_ALPN, CH_SSLV2 = 10 };
+enum { SH_LEGACY, SH_SESSION_ID, SH_CIPHER, SH_EXTENSIONS, SH_SELECTED, SH_ALPN, SH_PSK, SH_HRR };
+/* a hello's field (a borrowed reference; every field is set by both ways of making one) */
+#define FIELD(o, off) (*(PyObject **)((char *)(o) + (off)))
+
+static int
+slot_offsets(PyObject *type, const char **names, int n, Py_ssize_t *off)
+{
+    if (!PyType_Check(type) || PyObject_HasAttrString(type, "__post_init__")) {
+        PyErr_Format(PyExc_TypeError, "sniffd.tls._session: %R is not a plain dataclass", type);
+        return -1;
+    }
+    /* a dataclass: its fields in order; any other class: its __slots__, in order
+     * (its __init__ stores each argument in the slot of its name: TlsRecord, _Done) */
+    int dc = PyObject_HasAttrString(type, "__dataclass_fields__");
+    PyObject *fields = PyObject_GetAttrString(type, dc ? "__dataclass_fields__" : "__slots__");
+    if (fields == NULL)
+        return -1;
+    int ok;
+    Py_ssize_t i = 0;
+    if (dc) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        ok = PyDict_Check(fields) && PyDict_GET_SIZE(fields) == n;
+        while (ok && PyDict_Next(fields, &pos, &k, &v))
+            ok = PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, names[i++]) == 0;
+    }
+    else {
+        ok = PyTuple_Check(fields) && PyTuple_GET_SIZE(fields) == n;
+        for (i = 0; ok && i < n; i++)
+            ok = PyUnicode_Check(PyTuple_GET_ITEM(fields, i)) &&
+                 PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(fields, i), names[i]) == 0;
+    }
+    Py_DECREF(fields);
+    for (i = 0; ok && i < n; i++) {
+        PyObject *d = PyObject_GetAttrString(type, names[i]);
+        if (d == NULL)
+            return -1;
+        ok = Py_IS_TYPE(d, &PyMemberDescr_Type) && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok)
+            off[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+    }
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "sniffd.tls._session: the fields of %R changed", type);
+        return -1;
+    }
+    return 0;
+}
+
+/* type(*fields), as the generated __init__ would make it (the fields are borrowed) */
+static PyObject *
+new_hello(PyObject *type, const Py_ssize_t *off, PyObject **fields, int n)
+{
+    PyTypeObject *t = (PyTypeObject *)type;
+    PyObject *o = t->tp_alloc(t, 0);
+    if (o == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        FIELD(o, off[i]) = Py_NewRef(fields[i]);
+    return o;
+}
 
 typedef struct {
     int mode;
@@ -761,7 +845,7 @@ parse_client_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int 
     Py_INCREF(Py_False);
     fields[11] = bad ? Py_True : Py_False;
     Py_INCREF(fields[11]);
-    PyObject *hello = PyObject_Vectorcall(ClientHelloT, fields, 12, NULL);
+    PyObject *hello = new_hello(ClientHelloT, ch_off, fields, N_CH_FIELDS);
     if (hello != NULL && (*key = client_key(fields)) == NULL)
         Py_CLEAR(hello);
     for (int k = 0; k < 12; k++)
@@ -848,7 +932,7 @@ parse_server_hello(const unsigned char *body, Py_ssize_t n, int *malformed, int 
     Py_INCREF(fields[8]);
     PyObject *hello = NULL;
     if (fields[0] != NULL && fields[1] != NULL && fields[2] != NULL && fields[4] != NULL)
-        hello = PyObject_Vectorcall(ServerHelloT, fields, 9, NULL);
+        hello = new_hello(ServerHelloT, sh_off, fields, N_SH_FIELDS);
     if (hello != NULL) {
         /* fingerprint._server_key */
         PyObject *pk = packed(&fields[3], 1);
@@ -1478,6 +1562,257 @@ Session_close(Session *self, PyObject *now)
     Py_RETURN_NONE;
 }
 
+/* --- result(): session._Result.result in C ------------------------------------------------
+ *
+ * The record's tls object, once per connection; the Python mixin
+ * session._Result is the reference (TlsSessionPy uses it) and the docstring of
+ * its result() says what each field is.  Written here because, per short
+ * connection, the Python one was ~230 bytecodes (with _resumed, the ALPN
+ * comprehension and http.syntax.text) of a record that costs little else.
+ * Version and cipher names come from the same dicts (hello.VERSION_NAMES,
+ * ciphers.CIPHER_SUITES), the fingerprints from the same memoised functions
+ * (fingerprint.client_fingerprints / server_fingerprints, called once per
+ * connection each and cached as the mixin caches them). */
+
+static PyObject *VERSION_NAMES_D, *CIPHER_SUITES_D, *client_fps_fn, *server_fps_fn;
+enum { R_VERSION, R_NEGOTIATED, R_CIPHER, R_SNI, R_ALPN_OFFERED, R_ALPN, R_RESUMED, R_ESTABLISHED, R_HELLO_RETRY,
+       R_ALERTS, R_JA3, R_JA3S, R_JA4, R_JA4S, R_SERVER_CERT, R_CLIENT_BYTES, R_SERVER_BYTES, N_RESULT };
+/* in the order of the reference's dict */
+static const char *RESULT_KEYS[N_RESULT] = {"version", "negotiated", "cipher", "sni", "alpn_offered", "alpn", "resumed",
+                                            "established", "hello_retry", "alerts", "ja3", "ja3s", "ja4", "ja4s",
+                                            "server_cert", "client_bytes", "server_bytes"};
+static PyObject *result_keys[N_RESULT], *S_dns_names, *result_template;
+
+/* hello.version_name / ciphers.cipher_name: names[code], else "0x" and 4 hex digits */
+static PyObject *
+code_name(PyObject *names, PyObject *code)
+{
+    PyObject *name = PyDict_GetItemWithError(names, code);
+    if (name != NULL)
+        return Py_NewRef(name);
+    if (PyErr_Occurred())
+        return NULL;
+    long v = PyLong_AsLong(code);
+    if (v == -1 && PyErr_Occurred())
+        return NULL;
+    if (v < 0 || v > 0xFFFF) { /* a 16-bit code of a parsed hello */
+        PyErr_Format(PyExc_ValueError, "not a 16-bit code: %ld", v);
+        return NULL;
+    }
+    char buf[8];
+    snprintf(buf, sizeof(buf), "0x%04lx", v);
+    return PyUnicode_FromString(buf);
+}
+
+/* http.syntax.text: UTF-8, else surrogateescape (the same str either way) */
+static PyObject *
+wire_text(PyObject *b)
+{
+    if (!PyBytes_Check(b)) {
+        PyErr_SetString(PyExc_TypeError, "an ALPN name must be bytes");
+        return NULL;
+    }
+    return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b), "surrogateescape");
+}
+
+/* Memo.get(key) of the memo fingerprint.<name> (looked up at each call: tests swap
+ * it): the remembered value (a new reference) counted as a hit, or NULL, counted
+ * nowhere (the Python function that computes it on a miss asks Memo.get again,
+ * which counts the miss): what a hit costs without the two Python frames of
+ * client_fingerprints and Memo.get (tests/unit/test_tls_session_c.py: the
+ * memos' counts and contents are the same as with the Python path). */
+static PyObject *fp_module_dict, *S__values, *S_hits, *S_CLIENT_MEMO, *S_SERVER_MEMO, *INT_1;
+
+static PyObject *
+memo_hit(PyObject *name, PyObject *key)
+{
+    PyObject *memo = PyDict_GetItemWithError(fp_module_dict, name);
+    if (memo == NULL)
+        return NULL;
+    PyObject *values = PyObject_GetAttr(memo, S__values);
+    if (values == NULL)
+        return NULL;
+    PyObject *got = PyDict_Check(values) ? PyDict_GetItemWithError(values, key) : NULL;
+    Py_XINCREF(got);
+    Py_DECREF(values);
+    if (got == NULL || got == Py_None) {
+        Py_XDECREF(got);
+        return NULL;
+    }
+    PyObject *hits = PyObject_GetAttr(memo, S_hits);
+    PyObject *more = hits ? PyNumber_Add(hits, INT_1) : NULL;
+    int r = more ? PyObject_SetAttr(memo, S_hits, more) : -1;
+    Py_XDECREF(hits);
+    Py_XDECREF(more);
+    if (r < 0)
+        Py_CLEAR(got);
+    return got;
+}
+
+/* (ja3, ja4) / (ja3s, ja4s) of a hello, once: cached in *cache; ``memo``: the
+ * memo's name, when the hello has fingerprints and a key */
+static PyObject *
+fingerprints(PyObject **cache, PyObject *fn, PyObject *hello, PyObject *key, PyObject *memo)
+{
+    if (NONE(*cache)) {
+        PyObject *fps = NULL;
+        if (memo != NULL && !NONE(key)) {
+            fps = memo_hit(memo, key);
+            if (fps == NULL && PyErr_Occurred())
+                return NULL;
+        }
+        if (fps == NULL) {
+            PyObject *args[2] = {hello, key};
+            fps = PyObject_Vectorcall(fn, args, 2, NULL);
+        }
+        if (fps == NULL)
+            return NULL;
+        if (!PyTuple_Check(fps) || PyTuple_GET_SIZE(fps) != 2) {
+            Py_DECREF(fps);
+            PyErr_SetString(PyExc_TypeError, "fingerprints must be a pair");
+            return NULL;
+        }
+        Py_XSETREF(*cache, fps);
+    }
+    return *cache;
+}
+
+/* session._Result._resumed, for a session with a server_hello */
+static PyObject *
+resumed(Session *self, PyObject *sh)
+{
+    if (self->sh_version >= TLS13)
+        return Py_NewRef(FIELD(sh, sh_off[SH_PSK]));
+    if (self->s.saw_hello_done)
+        Py_RETURN_FALSE; /* a full handshake: ServerHelloDone ends the server's first flight */
+    if (self->s.sent_ccs)
+        Py_RETURN_TRUE; /* RFC 5246 section 7.3: abbreviated, ChangeCipherSpec right after ServerHello */
+    PyObject *sid = FIELD(sh, sh_off[SH_SESSION_ID]);
+    int r = PyObject_IsTrue(sid);
+    if (r <= 0 || NONE(self->client_hello))
+        return r < 0 ? NULL : Py_NewRef(Py_False);
+    return PyObject_RichCompare(sid, FIELD(self->client_hello, ch_off[CH_SESSION_ID]), Py_EQ);
+}
+
+static PyObject *
+Session_result(Session *self, PyObject *unused)
+{
+    PyObject *ch = self->client_hello, *final = self->server_hello, *first = self->first_server_hello;
+    if (ch == NULL || final == NULL || first == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "result() of a cleared session");
+        return NULL;
+    }
+    if ((ch != Py_None && !Py_IS_TYPE(ch, (PyTypeObject *)ClientHelloT)) ||
+        (final != Py_None && !Py_IS_TYPE(final, (PyTypeObject *)ServerHelloT)) ||
+        (first != Py_None && !Py_IS_TYPE(first, (PyTypeObject *)ServerHelloT))) {
+        PyErr_SetString(PyExc_TypeError, "result(): a hello of another type");
+        return NULL;
+    }
+    PyObject *sh = final != Py_None ? final : first;
+    PyObject *v[N_RESULT] = {NULL};
+    PyObject *out = NULL;
+    PyObject *cfp = NULL, *sfp = NULL; /* borrowed from the caches */
+    if (ch == Py_None) {
+        v[R_SNI] = Py_NewRef(Py_None);
+        v[R_ALPN_OFFERED] = PyList_New(0);
+    }
+    else {
+        /* an SSL 2.0-format hello has no fingerprints: client_fingerprints says so */
+        PyObject *memo = FIELD(ch, ch_off[CH_SSLV2]) == Py_False ? S_CLIENT_MEMO : NULL;
+        if ((cfp = fingerprints(&self->client_fp, client_fps_fn, ch, self->client_key, memo)) == NULL)
+            goto done;
+        v[R_SNI] = Py_NewRef(FIELD(ch, ch_off[CH_SNI]));
+        PyObject *alpn = FIELD(ch, ch_off[CH_ALPN]);
+        if (!PyList_Check(alpn)) {
+            PyErr_SetString(PyExc_TypeError, "ClientHello.alpn must be a list");
+            goto done;
+        }
+        Py_ssize_t k = PyList_GET_SIZE(alpn);
+        if ((v[R_ALPN_OFFERED] = PyList_New(k)) == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            PyObject *t = wire_text(PyList_GET_ITEM(alpn, i));
+            if (t == NULL)
+                goto done;
+            PyList_SET_ITEM(v[R_ALPN_OFFERED], i, t);
+        }
+    }
+    if (first != Py_None && (sfp = fingerprints(&self->server_fp, server_fps_fn, first, self->server_key, S_SERVER_MEMO)) == NULL)
+        goto done;
+    if (sh != Py_None) {
+        PyObject *code = FIELD(sh, sh_off[SH_SELECTED]); /* ServerHello.version */
+        if (code == Py_None)
+            code = FIELD(sh, sh_off[SH_LEGACY]);
+        v[R_VERSION] = code_name(VERSION_NAMES_D, code);
+        v[R_CIPHER] = code_name(CIPHER_SUITES_D, FIELD(sh, sh_off[SH_CIPHER]));
+    }
+    else if (ch != Py_None) {
+        PyObject *code = PyLong_FromLong(self->ch_highest); /* highest_version() */
+        v[R_VERSION] = code ? code_name(VERSION_NAMES_D, code) : NULL;
+        Py_XDECREF(code);
+        v[R_CIPHER] = Py_NewRef(Py_None);
+    }
+    else {
+        v[R_VERSION] = Py_NewRef(Py_None);
+        v[R_CIPHER] = Py_NewRef(Py_None);
+    }
+    v[R_NEGOTIATED] = PyBool_FromLong(sh != Py_None);
+    if (final != Py_None && FIELD(final, sh_off[SH_ALPN]) != Py_None)
+        v[R_ALPN] = wire_text(FIELD(final, sh_off[SH_ALPN]));
+    else
+        v[R_ALPN] = Py_NewRef(Py_None);
+    v[R_RESUMED] = final != Py_None ? resumed(self, final) : Py_NewRef(Py_None);
+    v[R_ESTABLISHED] = PyBool_FromLong(established(self));
+    v[R_HELLO_RETRY] = first != Py_None ? Py_NewRef(FIELD(first, sh_off[SH_HRR])) : Py_NewRef(Py_False);
+    v[R_ALERTS] = PySequence_List(self->alerts);
+    v[R_JA3] = Py_NewRef(cfp ? PyTuple_GET_ITEM(cfp, 0) : Py_None);
+    v[R_JA3S] = Py_NewRef(sfp ? PyTuple_GET_ITEM(sfp, 0) : Py_None);
+    v[R_JA4] = Py_NewRef(cfp ? PyTuple_GET_ITEM(cfp, 1) : Py_None);
+    v[R_JA4S] = Py_NewRef(sfp ? PyTuple_GET_ITEM(sfp, 1) : Py_None);
+    if (NONE(self->server_cert))
+        v[R_SERVER_CERT] = Py_NewRef(Py_None);
+    else if (!PyDict_Check(self->server_cert)) {
+        PyErr_SetString(PyExc_TypeError, "server_cert must be a dict");
+        goto done;
+    }
+    else {
+        /* dict(cert, dns_names=list(cert["dns_names"])): a copy the record owns */
+        PyObject *names = PyDict_GetItemWithError(self->server_cert, S_dns_names);
+        if (names == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, S_dns_names);
+            goto done;
+        }
+        PyObject *copy = PyDict_Copy(self->server_cert), *list = copy ? PySequence_List(names) : NULL;
+        if (list == NULL || PyDict_SetItem(copy, S_dns_names, list) < 0) {
+            Py_XDECREF(copy);
+            Py_XDECREF(list);
+            goto done;
+        }
+        Py_DECREF(list);
+        v[R_SERVER_CERT] = copy;
+    }
+    v[R_CLIENT_BYTES] = PyLong_FromLongLong(self->c.bytes);
+    v[R_SERVER_BYTES] = PyLong_FromLongLong(self->s.bytes);
+    for (int i = 0; i < N_RESULT; i++)
+        if (v[i] == NULL)
+            goto done;
+    /* a copy of a dict of the keys (a memcpy of its table, room left for TlsFlow's
+     * "starttls"), whose values are then replaced: no insertion, no resize */
+    if ((out = PyDict_Copy(result_template)) == NULL)
+        goto done;
+    for (int i = 0; i < N_RESULT; i++) {
+        if (PyDict_SetItem(out, result_keys[i], v[i]) < 0) {
+            Py_CLEAR(out);
+            break;
+        }
+    }
+done:
+    for (int i = 0; i < N_RESULT; i++)
+        Py_XDECREF(v[i]);
+    return out;
+}
+
 /* --- the type ------------------------------------------------------------------------- */
 
 static PyObject *
@@ -1664,6 +1999,7 @@ static PyMethodDef Session_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))Session_feed, METH_FASTCALL, "feed(from_client, data, now)"},
     {"gap", (PyCFunction)(void (*)(void))Session_gap, METH_FASTCALL, "gap(from_client, nbytes)"},
     {"close", (PyCFunction)Session_close, METH_O, "close(now)"},
+    {"result", (PyCFunction)Session_result, METH_NOARGS, "The record's tls object (session._Result.result in C)."},
     {NULL},
 };
 
@@ -1681,6 +2017,450 @@ static PyTypeObject SessionType = {
     .tp_members = Session_members,
     .tp_getset = Session_getset,
 };
+
+/* --- Flow: TlsFlow's per-segment and per-connection work ---------------------------------
+ *
+ * sniffd.tls.flow.TlsFlow is this type with the Python mixin flow._FlowRules (the
+ * calls the flow table makes rarely: note, note_at, end, tick, open_transactions);
+ * flow.TlsFlowPy is the reference, all in Python, and tests/unit/test_tls_session_c.py
+ * holds the two equal after every call.  Here: __init__, feed_data (the flow
+ * table's call for every in-order segment), feed, close, _write and take, which
+ * were ~330 bytecodes and ~10 Python frames per short connection.  The session is
+ * a C Session (flow.py's setup gives its type) whose feed/gap/close/result are
+ * called directly.  flow.py owns the rules' values: flow_setup() gives the
+ * session, record, done-list and meter types and the end_reasons that end a
+ * connection at its closing packet (_ENDED_BY_PACKET). */
+
+static PyObject *FLOW_SESSION_T, *FLOW_RECORD_T, *FLOW_DONE_T, *FLOW_METER_T, *FLOW_ENDED_BY_PACKET;
+static const char *RECORD_FIELDS[] = {"ts", "tls", "duration_ms", "end_reason", "anomalies"};
+static const char *DONE_FIELDS[] = {"done"};
+static Py_ssize_t record_off[5], done_off[1];
+static PyObject *S_add, *S_http_bytes, *S_done, *S_starttls, *round_fn, *FLOAT_0, *FLOAT_1000, *INT_3, *EMPTY_TUPLE;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *session, *pairing, *loose, *anomalies, *meter, *last_ts, *done_at, *starttls;
+    Py_ssize_t charged;
+    char written;
+} Flow;
+
+static PyObject *
+Flow_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (FLOW_SESSION_T == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "sniffd.tls._session.flow_setup() was not called");
+        return NULL;
+    }
+    Flow *self = (Flow *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    PyObject **none[] = {&self->session, &self->pairing, &self->loose, &self->anomalies, &self->meter,
+                         &self->last_ts, &self->done_at, &self->starttls};
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+        *none[i] = Py_NewRef(Py_None);
+    return (PyObject *)self;
+}
+
+/* TlsFlowPy.__init__(meter=None, anomalies=(), starttls=None) */
+static int
+Flow_init(Flow *self, PyObject *args, PyObject *kwds)
+{
+    static const char *names[] = {"meter", "anomalies", "starttls"};
+    PyObject *given[3] = {Py_None, NULL, Py_None};
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "TlsFlow(meter=None, anomalies=(), starttls=None)");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        given[i] = PyTuple_GET_ITEM(args, i);
+    if (kwds != NULL) {
+        Py_ssize_t pos = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(kwds, &pos, &k, &v)) {
+            int i = 0;
+            while (i < 3 && !(PyUnicode_Check(k) && PyUnicode_CompareWithASCIIString(k, names[i]) == 0))
+                i++;
+            if (i == 3 || i < nargs) {
+                PyErr_Format(PyExc_TypeError, "TlsFlow(): unexpected or repeated argument %R", k);
+                return -1;
+            }
+            given[i] = v;
+        }
+    }
+    /* TlsSessionC(): its type's tp_new, Session_new (it has no __init__ of its own) */
+    PyObject *session = ((PyTypeObject *)FLOW_SESSION_T)->tp_new((PyTypeObject *)FLOW_SESSION_T, EMPTY_TUPLE, NULL);
+    if (session == NULL)
+        return -1;
+    Py_XSETREF(self->session, session);
+    PyObject *done = PyList_New(0);
+    if (done == NULL)
+        return -1;
+    PyObject *pairing = new_hello(FLOW_DONE_T, done_off, &done, 1); /* _Done() */
+    Py_DECREF(done);
+    if (pairing == NULL)
+        return -1;
+    Py_XSETREF(self->pairing, pairing);
+    PyObject *loose = PyList_New(0);
+    if (loose == NULL)
+        return -1;
+    Py_XSETREF(self->loose, loose);
+    PyObject *anomalies = PySet_New(given[1]);
+    if (anomalies == NULL)
+        return -1;
+    Py_XSETREF(self->anomalies, anomalies);
+    PyObject *meter = given[0] != Py_None ? Py_NewRef(given[0]) : PyObject_CallNoArgs(FLOW_METER_T);
+    if (meter == NULL)
+        return -1;
+    Py_XSETREF(self->meter, meter);
+    Py_XSETREF(self->starttls, Py_NewRef(given[2]));
+    Py_XSETREF(self->last_ts, Py_NewRef(Py_None));
+    Py_XSETREF(self->done_at, Py_NewRef(Py_None));
+    self->charged = 0;
+    self->written = 0;
+    return 0;
+}
+
+static Session *
+flow_session(Flow *self)
+{
+    if (self->session == NULL || !PyObject_TypeCheck(self->session, &SessionType)) {
+        PyErr_SetString(PyExc_TypeError, "TlsFlow.session must be a C TlsSession");
+        return NULL;
+    }
+    return (Session *)self->session;
+}
+
+/* TlsFlowPy._after_feed: charge what the session holds to the meter; note when the handshake was over */
+static int
+flow_after_feed(Flow *self, Session *s, PyObject *now)
+{
+    Py_ssize_t mem = s->mem_now;
+    if (mem != self->charged) {
+        PyObject *delta = PyLong_FromSsize_t(mem - self->charged);
+        if (delta == NULL)
+            return -1;
+        PyObject *r = PyObject_CallMethodOneArg(self->meter, S_add, delta);
+        Py_DECREF(delta);
+        if (r == NULL)
+            return -1;
+        Py_DECREF(r);
+        self->charged = mem;
+    }
+    if (NONE(self->done_at) && session_done(s))
+        Py_XSETREF(self->done_at, Py_NewRef(now));
+    return 0;
+}
+
+/* feed_data(from_client, data, now, ack=None): feed for one in-order data chunk */
+static PyObject *
+Flow_feed_data(Flow *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "feed_data(from_client, data, now, ack=None)");
+        return NULL;
+    }
+    Session *s = flow_session(self);
+    if (s == NULL)
+        return NULL;
+    PyObject *r = Session_feed(s, args, 3);
+    if (r == NULL)
+        return NULL;
+    Py_DECREF(r);
+    Py_XSETREF(self->last_ts, Py_NewRef(args[2]));
+    if (NONE(self->done_at) && flow_after_feed(self, s, args[2]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* feed(from_client, chunks, now, ack=None): HttpSession.feed's chunks: bytes (at now),
+ * (bytes, ts), (bytes, ts, ack), or an int (bytes lost) */
+static PyObject *
+Flow_feed(Flow *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "feed(from_client, chunks, now, ack=None)");
+        return NULL;
+    }
+    Session *s = flow_session(self);
+    if (s == NULL)
+        return NULL;
+    PyObject *it = PyObject_GetIter(args[1]);
+    if (it == NULL)
+        return NULL;
+    PyObject *c;
+    while ((c = PyIter_Next(it)) != NULL) {
+        PyObject *r;
+        if (PyLong_CheckExact(c)) {
+            PyObject *a[2] = {args[0], c};
+            r = Session_gap(s, a, 2);
+        }
+        else if (PyTuple_CheckExact(c)) {
+            if (PyTuple_GET_SIZE(c) < 2) {
+                PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+                r = NULL;
+            }
+            else {
+                PyObject *a[3] = {args[0], PyTuple_GET_ITEM(c, 0), PyTuple_GET_ITEM(c, 1)};
+                r = Session_feed(s, a, 3);
+                if (r != NULL)
+                    Py_XSETREF(self->last_ts, Py_NewRef(PyTuple_GET_ITEM(c, 1)));
+            }
+        }
+        else {
+            PyObject *a[3] = {args[0], c, args[2]};
+            r = Session_feed(s, a, 3);
+            if (r != NULL)
+                Py_XSETREF(self->last_ts, Py_NewRef(args[2]));
+        }
+        Py_DECREF(c);
+        if (r == NULL) {
+            Py_DECREF(it);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred())
+        return NULL;
+    if (NONE(self->done_at) && flow_after_feed(self, s, args[2]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* TlsFlowPy._write(end_reason, end): the connection's one record */
+static int
+flow_write(Flow *self, PyObject *end_reason, PyObject *end)
+{
+    Session *s = flow_session(self);
+    if (s == NULL)
+        return -1;
+    self->written = 1;
+    if (self->charged) {
+        PyObject *held = PyObject_GetAttr(self->meter, S_http_bytes);
+        PyObject *charged = held ? PyLong_FromSsize_t(self->charged) : NULL;
+        PyObject *left = charged ? PyNumber_Subtract(held, charged) : NULL;
+        Py_XDECREF(held);
+        Py_XDECREF(charged);
+        int r = left ? PyObject_SetAttr(self->meter, S_http_bytes, left) : -1;
+        Py_XDECREF(left);
+        if (r < 0)
+            return -1;
+        self->charged = 0;
+    }
+    PyObject *first = NONE(s->first_ts) ? end : s->first_ts;
+    /* round(max(0.0, end - first) * 1000.0, 3) */
+    PyObject *diff = PyNumber_Subtract(end, first);
+    if (diff == NULL)
+        return -1;
+    int later = PyFloat_CheckExact(diff) ? PyFloat_AS_DOUBLE(diff) > 0.0 : PyObject_RichCompareBool(diff, FLOAT_0, Py_GT);
+    if (later < 0) {
+        Py_DECREF(diff);
+        return -1;
+    }
+    PyObject *ms = PyNumber_Multiply(later ? diff : FLOAT_0, FLOAT_1000);
+    Py_DECREF(diff);
+    if (ms == NULL)
+        return -1;
+    PyObject *rargs[2] = {ms, INT_3};
+    PyObject *duration = PyObject_Vectorcall(round_fn, rargs, 2, NULL);
+    Py_DECREF(ms);
+    if (duration == NULL)
+        return -1;
+    PyObject *fields[5] = {first, NULL, duration, end_reason, NULL};
+    PyObject *rec = NULL, *done = NULL;
+    fields[1] = Session_result(s, NULL);
+    if (fields[1] == NULL || PyDict_SetItem(fields[1], S_starttls, self->starttls) < 0)
+        goto error;
+    if ((fields[4] = PyNumber_Or(self->anomalies, s->anomalies)) == NULL)
+        goto error;
+    if ((rec = new_hello(FLOW_RECORD_T, record_off, fields, 5)) == NULL) /* TlsRecord(...) */
+        goto error;
+    if ((done = PyObject_GetAttr(self->pairing, S_done)) == NULL)
+        goto error;
+    if (!PyList_Check(done)) {
+        PyErr_SetString(PyExc_TypeError, "pairing.done must be a list");
+        goto error;
+    }
+    if (PyList_Append(done, rec) < 0)
+        goto error;
+    Py_DECREF(done);
+    Py_DECREF(rec);
+    Py_DECREF(duration);
+    Py_DECREF(fields[1]);
+    Py_DECREF(fields[4]);
+    return 0;
+error:
+    Py_XDECREF(done);
+    Py_XDECREF(rec);
+    Py_DECREF(duration);
+    Py_XDECREF(fields[1]);
+    Py_XDECREF(fields[4]);
+    return -1;
+}
+
+static PyObject *
+Flow__write(Flow *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_write(end_reason, end)");
+        return NULL;
+    }
+    if (flow_write(self, args[0], args[1]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* close(reason, now, why="end_of_input"): the connection ended */
+static PyObject *
+Flow_close(Flow *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "close(reason, now, why='end_of_input')");
+        return NULL;
+    }
+    if (self->written)
+        Py_RETURN_NONE;
+    PyObject *reason = args[0], *now = args[1];
+    PyObject *why = nargs == 3 ? args[2] : NULL;
+    PyObject *why_owned = NULL;
+    if (why == NULL && (why = why_owned = PyUnicode_FromString("end_of_input")) == NULL)
+        return NULL;
+    int r = PyObject_IsTrue(reason);
+    if (r > 0 && NONE(self->done_at))
+        r = PySet_Add(self->anomalies, reason);
+    Session *s = r < 0 ? NULL : flow_session(self);
+    int by_packet = s == NULL ? -1 : PySet_Contains(FLOW_ENDED_BY_PACKET, why);
+    PyObject *out = NULL;
+    if (by_packet >= 0) {
+        PyObject *end = by_packet || NONE(self->last_ts) ? now : self->last_ts;
+        Py_INCREF(end);
+        PyObject *c = Session_close(s, end);
+        if (c != NULL) {
+            Py_DECREF(c);
+            if (flow_write(self, why, end) == 0)
+                out = Py_NewRef(Py_None);
+        }
+        Py_DECREF(end);
+    }
+    Py_XDECREF(why_owned);
+    return out;
+}
+
+/* take(): the finished records (pairing.done), handed over */
+static PyObject *
+Flow_take(Flow *self, PyObject *unused)
+{
+    PyObject *done = PyObject_GetAttr(self->pairing, S_done);
+    if (done == NULL)
+        return NULL;
+    int r = PyObject_IsTrue(done);
+    if (r > 0) {
+        PyObject *fresh = PyList_New(0);
+        r = fresh ? PyObject_SetAttr(self->pairing, S_done, fresh) : -1;
+        Py_XDECREF(fresh);
+    }
+    if (r < 0) {
+        Py_DECREF(done);
+        return NULL;
+    }
+    return done;
+}
+
+static int
+Flow_traverse(Flow *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->session);
+    Py_VISIT(self->pairing);
+    Py_VISIT(self->loose);
+    Py_VISIT(self->anomalies);
+    Py_VISIT(self->meter);
+    Py_VISIT(self->last_ts);
+    Py_VISIT(self->done_at);
+    Py_VISIT(self->starttls);
+    return 0;
+}
+
+static int
+Flow_clear(Flow *self)
+{
+    Py_CLEAR(self->session);
+    Py_CLEAR(self->pairing);
+    Py_CLEAR(self->loose);
+    Py_CLEAR(self->anomalies);
+    Py_CLEAR(self->meter);
+    Py_CLEAR(self->last_ts);
+    Py_CLEAR(self->done_at);
+    Py_CLEAR(self->starttls);
+    return 0;
+}
+
+static void
+Flow_dealloc(Flow *self)
+{
+    PyObject_GC_UnTrack(self);
+    Flow_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Flow_members[] = {
+    {"session", T_OBJECT_EX, offsetof(Flow, session), READONLY, NULL},
+    {"pairing", T_OBJECT_EX, offsetof(Flow, pairing), 0, "pairing.done: the finished records"},
+    {"loose", T_OBJECT_EX, offsetof(Flow, loose), 0, NULL},
+    {"anomalies", T_OBJECT_EX, offsetof(Flow, anomalies), 0, NULL},
+    {"meter", T_OBJECT_EX, offsetof(Flow, meter), READONLY, NULL},
+    {"last_ts", T_OBJECT_EX, offsetof(Flow, last_ts), 0, NULL},
+    {"done_at", T_OBJECT_EX, offsetof(Flow, done_at), 0, NULL},
+    {"starttls", T_OBJECT_EX, offsetof(Flow, starttls), 0, NULL},
+    {"charged", T_PYSSIZET, offsetof(Flow, charged), 0, NULL},
+    {"written", T_BOOL, offsetof(Flow, written), 0, NULL},
+    {NULL},
+};
+
+static PyMethodDef Flow_methods[] = {
+    {"feed_data", (PyCFunction)(void (*)(void))Flow_feed_data, METH_FASTCALL, "feed_data(from_client, data, now, ack=None)"},
+    {"feed", (PyCFunction)(void (*)(void))Flow_feed, METH_FASTCALL, "feed(from_client, chunks, now, ack=None)"},
+    {"close", (PyCFunction)(void (*)(void))Flow_close, METH_FASTCALL, "close(reason, now, why='end_of_input')"},
+    {"_write", (PyCFunction)(void (*)(void))Flow__write, METH_FASTCALL, "_write(end_reason, end)"},
+    {"take", (PyCFunction)Flow_take, METH_NOARGS, "take(): the finished records"},
+    {NULL},
+};
+
+static PyTypeObject FlowType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sniffd.tls._session.Flow",
+    .tp_basicsize = sizeof(Flow),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "TlsFlow's per-segment work in C (see sniffd/tls/flow.py)",
+    .tp_new = Flow_new,
+    .tp_init = (initproc)Flow_init,
+    .tp_dealloc = (destructor)Flow_dealloc,
+    .tp_traverse = (traverseproc)Flow_traverse,
+    .tp_clear = (inquiry)Flow_clear,
+    .tp_methods = Flow_methods,
+    .tp_members = Flow_members,
+};
+
+/* flow_setup(session_type, record_type, done_type, meter_type, ended_by_packet): flow.py's values */
+static PyObject *
+mod_flow_setup(PyObject *m, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "flow_setup(session_type, record_type, done_type, meter_type, ended_by_packet)");
+        return NULL;
+    }
+    if (!PyType_Check(args[0]) || !PyType_IsSubtype((PyTypeObject *)args[0], &SessionType) ||
+        ((PyTypeObject *)args[0])->tp_init != SessionType.tp_init || ((PyTypeObject *)args[0])->tp_new != Session_new ||
+        !PyFrozenSet_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "flow_setup(): a Session subclass and a frozenset of end_reasons");
+        return NULL;
+    }
+    if (slot_offsets(args[1], RECORD_FIELDS, 5, record_off) < 0 || slot_offsets(args[2], DONE_FIELDS, 1, done_off) < 0)
+        return NULL;
+    PyObject **slots[] = {&FLOW_SESSION_T, &FLOW_RECORD_T, &FLOW_DONE_T, &FLOW_METER_T, &FLOW_ENDED_BY_PACKET};
+    for (int i = 0; i < 5; i++)
+        Py_XSETREF(*slots[i], Py_NewRef(args[i]));
+    Py_RETURN_NONE;
+}
 
 /* --- the module ----------------------------------------------------------------------- */
 
@@ -1800,6 +2580,8 @@ static PyMethodDef module_methods[] = {
      "detect.looks_like_tls_client_hello_py in C"},
     {"parse_client_hello", mod_parse_client_hello, METH_O, "(ClientHello or None, its highest_version())"},
     {"parse_server_hello", mod_parse_server_hello, METH_O, "(ServerHello or None, its version)"},
+    {"flow_setup", (PyCFunction)(void (*)(void))mod_flow_setup, METH_FASTCALL,
+     "flow_setup(session_type, record_type, done_type, meter_type, ended_by_packet)"},
     {NULL},
 };
 
@@ -1822,6 +2604,10 @@ PyInit__session(void)
         {&first_cert, "sniffd.tls.x509", "first_certificate"},
         {&cert_summary, "sniffd.tls.x509", "certificate_summary"},
         {&alert_fn, "sniffd.tls.alerts", "alert"},
+        {&VERSION_NAMES_D, "sniffd.tls.hello", "VERSION_NAMES"},
+        {&CIPHER_SUITES_D, "sniffd.tls.ciphers", "CIPHER_SUITES"},
+        {&client_fps_fn, "sniffd.tls.fingerprint", "client_fingerprints"},
+        {&server_fps_fn, "sniffd.tls.fingerprint", "server_fingerprints"},
         {&A_NOT_TLS, "sniffd.tls.anomalies", "NOT_TLS"},
         {&A_SERVER_NOT_TLS, "sniffd.tls.anomalies", "SERVER_NOT_TLS"},
         {&A_SSLV2_HELLO, "sniffd.tls.anomalies", "SSLV2_HELLO"},
@@ -1838,15 +2624,53 @@ PyInit__session(void)
         if (*wanted[i].slot == NULL && (*wanted[i].slot = attr_of(wanted[i].module, wanted[i].name)) == NULL)
             return NULL;
     }
+    if (!PyDict_Check(VERSION_NAMES_D) || !PyDict_Check(CIPHER_SUITES_D)) {
+        PyErr_SetString(PyExc_TypeError, "sniffd.tls._session: VERSION_NAMES and CIPHER_SUITES must be dicts");
+        return NULL;
+    }
+    if ((result_template = _PyDict_NewPresized(N_RESULT + 1)) == NULL)
+        return NULL;
+    for (int i = 0; i < N_RESULT; i++)
+        if ((result_keys[i] = PyUnicode_InternFromString(RESULT_KEYS[i])) == NULL ||
+            PyDict_SetItem(result_template, result_keys[i], Py_None) < 0)
+            return NULL;
+    if ((S_dns_names = PyUnicode_InternFromString("dns_names")) == NULL ||
+        (S__values = PyUnicode_InternFromString("_values")) == NULL ||
+        (S_hits = PyUnicode_InternFromString("hits")) == NULL ||
+        (S_CLIENT_MEMO = PyUnicode_InternFromString("CLIENT_MEMO")) == NULL ||
+        (S_SERVER_MEMO = PyUnicode_InternFromString("SERVER_MEMO")) == NULL)
+        return NULL;
+    PyObject *fp_module = PyImport_ImportModule("sniffd.tls.fingerprint");
+    if (fp_module == NULL)
+        return NULL;
+    fp_module_dict = Py_NewRef(PyModule_GetDict(fp_module)); /* kept for the process, as the module is */
+    Py_DECREF(fp_module);
+    if (slot_offsets(ClientHelloT, CH_FIELDS, N_CH_FIELDS, ch_off) < 0 ||
+        slot_offsets(ServerHelloT, SH_FIELDS, N_SH_FIELDS, sh_off) < 0)
+        return NULL;
     if ((S_highest_version = PyUnicode_InternFromString("highest_version")) == NULL ||
         (S_legacy_version = PyUnicode_InternFromString("legacy_version")) == NULL)
         return NULL;
-    if (PyType_Ready(&SessionType) < 0)
+    if ((S_add = PyUnicode_InternFromString("add")) == NULL ||
+        (S_http_bytes = PyUnicode_InternFromString("http_bytes")) == NULL ||
+        (S_done = PyUnicode_InternFromString("done")) == NULL ||
+        (S_starttls = PyUnicode_InternFromString("starttls")) == NULL ||
+        (FLOAT_0 = PyFloat_FromDouble(0.0)) == NULL || (FLOAT_1000 = PyFloat_FromDouble(1000.0)) == NULL ||
+        (INT_3 = PyLong_FromLong(3)) == NULL || (INT_1 = PyLong_FromLong(1)) == NULL ||
+        (EMPTY_TUPLE = PyTuple_New(0)) == NULL || (round_fn = attr_of("builtins", "round")) == NULL)
+        return NULL;
+    if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&FlowType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     Py_INCREF(&SessionType);
+    Py_INCREF(&FlowType);
+    if (PyModule_AddObject(m, "Flow", (PyObject *)&FlowType) < 0) {
+        Py_DECREF(&FlowType);
+        Py_DECREF(m);
+        return NULL;
+    }
     if (PyModule_AddObject(m, "Session", (PyObject *)&SessionType) < 0 ||
         PyModule_AddIntConstant(m, "MAX_HELLO_BYTES", MAX_HELLO_BYTES) < 0 ||
         PyModule_AddIntConstant(m, "MAX_CERTIFICATE_BYTES", MAX_CERTIFICATE_BYTES) < 0 ||

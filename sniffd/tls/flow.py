@@ -30,7 +30,7 @@ back when the connection ends; the session itself counts as one session
 from __future__ import annotations
 
 from sniffd.budget import Meter
-from sniffd.tls.session import TlsSession
+from sniffd.tls.session import TlsSessionC, TlsSessionPy
 
 # A connection still open this long after its handshake was over gets its
 # record now, so an operator tailing the log sees a long-lived connection
@@ -70,16 +70,53 @@ class _Done:
         self.done: list[TlsRecord] = []
 
 
-class TlsFlow:
-    """The flow table's session for a TLS connection; see the module docstring."""
+class _FlowRules:
+    """What both TlsFlow classes do the same way, in Python: the flow table's rare
+    calls.  Reads and writes ``written``, ``done_at``, ``anomalies`` and calls ``_write``."""
 
-    __slots__ = ("session", "pairing", "loose", "anomalies", "meter", "charged", "last_ts", "done_at", "written", "starttls")
+    __slots__ = ()
 
     # A TLS connection is never handed over to another session (sniffd.handover).
     successor = None
 
+    @property
+    def open_transactions(self) -> int:
+        """1 while the handshake is in progress: cutting the connection then
+        (idle timeout, shutdown, eviction) cuts something worth flagging."""
+        return 0 if self.written or self.done_at is not None else 1
+
+    def note(self, from_client: bool, names) -> None:
+        if not self.written:
+            self.anomalies.update(names)
+
+    def note_at(self, from_client: bool, offset: int, names) -> None:
+        if not self.written:
+            self.anomalies.update(names)
+
+    def end(self, from_client: bool, now: float, why: str = "fin") -> None:
+        """One direction ended (FIN): the record waits for the connection's close."""
+
+    def tick(self, now: float) -> None:
+        """A housekeeping pass: write the record of a connection whose
+        handshake was over ``EARLY_RECORD_S`` ago (see the module docstring)."""
+        if not self.written and self.done_at is not None and now - self.done_at >= EARLY_RECORD_S:
+            self._write(OPEN, now)
+
+
+class TlsFlowPy(_FlowRules):
+    """The flow table's session for a TLS connection; see the module docstring.
+
+    The reference implementation, with ``TlsSessionPy``: ``TlsFlow`` does the
+    per-segment and per-connection work (``__init__``, ``feed_data``, ``feed``,
+    ``close``, ``_write``, ``take``) in C (sniffd/tls/_session.c, type ``Flow``),
+    held equal to this by tests/unit/test_tls_session_c.py."""
+
+    __slots__ = ("session", "pairing", "loose", "anomalies", "meter", "charged", "last_ts", "done_at", "written", "starttls")
+
+    session_type = TlsSessionPy
+
     def __init__(self, meter: Meter | None = None, anomalies=(), starttls: str | None = None) -> None:
-        self.session = TlsSession()
+        self.session = self.session_type()
         self.pairing = _Done()
         self.loose: list[str] = []  # for the stats only (HttpSession's contract): none here
         # Transport anomalies noted on the connection (and carried from before
@@ -95,12 +132,6 @@ class TlsFlow:
         self.starttls = starttls
 
     # --- what the flow table calls -----------------------------------------------
-
-    @property
-    def open_transactions(self) -> int:
-        """1 while the handshake is in progress: cutting the connection then
-        (idle timeout, shutdown, eviction) cuts something worth flagging."""
-        return 0 if self.written or self.done_at is not None else 1
 
     def feed(self, from_client: bool, chunks, now: float, ack: int | None = None) -> None:
         """``HttpSession.feed``'s chunks: bytes (captured at ``now``),
@@ -121,28 +152,10 @@ class TlsFlow:
 
     def feed_data(self, from_client: bool, data: bytes, now: float, ack: int | None = None) -> None:
         """``feed`` for one in-order data chunk (the flow table's fast path)."""
-        s = self.session
-        s.feed(from_client, data, now)
+        self.session.feed(from_client, data, now)
         self.last_ts = now
         if self.done_at is None:
-            # _after_feed, written out: most of a short connection's segments come here.
-            mem = s.mem
-            if mem != self.charged:
-                self.meter.add(mem - self.charged)
-                self.charged = mem
-            if s.done:
-                self.done_at = now
-
-    def note(self, from_client: bool, names) -> None:
-        if not self.written:
-            self.anomalies.update(names)
-
-    def note_at(self, from_client: bool, offset: int, names) -> None:
-        if not self.written:
-            self.anomalies.update(names)
-
-    def end(self, from_client: bool, now: float, why: str = "fin") -> None:
-        """One direction ended (FIN): the record waits for the connection's close."""
+            self._after_feed(now)
 
     def close(self, reason: str | None, now: float, why: str = "end_of_input") -> None:
         """The connection ended: write the record unless it was written early.
@@ -157,12 +170,6 @@ class TlsFlow:
         end = now if why in _ENDED_BY_PACKET or self.last_ts is None else self.last_ts
         s.close(end)
         self._write(why, end)
-
-    def tick(self, now: float) -> None:
-        """A housekeeping pass: write the record of a connection whose
-        handshake was over ``EARLY_RECORD_S`` ago (see the module docstring)."""
-        if not self.written and self.done_at is not None and now - self.done_at >= EARLY_RECORD_S:
-            self._write(OPEN, now)
 
     def take(self) -> list[TlsRecord]:
         done = self.pairing.done
@@ -192,3 +199,19 @@ class TlsFlow:
         tls = s.result()
         tls["starttls"] = self.starttls
         self.pairing.done.append(TlsRecord(first, tls, duration, end_reason, self.anomalies | s.anomalies))
+
+
+if TlsSessionC is None:  # built without a compiler: the reference does it all, slower
+    TlsFlow = TlsFlowPy
+else:
+    from sniffd.tls._session import Flow as _CFlow
+    from sniffd.tls._session import flow_setup as _flow_setup
+
+    _flow_setup(TlsSessionC, TlsRecord, _Done, Meter, _ENDED_BY_PACKET)
+
+    class TlsFlow(_CFlow, _FlowRules):  # type: ignore[no-redef]
+        """The flow table's session for a TLS connection (see the module docstring):
+        ``TlsFlowPy``'s work in C with a ``TlsSessionC`` (~12k CPU instructions
+        less per short connection); the rare calls are ``_FlowRules``'."""
+
+        __slots__ = ()

@@ -189,8 +189,9 @@ _NO_FINGERPRINTS = (None, None)
 
 
 class _Result:
-    """What both TlsSession classes give from their state, once per connection:
-    the record's ``tls`` object.  Reads ``client_hello``, ``server_hello``,
+    """What a TlsSession gives from its state, once per connection: the record's
+    ``tls`` object (TlsSessionPy's; TlsSessionC's is this in C, held equal by
+    tests/unit/test_tls_session_c.py).  Reads ``client_hello``, ``server_hello``,
     ``first_server_hello``, ``server_cert``, ``alerts``, ``established``,
     ``client_bytes``, ``server_bytes``, ``server_saw_hello_done``,
     ``server_sent_ccs``, ``_client_memo_key``, ``_server_memo_key``, and caches the fingerprints in ``_client_fp`` /
@@ -622,7 +623,9 @@ else:
 
     class TlsSessionC(_CSession, _Result):
         """``TlsSessionPy`` with the per-byte machinery in C (sniffd/tls/_session.c), ~10x
-        cheaper per packet; ``result()`` is the same Python code for both."""
+        cheaper per packet; ``result()`` too is the C one (``_CSession.result``, first in
+        the MRO): ``_Result.result`` is its reference, and tests call it on this class's
+        state as well."""
 
         __slots__ = ()
 

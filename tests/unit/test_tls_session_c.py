@@ -87,12 +87,17 @@ def same(ops: list[tuple], close_at: float | None = 1e9) -> dict:
         for s in (py, c):
             getattr(s, op[0])(*op[1:])
         assert observe(py) == observe(c), (i, op[:2])
+        if i % 3 == 0 or i == len(ops) - 1:  # result() may be asked at any time (TlsFlow.tick)
+            assert py.result() == c.result(), (i, op[:2])
     if close_at is not None:
         py.close(close_at)
         c.close(close_at)
         assert observe(py) == observe(c)
     got = py.result()
     assert got == c.result()
+    # the C result() and the Python one (session._Result) on the same C state
+    assert got == session._Result.result(c)
+    assert list(got) == list(c.result())  # the keys in the same order (the record's)
     # result() caches the fingerprints: a second call gives the same again
     assert got == c.result() == py.result()
     return got
@@ -169,6 +174,16 @@ def _crafted() -> dict[str, list[tuple[bool, bytes, float]]]:
         "too-many-values-to-remember": [("c", T.record(22, T.client_hello(list(range(1, 601)), [T.ext_sni("many.test")]))),
                                         ("s", T.record(22, T.server_hello(0x002F, [(0x1000 + i, b"") for i in range(600)])))],
         "empty-records": [("c", T.record(22, b"") + T.record(22, CH12)), ("s", T.record(23, b"") + T.record(22, b""))],
+        # result()'s branches that the flights above do not reach (see test_result_branches)
+        "tls12-resumed-by-session-id": [("c", T.record(22, ch_resume)), ("s", T.record(22, sh_resume))],
+        "tls12-new-session-id": [("c", T.record(22, ch_resume)), ("s", T.record(22, T.server_hello(0xC02F, [], session_id=b"\x07" * 32)))],
+        "tls12-empty-session-id": [("c", T.record(22, T.client_hello([0xC02F], []))), ("s", T.record(22, T.server_hello(0xC02F, [])))],
+        "odd-codes-and-alpn": [("c", T.record(22, T.client_hello([0xBEEF], [T.ext_alpn([b"h2", b"\xff\xfe", b"caf\xc3\xa9", b""])], version=0x0399))),
+                               ("s", T.record(22, T.server_hello(0xBEEF, [T.ext_alpn([b"\xc3\x28"])], version=0x7F1C)))],
+        "client-hello-only-odd-version": [("c", T.record(22, T.client_hello([0x1301], [T.ext_supported_versions([0x0A0A, 0x7F17, 0x0303])])))],
+        "server-alpn-and-certificate": [("c", T.record(22, T.client_hello([0xC02F], [T.ext_alpn([b"http/1.1"])]))),
+                                        ("s", T.record(22, T.server_hello(0xC02F, [T.ext_alpn([b"http/1.1"])]) + T.certificate([DER])
+                                                       + T.SERVER_HELLO_DONE))],
     }
     return {name: _steps(steps) for name, steps in flights.items()}
 
@@ -190,6 +205,89 @@ def test_every_stream_as_captured_and_byte_by_byte(name):
     same(ops_of(segments))
     if sum(len(d) for _, d, _ in segments) < 40_000:
         same(ops_of([(fc, data[i : i + 1], ts) for fc, data, ts in segments for i in range(len(data))]))
+
+
+# --- result() in C ----------------------------------------------------------------------------------
+
+
+def test_the_c_result_is_used():
+    """TlsSessionC's result() is the extension's, not the Python mixin's (the reference)."""
+    from sniffd.tls import _session
+
+    assert TlsSessionC.result is _session.Session.result
+    assert TlsSessionPy.result is session._Result.result
+
+
+# Each of result()'s branches, with the values written by hand; same() holds the C
+# result() equal to the reference's on every stream here, these say the streams
+# reach the branches.
+BRANCHES = {
+    "not-tls": {"version": None, "negotiated": False, "cipher": None, "sni": None, "alpn_offered": [], "alpn": None,
+                "resumed": None, "hello_retry": False, "ja3": None, "ja4": None, "ja3s": None, "ja4s": None, "server_cert": None},
+    "sslv2-only": {"version": "SSLv2", "negotiated": False, "cipher": None, "resumed": None, "ja3": None, "ja4": None},
+    "hello-retry": {"version": "TLSv1.3", "cipher": "TLS_AES_128_GCM_SHA256", "hello_retry": True, "resumed": False, "sni": "tls13.test"},
+    "tls13-psk": {"version": "TLSv1.3", "hello_retry": False, "resumed": True, "established": True},
+    "tls12-abbreviated": {"version": "TLSv1.2", "resumed": True, "server_cert": None},  # by the server's CCS
+    "tls12-resumed-by-session-id": {"resumed": True, "established": False},
+    "tls12-new-session-id": {"resumed": False},
+    "tls12-empty-session-id": {"resumed": False},
+    "tls12": {"resumed": False, "sni": "www.example.test", "alpn_offered": ["h2", "http/1.1"], "alpn": "h2"},
+    "odd-codes-and-alpn": {"version": "0x7f1c", "cipher": "0xbeef", "negotiated": True,
+                           "alpn_offered": ["h2", "\udcff\udcfe", "caf\u00e9", ""], "alpn": "\udcc3("},
+    "client-hello-only-odd-version": {"version": "0x7f17", "negotiated": False, "cipher": None, "alpn": None, "resumed": None,
+                                      "ja3s": None, "ja4s": None},
+    "alerts": {"negotiated": False, "established": False},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BRANCHES))
+def test_result_branches(name):
+    got = same(ops_of(CONVERSATIONS[name]))
+    expected = BRANCHES[name]
+    assert expected == {k: got[k] for k in expected}
+
+
+def test_result_alerts_and_certificate_are_the_records_own():
+    """The alerts list and the certificate's dict and dns_names are copies: changing the
+    record does not change the session (a record written early, then the session's at close)."""
+    for name in ("tls12", "server-alpn-and-certificate", "alerts"):
+        c = TlsSessionC()
+        for fc, data, ts in CONVERSATIONS[name]:
+            c.feed(fc, data, ts)
+        got = c.result()
+        if name == "alerts":
+            assert 16 == len(got["alerts"]) == len(c.alerts)
+            got["alerts"].clear()
+            assert 16 == len(c.alerts)
+            continue
+        assert ["unit.test", "*.unit.test"] == got["server_cert"]["dns_names"]
+        assert got["server_cert"] == c.server_cert and got["server_cert"] is not c.server_cert
+        got["server_cert"]["dns_names"].append("x")
+        got["server_cert"]["subject"] = "y"
+        assert c.result()["server_cert"] == c.server_cert != got["server_cert"]
+
+
+def test_the_fingerprint_memos_are_used_as_by_the_python_result(monkeypatch):
+    """The C result() reads a memo hit itself (without the Python frames of
+    client_fingerprints and Memo.get): the same fingerprints, and the memos end with
+    the same hits, misses, values and first sightings as with the Python result()."""
+    from sniffd.tls.memo import Memo
+
+    ends = []
+    for cls in (TlsSessionPy, TlsSessionC):
+        monkeypatch.setattr(fingerprint, "CLIENT_MEMO", Memo(4))  # small: entries are dropped too
+        monkeypatch.setattr(fingerprint, "SERVER_MEMO", Memo(4))
+        results = []
+        for _ in range(3):
+            for name in NAMES:
+                s = cls()
+                for fc, data, ts in CONVERSATIONS[name]:
+                    s.feed(fc, data, ts)
+                results.append((s.result(), s.result()))
+        memos = [(m.hits, m.misses, dict(m._values), list(m._seen)) for m in (fingerprint.CLIENT_MEMO, fingerprint.SERVER_MEMO)]
+        ends.append((results, memos))
+    assert ends[0] == ends[1]
+    assert ends[1][1][0][0] > 20 and ends[1][1][1][0] > 20  # hits, both memos
 
 
 # --- replays chosen by hypothesis ---------------------------------------------------------------
@@ -298,6 +396,159 @@ def test_many_sessions_do_not_leak():
     run(10_000)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     run(100_000)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert after - before < 2048, (before, after)  # KiB
+
+
+# --- TlsFlow in C (flow.TlsFlow) held equal to flow.TlsFlowPy ------------------------------------
+
+from sniffd.budget import Meter  # noqa: E402
+
+
+def observe_flow(t) -> dict:
+    return {
+        "session": observe(t.session),
+        "charged": t.charged,
+        "times": repr((t.last_ts, t.done_at)),
+        "written": t.written,
+        "anomalies": sorted(t.anomalies),
+        "starttls": t.starttls,
+        "open_transactions": t.open_transactions,
+        "meter": (t.meter.http_bytes, t.meter.over),
+        "loose": t.loose,
+        "records": [record_of(r) for r in t.pairing.done],
+    }
+
+
+def record_of(r) -> tuple:
+    # repr of the numbers: a float is not an int (the record's JSON would differ)
+    return (type(r).__name__, repr(r.ts), r.tls, list(r.tls), repr(r.duration_ms), r.end_reason, sorted(r.anomalies), type(r.anomalies))
+
+
+class Fresh(list):
+    """Chunks given to each flow as a new iterator (any iterable, not only a list)."""
+
+
+def same_flow(ops: list[tuple], anomalies=(), starttls=None, limit: int = 1 << 62) -> list[tuple]:
+    """Runs ``ops`` on a TlsFlowPy and a TlsFlow, comparing after every call; returns the records taken."""
+    meters = Meter(), Meter()
+    for m in meters:
+        m.limit = limit
+    py = flow.TlsFlowPy(meters[0], anomalies, starttls=starttls)
+    c = flow.TlsFlow(meters[1], anomalies, starttls=starttls)
+    taken = []
+    for i, op in enumerate(ops):
+        got = [getattr(t, op[0])(*[iter(a) if isinstance(a, Fresh) else a for a in op[1:]]) for t in (py, c)]
+        if op[0] == "take":
+            assert [record_of(r) for r in got[0]] == [record_of(r) for r in got[1]], i
+            taken += [record_of(r) for r in got[0]]
+        else:
+            assert got[0] is got[1] is None
+        assert observe_flow(py) == observe_flow(c), (i, op[:2])
+    return taken
+
+
+def flow_ops(session_ops: list[tuple], rnd: random.Random) -> list[tuple]:
+    """A session's calls as the flow table makes them of a TlsFlow: feed_data, feed with
+    every chunk shape, notes, ticks, take, and a close with any reason."""
+    out = []
+    for op in session_ops:
+        if op[0] == "gap":
+            out.append(("feed", op[1], [op[2]], 0.5))
+        elif op[0] == "close":
+            out.append(("close", rnd.choice([None, "", "idle_timeout"]), op[1], rnd.choice(["fin", "rst", "idle", "end_of_input"])))
+        else:
+            _, fc, data, ts = op
+            what = rnd.random()
+            if what < 0.6:
+                out.append(("feed_data", fc, data, ts) + ((rnd.choice([None, 7]),) if rnd.random() < 0.3 else ()))
+            elif what < 0.75:
+                out.append(("feed", fc, [(data, ts)], ts + 1))
+            elif what < 0.85:
+                out.append(("feed", fc, [(data[:3], ts, 9), data[3:], 0] if len(data) > 3 else [data], ts))
+            else:
+                out.append(("feed", fc, Fresh([data]), ts))
+        if rnd.random() < 0.1:
+            out.append(("note", rnd.random() < 0.5, ("tcp_gap",)))
+        if rnd.random() < 0.1:
+            out.append(("tick", rnd.choice([0.0, 50.0, 1e6])))
+        if rnd.random() < 0.1:
+            out.append(("take",))
+    if rnd.random() < 0.8:
+        out.append(("close", rnd.choice([None, "cut_by_shutdown"]), 1e6 + 1, rnd.choice(["fin", "shutdown", "end_of_input"])))
+    if rnd.random() < 0.3:  # a second close and a late note change nothing
+        out += [("close", "idle_timeout", 2e6), ("note", True, ("late",))]
+    out.append(("take",))
+    return out
+
+
+def test_the_c_flow_is_used():
+    from sniffd.tls import _session, starttls
+
+    assert flow.TlsFlow.__mro__[1] is _session.Flow
+    assert flow.TlsFlowPy.session_type is TlsSessionPy
+    assert starttls.TlsFlow is flow.TlsFlow
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_flow_on_every_stream(name):
+    segments = CONVERSATIONS[name]
+    for seed in range(3):
+        rnd = random.Random(seed)
+        records = same_flow(flow_ops(ops_of(segments), rnd), anomalies={"tcp_data_after_rst"} if seed == 1 else (),
+                            starttls="smtp" if seed == 2 else None)
+        assert len(records) <= 1
+    # byte by byte, with a tight memory limit: the charge goes up and down, and over is raised
+    if sum(len(d) for _, d, _ in segments) < 20_000:
+        ops = [("feed_data", fc, data[i : i + 1], ts) for fc, data, ts in segments for i in range(len(data))]
+        same_flow(ops + [("close", None, 1e9), ("take",)], limit=50)
+
+
+@FAST
+@given(replay(mutate=True), st.integers(0, 2**32 - 1))
+def test_flow_any_segmentation_and_mutation(ops, seed):
+    same_flow(flow_ops(ops, random.Random(seed)))
+
+
+def test_flow_records_by_hand():
+    """A TLS 1.2 handshake through the C flow: the record's values written by hand."""
+    t = flow.TlsFlow(Meter(), ("tcp_gap",), starttls="smtp")
+    for fc, data, ts in CONVERSATIONS["tls12"]:
+        t.feed_data(fc, data, ts)
+    assert (103.0, 0, True) == (t.done_at, t.open_transactions, t.session.established)
+    t.tick(103.0 + flow.EARLY_RECORD_S)
+    (rec,) = t.take()
+    assert (flow.TlsRecord, 100.0, 13000.0, "open", {"tcp_gap"}, "smtp", "TLSv1.2") == (
+        type(rec), rec.ts, rec.duration_ms, rec.end_reason, rec.anomalies, rec.tls["starttls"], rec.tls["version"])
+    t.close("idle_timeout", 200.0, "fin")
+    assert ([], True) == (t.take(), t.written)
+    u = flow.TlsFlow()
+    u.feed_data(True, CONVERSATIONS["tls12"][0][1][:20], 5)
+    assert (20 - 5 - 4, 20 - 5 - 4) == (u.charged, u.meter.http_bytes)  # record and handshake headers read, 11 bytes of hello held
+    u.close("idle_timeout", 9, "idle")
+    (rec,) = u.take()
+    assert (5, 0.0, "idle", {"idle_timeout", "tls_truncated_handshake"}, 0, 0) == (
+        rec.ts, rec.duration_ms, rec.end_reason, rec.anomalies, u.charged, u.meter.http_bytes)
+
+
+def test_many_flows_do_not_leak():
+    """50k flows through whole handshakes to their record: peak RSS flat after the first 10k."""
+
+    def run(n):
+        segs = CONVERSATIONS["tls12"]
+        meter = Meter()
+        for i in range(n):
+            t = flow.TlsFlow(meter, ("x",), starttls=None)
+            for fc, data, ts in segs:
+                t.feed_data(fc, data[:7], ts)
+                t.feed(fc, [(data[7:], ts), 0], ts)
+            t.tick(1e9)
+            t.close("idle_timeout", 1e9 + 1, "fin")
+            t.take()
+
+    run(10_000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run(50_000)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert after - before < 2048, (before, after)  # KiB
 
