@@ -735,7 +735,10 @@ class FlowTable:
         if not synack:
             if conn.syn_isn is None:
                 conn.syn_isn = seq
-                self._base(conn, conn.c2s, (seq + 1) & MASK32)
+                if conn.c2s.base is None:  # (the common case of _base, inline)
+                    conn.c2s.start((seq + 1) & MASK32)
+                else:
+                    self._base(conn, conn.c2s, (seq + 1) & MASK32)
                 conn.midstream = False
                 if payload:
                     conn.syn_data = (payload, now)
@@ -758,7 +761,10 @@ class FlowTable:
                 return
             if conn.server_isn is None:
                 conn.server_isn = seq
-                self._base(conn, conn.s2c, (seq + 1) & MASK32)
+                if conn.s2c.base is None:  # (the common case of _base, inline)
+                    conn.s2c.start((seq + 1) & MASK32)
+                else:
+                    self._base(conn, conn.s2c, (seq + 1) & MASK32)
                 if conn.c2s.base is None:
                     self._base(conn, conn.c2s, ack)  # the client's ISN + 1
                 conn.midstream = False

@@ -67,7 +67,9 @@ class HalfStream:
         self.base: int | None = None  # 32-bit seq of relative offset 0
         self.next = 0  # relative offset of the next byte to deliver
         self.high = 0  # relative offset just past the furthest byte seen
-        self.pending: list[tuple[int, bytes, float, int | None]] = []  # sorted, non-overlapping
+        # Sorted, non-overlapping; an empty tuple until the first segment is
+        # buffered (most streams never buffer one: no list to make).
+        self.pending: list[tuple[int, bytes, float, int | None]] | tuple = ()
         self.pending_bytes = 0
         self.wait_since: float | None = None  # when the current hole began blocking
         self.fin_at: int | None = None
@@ -303,6 +305,8 @@ class HalfStream:
         end = start + len(data)
         pieces = [(start, end)]
         pending = self.pending
+        if pending.__class__ is tuple:
+            pending = self.pending = []  # the first one (see __init__)
         i = bisect_left(pending, (start,))
         if i:
             i -= 1  # the one before may reach into [start, end)
@@ -326,7 +330,7 @@ class HalfStream:
             pieces = nxt
         for ps, pe in pieces:
             if pe > ps:
-                insort(self.pending, (ps, data[ps - start : pe - start], now, ack), key=_start)
+                insort(pending, (ps, data[ps - start : pe - start], now, ack), key=_start)
                 self.pending_bytes += pe - ps
 
     def _drain(self, out: list) -> None:

@@ -595,7 +595,7 @@ def _stream_run(isn: int, max_buffer: int, ops: list) -> None:
         assert hs.pending_bytes == sum(len(b) for _s, b, _t, _a in hs.pending)
         ends = [hs.next] + [x for s, b, _t, _a in hs.pending for x in (s, s + len(b))]
         assert ends == sorted(ends) and (not hs.pending or hs.pending[0][0] > hs.next)
-    assert [] == hs.pending and hs.finished
+    assert 0 == len(hs.pending) and hs.finished
     assert [] == hs.feed(isn, b"late", now)
 
 

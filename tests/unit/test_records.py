@@ -264,18 +264,23 @@ _leaf = st.one_of(
     st.text(st.one_of(st.characters(blacklist_categories=("Cs",)), st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF))),
     st.text(alphabet=st.characters(max_codepoint=0x7F)),
     st.sampled_from(["\x7f", "a\x7fb", "\udcff", "\u2028", "\x00", "é"]),
+    # backslashes: from the wire (doubled) or in a field kept as it is
+    # (a certificate's RFC 4514 escapes, a configured sensor name)
+    st.sampled_from(["\\", "O=sniffd\\, test", "\\\\x41"]),
     # duration_ms: milliseconds rounded to 3 decimals, up to 2**32 s.
     st.floats(0, 2**32 * 1000.0).map(lambda x: round(x, 3)),
 )
 _records_ish = st.recursive(
     _leaf,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(["server_cert", "body", "tls"])),
+                                            inner, max_size=4)),
     max_leaves=20,
 )
 
 
 @settings(max_examples=500, deadline=None)
-@given(value=st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(["sensor", "interface"])), _records_ish, max_size=6))
+@given(value=st.dictionaries(st.one_of(st.text(max_size=8), st.sampled_from(["sensor", "interface", "tls", "body"])), _records_ish, max_size=6))
 def test_records_dumps_writes_what_the_json_module_writes(value: dict) -> None:
     assert REFERENCE(value) == records.dumps(value)
 
