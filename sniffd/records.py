@@ -357,19 +357,23 @@ def unescape_wire_text(value: str) -> bytes:
     return bytes(out)
 
 
-def _escaped(value, keep: str = "body"):
+def _escaped(value, keep: str | None = None):
     """``value`` with ``wire_text`` applied to every string (and dict key) in it,
-    except inside a captured ``body``, which says its own encoding, and a TLS
-    record's ``server_cert``, whose strings are made by the X.509 library
-    (RFC 4514 escapes, hex, dates), not copied from the wire."""
+    but for its own key ``keep`` (see ``_KEPT``)."""
     if type(value) is str:
         return wire_text(value)
     if type(value) is dict:
-        return {wire_text(k): (v if k == keep else _escaped(v, "server_cert" if k == "tls" else "body"))
-                for k, v in value.items()}
+        return {wire_text(k): (v if k == keep else _escaped(v)) for k, v in value.items()}
     if type(value) is list:
         return [_escaped(v) for v in value]
     return value
+
+
+# The one field of a record's object written as it is: a message's captured
+# ``body`` (it says its own encoding) and a TLS record's ``server_cert``
+# (made by the X.509 library: RFC 4514 escapes, hex, dates; not wire text).
+# Only there: a header named "body" is wire text like any other.
+_KEPT = {"request": "body", "response": "body", "tls": "server_cert"}
 
 
 # Record fields that come from the configuration, not the wire: written as
@@ -379,8 +383,7 @@ _NOT_FROM_WIRE = frozenset(("sensor", "interface"))
 
 def _escaped_record(record: dict) -> dict:
     """``_escaped`` of a whole record, but for its ``_NOT_FROM_WIRE`` fields."""
-    return {wire_text(k): (v if k in _NOT_FROM_WIRE else _escaped(v, "server_cert" if k == "tls" else "body"))
-            for k, v in record.items()}
+    return {wire_text(k): (v if k in _NOT_FROM_WIRE else _escaped(v, _KEPT.get(k))) for k, v in record.items()}
 
 
 def _kept_backslashes(record: dict) -> int:

@@ -230,17 +230,17 @@ def test_records_dumps_header_value_cannot_start_a_second_record(value: str) -> 
 _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False).encode
 
 
-def _wire_reference(value, keep="body"):
+def _wire_reference(value, keep=None):
     """Written by hand from the README: a wire string's bytes (surrogateescape),
     backslash doubled, every byte that is not UTF-8 as \\xNN (Python's own
-    backslashreplace decoding); a captured body, and a TLS record's
-    ``tls.server_cert`` (made by the X.509 library, not wire text), as they are."""
+    backslashreplace decoding); a message's captured body (``request.body``,
+    ``response.body``), and a TLS record's ``tls.server_cert`` (made by the
+    X.509 library, not wire text), as they are."""
     if isinstance(value, str):
         b = value.encode("utf-8", "surrogateescape")
         return b.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
     if isinstance(value, dict):
-        return {_wire_reference(k): (v if k == keep else _wire_reference(v, "server_cert" if k == "tls" else "body"))
-                for k, v in value.items()}
+        return {_wire_reference(k): (v if k == keep else _wire_reference(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [_wire_reference(v) for v in value]
     return value
@@ -250,7 +250,8 @@ def REFERENCE(record: dict) -> str:
     """A record's line; its ``sensor`` and ``interface`` (configured, not
     from the wire) as they are."""
     if isinstance(record, dict):
-        return _JSON({_wire_reference(k): (v if k in ("sensor", "interface") else _wire_reference(v, "server_cert" if k == "tls" else "body"))
+        kept = {"request": "body", "response": "body", "tls": "server_cert"}
+        return _JSON({_wire_reference(k): (v if k in ("sensor", "interface") else _wire_reference(v, kept.get(k)))
                       for k, v in record.items()})
     return _JSON(_wire_reference(record))
 
@@ -308,6 +309,16 @@ def test_records_wire_bytes_come_back_exactly_from_a_strict_parser(raw: bytes) -
     assert strict == json.loads(line)
     (name, value), = strict["request"]["headers"].items()
     assert [raw, raw, raw] == [records.unescape_wire_text(v) for v in (strict["request"]["uri"], name, value)]
+
+
+def test_records_a_header_named_body_is_wire_text_like_any_other() -> None:
+    """Only a message's captured body is written as it is: a header called
+    "body" is escaped as wire text (the rule once kept every key "body" at
+    any depth, so that header's bytes were written as lone surrogates)."""
+    from sniffd.http.syntax import text
+
+    rec = {"request": {"headers": {"body": text(b"a\x80\\")}, "body": {"data": "b\\"}}}
+    assert '{"request":{"headers":{"body":"a\\\\x80\\\\\\\\"},"body":{"data":"b\\\\"}}}' == records.dumps(rec)
 
 
 def test_records_lines_with_bytes_not_utf8_are_accepted_by_jq(tmp_path: Path) -> None:
