@@ -48,8 +48,9 @@ Categories, one per ground-truth transaction (first that applies):
 ``damaged_unflagged``    damaged; a record holding part of it has no anomaly
 ``damaged_unseen``       damaged, no record, and nothing left to make one from: every one of
                          its bytes lost, or the first byte of its request and the first byte
-                         of its response both lost (no request line, no status line; what is
-                         left of it is skipped as the rest of an unknown message)
+                         of its final response (after any 1xx) both lost (no request line, no
+                         final status line; what is left of it is skipped as the rest of an
+                         unknown message)
 ``missing``              no record holds any part of it (and some of it was on the wire)
 ``undamaged_not_exact``  undamaged, records hold it, none is exact (``unpaired`` counts those
                          whose every record says pairing_uncertain: see ``ok_unless_undecided``)
@@ -118,6 +119,7 @@ class Exchange:
     resp_headers: list[tuple[str, str]] = field(default_factory=list)
     interim: list[int] = field(default_factory=list)
     resp_body_len: int = 0
+    final: int = 0  # where the final response's status line begins (after the 1xx interim heads)
 
 
 @dataclass
@@ -181,6 +183,9 @@ def frame_streams(c2s: bytes, s2c: bytes) -> list[Exchange]:
         start = _offset(reader)
         ex.status, ex.reason, ex.resp_headers, ex.interim, ex.resp_body_len = httpgen._read_response(reader, ex.method)
         ex.resp = (start, _offset(reader))
+        ex.final = start
+        for _ in ex.interim:  # a 1xx response is a head alone
+            ex.final = s2c.index(b"\r\n\r\n", ex.final) + 4
     if _offset(reader) != len(s2c):
         raise httpgen.GeneratorError(f"{len(s2c) - _offset(reader)} bytes after the last response")
     return out
@@ -342,6 +347,29 @@ def _covered(ranges: list[tuple[int, int]], span: tuple[int, int]) -> bool:
     return span[0] >= span[1] or _subtract([span], ranges) == []
 
 
+def _countable(c: Conn, run: list[int]) -> int:
+    """How many of the consecutive exchanges ``run`` of ``c``, whose request
+    lines were all lost, a reader of the capture can count (see check)."""
+    lost = c.lost[S2C]
+    n = 0
+    for i in run:
+        ex = c.exchanges[i]
+        if not _lost_at(lost, (ex.final, ex.resp[1])):
+            n += 1  # its status line is there: a record
+            continue
+        prev = c.exchanges[i - 1] if i else None
+        framed = prev is None or (not _overlaps(lost, prev.resp) and not (i - 1 in run and prev.method == "HEAD"))
+        nxt = c.exchanges[i + 1] if i + 1 in run else None
+        for s, e in lost:
+            # A stretch lost from where a framed response ended held a
+            # response start, unless it ends right at the status line of the
+            # next one, whose request (lost) had a body: those bytes could
+            # have been only that response's 100 Continue.
+            if s == ex.resp[0] and framed and not ex.interim and not (nxt is not None and e == nxt.final and nxt.req_body_len):
+                n += 1
+    return max(1, n)
+
+
 # --- records against truth ---------------------------------------------------------
 
 
@@ -378,6 +406,7 @@ class Outcome:
     mispaired_with: set = field(default_factory=set)  # other transactions (conn key, depth) a record paired it with
     exact_record: int | None = None
     category: str = ""
+    excuse: str = ""  # undamaged_not_exact allowed by ok_unless_undecided: "unpaired", "renumbered" or "uncounted"
 
     @property
     def key(self) -> str:
@@ -441,10 +470,12 @@ class DamageVerdict:
         ``pairing_uncertain`` (issue 10's fallback where the marks cannot
         decide) and none pairs it with another's; and one after such records
         on its connection may differ in trans_depth alone (each record
-        written unpaired takes a number); and one after a run of k whole
-        transactions lost together (damaged_unseen, one after another) may
-        have a trans_depth up to k - 1 too low (``uncounted``: the lost
-        stretch held at least one message, how many more no capture says)."""
+        written unpaired takes a number); and one after a run of k
+        transactions whose request lines were lost together may have a
+        trans_depth up to k - m too low, m being what the capture still
+        counts of them (``uncounted``: the responses whose status lines were
+        captured, and the stretches lost from where a response ended; at
+        least one, since the lost stretch held a request; see check)."""
         if self.ok:
             return True
         c = self.counts
@@ -483,7 +514,8 @@ class DamageVerdict:
             if shown[o.category] > limit:
                 continue
             t = o.truth
-            what = (f"{o.category:<19} {o.key} [{t['label']}]{' damaged' if o.damaged else ''}{' after-loss' if o.after_loss else ''}: "
+            what = (f"{o.category:<19} {o.key} [{t['label']}]{' damaged' if o.damaged else ''}{' after-loss' if o.after_loss else ''}"
+                    f"{' (allowed: ' + o.excuse + ')' if o.excuse else ''}: "
                     f"{t['method']} {t['uri']} -> {t['status']}")
             if o.mispaired_with:
                 what += f"; paired with depth {sorted(d for _, d in o.mispaired_with)}"
@@ -560,8 +592,9 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
         for i, (ex, t) in enumerate(zip(c.exchanges, c.truth)):
             o = Outcome(t, c, ex)
             o.damaged = _overlaps(c.lost[C2S], ex.req) or _overlaps(c.lost[S2C], ex.resp)
-            o.unseen = (_covered(c.lost[C2S], ex.req) and _covered(c.lost[S2C], ex.resp)) or (
-                _lost_at(c.lost[C2S], ex.req) and _lost_at(c.lost[S2C], ex.resp))
+            final = (ex.final, ex.resp[1])  # a 1xx alone makes no record
+            o.unseen = (_covered(c.lost[C2S], ex.req) and _covered(c.lost[S2C], final)) or (
+                _lost_at(c.lost[C2S], ex.req) and _lost_at(c.lost[S2C], final))
             o.after_loss = not o.damaged and (any(s < ex.req[0] for s, _ in c.lost[C2S]) or any(s < ex.resp[0] for s, _ in c.lost[S2C]))
             outs.append(o)
             for k in _request_keys(ex.method, ex.uri, ex.host, ex.req_body_len, 0, ex.req_headers):
@@ -597,7 +630,11 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
     first_unpaired: dict[int, int] = {}  # connection -> its first record saying pairing_uncertain
 
     def seen(cands: list[int], outs: list, direction: int) -> list[int]:
-        kept = [i for i in cands if not _covered(outs[i].conn.lost[direction], outs[i].exchange.req if direction == C2S else outs[i].exchange.resp)]
+        # A record's request or response begins with its start line, so it
+        # holds a message whose first byte was captured: for a response,
+        # its final response's (after any 1xx).
+        kept = [i for i in cands if not _lost_at(outs[i].conn.lost[direction], outs[i].exchange.req if direction == C2S
+                                                 else (outs[i].exchange.final, outs[i].exchange.resp[1]))]
         return kept or cands
 
     def pick(cands: list[int], claimed: set) -> int:
@@ -627,7 +664,7 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
                                                                        resp.get("missed_bytes"), [i.get("status") for i in resp.get("interim") or []],
                                                                        resp.get("headers")))
         outs = outcome_of[id(c)]
-        # Among identical messages, one whose every byte was lost cannot be
+        # Among identical messages, one whose start line was lost cannot be
         # in a record: prefer those the capture still has.
         rq, rq_pair = seen(rq, outs, C2S), seen(rq_pair, outs, C2S)
         rs, rs_pair = seen(rs, outs, S2C), seen(rs_pair, outs, S2C)
@@ -664,17 +701,30 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
                 o.exact_record = n
 
     # Per transaction, how many transactions before it on its connection no
-    # logger can count: in each run of consecutive unseen transactions, all
-    # but one.
+    # logger can count.  A run of consecutive transactions whose request
+    # lines were all lost is one lost stretch of the client's stream (what
+    # is left of their requests is junk to a reader): it held at least one
+    # request, how many more the client's stream cannot say.  The server's
+    # says more: each of their responses whose status line was captured
+    # makes a record (request_missing), and each lost server stretch that
+    # begins where a response the reader could frame ended holds at least
+    # one response start (unless it could have been only the next one's 100
+    # Continue: see _countable).  A run of k counts max(1, those); the rest
+    # of it is uncountable for every transaction after it.
     uncountable: dict[int, int] = {}
     for c in conns:
-        hidden = run = 0
-        for o in outcome_of[id(c)]:
-            uncountable[id(o)] = hidden + max(0, run - 1)
-            if o.damaged and o.unseen:
-                run += 1
-            else:
-                hidden, run = hidden + max(0, run - 1), 0
+        outs = outcome_of[id(c)]
+        hidden = 0
+        run: list[int] = []
+        for i in range(len(outs) + 1):
+            if i < len(outs) and _lost_at(c.lost[C2S], outs[i].exchange.req):
+                run.append(i)
+                continue
+            if run:
+                hidden += len(run) - _countable(c, run)
+                run = []
+            if i < len(outs):
+                uncountable[id(outs[i])] = hidden
 
     for o in v.outcomes:
         if o.mispaired_with:
@@ -694,12 +744,15 @@ def check(ref: Reference, sidecar: dict | None, records: list[dict], unparsable_
             recs = [records[i] for i in o.records]
             if all("pairing_uncertain" in (r.get("anomalies") or ()) for r in recs):
                 v.unpaired += 1
+                o.excuse = "unpaired"
             elif (len(recs) == 1 and first_unpaired.get(id(o.conn), len(records)) < o.records[0]
                   and dict(record_fields(recs[0]), trans_depth=0) == dict(truth_fields(o.truth), trans_depth=0)):
                 v.renumbered += 1
+                o.excuse = "renumbered"
             elif len(recs) == 1 and dict(record_fields(recs[0]), trans_depth=0) == dict(truth_fields(o.truth), trans_depth=0) \
                     and 0 < o.truth["trans_depth"] - (recs[0].get("trans_depth") or 0) <= uncountable[id(o)]:
                 v.uncounted += 1
+                o.excuse = "uncounted"
         else:
             o.category = "missing"
         v.counts[o.category] += 1

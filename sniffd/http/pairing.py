@@ -58,15 +58,17 @@ class Lost:
     transport anomalies of that loss (for the responses to those requests).
     ``whole``: the stretch began where a message ended and the next request
     line began right where it ended, so it held at least one request;
-    ``answered``: how many responses were paired to it."""
+    ``junk``: the rest of a request (a body) was skipped after the lost
+    bytes; ``answered``: how many responses were paired to it."""
 
-    __slots__ = ("start", "end", "anomalies", "whole", "answered")
+    __slots__ = ("start", "end", "anomalies", "whole", "junk", "answered")
 
-    def __init__(self, start: int, end: int, anomalies=(), whole: bool = False) -> None:
+    def __init__(self, start: int, end: int, anomalies=(), whole: bool = False, junk: bool = False) -> None:
         self.start = start
         self.end = end
         self.anomalies = set(anomalies)
         self.whole = whole
+        self.junk = junk
         self.answered = 0
 
     def __repr__(self) -> str:  # for test failure messages
@@ -103,6 +105,11 @@ class Pairing:
         # Interim responses (1xx) seen before their final response when the
         # request is not known: they go on the next response's transaction.
         self.orphan_interim: list[tuple[int | None, str | None]] = []
+        self.orphan_from = 0  # where the first of them began
+        self.interim_end = -1  # where the last 1xx response ended
+        # Whether the rest of a message was skipped after the last stretch
+        # of lost server bytes, before the status line that ended it.
+        self.resp_junk = False
         # Anomalies for the session's stats that touch no transaction.
         self.loose: list[str] = []
 
@@ -127,9 +134,9 @@ class Pairing:
         self.pending.append(txn)
         return txn
 
-    def lost_requests(self, start: int, end: int, anomalies=(), whole: bool = False) -> None:
+    def lost_requests(self, start: int, end: int, anomalies=(), whole: bool = False, junk: bool = False) -> None:
         """The client's bytes [start, end) were lost between or inside
-        requests: requests may have been there (``whole``: see Lost)."""
+        requests: requests may have been there (``whole``, ``junk``: see Lost)."""
         if end <= start:
             return
         last = self.pending[-1] if self.pending else None
@@ -137,9 +144,17 @@ class Pairing:
             last.end = max(last.end, end)
             last.anomalies.update(anomalies)
             last.whole = whole
+            last.junk = junk
         else:
-            self.pending.append(Lost(start, end, anomalies, whole))
+            self.pending.append(Lost(start, end, anomalies, whole, junk))
             self.lost_count += 1
+
+    def lost_junk(self) -> None:
+        """The client's reader is skipping the rest of a message after the
+        last lost stretch (see Lost.junk)."""
+        last = self.pending[-1] if self.pending else None
+        if last is not None and last.__class__ is Lost:
+            last.junk = True
 
     def _dropped(self, items, covered: int = 0) -> int:
         """Lost markers leave the queue with no response paired to them: one
@@ -156,10 +171,12 @@ class Pairing:
                     self.finished += 1
         return covered
 
-    def lost_responses(self, start: int, end: int, whole: bool = False) -> None:
+    def lost_responses(self, start: int, end: int, whole: bool = False, junk: bool = False) -> None:
         """The server's bytes [start, end) were lost (``whole``: from a
-        response's end, so at least one response began in them)."""
+        response's end, so at least one response began in them; ``junk``:
+        the rest of a message was skipped after them, up to ``end``)."""
         if end > start:
+            self.resp_junk = junk
             self.server_lost.append((start, end))
             if len(self.server_lost) > _RECENT:
                 del self.server_lost[0]
@@ -177,6 +194,30 @@ class Pairing:
         fresh = [s for s, new in self.server_whole.items() if new and s < msg.start_off] if self.server_whole else ()
         for s in fresh:
             self.server_whole[s] = False
+        if fresh and self.orphan_interim and (self.resp_junk or self._sent_after(self.orphan_from)):
+            # 1xx responses to a lost request, then server bytes lost from
+            # their end, and this response is not their request's: the rest
+            # of a message was skipped after the lost bytes, or the request
+            # waiting first was sent once the client had those 1xx.  Their
+            # final response began in the lost bytes: it takes its number
+            # (no record: neither its request nor its final response was
+            # seen), and its 1xx are not this response's.
+            self.orphan_interim = []
+            self.finished += 1
+            del self.server_whole[fresh[0]]  # counted: not again by _split_plan
+            fresh = fresh[1:]
+        if fresh and self.resp_junk and self.pending:
+            first = self.pending[0]
+            if first.__class__ is Transaction and first.response is None:
+                # Server bytes lost from a response's end, the rest of a
+                # message skipped after them, and a request waits first:
+                # its answer began in those bytes (a final one, with a body
+                # or a head longer than the loss), so this is not it.
+                self.pending.pop(0)
+                first.anomalies.add("response_missing")
+                self.finish(first, "gap")
+                del self.server_whole[fresh[0]]  # counted: not again by _split_plan
+                fresh = fresh[1:]
         self._retire_answered_in_lost(msg)
         if self.held or self.server_lost or self.lost_count:
             self._settle_before(msg)
@@ -223,11 +264,15 @@ class Pairing:
             # Responses began in server bytes lost just before this one, and
             # no known request waits for them: each answered a request in
             # the lost client bytes (no record: neither head was seen, but
-            # each takes its number in trans_depth).
-            self.finished += len(fresh)
-            lost.answered += len(fresh)
+            # each takes its number in trans_depth).  Not the last, when
+            # the lost requests went on with the rest of a body and nothing
+            # was skipped between the lost server bytes and this response:
+            # those bytes may be this response's own 100 Continue.
+            n = len(fresh) - (1 if fresh and lost.junk and not self.resp_junk else 0)
+            self.finished += n
+            lost.answered += n
             for s in fresh:
-                del self.server_whole[s]  # counted: not again by _split_plan
+                del self.server_whole[s]  # counted (or not to be): not by _split_plan
         return txn, False
 
     def response_done(self, txn: Transaction, why: str = "complete") -> None:
@@ -259,9 +304,13 @@ class Pairing:
         msg = txn.response
         txn.response = None
         item = (msg.status, msg.reason)
+        if msg.end_off is not None:
+            self.interim_end = msg.end_off
         if txn.request is not None:
             txn.interim.append(item)
         else:
+            if not self.orphan_interim:
+                self.orphan_from = msg.start_off
             self.orphan_interim.append(item)
 
     def abandon_response(self, txn: Transaction) -> None:
@@ -335,6 +384,14 @@ class Pairing:
             self.orphan_interim = []
         return txn
 
+    def _sent_after(self, offset: int) -> bool:
+        """Was the first request waiting for a response sent once the client
+        had the server's bytes past ``offset``?"""
+        for e in self.pending:
+            if e.__class__ is Transaction and e.response is None:
+                return e.request.ack is not None and e.request.ack > offset
+        return False
+
     def _known(self) -> int:
         return len(self.pending) - self.lost_count
 
@@ -368,7 +425,8 @@ class Pairing:
             return ack_of_resp >= req.start_off
         if earlier is not None and earlier >= ack:
             return False
-        return any(end == ack and start in self.resp_ends for start, end in self.server_lost)
+        # (A 1xx response's end is a message's end too.)
+        return any(end == ack and (start in self.resp_ends or start == self.interim_end) for start, end in self.server_lost)
 
     def _earlier_ack(self, upto: int) -> int | None:
         acks = [e.request.ack for e in self.pending[:upto] if e.__class__ is Transaction]

@@ -114,7 +114,7 @@ class MessageReader:
     __slots__ = (
         "is_request", "listener", "state", "buf", "buf_charged", "left", "msg", "pos", "now", "ack",
         "max_header_bytes", "max_header_count", "max_uri_bytes", "meter", "bodies",
-        "head_start", "head_ts", "head_ack", "line_end", "scan", "lost_from", "lost_clean", "junk_from", "good", "v1", "seen", "verdict",
+        "head_start", "head_ts", "head_ack", "line_end", "scan", "lost_from", "lost_clean", "junk_from", "gap_end", "good", "v1", "seen", "verdict",
         "peek_kind", "peek_left", "cr", "filling", "midstream", "held_bytes_dropped", "given",
     )
 
@@ -151,6 +151,7 @@ class MessageReader:
         # Whether the lost stretch began between messages (see pairing.Lost.whole).
         self.lost_clean = False
         self.junk_from: int | None = None
+        self.gap_end = -1  # where the last lost bytes ended
         self.good = 0  # start lines parsed
         self.v1 = False  # an HTTP/1.x start line was parsed (not only HTTP/0.9 guesses)
         self.seen = 0  # bytes fed
@@ -223,7 +224,7 @@ class MessageReader:
         inside a body of known length they count as missed bytes and framing
         goes on; anywhere else the message ends and parsing resynchronises)."""
         base = self.pos
-        self.pos = base + n
+        self.pos = self.gap_end = base + n
         while n > 0:
             st = self.state
             msg = self.msg
@@ -1213,11 +1214,17 @@ class MessageReader:
                 # Lost from a message's end, with more than blank lines
                 # up to the next start line: at least one message began in
                 # the lost bytes (the rest of it was skipped).
-                self.listener.lost(self, start, at, self.lost_clean and at - start > _BLANK_LINES)
+                self.listener.lost(self, start, at, self.lost_clean and at - start > _BLANK_LINES,
+                                   at - self.gap_end > _BLANK_LINES)
         elif self.junk_from is not None:
             n, self.junk_from = at - self.junk_from, None
             if n > 0:
                 self.listener.junk(self, n, True)
+
+    def skipping_after_gap(self) -> bool:
+        """Is the reader skipping the rest of a message cut by lost bytes
+        (more than blank lines since them, no start line yet)?"""
+        return self.state is RESYNC and self.lost_from is not None and self.pos - self.gap_end > _BLANK_LINES
 
     def _find_start(self, b, s: int) -> int:
         """Index of the first start line in b[s:], or -1."""

@@ -224,10 +224,12 @@ class HttpSession:
         msg = reader.msg
         txn = msg.txn if msg is not None else None
         if txn is None and not from_client:
-            if self._to_unanswered(names):
-                return
             if "tcp_gap" in names:
+                # Which waiting request the lost bytes may answer is known
+                # once the reader finds where they end (lost()).
                 self.resp_lost_names = self.resp_lost_names.union(names)
+                return
+            if self._to_unanswered(names):
                 return
         if txn is not None:
             txn.anomalies.update(names)
@@ -243,19 +245,40 @@ class HttpSession:
         """Anomalies for the next transaction of that direction."""
         self.carry[side] = self.carry[side].union(names)
 
-    def _to_unanswered(self, names) -> bool:
+    def _to_unanswered(self, names, before: int | None = None) -> bool:
         """Server bytes answer the queue in order: put ``names`` on the first
         request without a response, or on a lost stretch of requests none
-        of whose answers came yet (its responses carry its anomalies)."""
-        for e in self.pairing.pending:
+        of whose answers came yet (its responses carry its anomalies).
+        ``before``: the server bytes concerned end there; a request sent
+        once the client had them all (its ack) is answered after them."""
+        pending = self.pairing.pending
+        for i, e in enumerate(pending):
             if e.__class__ is Transaction:
                 if e.response is None:
+                    if before is not None and e.request.ack is not None and e.request.ack >= before:
+                        return False
                     e.anomalies.update(names)
+                    if before is not None:
+                        self._to_continues(pending[i + 1:], names, before)
                     return True
             elif not e.answered:
                 e.anomalies.update(names)
                 return True
         return False
+
+    @staticmethod
+    def _to_continues(waiting, names, before: int) -> None:
+        """Requests queued behind the one the lost server bytes answer,
+        sent before those bytes all came, that asked for a 100 Continue:
+        theirs may have been lost in them too."""
+        for e in waiting:
+            if e.__class__ is not Transaction or e.response is not None:
+                continue
+            q = e.request
+            if q.ack is not None and q.ack >= before:
+                return
+            if "100-continue" in q.headers.get("expect", "").lower():
+                e.anomalies.update(names)
 
     def note_at(self, from_client: bool, offset: int, names) -> None:
         """Put anomalies on the transaction whose message of that direction
@@ -301,6 +324,10 @@ class HttpSession:
                 reader.msg.txn.anomalies.add(reason)
         self.end(True, now, why)
         self.end(False, now, why)
+        if self.resp_lost_names:
+            # Server bytes lost up to the end: the first request waiting.
+            names, self.resp_lost_names = self.resp_lost_names, _NO_NAMES
+            self._to_unanswered(names)
         if self.connect_txn is not None:
             txn, self.connect_txn = self.connect_txn, None
             self.pairing.finish(txn, "complete")
@@ -411,6 +438,8 @@ class HttpSession:
             txn = self.pairing.request(msg)
         else:
             self.req.finish_09()
+            if self.req.lost_from is not None and self.req.skipping_after_gap():
+                self.pairing.lost_junk()  # the lost requests' stretch goes on with the rest of a body
             txn, _certain = self.pairing.response(msg)
         carry = self.carry[side]
         if carry:
@@ -529,18 +558,25 @@ class HttpSession:
             self._to(Event.DECLINED)
             self.req.release()
 
-    def lost(self, reader: MessageReader, start: int, end: int, whole: bool = False) -> None:
+    def lost(self, reader: MessageReader, start: int, end: int, whole: bool = False, junk: bool = False) -> None:
+        """Bytes [start, end) of ``reader``'s direction were lost (``whole``:
+        from a message's end; ``junk``: the rest of a message was skipped
+        after them, up to ``end``)."""
         if reader.is_request:
             names, self.lost_names = self.lost_names, _NO_NAMES
-            self.pairing.lost_requests(start, end, names, whole)
+            self.pairing.lost_requests(start, end, names, whole, junk)
         else:
-            self.pairing.lost_responses(start, end, whole)
+            self.pairing.lost_responses(start, end, whole, junk)
             names, self.resp_lost_names = self.resp_lost_names, _NO_NAMES
-            # Lost from a message's end to the next status line: whole
-            # responses were lost, answering what waits first; else the
-            # next response lost its start.
-            if names and not (whole and self._to_unanswered(names)):
-                self._carry(1, names)
+            if names:
+                if whole:
+                    # Lost from a message's end to the next status line:
+                    # whole responses were lost, answering what waits first
+                    # among the requests sent before those bytes all came
+                    # (none: they answered requests lost too, no record).
+                    self._to_unanswered(names, end)
+                elif not self._to_unanswered(names):
+                    self._carry(1, names)  # the next response lost its start
 
     def junk(self, reader: MessageReader, n: int, resumed: bool) -> None:
         side = 0 if reader.is_request else 1

@@ -45,6 +45,15 @@ def packet_holding(original: list, conn, direction: int, offset: int) -> int:
     raise AssertionError(f"no packet holds offset {offset}")
 
 
+def only_packet_holding(original: list, conn, direction: int, offset: int) -> int | None:
+    """Like packet_holding, None when no packet or more than one (a retransmission) holds it."""
+    base = conn.base[direction]
+    held = [p.index for p in original if p.is_data and conn.key == (
+        (transform.ip_text(p.src), p.sport) if direction == transform.C2S else (transform.ip_text(p.dst), p.dport))
+        and (p.seq - base) % (1 << 32) <= offset < (p.seq - base) % (1 << 32) + p.payload_len]
+    return held[0] if len(held) == 1 else None
+
+
 def test_same_seed_same_bytes_other_seed_other_bytes(corpus, tmp_path):
     a = tmp_path / "a.pcap"
     b = tmp_path / "b.pcap"
@@ -310,6 +319,12 @@ def test_verifier_gives_a_record_the_identical_message_the_capture_still_has(cor
                       if same(c.exchanges[i], c.exchanges[j]))
     first, second = conn.exchanges[i], conn.exchanges[j]
     drop = (packet_holding(original, conn, transform.S2C, first.resp[0]), packet_holding(original, conn, transform.C2S, second.req[0]))
+    answer_then_request_lost(corpus, tmp_path, conn, i, j, drop)
+
+
+def answer_then_request_lost(corpus, tmp_path, conn, i: int, j: int, drop: tuple) -> None:
+    """With ``drop`` lost, records saying transaction i's answer and j's request
+    are missing: the verifier finds both damaged and flagged."""
     _, side = make(corpus, tmp_path, [], drop_packets=drop)
     port = conn.truth[0]["client_port"]
     records = ideal_records(corpus)
@@ -322,6 +337,83 @@ def test_verifier_gives_a_record_the_identical_message_the_capture_still_has(cor
     ours = {o.truth["trans_depth"]: o.category for o in v.outcomes if o.conn is conn and o.truth["trans_depth"] in
             (conn.truth[i]["trans_depth"], conn.truth[j]["trans_depth"])}
     assert {conn.truth[i]["trans_depth"]: "damaged_flagged", conn.truth[j]["trans_depth"]: "damaged_flagged"} == ours, v.summary()
+
+
+def test_verifier_gives_a_record_the_final_answer_the_capture_still_has(corpus, tmp_path):
+    """Two identical answers after a 100 Continue on one connection; the
+    first's final answer is lost (its 100 Continue captured), and the
+    second's request line too: the record holding the second final answer
+    alone is the second's.  (It was given to the first, whose bytes were not
+    all lost, and the second was called missing.)"""
+    original = frames_of(corpus.pcap)
+
+    def answer(ex):
+        return ex.status, ex.reason, ex.resp_body_len, ex.interim, damage._sig(dict(ex.resp_headers), damage.RESPONSE_ID_HEADERS)
+
+    def final(c, ex) -> int:  # the final answer's first byte: after the 100 Continue's head
+        return c.streams[transform.S2C].index(b"\r\n\r\n", ex.resp[0]) + 4
+
+    def fits(c, i, j) -> bool:
+        a, b = c.exchanges[i], c.exchanges[j]
+        ps = [only_packet_holding(original, c, transform.S2C, a.resp[0]), only_packet_holding(original, c, transform.S2C, final(c, a)),
+              only_packet_holding(original, c, transform.C2S, b.req[0])]
+        return a.interim == [100] and answer(a) == answer(b) and None not in ps and ps[0] != ps[1]
+
+    conn, i, j = next((c, i, j) for c in corpus.ref.conns for i in range(len(c.exchanges)) for j in range(i + 1, len(c.exchanges))
+                      if fits(c, i, j))
+    first, second = conn.exchanges[i], conn.exchanges[j]
+    drop = (only_packet_holding(original, conn, transform.S2C, final(conn, first)),
+            only_packet_holding(original, conn, transform.C2S, second.req[0]))
+    answer_then_request_lost(corpus, tmp_path, conn, i, j, drop)
+
+
+def test_verifier_counts_what_the_capture_still_shows_of_lost_request_lines(corpus, tmp_path):
+    """Two requests in a row lost, the first one's answer captured and the
+    second's lost from its first byte.  When the first answer was captured
+    whole, the lost server bytes began where a response ended: a logger can
+    count both, so a later record one lower is wrong.  When the first
+    answer's last segment was lost too, nothing shows a second exchange
+    (the lost client bytes held at least one request, and one answer came):
+    one lower is allowed ('uncounted').  (Before, only runs of whole
+    exchanges lost were counted, so the second case failed as well.)"""
+    original = frames_of(corpus.pcap)
+
+    def pkt(c, d, off) -> int | None:
+        return only_packet_holding(original, c, d, off)
+
+    def fits(c, i) -> bool:
+        a, b = c.exchanges[i], c.exchanges[i + 1]
+        ps = [pkt(c, transform.C2S, a.req[0]), pkt(c, transform.C2S, b.req[0]), pkt(c, transform.S2C, a.resp[0]),
+              pkt(c, transform.S2C, a.resp[1] - 1), pkt(c, transform.S2C, b.resp[0])]
+        return None not in ps and len(set(ps)) == 5
+
+    conn, i = next((c, i) for c in corpus.ref.conns if c.truth[0]["label"] == "keepalive" for i in range(1, len(c.exchanges) - 2)
+                   if fits(c, i))
+    a, b = conn.exchanges[i], conn.exchanges[i + 1]
+    port = conn.truth[0]["client_port"]
+    later = len(conn.exchanges) - i - 2
+
+    def check(tail_lost: bool):
+        drop = {pkt(conn, transform.C2S, a.req[0]), pkt(conn, transform.C2S, b.req[0]), pkt(conn, transform.S2C, b.resp[0])}
+        if tail_lost:
+            drop.add(pkt(conn, transform.S2C, a.resp[1] - 1))
+        _, side = make(corpus, tmp_path, [], drop_packets=sorted(drop))
+        out = []
+        for r in ideal_records(corpus):
+            if r["client"]["port"] == port:
+                if r["trans_depth"] == conn.truth[i]["trans_depth"]:
+                    r["request"], r["anomalies"] = None, ["request_missing", "tcp_gap"]
+                elif r["trans_depth"] == conn.truth[i + 1]["trans_depth"]:
+                    continue  # no request line, no status line: no record
+                elif r["trans_depth"] > conn.truth[i + 1]["trans_depth"]:
+                    r = dict(r, trans_depth=r["trans_depth"] - 1)
+            out.append(r)
+        return damage.check(corpus.ref, side, out)
+
+    v = check(tail_lost=True)
+    assert (False, True, later) == (v.ok, v.ok_unless_undecided, v.uncounted), v.summary()
+    v = check(tail_lost=False)
+    assert (False, False, 0) == (v.ok, v.ok_unless_undecided, v.uncounted), v.summary()
 
 
 def test_verifier_allows_undecided_windows_only_when_flagged(corpus, tmp_path):

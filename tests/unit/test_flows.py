@@ -903,6 +903,134 @@ def window_left_undecided_at_the_close_flags_its_requests_too():
     return s, {"tcp_gap": 2}
 
 
+
+UPLOAD = b"POST /up HTTP/1.1\r\nHost: example.test\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CREATED = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+
+
+def server_bytes_lost_before_a_request_was_sent_are_not_its_loss():
+    """/1's request is lost, its answer captured; /2 and its answer are lost
+    whole; /3 is sent once the client had all of that (its ack).  The lost
+    answer is /2's: /3 carries nothing of the loss and keeps number 3 (a
+    response began where /1's ended).  (The gap went on /3, the first request
+    without a response, when the loss was seen.)"""
+    s = Steps()
+    s.handshake()
+    s.c.client_data(request("/1"))  # never captured
+    s.at(0.01, *s.c.server_data(ANSWER))
+    s.at(0.011, s.c.client_ack())
+    s.c.client_data(request("/2"))  # never captured
+    s.c.server_data(ANSWER)  # never captured
+    s.exchange(0.1, "/3", [])
+    s.expire(10.2, out=[T(None, 200, 1, 0.01, ("request_missing", "tcp_gap")), T("GET /3", 200, 3, 0.1)])
+    return s, {"tcp_gap": 3}
+
+
+def lost_upload_head_and_its_100_continue_count_once():
+    """A POST with Expect: 100-continue: its head and the 100 Continue are
+    lost, its body and the 201 captured.  The lost server bytes may be that
+    201's own 100 Continue (the rest of a body follows the lost client
+    bytes): the 201 is number 1, not 2, and /2 is number 2."""
+    s = Steps()
+    s.handshake()
+    s.c.client_data(UPLOAD)  # never captured
+    s.c.server_data(CONTINUE)  # never captured
+    s.at(0.01, *s.c.client_data(b"u" * 1000))
+    s.at(0.02, *s.c.server_data(CREATED))
+    s.at(0.021, s.c.client_ack())
+    s.exchange(0.1, "/2", [])
+    s.expire(10.2, out=[T(None, 201, 1, 0.02, ("request_missing", "tcp_gap")), T("GET /2", 200, 2, 0.1)])
+    return s, {"tcp_gap": 2}
+
+
+def a_100_continue_whose_final_answer_was_lost_is_not_the_next_answers():
+    """A POST with Expect: 100-continue whose head is lost; its 100 Continue
+    is captured, its 201 lost; then /2.  The 100 Continue came before /2 was
+    sent: it is not /2's answer's, and the POST still takes number 1 (no
+    record: neither its request line nor its final answer was seen)."""
+    s = Steps()
+    s.handshake()
+    s.c.client_data(UPLOAD)  # never captured
+    s.at(0.01, *s.c.server_data(CONTINUE))
+    s.at(0.011, *s.c.client_data(b"u" * 1000))
+    s.c.server_data(CREATED)  # never captured
+    s.exchange(0.1, "/2", [])
+    s.expire(10.2, out=[T("GET /2", 200, 2, 0.1)])
+    return s, {"tcp_gap": 2}
+
+
+def a_100_continue_lost_with_the_answer_before_it_is_flagged():
+    """/2's answer and the 100 Continue of the POST sent after it are lost
+    together; the POST's body and its 201 are captured.  /2 has no answer,
+    and the POST's record says bytes of its exchange were lost."""
+    s = Steps()
+    s.handshake()
+    s.exchange(0.01, "/1", [T("GET /1", 200, 1, 0.01)])
+    s.at(0.1, *s.c.client_data(request("/2")))
+    s.c.server_data(ANSWER)  # never captured
+    s.at(0.2, *s.c.client_data(UPLOAD))
+    s.c.server_data(CONTINUE)  # never captured
+    s.at(0.21, *s.c.client_data(b"u" * 1000))
+    s.at(0.22, *s.c.server_data(CREATED))
+    s.at(0.221, s.c.client_ack())
+    s.exchange(0.3, "/4", [])
+    s.expire(10.3, out=[
+        T("GET /2", None, 2, 0.1, ("response_missing", "tcp_gap"), "gap"),
+        T("POST /up", 201, 3, 0.2, ("tcp_gap",)),
+        T("GET /4", 200, 4, 0.3),
+    ])
+    return s, {"tcp_gap": 2}
+
+
+def _cut_answer_then_cut_upload(s: Steps, now: float) -> None:
+    """At ``now`` the last two segments of a 3,000-byte answer (its first is
+    lost), then a POST without Expect whose head and first 100 body bytes are
+    lost: the rest of its body 10 ms later, its 201 10 ms after that."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + b"b" * 3000
+    s.at(now, *s.c.server_data(answer, [1000, 1000])[1:])
+    s.at(now + 0.001, s.c.client_ack())
+    s.c.client_data(b"POST /up HTTP/1.1\r\nHost: example.test\r\nContent-Length: 1000\r\n\r\n" + b"u" * 100)  # never captured
+    s.at(now + 0.01, *s.c.client_data(b"u" * 900))
+    s.at(now + 0.02, *s.c.server_data(CREATED))
+    s.at(now + 0.021, s.c.client_ack())
+
+
+def an_answer_cut_by_loss_before_an_upload_still_takes_its_number():
+    """/1's request and the first segment of its 3,000-byte answer are lost
+    (the rest of it is skipped); so are the head and first bytes of the POST
+    /2 after it (the rest of its body is skipped), without Expect.  The
+    skipped bytes show an answer began in the lost ones: the 201 is number 2."""
+    s = Steps()
+    s.handshake()
+    s.c.client_data(request("/1"))  # never captured
+    _cut_answer_then_cut_upload(s, 0.01)
+    s.exchange(0.1, "/3", [])
+    s.expire(10.2, out=[T(None, 201, 2, 0.03, ("request_missing", "tcp_gap")), T("GET /3", 200, 3, 0.1)])
+    return s, {"tcp_gap": 3}
+
+
+def an_answer_begun_in_lost_bytes_is_not_the_next_one():
+    """/1 is captured, the first segment of its 3,000-byte answer lost (the
+    rest is skipped); the head of the POST /2 after it is lost (the rest of
+    its body skipped), its 201 captured; /3 and its answer are lost whole,
+    /4 captured.  An answer began where the lost server bytes began, with
+    the rest of a message after them: /1's.  So /1 has no answer, the 201 is
+    a lost request's (number 2), and /4 is 4.  (The 201 was held undecided
+    between /1 and the lost request, and written unpaired after /4, which
+    was numbered 3.)"""
+    s = Steps()
+    s.handshake()
+    s.at(0.01, *s.c.client_data(request("/1")))
+    _cut_answer_then_cut_upload(s, 0.02)
+    s.c.client_data(request("/3"))  # never captured
+    s.c.server_data(ANSWER)  # never captured
+    s.exchange(0.1, "/4", [])
+    s.expire(10.2, out=[T("GET /1", None, 1, 0.01, ("response_missing", "tcp_gap"), "gap"),
+                        T(None, 201, 2, 0.04, ("request_missing", "tcp_gap")), T("GET /4", 200, 4, 0.1)])
+    return s, {"tcp_gap": 4}
+
+
 # ------------------------------------------------------------------- the table
 
 CASES = [
@@ -965,6 +1093,12 @@ CASES = [
     Case(a_wait_stopped_by_bytes_held_opposite_does_not_deliver_early),
     Case(pipelined_answers_before_a_lost_batch_are_paired_by_their_acks),
     Case(window_left_undecided_at_the_close_flags_its_requests_too),
+    Case(server_bytes_lost_before_a_request_was_sent_are_not_its_loss),
+    Case(lost_upload_head_and_its_100_continue_count_once),
+    Case(a_100_continue_whose_final_answer_was_lost_is_not_the_next_answers),
+    Case(a_100_continue_lost_with_the_answer_before_it_is_flagged),
+    Case(an_answer_cut_by_loss_before_an_upload_still_takes_its_number),
+    Case(an_answer_begun_in_lost_bytes_is_not_the_next_one),
 ]
 
 
@@ -1200,6 +1334,18 @@ def test_split_plan_does_not_count_a_lost_stretch_that_may_be_a_100_continue(exp
     p.lost_responses(600, 625, whole=True)
     plan = p._split_plan([put], lost, [answer], [(600, 625)])
     assert ([(put, None), (None, answer)] if expect is None else None) == plan
+
+
+
+def test_a_100_continue_of_an_exchange_lost_is_on_no_other_answer():
+    """a_100_continue_whose_final_answer_was_lost_is_not_the_next_answers:
+    /2's record carries no 1xx (the 100 Continue was written on it)."""
+    s, _counts = a_100_continue_whose_final_answer_was_lost_is_not_the_next_answers()
+    table = FlowTable(Settings())
+    done = []
+    for op, _expected in s.steps:
+        done += table.feed(op.seg, op.now) if isinstance(op, Feed) else table.expire(op.now)
+    assert [("/2", 200, [])] == [(t.request.uri, t.response.status, t.interim) for _conn, t in done]
 
 
 # ------------------------------------------------ memory: nothing left behind
