@@ -206,13 +206,15 @@ class Pairing:
             self.finished += 1
             del self.server_whole[fresh[0]]  # counted: not again by _split_plan
             fresh = fresh[1:]
-        if fresh and self.resp_junk and self.pending:
+        if fresh and self.pending and not self.held:
             first = self.pending[0]
-            if first.__class__ is Transaction and first.response is None:
-                # Server bytes lost from a response's end, the rest of a
-                # message skipped after them, and a request waits first:
-                # its answer began in those bytes (a final one, with a body
-                # or a head longer than the loss), so this is not it.
+            if first.__class__ is Transaction and first.response is None and (
+                    self.resp_junk or "100-continue" not in first.request.headers.get("expect", "").lower()):
+                # Server bytes lost from a response's end, and a request
+                # waits first, no answer held undecided: its answer began
+                # in those bytes (a final one: the rest of a message was
+                # skipped after them, or it asked for no 100 Continue), so
+                # this is not it.
                 self.pending.pop(0)
                 first.anomalies.add("response_missing")
                 self.finish(first, "gap")

@@ -250,13 +250,19 @@ class HttpSession:
         request without a response, or on a lost stretch of requests none
         of whose answers came yet (its responses carry its anomalies).
         ``before``: the server bytes concerned end there; a request sent
-        once the client had them all (its ack) is answered after them."""
+        once the client had them all (its ack) is answered after them.
+        Answers held undecided answer the first requests waiting, or their
+        requests were lost (which those will say): those are passed."""
         pending = self.pairing.pending
+        held = len(self.pairing.held)
         for i, e in enumerate(pending):
             if e.__class__ is Transaction:
                 if e.response is None:
                     if before is not None and e.request.ack is not None and e.request.ack >= before:
                         return False
+                    if held:
+                        held -= 1
+                        continue
                     e.anomalies.update(names)
                     if before is not None:
                         self._to_continues(pending[i + 1:], names, before)

@@ -1031,6 +1031,68 @@ def an_answer_begun_in_lost_bytes_is_not_the_next_one():
     return s, {"tcp_gap": 4}
 
 
+
+def an_answer_lost_whole_is_the_first_waiting_requests():
+    """/1 is captured, its answer lost whole; /2's request is lost, its answer
+    captured; /3 and its answer are lost whole, /4 captured.  The lost server
+    bytes began where a response ended, while /1 (no Expect) waited first:
+    /1's answer began in them.  So /1 has no answer, the next one is a lost
+    request's (number 2), and /4 is 4.  (That answer was held undecided
+    between /1 and the lost request, and /4 numbered 3.)"""
+    s = Steps()
+    s.handshake()
+    s.at(0.01, *s.c.client_data(request("/1")))
+    s.c.server_data(ANSWER)  # never captured
+    s.c.client_data(request("/2"))  # never captured
+    s.at(0.02, *s.c.server_data(ANSWER))
+    s.at(0.021, s.c.client_ack())
+    s.c.client_data(request("/3"))  # never captured
+    s.c.server_data(ANSWER)  # never captured
+    s.exchange(0.1, "/4", [])
+    s.expire(10.2, out=[T("GET /1", None, 1, 0.01, ("response_missing", "tcp_gap"), "gap"),
+                        T(None, 200, 2, 0.02, ("request_missing", "tcp_gap")), T("GET /4", 200, 4, 0.1)])
+    return s, {"tcp_gap": 3}
+
+
+
+def an_answer_held_undecided_keeps_its_request_waiting():
+    """/1 /2 /3 pipelined and captured; the end of /1's answer and most of
+    /2's (a HEAD's) are lost, /3's captured: it may answer /2 or /3, so it is
+    held.  Then /4 /5 /6, pipelined, are lost, and the head of /4's answer;
+    /5's and /6's answers are captured, then /7.  While /3's answer is held,
+    the answer cut in the lost bytes is not taken for /3's: /3 keeps waiting,
+    and /7, a checkpoint, pairs /3 with its answer; the lost head is not
+    /3's loss either.  (/3 was written response_missing, its answer
+    unpaired; before that, the lost head's tcp_gap went on /3.)"""
+    s = Steps()
+    s.handshake()
+    s.at(0.01, *s.c.client_data(request("/1") + request("/2") + request("/3")))
+    a1 = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + b"a" * 3000
+    a2 = b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\n\r\n"  # to a HEAD
+    a3 = b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\n\r\n" + b"c" * 600
+    one, two, three, four = s.c.server_data(a1 + a2 + a3, [2000, len(a1) - 2000 + len(a2) - 10, 10])
+    s.at(0.02, one)
+    s.at(0.021, three, four)
+    s.at(0.022, s.c.client_ack())
+    s.c.client_data(request("/4") + request("/5") + request("/6"))  # never captured
+    a4 = b"HTTP/1.1 200 OK\r\nContent-Length: 3000\r\n\r\n" + b"d" * 3000
+    (_lost, *rest) = s.c.server_data(a4, [1000])
+    s.at(0.03, *rest)
+    s.at(0.031, *s.c.server_data(ANSWER))
+    s.at(0.032, *s.c.server_data(ANSWER))
+    s.at(0.033, s.c.client_ack())
+    s.exchange(0.1, "/7", [])
+    s.expire(10.2, out=[  # the lost bytes' wait given up
+        T("GET /1", 200, 1, 0.01, ("body_gap", "tcp_gap")),
+        T("GET /2", None, 2, 0.01, ("response_missing",), "gap"),
+        T("GET /3", 200, 3, 0.01),
+        T(None, 200, 5, 0.031, ("request_missing", "tcp_gap")),
+        T(None, 200, 6, 0.032, ("request_missing", "tcp_gap")),
+        T("GET /7", 200, 7, 0.1),
+    ])
+    return s, {"tcp_gap": 3}
+
+
 # ------------------------------------------------------------------- the table
 
 CASES = [
@@ -1099,6 +1161,8 @@ CASES = [
     Case(a_100_continue_lost_with_the_answer_before_it_is_flagged),
     Case(an_answer_cut_by_loss_before_an_upload_still_takes_its_number),
     Case(an_answer_begun_in_lost_bytes_is_not_the_next_one),
+    Case(an_answer_lost_whole_is_the_first_waiting_requests),
+    Case(an_answer_held_undecided_keeps_its_request_waiting),
 ]
 
 
