@@ -903,7 +903,6 @@ def window_left_undecided_at_the_close_flags_its_requests_too():
     return s, {"tcp_gap": 2}
 
 
-
 UPLOAD = b"POST /up HTTP/1.1\r\nHost: example.test\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 CREATED = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
@@ -1023,13 +1022,17 @@ def an_answer_begun_in_lost_bytes_is_not_the_next_one():
     s.handshake()
     s.at(0.01, *s.c.client_data(request("/1")))
     _cut_answer_then_cut_upload(s, 0.02)
+    _third_lost_whole_then_fourth(s, T(None, 201, 2, 0.04, ("request_missing", "tcp_gap")))
+    return s, {"tcp_gap": 4}
+
+
+def _third_lost_whole_then_fourth(s: Steps, second: T) -> None:
+    """/3 and its answer lost whole, /4 captured; once the lost bytes' wait
+    is given up: /1 without its answer, ``second``, and /4 numbered 4."""
     s.c.client_data(request("/3"))  # never captured
     s.c.server_data(ANSWER)  # never captured
     s.exchange(0.1, "/4", [])
-    s.expire(10.2, out=[T("GET /1", None, 1, 0.01, ("response_missing", "tcp_gap"), "gap"),
-                        T(None, 201, 2, 0.04, ("request_missing", "tcp_gap")), T("GET /4", 200, 4, 0.1)])
-    return s, {"tcp_gap": 4}
-
+    s.expire(10.2, out=[T("GET /1", None, 1, 0.01, ("response_missing", "tcp_gap"), "gap"), second, T("GET /4", 200, 4, 0.1)])
 
 
 def an_answer_lost_whole_is_the_first_waiting_requests():
@@ -1046,13 +1049,8 @@ def an_answer_lost_whole_is_the_first_waiting_requests():
     s.c.client_data(request("/2"))  # never captured
     s.at(0.02, *s.c.server_data(ANSWER))
     s.at(0.021, s.c.client_ack())
-    s.c.client_data(request("/3"))  # never captured
-    s.c.server_data(ANSWER)  # never captured
-    s.exchange(0.1, "/4", [])
-    s.expire(10.2, out=[T("GET /1", None, 1, 0.01, ("response_missing", "tcp_gap"), "gap"),
-                        T(None, 200, 2, 0.02, ("request_missing", "tcp_gap")), T("GET /4", 200, 4, 0.1)])
+    _third_lost_whole_then_fourth(s, T(None, 200, 2, 0.02, ("request_missing", "tcp_gap")))
     return s, {"tcp_gap": 3}
-
 
 
 def an_answer_held_undecided_keeps_its_request_waiting():
@@ -1398,7 +1396,6 @@ def test_split_plan_does_not_count_a_lost_stretch_that_may_be_a_100_continue(exp
     p.lost_responses(600, 625, whole=True)
     plan = p._split_plan([put], lost, [answer], [(600, 625)])
     assert ([(put, None), (None, answer)] if expect is None else None) == plan
-
 
 
 def test_a_100_continue_of_an_exchange_lost_is_on_no_other_answer():
