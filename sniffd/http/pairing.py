@@ -53,6 +53,11 @@ from sniffd.http.message import Message, Transaction
 _RECENT = 64
 
 
+def expects_continue(req: Message) -> bool:
+    """Did the request ask for a 100 Continue (``Expect: 100-continue``)?"""
+    return "100-continue" in str((req.headers or {}).get("expect", "")).lower()
+
+
 class Lost:
     """Client bytes [start, end) lost where requests may have been, and the
     transport anomalies of that loss (for the responses to those requests).
@@ -209,7 +214,7 @@ class Pairing:
         if fresh and self.pending and not self.held:
             first = self.pending[0]
             if first.__class__ is Transaction and first.response is None and (
-                    self.resp_junk or "100-continue" not in first.request.headers.get("expect", "").lower()):
+                    self.resp_junk or not expects_continue(first.request)):
                 # Server bytes lost from a response's end, and a request
                 # waits first, no answer held undecided: its answer began
                 # in those bytes (a final one: the rest of a message was
@@ -583,7 +588,7 @@ class Pairing:
         first, later = held[:n], held[n:]
         if later and any(end > later[0].response.start_off for _start, end in sl):
             return None  # server bytes lost among the later responses
-        if sl and any("100-continue" in str((t.request.headers or {}).get("expect", "")).lower() for t in known):
+        if sl and any(expects_continue(t.request) for t in known):
             return None  # a stretch may have held only a 100 Continue
         edge = first[-1].response.start_off if first else -1
         among = [start for start, _end in sl if start < edge]

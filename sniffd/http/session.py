@@ -42,7 +42,7 @@ from sniffd.budget import Meter
 from sniffd.handover import SWITCH, Handover, Upgrade, unmark
 from sniffd.http import syntax
 from sniffd.http.message import Message, Transaction
-from sniffd.http.pairing import Pairing
+from sniffd.http.pairing import Pairing, expects_continue
 from sniffd.http.reader import GIVEN, HELD, OFF, PEEK, MessageReader
 from sniffd.http.syntax import CLOSE, LENGTH, NONE
 
@@ -283,7 +283,7 @@ class HttpSession:
             q = e.request
             if q.ack is not None and q.ack >= before:
                 return
-            if "100-continue" in q.headers.get("expect", "").lower():
+            if expects_continue(q):
                 e.anomalies.update(names)
 
     def note_at(self, from_client: bool, offset: int, names) -> None:
