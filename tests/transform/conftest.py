@@ -76,6 +76,20 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     return Corpus(out / "corpus.pcap", truth, json.loads((out / "corpus.json").read_text()), ref)
 
 
+@pytest.fixture(scope="session")
+def segment_spans(corpus: Corpus) -> dict[tuple[int, int], list[tuple[int, int, int]]]:
+    """The corpus's data packets by connection and direction: ``(id(conn), direction) ->
+    [(stream start, stream end, input index)]``, in stream order."""
+    spans: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for index, (conn, p) in corpus.ref.by_index.items():
+        if p.is_data:
+            off = (p.seq - conn.base[p.direction]) % (1 << 32)
+            spans.setdefault((id(conn), p.direction), []).append((off, off + p.payload_len, index))
+    for items in spans.values():
+        items.sort()
+    return spans
+
+
 @dataclass
 class CopyRun:
     pcap: Path

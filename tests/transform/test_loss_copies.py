@@ -50,7 +50,7 @@ PATTERNS = [k for k in range(1, 16)]
 
 
 @pytest.mark.parametrize("pattern", PATTERNS, ids=["+".join(n for b, n in enumerate(STARTS) if k >> b & 1) for k in PATTERNS])
-def test_losing_the_starts_of_two_transactions_in_a_row_meets_the_same_targets(read_copy, corpus, pattern):
+def test_losing_the_starts_of_two_transactions_in_a_row_meets_the_same_targets(read_copy, corpus, segment_spans, pattern):
     """On every connection at once, at its 1st, 2nd or 3rd transaction (by its order in the
     capture), the segments holding the first byte of the chosen messages are lost.  Where
     requests and answers go missing together, what may be counted, what may be paired and
@@ -58,18 +58,11 @@ def test_losing_the_starts_of_two_transactions_in_a_row_meets_the_same_targets(r
     (requests lost with the rest of a body, 100 Continue, answers lost whole), where
     sweeps of seeded loss found sniffd wrong.  A segment a retransmission also carries
     is not dropped (that loses nothing); such a connection is left whole."""
-    ref = corpus.ref
-    spans: dict[tuple, list[tuple[int, int, int]]] = {}  # (conn, direction) -> [(start, end, input index)]
-    for index, (conn, p) in ref.by_index.items():
-        if p.is_data:
-            off = (p.seq - conn.base[p.direction]) % (1 << 32)
-            spans.setdefault((id(conn), p.direction), []).append((off, off + p.payload_len, index))
-
     def holders(c, direction: int, offset: int) -> list[int]:
-        return [index for s, e, index in spans.get((id(c), direction), ()) if s <= offset < e]
+        return [index for s, e, index in segment_spans.get((id(c), direction), ()) if s <= offset < e]
 
     drop = []
-    for n, c in enumerate(ref.conns):
+    for n, c in enumerate(corpus.ref.conns):
         if len(c.exchanges) < 2:
             continue
         i = n % min(3, len(c.exchanges) - 1)

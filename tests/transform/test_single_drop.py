@@ -37,21 +37,15 @@ def _within(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 
 @pytest.fixture(scope="session")
-def packets_by_role(corpus) -> dict[str, list[int]]:
+def packets_by_role(corpus, segment_spans) -> dict[str, list[int]]:
     """Input packet indexes of the corpus's data packets, by what their bytes are."""
-    ref = corpus.ref
-    truth_conns = {id(c) for c in ref.conns}
-    spans: dict[tuple, list[tuple[int, int, int]]] = {}  # (conn, direction) -> [(start, end, index)]
-    for index, (conn, p) in ref.by_index.items():
-        if p.is_data and id(conn) in truth_conns:
-            off = (p.seq - conn.base[p.direction]) % (1 << 32)
-            spans.setdefault((id(conn), p.direction), []).append((off, off + p.payload_len, index))
-    conns = {id(c): c for c in ref.conns}
+    conns = {id(c): c for c in corpus.ref.conns}
     roles: dict[str, list[int]] = {r: [] for r in ROLES}
-    for (cid, direction), items in spans.items():
-        c = conns[cid]
+    for (cid, direction), items in segment_spans.items():
+        c = conns.get(cid)
+        if c is None:
+            continue
         stream = c.streams[direction]
-        items.sort()
         last_end = max(e for _, e, _ in items)
         for s, e, index in items:
             span = (s, e)

@@ -35,22 +35,28 @@ def make(corpus, tmp_path: Path, transforms: list[str], seed: int = 1, **params)
     return frames_of(out), side
 
 
-def packet_holding(original: list, conn, direction: int, offset: int) -> int:
-    """The input index of the data packet of ``conn`` that holds stream ``offset`` of ``direction``."""
+def packets_holding(original: list, conn, direction: int, offset: int) -> list[int]:
+    """The input indexes of the data packets of ``conn`` that hold stream ``offset`` of ``direction``."""
     base = conn.base[direction]
+    held = []
     for p in original:  # conn.key is the client's address and port
         end = (transform.ip_text(p.src), p.sport) if direction == transform.C2S else (transform.ip_text(p.dst), p.dport)
         if p.is_data and end == conn.key and (p.seq - base) % (1 << 32) <= offset < (p.seq - base) % (1 << 32) + p.payload_len:
-            return p.index
-    raise AssertionError(f"no packet holds offset {offset}")
+            held.append(p.index)
+    return held
+
+
+def packet_holding(original: list, conn, direction: int, offset: int) -> int:
+    """The input index of the (first) data packet of ``conn`` that holds stream ``offset`` of ``direction``."""
+    held = packets_holding(original, conn, direction, offset)
+    if not held:
+        raise AssertionError(f"no packet holds offset {offset}")
+    return held[0]
 
 
 def only_packet_holding(original: list, conn, direction: int, offset: int) -> int | None:
     """Like packet_holding, None when no packet or more than one (a retransmission) holds it."""
-    base = conn.base[direction]
-    held = [p.index for p in original if p.is_data and conn.key == (
-        (transform.ip_text(p.src), p.sport) if direction == transform.C2S else (transform.ip_text(p.dst), p.dport))
-        and (p.seq - base) % (1 << 32) <= offset < (p.seq - base) % (1 << 32) + p.payload_len]
+    held = packets_holding(original, conn, direction, offset)
     return held[0] if len(held) == 1 else None
 
 
